@@ -1,0 +1,1 @@
+"""bitstream (see ../shared/DESIGN.md); not built yet."""

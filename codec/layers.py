@@ -1,0 +1,160 @@
+"""Building blocks of the causal 3D CNN tokenizer.
+
+Tensors are laid out (B, C, T, H, W). Every layer here is causal in time:
+output frame t depends on input frames <= t only. That is what lets the first
+frame be encoded on its own (an image is a 1-frame video) and what lets the
+streaming encoder run frame by frame with a cache.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _triple(v: int | tuple[int, int, int]) -> tuple[int, int, int]:
+    return (v, v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
+
+
+class CausalConv3d(nn.Module):
+    """3D convolution padded k_t - 1 frames before and none after.
+
+    The temporal padding repeats the first frame, so a still image behaves
+    like a static video. Spatial padding replicates the border (MAGVIT-v2
+    replaces zero padding, which leaks a dark frame into every tile edge).
+    With kernel 3 and temporal stride 2, 1 + 2m frames become 1 + m.
+    """
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int | tuple[int, int, int] = 3,
+        stride: int | tuple[int, int, int] = 1,
+    ) -> None:
+        super().__init__()
+        kt, kh, kw = _triple(kernel)
+        self.pad = ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2, kt - 1, 0)
+        self.conv = nn.Conv3d(cin, cout, (kt, kh, kw), stride=_triple(stride))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(self.pad):
+            x = F.pad(x, self.pad, mode="replicate")
+        return self.conv(x)
+
+
+class FactorizedConv3d(nn.Sequential):
+    """A (1,3,3) spatial convolution followed by a (3,1,1) temporal one.
+
+    Same receptive field as a 3x3x3 convolution for 12/27 of its cost.
+    """
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(CausalConv3d(cin, cout, (1, 3, 3)), CausalConv3d(cout, cout, (3, 1, 1)))
+
+
+def conv3(cin: int, cout: int, factorized: bool) -> nn.Module:
+    return FactorizedConv3d(cin, cout) if factorized else CausalConv3d(cin, cout, 3)
+
+
+def frame_group_norm(x: torch.Tensor, groups: int, eps: float = 1e-6) -> torch.Tensor:
+    """Group norm with statistics per frame, never across time.
+
+    A group norm over (T, H, W) would let later frames change the
+    normalisation of earlier ones and break causality.
+    """
+    b, c, t, h, w = x.shape
+    y = x.transpose(1, 2).reshape(b * t, c, h, w)
+    y = F.group_norm(y, groups, eps=eps)
+    return y.reshape(b, t, c, h, w).transpose(1, 2)
+
+
+class FrameGroupNorm(nn.Module):
+    """Per-frame group norm with a learned per-channel affine."""
+
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        y = frame_group_norm(x, self.groups)
+        return y * self.weight.view(1, -1, 1, 1, 1) + self.bias.view(1, -1, 1, 1, 1)
+
+
+def upsample_latent(z: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
+    """Nearest upsampling of a latent to (T, H, W) that respects causality.
+
+    Latent frame 0 stands for video frame 0 alone and latent frame j >= 1 for
+    the r frames (j-1)*r + 1 .. j*r, so frame 0 is kept and the rest repeated.
+    """
+    t, h, w = size
+    tz, hz, wz = z.shape[-3:]
+    if t != tz:
+        r, rem = divmod(t - 1, max(tz - 1, 1))
+        if rem or tz == 1 and t != 1:
+            raise ValueError(f"cannot map {tz} latent frames onto {t} frames")
+        z = torch.cat([z[:, :, :1], z[:, :, 1:].repeat_interleave(r, dim=2)], dim=2)
+    if (h, w) != (hz, wz):
+        z = z.repeat_interleave(h // hz, dim=3).repeat_interleave(w // wz, dim=4)
+    return z
+
+
+class AdaptiveGroupNorm(nn.Module):
+    """Per-frame group norm whose scale and shift come from the quantised latent.
+
+    MAGVIT-v2 conditions every decoder resolution on the quantised latent this
+    way, so that the code is re-injected after each upsampling.
+    """
+
+    def __init__(self, channels: int, groups: int, cond_channels: int) -> None:
+        super().__init__()
+        self.groups = groups
+        self.to_scale_shift = nn.Conv3d(cond_channels, 2 * channels, 1)
+        # Start as a plain group norm with unit scale.
+        nn.init.zeros_(self.to_scale_shift.weight)
+        nn.init.zeros_(self.to_scale_shift.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        assert cond is not None, "AdaptiveGroupNorm needs the quantised latent"
+        scale, shift = self.to_scale_shift(upsample_latent(cond, x.shape[-3:])).chunk(2, dim=1)
+        return frame_group_norm(x, self.groups) * (1 + scale) + shift
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block: norm, SiLU, conv, norm, SiLU, conv.
+
+    With `cond_channels` set, both norms are adaptive (decoder blocks).
+    """
+
+    def __init__(
+        self, cin: int, cout: int, groups: int, factorized: bool, cond_channels: int | None = None
+    ) -> None:
+        super().__init__()
+
+        def norm(c: int) -> nn.Module:
+            return AdaptiveGroupNorm(c, groups, cond_channels) if cond_channels else FrameGroupNorm(c, groups)
+
+        self.norm1, self.conv1 = norm(cin), conv3(cin, cout, factorized)
+        self.norm2, self.conv2 = norm(cout), conv3(cout, cout, factorized)
+        self.skip = nn.Identity() if cin == cout else CausalConv3d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x, cond)))
+        h = self.conv2(F.silu(self.norm2(h, cond)))
+        return self.skip(x) + h
+
+
+def depth_to_space(x: torch.Tensor, t: int, s: int) -> torch.Tensor:
+    """(B, C*t*s*s, T, H, W) -> (B, C, T*t - (t-1), H*s, W*s).
+
+    The first latent frame stands for one frame only, so the t-1 frames it
+    would expand to before it are dropped (causal temporal upsampling).
+    """
+    b, c, tt, h, w = x.shape
+    c_out = c // (t * s * s)
+    x = x.reshape(b, c_out, t, s, s, tt, h, w)
+    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, c_out, tt * t, h * s, w * s)
+    return x[:, :, t - 1 :]

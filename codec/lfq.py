@@ -1,0 +1,135 @@
+"""Lookup-free quantisation (MAGVIT-v2, arXiv 2310.05737, section 3.1).
+
+The codebook is implicit: a K-channel latent z is quantised per channel to
+q(z) = sign(z) in {-1, +1}^K, and its token is the integer whose bit i is
+1{z_i > 0}. There is no embedding table to look up, so K can reach 18 bits
+(262,144 codes) at no cost. Training adds two terms:
+
+- a commitment loss ||z - sg(q(z))||^2 that keeps z near the corners, and
+- an entropy penalty E[H(q(z))] - gamma * H[E(q(z))]: each latent should be
+  confidently assigned (low per-sample entropy) while the batch as a whole
+  uses the codebook evenly (high codebook entropy).
+
+The soft assignment behind both entropies is softmax(-||z - c||^2 / tau)
+over codes c. Because ||c||^2 is the same for every code, it factorises into
+independent bits, so per-sample entropy is exact group by group; the
+codebook entropy is exact when all K bits form one group and, for large K,
+approximated by the sum of the entropies of sub-groups of bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import LFQConfig
+
+Tokens = TypeVar("Tokens", np.ndarray, torch.Tensor)
+
+
+def bits_to_indices(bits: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Token index sum_i 2^i * 1{bit_i} of a boolean (or 0/1) tensor along `dim`."""
+    k = bits.shape[dim]
+    shape = [1] * bits.dim()
+    shape[dim] = k
+    weights = (2 ** torch.arange(k, device=bits.device, dtype=torch.int64)).view(shape)
+    return (bits.to(torch.int64) * weights).sum(dim)
+
+
+def indices_to_bits(indices: torch.Tensor, bits: int, dim: int = 1) -> torch.Tensor:
+    """Inverse of bits_to_indices: a bool tensor with a new axis of size `bits` at `dim`."""
+    shifts = torch.arange(bits, device=indices.device, dtype=torch.int64)
+    out = (indices.to(torch.int64).unsqueeze(-1) >> shifts) & 1
+    return out.bool().movedim(-1, dim)
+
+
+def indices_to_codes(indices: torch.Tensor, bits: int, dim: int = 1) -> torch.Tensor:
+    """Tokens to their {-1, +1} code vectors (what the decoder consumes)."""
+    return indices_to_bits(indices, bits, dim).float() * 2 - 1
+
+
+def split_tokens(tokens: Tokens, bits: int) -> tuple[Tokens, Tokens]:
+    """Factorise K-bit tokens into two sub-tokens (MAGVIT-v2 token factorisation).
+
+    The low sub-token holds the first ceil(K/2) bits and the high one the
+    remaining floor(K/2), so a 2^18 vocabulary becomes two of 2^9 for the
+    generative models. Works on numpy arrays and torch tensors alike.
+    """
+    low_bits = (bits + 1) // 2
+    return tokens & ((1 << low_bits) - 1), tokens >> low_bits
+
+
+def merge_tokens(low: Tokens, high: Tokens, bits: int) -> Tokens:
+    """Inverse of split_tokens."""
+    return low | (high << ((bits + 1) // 2))
+
+
+def _group_code_matrix(g: int, device: torch.device) -> torch.Tensor:
+    """All 2^g codes of g bits as a (2^g, g) matrix of {-1, +1}, in index order."""
+    return indices_to_codes(torch.arange(2**g, device=device), g, dim=-1)
+
+
+def entropy_terms(z: torch.Tensor, temperature: float, group_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean per-sample entropy, codebook entropy) of the soft code assignment.
+
+    z: (N, K) latents. Bits are split into consecutive groups of at most
+    `group_bits`; both entropies are sums over groups (exact for per-sample
+    entropy, exact for codebook entropy when there is one group).
+    """
+    per_sample = z.new_zeros(())
+    codebook = z.new_zeros(())
+    for start in range(0, z.shape[1], group_bits):
+        zg = z[:, start : start + group_bits]
+        codes = _group_code_matrix(zg.shape[1], z.device).to(z.dtype)
+        # -||z - c||^2 / tau up to a per-row constant, which softmax ignores.
+        logits = 2 * zg @ codes.t() / temperature
+        logp = F.log_softmax(logits, dim=-1)
+        p = logp.exp()
+        per_sample = per_sample - (p * logp).sum(-1).mean()
+        avg = p.mean(0)
+        codebook = codebook - (avg * torch.log(avg.clamp_min(1e-12))).sum()
+    return per_sample, codebook
+
+
+@dataclass
+class LFQOutput:
+    """Quantised latent (straight-through), tokens, auxiliary loss and diagnostics."""
+
+    quantized: torch.Tensor  # (B, K, T, H, W), values +-1 forward, gradient of z backward
+    tokens: torch.Tensor  # (B, T, H, W) int64
+    loss: torch.Tensor  # commitment + entropy penalty, already weighted
+    commitment: torch.Tensor
+    per_sample_entropy: torch.Tensor
+    codebook_entropy: torch.Tensor
+
+
+class LFQ(nn.Module):
+    """Lookup-free quantiser over the channel axis of (B, K, T, H, W) latents."""
+
+    def __init__(self, config: LFQConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def forward(self, z: torch.Tensor, with_entropy: bool | None = None) -> LFQOutput:
+        cfg = self.config
+        if z.shape[1] != cfg.bits:
+            raise ValueError(f"LFQ expects {cfg.bits} channels, got {z.shape[1]}")
+        positive = z > 0
+        q = positive.to(z.dtype) * 2 - 1
+        quantized = z + (q - z).detach()  # straight-through estimator
+        tokens = bits_to_indices(positive, dim=1)
+        commitment = F.mse_loss(z, q.detach())
+        zero = z.new_zeros(())
+        per_sample, codebook = zero, zero
+        if self.training if with_entropy is None else with_entropy:
+            flat = z.movedim(1, -1).reshape(-1, cfg.bits)
+            per_sample, codebook = entropy_terms(flat, cfg.entropy_temperature, cfg.entropy_group_bits)
+        loss = cfg.commit_weight * commitment + cfg.entropy_weight * (
+            per_sample - cfg.codebook_entropy_gamma * codebook
+        )
+        return LFQOutput(quantized, tokens, loss, commitment, per_sample, codebook)

@@ -1,0 +1,1 @@
+"""generative (see ../shared/DESIGN.md); not built yet."""

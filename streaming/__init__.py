@@ -1,0 +1,1 @@
+"""streaming (see ../shared/DESIGN.md); not built yet."""

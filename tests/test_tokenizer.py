@@ -1,0 +1,148 @@
+"""The causal tokenizer: causality, images as 1-frame videos, sizes, configs, loading."""
+
+import pytest
+import torch
+
+from tokcodec.codec import Tokenizer, TokenizerConfig, LFQConfig, fingerprint, load_tokenizer, available_models
+from tokcodec.codec.config import PRESETS
+
+
+def tiny(temporal=4, spatial=8, patch=4, bits=10, channels=(16, 32, 32)):
+    torch.manual_seed(0)
+    cfg = TokenizerConfig(name="tiny", channels=channels, blocks_per_level=1, patch_size=patch,
+                          temporal_downsample=temporal, spatial_downsample=spatial, norm_groups=8,
+                          lfq=LFQConfig(bits=bits))
+    return Tokenizer(cfg).eval()
+
+
+def clip(t, h=32, w=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 3, t, h, w, generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("temporal,spatial", [(4, 8), (1, 8), (4, 16), (2, 8)])
+def test_later_frames_never_change_earlier_tokens(temporal, spatial):
+    model = tiny(temporal, spatial)
+    x = clip(17)
+    tokens = model.encode(x)
+    for n in (0, 4, 7, 12):
+        y = x.clone()
+        y[:, :, n + 1 :] = clip(16 - n, seed=n + 1)
+        changed = model.encode(y)
+        # Latent frame j sees frames up to j * temporal.
+        seen = n // temporal + 1
+        assert torch.equal(changed[:, :seen], tokens[:, :seen])
+        assert not torch.equal(changed, tokens)  # the change is visible somewhere
+
+
+@pytest.mark.parametrize("temporal", [1, 4])
+def test_image_is_a_one_frame_video(temporal):
+    model = tiny(temporal)
+    x = clip(17)
+    image_tokens = model.encode(x[:, :, :1])
+    assert image_tokens.shape == (1, 1, 4, 4)
+    for t in (5, 9, 17):
+        assert torch.equal(model.encode(x[:, :, :t])[:, :1], image_tokens)
+
+
+def test_odd_size_round_trip_with_default_config():
+    model = load_tokenizer()
+    x = clip(17, 100, 70)
+    tokens = model.encode(x)
+    assert tokens.shape == (1, 5, 13, 9) and tokens.dtype == torch.int64
+    assert tokens.min() >= 0 and tokens.max() < 2**18
+    video = model.decode(tokens, size=(17, 100, 70))
+    assert video.shape == x.shape
+    assert video.min() >= -1 and video.max() <= 1
+    assert model.decode(tokens).shape == (1, 3, 17, 104, 72)
+
+
+@pytest.mark.parametrize("t,expected", [(1, 1), (2, 2), (5, 2), (6, 3), (17, 5)])
+def test_frame_counts_are_padded_to_the_stride(t, expected):
+    model = tiny()
+    assert model.token_shape(t, 33, 20) == (expected, 5, 3)
+    tokens = model.encode(clip(t, 33, 20))
+    assert tokens.shape == (1, expected, 5, 3)
+    assert model.decode(tokens, size=(t, 33, 20)).shape == (1, 3, t, 33, 20)
+
+
+def test_batch_items_are_independent():
+    model = tiny()
+    a, b = clip(9, seed=1), clip(9, seed=2)
+    both = model.encode(torch.cat([a, b]))
+    assert torch.equal(both[:1], model.encode(a)) and torch.equal(both[1:], model.encode(b))
+
+
+def test_gradients_reach_the_encoder_through_the_quantiser():
+    model = tiny().train()
+    x = clip(5)
+    out = model(x)
+    assert out.reconstruction.shape == x.shape
+    ((out.reconstruction - x) ** 2).mean().add(out.lfq.loss).backward()
+    assert model.encoder.stem.weight.grad.abs().sum() > 0
+    assert model.decoder.conv_out.conv.weight.grad.abs().sum() > 0
+
+
+def test_temporal_downsampling_is_deferred_to_the_last_transitions():
+    assert PRESETS["magvit2-4x8x8-k18"].transition_strides() == [(2, 2), (2, 1)]
+    assert PRESETS["magvit2-1x8x8-k18"].transition_strides() == [(1, 2), (1, 1)]
+    assert PRESETS["magvit2-4x16x16-k18"].transition_strides() == [(2, 2), (2, 2)]
+    cfg = TokenizerConfig(channels=(16, 16, 32, 32), norm_groups=8, temporal_downsample=2)
+    assert cfg.transition_strides() == [(1, 2), (1, 1), (2, 1)]
+
+
+@pytest.mark.parametrize("bits", [10, 14, 18])
+def test_codebook_sizes(bits):
+    model = tiny(bits=bits)
+    tokens = model.encode(clip(5))
+    assert tokens.max() < 2**bits
+    model.decode(tokens)
+
+
+def test_config_validation_and_json_round_trip(tmp_path):
+    with pytest.raises(ValueError, match="power of two"):
+        TokenizerConfig(temporal_downsample=3)
+    with pytest.raises(ValueError, match="transitions"):
+        TokenizerConfig(channels=(64, 128), temporal_downsample=4)
+    with pytest.raises(ValueError, match="bits"):
+        LFQConfig(bits=0)
+    cfg = PRESETS["magvit2-4x16x16-k18"]
+    cfg.save(tmp_path / "c.json")
+    assert TokenizerConfig.load(tmp_path / "c.json") == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        TokenizerConfig.from_dict({"widths": [1]})
+
+
+def test_bad_inputs_are_rejected():
+    model = tiny()
+    with pytest.raises(ValueError, match="B, 3, T, H, W"):
+        model.encode(torch.zeros(3, 5, 32, 32))
+    with pytest.raises(ValueError, match="float"):
+        model.encode(torch.zeros(1, 3, 5, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="integers"):
+        model.decode(torch.full((1, 2, 4, 4), 2**10))
+    with pytest.raises(ValueError, match="larger"):
+        model.decode(torch.zeros(1, 2, 4, 4, dtype=torch.long), size=(9, 32, 32))
+
+
+def test_shipped_models_load_offline_and_deterministically():
+    names = {m.name for m in available_models()}
+    assert {"magvit2-4x8x8-k18", "magvit2-1x8x8-k18", "magvit2-4x16x16-k18"} <= names
+    a, b = load_tokenizer(), load_tokenizer("magvit2-4x8x8-k18")
+    assert fingerprint(a) == fingerprint(b)
+    assert fingerprint(a) != fingerprint(load_tokenizer("magvit2-1x8x8-k18"))
+    assert not a.training
+    with pytest.raises(ValueError, match="unknown model"):
+        load_tokenizer("nope")
+
+
+def test_save_and_load_round_trip(tmp_path, monkeypatch):
+    from tokcodec.codec import registry, save_tokenizer
+
+    model = tiny()
+    save_tokenizer(model, tmp_path)
+    monkeypatch.setattr(registry, "MODELS_DIR", tmp_path)
+    loaded = registry.load_tokenizer("tiny")
+    assert fingerprint(loaded) == fingerprint(model)
+    x = clip(5)
+    assert torch.equal(loaded.encode(x), model.encode(x))
