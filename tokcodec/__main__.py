@@ -1,0 +1,3 @@
+from tokcodec.cli import main
+
+main()

@@ -1,0 +1,112 @@
+"""The small public Python API that ties the parts together."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from tokcodec.codec import Tokenizer, load_tokenizer
+from tokcodec.codec.clips import frames_to_video, video_to_frames
+from tokcodec.codec.io import VideoWriter, probe, read_clips
+
+from .progress import Progress
+
+DEFAULT_CLIP_FRAMES = 17
+
+
+@dataclass
+class RoundTripReport:
+    """What a pixels -> tokens -> pixels round trip did."""
+
+    source: str
+    output: str
+    model: str
+    frames: int
+    width: int
+    height: int
+    fps: Fraction
+    clips: int
+    tokens: int  # number of tokens over all clips
+    token_grid: tuple[int, int, int]  # (T', H', W') of a full clip
+    bits_per_token: int
+    psnr_rgb: float  # over all frames, in dB
+    seconds: float
+
+    @property
+    def raw_bpp(self) -> float:
+        """Bits per pixel per frame if tokens were stored as plain K-bit codes."""
+        return self.tokens * self.bits_per_token / (self.frames * self.width * self.height)
+
+
+def check_output(path: str | os.PathLike, force: bool) -> None:
+    """Refuse to overwrite an existing file unless `force` (nothing the user had is lost)."""
+    if Path(path).exists() and not force:
+        raise FileExistsError(f"{path}: already exists (use --force to overwrite)")
+
+
+def reconstruct_file(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    model: Tokenizer | str | None = None,
+    clip_frames: int = DEFAULT_CLIP_FRAMES,
+    lossless: bool = False,
+    force: bool = False,
+    quiet: bool = True,
+) -> RoundTripReport:
+    """Encode a video to tokens and decode them back to an mp4, clip by clip.
+
+    Memory is bounded by one clip. The source's audio is copied through. The
+    output appears only when the whole video is done.
+    """
+    check_output(output, force)
+    tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
+    info = probe(source)
+    start = time.monotonic()
+    progress = Progress(info.frames, "round trip", quiet=quiet)
+    sq_err, frames, clips, tokens = 0.0, 0, 0, 0
+    grid = (0, 0, 0)
+    with VideoWriter(output, info.fps, info.width, info.height, lossless=lossless, audio_from=source) as writer:
+        for clip in read_clips(source, clip_frames, tokenizer.temporal_factor):
+            video = frames_to_video(clip.frames)
+            codes = tokenizer.encode(video)
+            decoded = video_to_frames(tokenizer.decode(codes, size=tuple(video.shape[-3:])))
+            for frame in decoded[: clip.valid]:
+                writer.write(frame)
+            diff = decoded[: clip.valid].astype(np.float64) - clip.frames[: clip.valid]
+            sq_err += float(np.square(diff).sum())
+            frames += clip.valid
+            clips += 1
+            tokens += codes.numel()
+            grid = max(grid, tuple(codes.shape[1:]))
+            progress.update(clip.valid)
+        if frames == 0:  # raised inside the block, so no empty output is left
+            raise ValueError(f"{source}: no frames could be decoded")
+    progress.close()
+    mse = sq_err / (frames * info.width * info.height * 3)
+    return RoundTripReport(
+        source=str(source),
+        output=str(output),
+        model=tokenizer.config.name,
+        frames=frames,
+        width=info.width,
+        height=info.height,
+        fps=info.fps,
+        clips=clips,
+        tokens=tokens,
+        token_grid=grid,
+        bits_per_token=tokenizer.config.bits,
+        psnr_rgb=psnr(mse),
+        seconds=time.monotonic() - start,
+    )
+
+
+def psnr(mse: float, peak: float = 255.0) -> float:
+    """Peak signal-to-noise ratio in dB of a mean squared error on 8-bit samples."""
+    return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
