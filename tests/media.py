@@ -75,3 +75,62 @@ def audio_seconds(path: Path) -> float:
 def audio_codec(path: Path) -> str:
     with av.open(str(path)) as c:
         return c.streams.audio[0].codec_context.name
+
+
+def make_tone_source(
+    path: Path,
+    seconds: float,
+    onset: float = 0.0,
+    codec: str = "aac",
+    video: bool = True,
+    fps: int = 25,
+    format: str | None = None,
+) -> None:
+    """Silence until ``onset`` seconds, then a 440 Hz tone, ``seconds`` long in all.
+
+    The onset makes audio offsets measurable (see :func:`onset_seconds`).
+    ``codec="vorbis"`` uses FFmpeg's experimental encoder (stereo only);
+    webm/ogg cannot hold H.264, so pass ``video=False`` for those.
+    """
+    rate = 48000
+    layout = "stereo" if codec == "vorbis" else "mono"
+    with av.open(str(path), "w", format=format) as out:
+        vs = None
+        if video:
+            vs = out.add_stream("libx264", rate=fps)
+            vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        aus = out.add_stream(codec, rate=rate, options={"strict": "-2"} if codec == "vorbis" else None)
+        aus.layout = layout
+        if codec.startswith("pcm"):
+            aus.format = "s16"
+        total = int(rate * seconds)
+        t = np.arange(total) / rate
+        samples = np.where(t >= onset, 0.3 * np.sin(2 * np.pi * 440 * t), 0.0).astype(np.float32)
+        channels = 2 if layout == "stereo" else 1
+        for start in range(0, total, 1024):
+            chunk = np.repeat(samples[None, start : start + 1024], channels, axis=0)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
+            frame.sample_rate, frame.pts = rate, start
+            out.mux(aus.encode(frame))
+        out.mux(aus.encode(None))
+        if vs is not None:
+            for f in smooth_frames(int(round(seconds * fps)), 48, 64):
+                out.mux(vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+            out.mux(vs.encode(None))
+
+
+def audio_samples(path: Path) -> tuple[np.ndarray, int]:
+    """The first audio stream decoded to mono float32 samples, and its sample rate."""
+    with av.open(str(path)) as c:
+        stream = c.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=stream.rate)
+        chunks = [f.to_ndarray()[0] for frame in c.decode(stream) for f in resampler.resample(frame)]
+        chunks += [f.to_ndarray()[0] for f in resampler.resample(None)]
+        return (np.concatenate(chunks) if chunks else np.zeros(0, np.float32)), stream.rate
+
+
+def onset_seconds(path: Path, threshold: float = 0.1) -> float:
+    """When the decoded audio first gets louder than ``threshold`` (inf if never)."""
+    samples, rate = audio_samples(path)
+    loud = np.flatnonzero(np.abs(samples) > threshold)
+    return float(loud[0]) / rate if loud.size else float("inf")

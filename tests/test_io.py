@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import os
 import struct
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,12 +16,27 @@ import av
 import numpy as np
 import pytest
 
-from media import audio_codec, audio_seconds, make_av_source, noise_frames, numbered_frames, sine_audio, smooth_frames
+from media import (
+    audio_codec,
+    audio_samples,
+    audio_seconds,
+    make_av_source,
+    make_tone_source,
+    noise_frames,
+    numbered_frames,
+    onset_seconds,
+    sine_audio,
+    smooth_frames,
+)
 from tokcodec.codec.io import (
+    AudioPacketData,
+    AudioStreamInfo,
     Clip,
     VideoError,
     VideoWriter,
+    audio_stream_info,
     clip_length,
+    iter_audio_packets,
     iter_frames,
     probe,
     read_clips,
@@ -221,6 +237,138 @@ def test_audio_from_a_missing_file_fails_cleanly(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+# ---------------------------------------------------------------- audio packets (.tok audio)
+
+
+def packets_of(path: Path) -> tuple[AudioStreamInfo, Iterator[AudioPacketData]]:
+    info = audio_stream_info(path)
+    assert info is not None
+    return info, iter_audio_packets(path)
+
+
+def test_audio_stream_info_and_packets_of_an_aac_source(tmp_path: Path) -> None:
+    source = tmp_path / "source.mp4"
+    make_av_source(source, n=20, fps=25)
+    info = audio_stream_info(source)
+    assert info == AudioStreamInfo("aac", 48000, "mono", Fraction(1, 48000), info.extradata)
+    assert isinstance(info.time_base, Fraction) and len(info.extradata) >= 2  # the AudioSpecificConfig
+
+    packets = list(iter_audio_packets(source))
+    assert all(isinstance(p, AudioPacketData) and p.data and p.duration > 0 for p in packets)
+    pts = [p.pts for p in packets]
+    assert pts == sorted(pts) and pts[0] <= 0  # the encoder's priming packet sits before 0
+    # Together they span the source's audio.
+    assert abs((packets[-1].pts + packets[-1].duration) / 48000 - audio_seconds(source)) < 0.03
+
+
+def test_audio_packets_round_trip_is_a_stream_copy(tmp_path: Path) -> None:
+    source = tmp_path / "source.mp4"
+    make_av_source(source, n=20, fps=25)
+    info, packets = packets_of(source)
+
+    pulled = 0
+
+    def counted() -> Iterator[AudioPacketData]:
+        nonlocal pulled
+        for packet in packets:
+            pulled += 1
+            yield packet
+
+    out = tmp_path / "out.mp4"
+    frames = smooth_frames(20, 48, 64)
+    with VideoWriter(out, 25, 64, 48, audio_packets=(info, counted())) as writer:
+        for i, frame in enumerate(frames):
+            writer.write(frame)
+            if i == 4:
+                # Pulled as the video advances: 0.2 s is 10 packets, plus the
+                # priming packet and the one held back for the next frame.
+                assert pulled <= 13
+    assert probe(out).has_audio and audio_codec(out) == "aac"
+    assert abs(audio_seconds(out) - audio_seconds(source)) <= 1024 / 48000
+
+    # The very same sound as taking it from the file.
+    via_file = tmp_path / "via_file.mp4"
+    write_video(via_file, frames, 25, audio_from=source)
+    np.testing.assert_array_equal(audio_samples(out)[0], audio_samples(via_file)[0])
+
+
+@pytest.mark.parametrize(
+    "codec, suffix, format, expected",
+    [
+        ("pcm_s16le", "wav", None, "aac"),  # unnamed "1 channels" layout
+        ("vorbis", "webm", "webm", "aac"),  # millisecond time base, header extradata
+        ("libopus", "webm", "webm", "opus"),  # plays in mp4: copied (needs its OpusHead extradata)
+    ],
+)
+def test_audio_packets_are_transcoded_when_mp4_cannot_take_them(
+    tmp_path: Path, codec: str, suffix: str, format: str | None, expected: str
+) -> None:
+    source = tmp_path / f"tone.{suffix}"
+    make_tone_source(source, 1.0, codec=codec, video=False, format=format)
+    info, packets = packets_of(source)
+    out = tmp_path / "out.mp4"
+    write_video(out, smooth_frames(25, 48, 64), 25, audio_packets=(info, packets))
+    assert audio_codec(out) == expected
+    assert abs(audio_seconds(out) - 1.0) < 0.03
+
+
+def test_audio_packets_of_a_silent_video(tmp_path: Path) -> None:
+    silent = tmp_path / "silent.mp4"
+    write_video(silent, smooth_frames(3, 48, 64), 25)
+    assert audio_stream_info(silent) is None
+    assert list(iter_audio_packets(silent)) == []
+
+
+def test_audio_from_and_audio_packets_are_exclusive(tmp_path: Path) -> None:
+    source = tmp_path / "source.mp4"
+    make_av_source(source, n=5)
+    with pytest.raises(ValueError, match="not both"):
+        VideoWriter(tmp_path / "out.mp4", 25, 64, 48, audio_from=source, audio_packets=packets_of(source))
+    with pytest.raises(ValueError, match="audio_start"):
+        VideoWriter(tmp_path / "out.mp4", 25, 64, 48, audio_from=source, audio_start=-1)
+    assert leftovers(tmp_path) == []
+
+
+def test_bad_audio_stream_info_fails_cleanly(tmp_path: Path) -> None:
+    info = AudioStreamInfo("no-such-codec", 48000, "stereo", Fraction(1, 48000), b"")
+    with pytest.raises(VideoError, match="no-such-codec"):
+        VideoWriter(tmp_path / "out.mp4", 25, 64, 48, audio_packets=(info, []))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("codec", ["aac", "pcm_s16le"])  # stream copy, transcode
+@pytest.mark.parametrize("via", ["audio_from", "audio_packets"])
+def test_audio_start_skips_the_first_part(tmp_path: Path, codec: str, via: str) -> None:
+    source = tmp_path / ("source.mp4" if codec == "aac" else "source.mov")
+    make_tone_source(source, 1.6, onset=0.6, codec=codec)
+    frames = smooth_frames(40, 48, 64)  # as long as the source
+    kwargs = {"audio_from": source} if via == "audio_from" else {"audio_packets": packets_of(source)}
+
+    out = tmp_path / "out.mp4"
+    write_video(out, frames, 25, audio_start=0.4, **kwargs)
+    assert audio_codec(out) == "aac"
+    # The tone that starts at 0.6 s in the source now starts at 0.2 s, and
+    # the audio (which runs out before the video) is 0.4 s shorter.
+    assert abs(onset_seconds(out) - 0.2) < 0.005
+    assert abs(audio_seconds(out) - 1.2) <= 1024 / 48000
+
+    if via == "audio_packets":
+        kwargs = {"audio_packets": packets_of(source)}
+    whole = tmp_path / "whole.mp4"
+    write_video(whole, frames, 25, **kwargs)
+    assert abs(onset_seconds(whole) - 0.6) < 0.005
+    assert abs(audio_seconds(whole) - 1.6) <= 1024 / 48000
+
+
+def test_audio_start_past_the_audio_leaves_a_playable_file(tmp_path: Path) -> None:
+    source = tmp_path / "source.mp4"
+    make_av_source(source, n=10)
+    out = tmp_path / "out.mp4"
+    write_video(out, smooth_frames(10, 48, 64), 25, audio_packets=packets_of(source), audio_start=5.0)
+    info = probe(out)
+    assert info.frames == 10 and not info.has_audio  # the mp4 muxer leaves out an empty track
+
+
 # ---------------------------------------------------------------- atomic output
 
 
@@ -314,6 +462,32 @@ def test_bad_input_raises_one_line_video_error(bad_inputs: dict[str, Path], read
         assert "\n" not in message
 
 
+AUDIO_READERS = {
+    "audio_stream_info": audio_stream_info,
+    "iter_audio_packets": iter_audio_packets,
+}
+
+
+@pytest.mark.parametrize("reader", sorted(AUDIO_READERS))
+def test_bad_input_to_the_audio_readers_raises_video_error(bad_inputs: dict[str, Path], reader: str) -> None:
+    expected = {
+        "text": "not a video file",
+        "fake": "not a video file",
+        "empty": "empty file",
+        "missing": "no such file",
+        "folder": "directory",
+    }
+    for kind, message in expected.items():
+        path = bad_inputs[kind]
+        with pytest.raises(VideoError) as caught:
+            AUDIO_READERS[reader](path)  # at the call, like iter_frames
+        text = str(caught.value)
+        assert text.startswith(f"{path}: ") and message in text and "\n" not in text, text
+    # An audio-only file is fine here: it is where the sound comes from.
+    assert audio_stream_info(bad_inputs["audio"]).codec == "aac"
+    assert len(list(iter_audio_packets(bad_inputs["audio"]))) > 0
+
+
 # ---------------------------------------------------------------- clips
 
 
@@ -380,3 +554,36 @@ def test_shipped_sample_clip() -> None:
     assert SAMPLE.stat().st_size < 250_000
     clips = list(read_clips(SAMPLE))
     assert [(c.start, c.valid, len(c.frames)) for c in clips] == [(0, 17, 17), (17, 16, 17)]
+
+
+# ---------------------------------------------------------------- real corpus
+
+CORPUS = Path(os.environ.get("TOKCODEC_CORPUS", "~/.cache/tokcodec/corpus")).expanduser()
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize(
+    "name, codec, written",
+    [
+        ("ChID-BLITS-EBU.mp4", "aac", "aac"),  # 5.1 HE-AAC: the AudioSpecificConfig matters
+        ("Megamind.avi", "ac3", "ac3"),
+        ("oa4_launch.webm", "vorbis", "aac"),
+        ("cockatoo.mp4", "mp3", "mp3"),
+    ],
+)
+def test_corpus_audio_packets_match_audio_from(tmp_path: Path, name: str, codec: str, written: str) -> None:
+    source = CORPUS / name
+    if not source.exists():
+        pytest.skip(f"{source} not found (set TOKCODEC_CORPUS)")
+    info = audio_stream_info(source)
+    assert info is not None and info.codec == codec
+    fps = probe(source).fps
+    frames = smooth_frames(int(4 * fps), 48, 64)  # 4 s of tiny video: the audio is what counts
+    outputs = []
+    for kwargs in ({"audio_from": source}, {"audio_packets": packets_of(source)}):
+        out = tmp_path / f"out{len(outputs)}.mp4"
+        write_video(out, frames, fps, audio_start=1.0, **kwargs)
+        assert audio_codec(out).startswith(written)  # the mp3 decoder is "mp3float"
+        outputs.append(audio_samples(out)[0])
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert abs(len(outputs[1]) / info.rate - 4.0) < 0.1

@@ -1,3 +1,38 @@
-"""tokcodec: a neural video codec whose compressed form is MAGVIT-v2 LFQ tokens."""
+"""tokcodec: a neural video codec whose compressed form is MAGVIT-v2 LFQ tokens.
+
+The public API (imported lazily, so `import tokcodec` stays light):
+
+- `encode_file(src, dst.tok, ...)`, `decode_file(src.tok, dst.mp4, start=, frames=)`
+- `read_tokens(path.tok, start=, frames=)` yields `TokenChunk`s (frame range, tokens)
+- `open_tok(path)` gives random access to chunks; `tok_info(path)` a summary
+- `export_tokens(src.tok, dst.npz)` / `pack_tokens(src.npz, dst.tok)`
+- `reconstruct_file(src, dst.mp4)`: pixels -> tokens -> pixels in one go
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "encode_file": "tokcodec.files",
+    "decode_file": "tokcodec.files",
+    "read_tokens": "tokcodec.files",
+    "open_tok": "tokcodec.files",
+    "tok_info": "tokcodec.files",
+    "export_tokens": "tokcodec.files",
+    "pack_tokens": "tokcodec.files",
+    "TokenChunk": "tokcodec.files",
+    "reconstruct_file": "tokcodec.api",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tokcodec' has no attribute {name!r}")

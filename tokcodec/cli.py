@@ -96,6 +96,89 @@ def _print_report(r: Any) -> None:
 
 
 @main.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".tok file to write")
+@click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
+@click.option("--quality", default=0, show_default=True, help="quality level of the model")
+@click.option("--chunk-frames", default=17, show_default=True, help="frames per independently decodable chunk (1 + 4k)")
+@click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
+@click.option("--quiet", "-q", is_flag=True, help="no progress line")
+@user_errors
+def encode(source: str, output: str, model: str | None, quality: int, chunk_frames: int, force: bool, quiet: bool) -> None:
+    """Encode a video file to a .tok bitstream."""
+    from tokcodec.files import encode_file
+
+    r = encode_file(source, output, model=model, quality=quality, chunk_frames=chunk_frames, force=force, quiet=quiet)
+    if not quiet:
+        click.echo(f"{r.output}: {r.frames} frames in {r.chunks} chunks, {r.bytes} bytes, "
+                   f"{8 * r.token_bytes / r.tokens:.2f} bits/token, {r.frames / r.seconds:.1f} fps")
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="mp4 to write")
+@click.option("--start", default=0, show_default=True, type=click.IntRange(min=0), help="first frame to decode")
+@click.option("--frames", default=None, type=click.IntRange(min=1), help="number of frames (default: to the end)")
+@click.option("--lossless", is_flag=True, help="write the mp4 losslessly (H.264 RGB, qp 0)")
+@click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
+@click.option("--quiet", "-q", is_flag=True, help="no progress line")
+@user_errors
+def decode(source: str, output: str, start: int, frames: int | None, lossless: bool, force: bool, quiet: bool) -> None:
+    """Decode a .tok bitstream (or a range of its frames) to an mp4."""
+    from tokcodec.files import decode_file
+
+    r = decode_file(source, output, start=start, frames=frames, lossless=lossless, force=force, quiet=quiet)
+    if not quiet:
+        click.echo(f"{r.output}: frames {r.start}..{r.start + r.frames - 1} from {r.chunks} chunks, "
+                   f"{r.frames / r.seconds:.1f} fps")
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@user_errors
+def info(source: str, as_json: bool) -> None:
+    """Describe a .tok file: geometry, model, chunks, size and rate."""
+    from tokcodec.files import tok_info
+
+    d = tok_info(source)
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    click.echo(f"{source}: {d['width']}x{d['height']}, {d['frames']} frames @ {d['fps']} fps ({d['duration']:.2f} s)")
+    click.echo(f"  model {d['model']} (weights {d['fingerprint']}), quality {d['quality']}, "
+               f"{d['bits']}-bit tokens, grid {'x'.join(map(str, d['token_grid']))} per chunk")
+    click.echo(f"  {d['chunks']} chunks of {d['chunk_frames']} frames, {d['bytes']} bytes, "
+               f"{d['bits_per_token']:.3f} bits/token, {d['bpp']:.4f} bpp, {d['kbps']:.1f} kbit/s")
+    if d["audio"]:
+        click.echo(f"  audio {d['audio']['codec']} {d['audio']['rate']} Hz {d['audio']['layout']}")
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".npz to write")
+@click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
+@user_errors
+def tokens(source: str, output: str, force: bool) -> None:
+    """Export the token grids of a .tok file (with its metadata) to an .npz."""
+    from tokcodec.files import export_tokens
+
+    export_tokens(source, output, force=force)
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".tok file to write")
+@click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
+@user_errors
+def pack(source: str, output: str, force: bool) -> None:
+    """Entropy-code token grids from an .npz (as `tokcodec tokens` writes) into a .tok file."""
+    from tokcodec.files import pack_tokens
+
+    pack_tokens(source, output, force=force)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def models(as_json: bool) -> None:
     """List the tokenizers that ship with tokcodec."""

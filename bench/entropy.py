@@ -1,0 +1,86 @@
+"""Bits per token and entropy-coder speed on the corpus eval clips.
+
+    .venv/bin/python bench/entropy.py [--model NAME] [--repeat 3]
+
+Each eval clip of ../shared/corpus is tokenized as `tokcodec encode` does
+(chunks of 17 frames, default model) and every chunk is coded on its own
+with: raw K-bit codes (the anchor), zstd -19 on the bit-packed tokens, and
+the context model. Throughput is measured on one thread (the coder has no
+threads of its own): tokens per second, best of --repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpus import clips  # noqa: E402
+from entropy_speed import _best, _methods  # noqa: E402
+
+from tokcodec.codec import fingerprint, load_tokenizer  # noqa: E402
+from tokcodec.codec.clips import frames_to_video  # noqa: E402
+from tokcodec.codec.io import read_clips  # noqa: E402
+
+CACHE = Path.home() / ".cache" / "tokcodec" / "bench-tokens"
+
+
+def clip_tokens(path: Path, model_name: str | None, chunk_frames: int = 17) -> list[np.ndarray]:
+    """Token grids of every chunk of a clip, cached per model fingerprint."""
+    model = load_tokenizer(model_name)
+    cache = CACHE / f"{path.stem}-{model.config.name}-{fingerprint(model)}-{chunk_frames}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            return [z[k] for k in sorted(z.files)]
+    grids = [model.encode(frames_to_video(c.frames))[0].numpy()
+             for c in read_clips(path, chunk_frames, model.temporal_factor)]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **{f"{i:05d}": g for i, g in enumerate(grids)})
+    return grids
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    paths = clips("eval")
+    if not paths:
+        print("no corpus eval clips found: run ../shared/corpus/fetch.sh first", file=sys.stderr)
+        return 2
+    model = load_tokenizer(args.model)
+    k = model.config.bits
+    print(f"# {datetime.date.today()}  {platform.node()}  {platform.machine()}  model {model.config.name} "
+          f"({fingerprint(model)})  {k}-bit tokens, chunks of 17 frames, best of {args.repeat}")
+    print(f"{'clip':24} {'method':8} {'tokens':>8} {'bits/token':>10} {'vs raw':>7} {'enc Mtok/s':>10} {'dec Mtok/s':>10}")
+    totals: dict[str, list[float]] = {}
+    for path in paths:
+        grids = clip_tokens(path, args.model)
+        n = sum(g.size for g in grids)
+        for name, enc, dec in _methods(k):
+            if enc is None:
+                continue
+            te, blobs = _best(lambda: [enc(g) for g in grids], args.repeat)
+            td, outs = _best(lambda: [dec(b, g.shape) for b, g in zip(blobs, grids)], args.repeat)
+            assert all(np.array_equal(o, g) for o, g in zip(outs, grids)), f"{name} did not round-trip"
+            nbytes = sum(len(b) for b in blobs)
+            bpt = 8 * nbytes / n
+            t = totals.setdefault(name, [0, 0, 0.0, 0.0])
+            t[0] += n; t[1] += nbytes; t[2] += te; t[3] += td
+            print(f"{path.name:24} {name:8} {n:8d} {bpt:10.3f} {bpt / k:7.3f} {n / te / 1e6:10.3f} {n / td / 1e6:10.3f}",
+                  flush=True)
+    for name, (n, nbytes, te, td) in totals.items():
+        bpt = 8 * nbytes / n
+        print(f"{'ALL eval clips':24} {name:8} {n:8d} {bpt:10.3f} {bpt / k:7.3f} {n / te / 1e6:10.3f} {n / td / 1e6:10.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

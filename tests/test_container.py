@@ -1,0 +1,168 @@
+"""The .tok container: round trips, random access, live files, and every corruption."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tokcodec.bitstream.container import AudioPacket, AudioTrack, Header, TokError, TokReader, TokWriter
+from tokcodec.bitstream.entropy import EntropyParams
+
+
+def header(**kw) -> Header:
+    base = dict(model="tiny", fingerprint="0123456789abcdef", width=60, height=30, padded_width=64,
+                padded_height=32, fps=Fraction(30000, 1001), frames=0, chunk_frames=9, temporal_factor=4,
+                spatial_factor=8, bits=10, quality=0, entropy=EntropyParams(),
+                audio=AudioTrack("aac", 48000, "stereo", Fraction(1, 48000), b"\x11\x90"))
+    base.update(kw)
+    return Header(**base)
+
+
+def grids(frames_per_chunk: list[int], h: Header, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    _, th, tw = h.token_grid
+    return [rng.integers(0, 2**h.bits, (h.chunk_token_frames(f), th, tw)) for f in frames_per_chunk]
+
+
+def audio(i: int) -> list[AudioPacket]:
+    return [AudioPacket(1024 * (2 * i + k), 1024, bytes([i, k]) * (5 + k)) for k in range(2)]
+
+
+def write(path: Path, h: Header, frames=(9, 9, 4), **kw) -> list[np.ndarray]:
+    gs = grids(list(frames), h)
+    with TokWriter(path, h, **kw) as w:
+        for i, (f, g) in enumerate(zip(frames, gs)):
+            w.write_chunk(f, g, audio(i))
+    return gs
+
+
+@pytest.mark.parametrize("model_id", [0, 1])
+def test_round_trip_tokens_audio_and_header(tmp_path: Path, model_id: int) -> None:
+    h = header(entropy=EntropyParams(model_id=model_id))
+    gs = write(tmp_path / "a.tok", h)
+    with TokReader(tmp_path / "a.tok") as r:
+        assert r.header == Header(**{**h.__dict__, "frames": 22})
+        assert r.frames == 22 and [e.first_frame for e in r.entries] == [0, 9, 18]
+        for i, c in enumerate(r.chunks()):
+            assert np.array_equal(c.tokens, gs[i]) and c.tokens.dtype == np.int64
+            assert c.audio == audio(i)
+        assert list(r.audio_packets()) == audio(0) + audio(1) + audio(2)
+
+
+def test_header_without_audio_and_odd_values(tmp_path: Path) -> None:
+    h = header(audio=None, fps=Fraction(24000, 1001), bits=18, quality=3, width=17, padded_width=24)
+    assert Header.read(__import__("io").BytesIO(h.to_bytes())) == h
+
+
+def test_range_selects_only_the_needed_chunks(tmp_path: Path) -> None:
+    write(tmp_path / "a.tok", header())
+    with TokReader(tmp_path / "a.tok") as r:
+        assert [e.index for e in r.entries_for(10, 3)] == [1]
+        assert [e.index for e in r.entries_for(8, 2)] == [0, 1]
+        assert [e.index for e in r.entries_for(17)] == [1, 2]
+        assert [e.index for e in r.entries_for(21, 100)] == [2]
+        with pytest.raises(TokError, match="start frame 22 is beyond the end of the video \\(22 frames\\)"):
+            r.entries_for(22)
+
+
+def test_file_without_index_is_walked(tmp_path: Path) -> None:
+    gs = write(tmp_path / "a.tok", header())
+    data = (tmp_path / "a.tok").read_bytes()
+    index_offset = struct.unpack("<Q", data[-12:-4])[0]
+    (tmp_path / "b.tok").write_bytes(data[:index_offset])
+    with TokReader(tmp_path / "b.tok") as r:
+        assert r.frames == 22
+        assert np.array_equal(r.read_chunk(2).tokens, gs[2])
+
+
+def test_live_file_is_readable_while_it_grows(tmp_path: Path) -> None:
+    h = header()
+    gs = grids([9, 9], h)
+    w = TokWriter(tmp_path / "live.tok", h, atomic=False)
+    w.write_chunk(9, gs[0])
+    with TokReader(tmp_path / "live.tok") as r:
+        assert r.header.frames == 0 and r.frames == 9
+    w.write_chunk(9, gs[1])
+    with TokReader(tmp_path / "live.tok") as r:
+        assert r.frames == 18 and np.array_equal(r.read_chunk(1).tokens, gs[1])
+    w.close()
+    with TokReader(tmp_path / "live.tok") as r:
+        assert r.header.frames == 18
+
+
+def test_writer_refuses_bad_chunks_and_cleans_up(tmp_path: Path) -> None:
+    h = header()
+    out = tmp_path / "a.tok"
+    out.write_bytes(b"precious")
+    with pytest.raises(ValueError, match="expected"):
+        with TokWriter(out, h) as w:
+            w.write_chunk(9, np.zeros((2, 4, 8), np.int64))
+    with pytest.raises(ValueError, match="only the last chunk"):
+        with TokWriter(out, h) as w:
+            w.write_chunk(5, np.zeros((2, 4, 8), np.int64))
+            w.write_chunk(5, np.zeros((2, 4, 8), np.int64))
+    assert out.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tok"]
+
+
+def _fix_header_crc(data: bytearray) -> None:
+    size = struct.unpack_from("<I", data, 6)[0]
+    struct.pack_into("<I", data, 10 + size, zlib.crc32(bytes(data[: 10 + size])))
+
+
+def corrupt(tmp_path: Path, how: str) -> Path:
+    write(tmp_path / "good.tok", header())
+    data = bytearray((tmp_path / "good.tok").read_bytes())
+    with TokReader(tmp_path / "good.tok") as r:
+        chunk1 = r.entries[1].offset
+    if how == "truncated":
+        data = data[: chunk1 + 40]
+    elif how == "flipped":
+        data[chunk1 + 40] ^= 0x20
+    elif how == "version":
+        data[4] = 2
+        _fix_header_crc(data)
+    elif how == "header-crc":
+        data[12] ^= 1
+    elif how == "not-tok":
+        data = bytearray(b"RIFF" + bytes(100))
+    elif how == "empty":
+        data = bytearray()
+    elif how == "forged-length":
+        struct.pack_into("<I", data, chunk1 + 22, 0xFFFFFFF0)  # token_bytes of chunk 1
+    path = tmp_path / "bad.tok"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "how,message",
+    [
+        ("truncated", "truncated .tok file: 9 of 22 frames present"),
+        ("flipped", "chunk 1 is corrupt (CRC mismatch)"),
+        ("version", "unsupported .tok version 2.0 (this tokcodec reads 1.x)"),
+        ("header-crc", "corrupt .tok header (CRC mismatch)"),
+        ("not-tok", "not a .tok file (bad magic)"),
+        ("empty", "empty file"),
+        ("forged-length", "chunk 1 is corrupt (bad chunk header)"),
+    ],
+)
+def test_damage_is_reported_in_one_line(tmp_path: Path, how: str, message: str) -> None:
+    path = corrupt(tmp_path, how)
+    with pytest.raises(TokError) as err:
+        with TokReader(path) as r:
+            for _ in r.chunks():
+                pass
+    assert str(err.value) == message
+
+
+def test_header_validation_rejects_inconsistent_fields() -> None:
+    with pytest.raises(TokError, match="padded width"):
+        header(padded_width=60).validate()
+    with pytest.raises(TokError, match="chunk frames"):
+        header(chunk_frames=8).validate()

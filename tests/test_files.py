@@ -1,0 +1,177 @@
+"""encode / decode / info / tokens / pack, through the CLI and the Python API."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from media import audio_seconds, make_av_source
+
+import tokcodec
+from tokcodec.cli import main
+from tokcodec.codec.io import iter_frames, probe
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("src") / "in.mp4"
+    make_av_source(path, n=22, fps=25)  # 64x48, AAC audio; chunks of 9 frames -> 9, 9, 4
+    return path
+
+
+@pytest.fixture(scope="module")
+def tok(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tok") / "in.tok"
+    r = cli("encode", str(source), "-o", str(out), "--chunk-frames", "9", "-q")
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_encode_decode_keeps_geometry_rate_and_audio(source: Path, tok: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    r = cli("decode", str(tok), "-o", str(out), "-q")
+    assert r.exit_code == 0 and r.output == ""
+    info, src = probe(out), probe(source)
+    assert (info.width, info.height, info.fps, info.frames) == (64, 48, src.fps, 22)
+    assert info.has_audio and abs(audio_seconds(out) - audio_seconds(source)) < 0.05
+
+
+def test_info_json(tok: Path) -> None:
+    d = json.loads(cli("info", str(tok), "--json").output)
+    assert {"width", "height", "frames", "fps", "model", "quality", "chunks", "bytes", "bits_per_token", "bpp"} <= set(d)
+    assert (d["width"], d["height"], d["frames"], d["fps"], d["chunks"]) == (64, 48, 22, "25/1", 3)
+    assert d["bytes"] == tok.stat().st_size and d["model"] == "magvit2-4x8x8-k18"
+    assert d["bpp"] == pytest.approx(8 * d["bytes"] / (22 * 64 * 48))
+    assert "64x48, 22 frames" in cli("info", str(tok)).output
+
+
+def test_range_decodes_the_same_frames_from_only_its_chunks(tok: Path, tmp_path: Path) -> None:
+    full, part = tmp_path / "full.mp4", tmp_path / "part.mp4"
+    tokcodec.decode_file(tok, full, lossless=True)
+    report = tokcodec.decode_file(tok, part, start=10, frames=5, lossless=True)
+    assert report.chunks == 1  # frames 10..14 all live in chunk 1
+    assert np.array_equal(np.stack(list(iter_frames(part))), np.stack(list(iter_frames(full)))[10:15])
+    assert tokcodec.decode_file(tok, tmp_path / "tail.mp4", start=20, frames=100).frames == 2
+
+
+def test_tokens_and_pack_round_trip(tok: Path, tmp_path: Path) -> None:
+    npz, packed = tmp_path / "t.npz", tmp_path / "p.tok"
+    assert cli("tokens", str(tok), "-o", str(npz)).exit_code == 0
+    assert cli("pack", str(npz), "-o", str(packed)).exit_code == 0
+    a, b = list(tokcodec.read_tokens(tok)), list(tokcodec.read_tokens(packed))
+    assert [c.frame_range for c in a] == [range(0, 9), range(9, 18), range(18, 22)]
+    assert all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, b)) and len(a) == len(b) == 3
+    assert packed.read_bytes() == tok.read_bytes()  # audio and metadata included
+
+
+def test_read_tokens_range(tok: Path) -> None:
+    chunks = list(tokcodec.read_tokens(tok, start=9, frames=9))
+    assert len(chunks) == 1 and chunks[0].tokens.shape == (3, 6, 8)
+
+
+def test_api_encode_report(source: Path, tmp_path: Path) -> None:
+    r = tokcodec.encode_file(source, tmp_path / "a.tok", chunk_frames=17)
+    assert (r.frames, r.chunks, r.tokens) == (22, 2, 5 * 6 * 8 + 2 * 6 * 8)  # 17 frames + 5 frames
+    assert r.bytes == (tmp_path / "a.tok").stat().st_size
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _patch_header(data: bytearray, offset: int, value: bytes) -> bytearray:
+    data[offset : offset + len(value)] = value
+    size = struct.unpack_from("<I", data, 6)[0]
+    struct.pack_into("<I", data, 10 + size, zlib.crc32(bytes(data[: 10 + size])))
+    return data
+
+
+def bad_file(kind: str, tok: Path, tmp_path: Path) -> tuple[Path, str]:
+    data = bytearray(tok.read_bytes())
+    with tokcodec.open_tok(tok) as r:
+        chunk1 = r.entries[1].offset
+    name_len = data[10]
+    if kind == "not-video":
+        return _write(tmp_path / "x.mp4", b"hello, not a video\n" * 20), "not a video file"
+    if kind == "empty-video":
+        return _write(tmp_path / "x.mp4", b""), "empty file"
+    if kind == "empty-tok":
+        return _write(tmp_path / "x.tok", b""), "empty file"
+    if kind == "truncated":
+        return _write(tmp_path / "x.tok", bytes(data[: chunk1 + 30])), "truncated .tok file: 9 of 22 frames present"
+    if kind == "flipped":
+        data[chunk1 + 40] ^= 0x01
+        return _write(tmp_path / "x.tok", bytes(data)), "chunk 1 is corrupt (CRC mismatch)"
+    if kind == "other-weights":
+        _patch_header(data, 11 + name_len, bytes(8))
+        return _write(tmp_path / "x.tok", bytes(data)), "made with other weights of magvit2-4x8x8-k18"
+    if kind == "version":
+        _patch_header(data, 4, b"\x07")
+        return _write(tmp_path / "x.tok", bytes(data)), "unsupported .tok version 7.0"
+    raise AssertionError(kind)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["not-video", "empty-video", "empty-tok", "truncated", "flipped", "other-weights", "version"])
+def test_bad_input_gets_one_line_and_leaves_nothing(kind: str, tok: Path, tmp_path: Path) -> None:
+    bad, message = bad_file(kind, tok, tmp_path)
+    out = tmp_path / ("o.tok" if bad.suffix == ".mp4" else "o.mp4")
+    command = "encode" if bad.suffix == ".mp4" else "decode"
+    r = cli(command, str(bad), "-o", str(out))
+    assert r.exit_code == 1 and r.exception is None or isinstance(r.exception, SystemExit)
+    assert r.stderr.startswith("tokcodec: error: ") and r.stderr.count("\n") == 1
+    assert message in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [bad.name]
+
+
+def test_start_beyond_the_end(tok: Path, tmp_path: Path) -> None:
+    r = cli("decode", str(tok), "-o", str(tmp_path / "o.mp4"), "--start", "22")
+    assert r.exit_code == 1
+    assert r.stderr == "tokcodec: error: start frame 22 is beyond the end of the video (22 frames)\n"
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "tokens", "pack"])
+def test_existing_output_is_not_overwritten_without_force(command: str, source: Path, tok: Path, tmp_path: Path) -> None:
+    npz = tmp_path / "t.npz"
+    tokcodec.export_tokens(tok, npz)
+    src = {"encode": source, "decode": tok, "tokens": tok, "pack": npz}[command]
+    out = tmp_path / "existing"
+    out.write_bytes(b"precious")
+    r = cli(command, str(src), "-o", str(out))
+    assert r.exit_code == 1 and "already exists (use --force to overwrite)" in r.stderr
+    assert out.read_bytes() == b"precious"
+    assert cli(command, str(src), "-o", str(out), "--force").exit_code == 0
+    assert out.read_bytes() != b"precious"
+
+
+def test_bad_options(source: Path, tok: Path, tmp_path: Path) -> None:
+    r = cli("encode", str(source), "-o", str(tmp_path / "a.tok"), "--chunk-frames", "8")
+    assert r.exit_code == 1 and "--chunk-frames must be 1 + 4k" in r.stderr
+    r = cli("encode", str(source), "-o", str(tmp_path / "a.tok"), "--quality", "5")
+    assert r.exit_code == 1 and "quality 5 is not available" in r.stderr
+    r = cli("pack", str(source), "-o", str(tmp_path / "a.tok"))
+    assert r.exit_code == 1 and "not a token archive" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_real_process_prints_no_traceback(tok: Path, tmp_path: Path) -> None:
+    bad, _ = bad_file("flipped", tok, tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "tokcodec", "decode", str(bad), "-o", str(tmp_path / "o.mp4")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr == "tokcodec: error: chunk 1 is corrupt (CRC mismatch)\n"

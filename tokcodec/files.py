@@ -1,0 +1,409 @@
+"""Video files <-> .tok files: the codec's encode, decode, info, tokens and pack.
+
+This is where the parts meet: codec/ turns pixels into tokens and back,
+bitstream/ turns tokens into bytes and back. Everything streams one chunk
+(one clip) at a time, and every output is written under a temporary name and
+renamed only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from tokcodec.bitstream.container import AudioPacket, AudioTrack, Header, TokReader, TokWriter
+from tokcodec.bitstream.entropy import EntropyParams
+from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
+from tokcodec.codec.clips import frames_to_video, video_to_frames
+from tokcodec.codec.io import (
+    AudioPacketData,
+    AudioStreamInfo,
+    VideoWriter,
+    audio_stream_info,
+    iter_audio_packets,
+    probe,
+    read_clips,
+)
+
+from .api import check_output
+from .progress import Progress
+
+DEFAULT_CHUNK_FRAMES = 17
+QUALITY_LEVELS = 1  # one operating point until the rate ladder lands
+
+T = TypeVar("T")
+
+
+@dataclass
+class EncodeReport:
+    """What `encode_file` wrote."""
+
+    output: str
+    frames: int
+    chunks: int
+    bytes: int
+    token_bytes: int
+    tokens: int
+    seconds: float
+
+
+@dataclass
+class DecodeReport:
+    """What `decode_file` wrote."""
+
+    output: str
+    start: int
+    frames: int
+    chunks: int
+    seconds: float
+
+
+@dataclass
+class TokenChunk:
+    """Tokens of one chunk and the frames they stand for."""
+
+    first_frame: int
+    frames: int
+    tokens: np.ndarray  # int64 (T', H', W')
+
+    @property
+    def frame_range(self) -> range:
+        return range(self.first_frame, self.first_frame + self.frames)
+
+
+# ---------------------------------------------------------------- encode
+
+
+def encode_file(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    model: Tokenizer | str | None = None,
+    quality: int = 0,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    entropy: EntropyParams | None = None,
+    force: bool = False,
+    quiet: bool = True,
+) -> EncodeReport:
+    """Encode a video file to a .tok file (tokens of `model`, entropy-coded).
+
+    Each chunk of `chunk_frames` frames (1 + 4k for the default model) is
+    tokenized and coded on its own, so it can be decoded without the others.
+    The source's audio packets are stored alongside.
+    """
+    check_output(output, force)
+    tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
+    if not 0 <= quality < QUALITY_LEVELS:
+        raise ValueError(f"quality {quality} is not available (levels: 0..{QUALITY_LEVELS - 1})")
+    t = tokenizer.temporal_factor
+    if chunk_frames < 1 or (chunk_frames - 1) % t:
+        raise ValueError(f"--chunk-frames must be 1 + {t}k for model {tokenizer.config.name}, got {chunk_frames}")
+    info = probe(source)
+    audio_info = audio_stream_info(source)
+    _, ph, pw = tokenizer.padded_size(1, info.height, info.width)
+    header = Header(
+        model=tokenizer.config.name,
+        fingerprint=fingerprint(tokenizer),
+        width=info.width,
+        height=info.height,
+        padded_width=pw,
+        padded_height=ph,
+        fps=info.fps,
+        frames=0,
+        chunk_frames=chunk_frames,
+        temporal_factor=t,
+        spatial_factor=tokenizer.spatial_factor,
+        bits=tokenizer.config.bits,
+        quality=quality,
+        entropy=entropy or EntropyParams(),
+        audio=_audio_track(audio_info),
+    )
+    start = time.monotonic()
+    progress = Progress(info.frames, "encode", quiet=quiet)
+    audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)
+    tokens = 0
+    with TokWriter(output, header) as writer:
+        for clip, last in _with_last(read_clips(source, chunk_frames, t)):
+            codes = tokenizer.encode(frames_to_video(clip.frames))[0].numpy()
+            end = clip.start + clip.valid
+            writer.write_chunk(clip.valid, codes, audio.until(None if last else end))
+            tokens += codes.size
+            progress.update(clip.valid)
+        if not writer.entries:
+            raise ValueError(f"{source}: no frames could be decoded")
+    progress.close()
+    return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
+                        writer.payload_bytes, tokens, time.monotonic() - start)
+
+
+def _audio_track(info: AudioStreamInfo | None) -> AudioTrack | None:
+    if info is None:
+        return None
+    return AudioTrack(info.codec, info.rate, info.layout, info.time_base, info.extradata)
+
+
+class _AudioSplitter:
+    """Hands out the source's audio packets chunk by chunk, by timestamp."""
+
+    def __init__(self, packets: Iterator[AudioPacketData], info: AudioStreamInfo | None, fps: Fraction) -> None:
+        self.packets, self.info, self.fps = packets, info, fps
+        self.pending: AudioPacketData | None = None
+
+    def until(self, end_frame: int | None) -> list[AudioPacket]:
+        """Packets starting before frame `end_frame` (all the rest when None)."""
+        out = []
+        while True:
+            p = self.pending or next(self.packets, None)
+            self.pending = None
+            if p is None:
+                return out
+            if end_frame is not None and p.pts * self.info.time_base >= end_frame / self.fps:
+                self.pending = p
+                return out
+            out.append(AudioPacket(p.pts, p.duration, p.data))
+
+
+def _with_last(items: Iterator[T]) -> Iterator[tuple[T, bool]]:
+    """Yield (item, is_last), looking one item ahead."""
+    it = iter(items)
+    prev = next(it, _END)
+    while prev is not _END:
+        cur = next(it, _END)
+        yield prev, cur is _END  # type: ignore[misc]
+        prev = cur
+
+
+_END: Any = object()
+
+
+# ---------------------------------------------------------------- decode
+
+
+def open_tok(path: str | os.PathLike) -> TokReader:
+    """Open a .tok file for random access (see `bitstream.container.TokReader`)."""
+    return TokReader(path)
+
+
+def read_tokens(path: str | os.PathLike, start: int = 0, frames: int | None = None) -> Iterator[TokenChunk]:
+    """Yield the token grids of a .tok file chunk by chunk, with their frame ranges.
+
+    Only the chunks that hold frames [start, start + frames) are read.
+    """
+    with TokReader(path) as reader:
+        for chunk in reader.chunks(start, frames):
+            yield TokenChunk(chunk.first_frame, chunk.frames, chunk.tokens)
+
+
+def model_for(header: Header, model: Tokenizer | None = None) -> Tokenizer:
+    """The tokenizer a .tok file was made with, refusing other weights."""
+    tokenizer = model or load_tokenizer(header.model)
+    if tokenizer.config.name != header.model:
+        raise ValueError(f"the file was made with model {header.model}, not {tokenizer.config.name}")
+    if fingerprint(tokenizer) != header.fingerprint:
+        raise ValueError(
+            f"the file was made with other weights of {header.model} "
+            f"(fingerprint {header.fingerprint}, this tokcodec has {fingerprint(tokenizer)})"
+        )
+    return tokenizer
+
+
+def decode_file(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    start: int = 0,
+    frames: int | None = None,
+    model: Tokenizer | None = None,
+    lossless: bool = False,
+    force: bool = False,
+    quiet: bool = True,
+) -> DecodeReport:
+    """Decode a .tok file (or a frame range of it, found through the index) to an mp4."""
+    check_output(output, force)
+    if frames is not None and frames < 1:
+        raise ValueError("--frames must be at least 1")
+    began = time.monotonic()
+    with TokReader(source) as reader:
+        h = reader.header
+        tokenizer = model_for(h, model)
+        entries = reader.entries_for(start, frames)
+        end = min(reader.frames, start + frames) if frames is not None else reader.frames
+        progress = Progress(end - start, "decode", quiet=quiet)
+        audio = None
+        if h.audio is not None:
+            a = h.audio
+            info = AudioStreamInfo(a.codec, a.rate, a.layout, a.time_base, a.extradata)
+            packets = (AudioPacketData(p.pts, p.duration, p.data) for p in reader.audio_packets(start, frames))
+            audio = (info, packets)
+        with VideoWriter(output, h.fps, h.width, h.height, lossless=lossless, audio_packets=audio,
+                         audio_start=float(start / h.fps)) as writer:
+            for e in entries:
+                chunk = reader.read_chunk(e.index)
+                for frame in decode_chunk(tokenizer, h, chunk.tokens, chunk.frames)[
+                    max(start - chunk.first_frame, 0) : end - chunk.first_frame
+                ]:
+                    writer.write(frame)
+                    progress.update(1)
+        progress.close()
+    return DecodeReport(str(output), start, end - start, len(entries), time.monotonic() - began)
+
+
+def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frames: int) -> np.ndarray:
+    """uint8 frames (frames, height, width, 3) of one chunk's token grid."""
+    video = tokenizer.decode(torch.from_numpy(tokens)[None], size=(frames, header.height, header.width))
+    return video_to_frames(video)
+
+
+# ---------------------------------------------------------------- info
+
+
+def tok_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Summary of a .tok file, as `tokcodec info --json` prints it."""
+    with TokReader(path) as reader:
+        h = reader.header
+        token_bytes = sum(reader.read_chunk(e.index, tokens=False).payload_bytes for e in reader.entries)
+        grid = h.token_grid
+        tokens = sum(h.chunk_token_frames(e.frames) * grid[1] * grid[2] for e in reader.entries)
+        size = reader.size
+        return {
+            "width": h.width,
+            "height": h.height,
+            "frames": reader.frames,
+            "fps": f"{h.fps.numerator}/{h.fps.denominator}",
+            "fps_float": float(h.fps),
+            "duration": float(reader.frames / h.fps),
+            "model": h.model,
+            "fingerprint": h.fingerprint,
+            "quality": h.quality,
+            "chunks": len(reader.entries),
+            "chunk_frames": h.chunk_frames,
+            "token_grid": list(grid),
+            "bits": h.bits,
+            "entropy_model": h.entropy.model_id,
+            "bytes": size,
+            "token_bytes": token_bytes,
+            "tokens": tokens,
+            "bits_per_token": 8 * token_bytes / tokens,
+            "bpp": 8 * size / (reader.frames * h.width * h.height),
+            "kbps": 8 * size / float(reader.frames / h.fps) / 1000,
+            "audio": None if h.audio is None else {"codec": h.audio.codec, "rate": h.audio.rate, "layout": h.audio.layout},
+        }
+
+
+# ---------------------------------------------------------------- tokens <-> npz
+
+_META = "meta"
+
+
+def export_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: bool = False) -> int:
+    """Write the token grids of a .tok file, with its header and audio, to an .npz.
+
+    Arrays: `tokens` (chunks, T', H', W') int32 with the last chunk's missing
+    latent frames zero-filled, `chunk_frames` (chunks,) real frames per chunk,
+    `audio_data`/`audio_index` for the audio packets, and `meta`, the header
+    as JSON. Returns the number of chunks.
+    """
+    check_output(output, force)
+    with TokReader(source) as reader:
+        h = reader.header
+        grid = h.token_grid
+        tokens = np.zeros((len(reader.entries), *grid), np.int32)
+        frames = np.zeros(len(reader.entries), np.int64)
+        audio_index, audio_blobs = [], []
+        for e in reader.entries:
+            c = reader.read_chunk(e.index)
+            tokens[e.index, : c.tokens.shape[0]] = c.tokens
+            frames[e.index] = c.frames
+            audio_index += [(e.index, p.pts, p.duration, len(p.data)) for p in c.audio]
+            audio_blobs += [p.data for p in c.audio]
+    meta = _header_to_json(h)
+    _atomic_npz(
+        output,
+        tokens=tokens,
+        chunk_frames=frames,
+        audio_index=np.array(audio_index, np.int64).reshape(-1, 4),
+        audio_data=np.frombuffer(b"".join(audio_blobs), np.uint8),
+        meta=np.array(json.dumps(meta)),
+    )
+    return len(frames)
+
+
+def pack_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: bool = False) -> EncodeReport:
+    """Write a .tok file from an .npz made by `export_tokens` (or by a model).
+
+    No tokenizer is run: the token grids are entropy-coded as they are.
+    """
+    check_output(output, force)
+    start = time.monotonic()
+    try:
+        with np.load(source, allow_pickle=False) as npz:
+            meta = json.loads(str(npz[_META]))
+            tokens, frames = npz["tokens"], npz["chunk_frames"]
+            audio_index = npz["audio_index"] if "audio_index" in npz else np.zeros((0, 4), np.int64)
+            audio_data = npz["audio_data"].tobytes() if "audio_data" in npz else b""
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{source}: not a token archive from `tokcodec tokens` ({exc})") from None
+    try:
+        header = _header_from_json(meta)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise ValueError(f"{source}: bad token archive metadata ({exc})") from None
+    if tokens.ndim != 4 or tokens.shape[1:] != header.token_grid or len(frames) != len(tokens):
+        raise ValueError(f"{source}: token grid {tokens.shape} does not match its metadata {header.token_grid}")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= 1 << header.bits):
+        raise ValueError(f"{source}: token values out of range for {header.bits}-bit tokens")
+    packets: dict[int, list[AudioPacket]] = {}
+    offset = 0
+    for chunk, pts, duration, size in audio_index.tolist():
+        packets.setdefault(chunk, []).append(AudioPacket(pts, duration, audio_data[offset : offset + size]))
+        offset += size
+    n = 0
+    with TokWriter(output, header) as writer:
+        for i, (grid, f) in enumerate(zip(tokens, frames.tolist())):
+            writer.write_chunk(f, grid[: header.chunk_token_frames(f)].astype(np.int64), packets.get(i, []))
+            n += grid.size
+    return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
+                        writer.payload_bytes, n, time.monotonic() - start)
+
+
+def _header_to_json(h: Header) -> dict[str, Any]:
+    d = asdict(h)
+    d["fps"] = [h.fps.numerator, h.fps.denominator]
+    if h.audio is not None:
+        d["audio"]["time_base"] = [h.audio.time_base.numerator, h.audio.time_base.denominator]
+        d["audio"]["extradata"] = h.audio.extradata.hex()
+    return d
+
+
+def _header_from_json(d: dict[str, Any]) -> Header:
+    d = dict(d)
+    d["fps"] = Fraction(*d["fps"])
+    d["entropy"] = EntropyParams(**d["entropy"])
+    if d.get("audio"):
+        a = dict(d["audio"])
+        a["time_base"] = Fraction(*a["time_base"])
+        a["extradata"] = bytes.fromhex(a["extradata"])
+        d["audio"] = AudioTrack(**a)
+    return Header(**d)
+
+
+def _atomic_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
