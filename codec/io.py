@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+import itertools
 import os
 import tempfile
 import weakref
@@ -44,6 +45,7 @@ __all__ = [
     "AudioPacketData",
     "audio_stream_info",
     "iter_audio_packets",
+    "audio_packets_decodable",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -250,8 +252,12 @@ def clip_length(n: int, stride: int) -> int:
     return 1 + stride * -(-(n - 1) // stride)
 
 
-def read_clips(path: PathLike, clip_frames: int = 17, temporal_stride: int = 4) -> Iterator[Clip]:
+def read_clips(
+    path: PathLike, clip_frames: int = 17, temporal_stride: int = 4, max_frames: int | None = None
+) -> Iterator[Clip]:
     """Stream the video as consecutive, non-overlapping clips of ``clip_frames`` frames.
+
+    With ``max_frames``, only the first ``max_frames`` frames are read.
 
     ``clip_frames`` must be ``1 + temporal_stride*k`` (the causal tokenizer's
     shape). The last clip holds the remaining frames, padded by repeating its
@@ -269,7 +275,9 @@ def read_clips(path: PathLike, clip_frames: int = 17, temporal_stride: int = 4) 
             f"clip_frames must be 1 + {temporal_stride}*k (e.g. {clip_length(clip_frames, temporal_stride)}), "
             f"got {clip_frames}"
         )
-    return _clips(iter_frames(path), clip_frames, temporal_stride)
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+    return _clips(itertools.islice(iter_frames(path), max_frames), clip_frames, temporal_stride)
 
 
 def _clips(frames: Iterator[np.ndarray], clip_frames: int, stride: int) -> Iterator[Clip]:
@@ -524,6 +532,20 @@ class _GivenAudio:
         close = getattr(self._given, "close", None)
         if close is not None:  # a generator (e.g. iter_audio_packets): release its file now
             close()
+
+
+def audio_packets_decodable(info: AudioStreamInfo) -> bool:
+    """Whether packets described only by `info` can be decoded again.
+
+    A few codecs (ADPCM IMA WAV, probably WMA) need fields that
+    AudioStreamInfo does not carry, so their packets cannot be stored apart
+    from their source file.
+    """
+    try:
+        _GivenAudio(info, ()).decoder()
+    except (VideoError, av.error.FFmpegError, ValueError):
+        return False
+    return True
 
 
 def _from_start(packets: Iterator[Any], cut: int) -> Iterator[Any]:

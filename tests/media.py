@@ -101,7 +101,7 @@ def make_tone_source(
             vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
         aus = out.add_stream(codec, rate=rate, options={"strict": "-2"} if codec == "vorbis" else None)
         aus.layout = layout
-        if codec.startswith("pcm"):
+        if codec.startswith(("pcm", "adpcm")):
             aus.format = "s16"
         total = int(rate * seconds)
         t = np.arange(total) / rate

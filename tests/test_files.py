@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from media import audio_seconds, make_av_source
+from media import audio_seconds, make_av_source, make_tone_source
 
 import tokcodec
 from tokcodec.cli import main
@@ -175,3 +175,23 @@ def test_a_real_process_prints_no_traceback(tok: Path, tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr == "tokcodec: error: chunk 1 is corrupt (CRC mismatch)\n"
+
+
+def test_audio_that_cannot_be_stored_is_dropped_with_a_warning(tmp_path: Path) -> None:
+    src = tmp_path / "adpcm.avi"
+    make_tone_source(src, seconds=0.4, codec="adpcm_ima_wav")
+    r = cli("encode", str(src), "-o", str(tmp_path / "a.tok"), "-q")
+    assert r.exit_code == 0
+    assert r.stderr == f"tokcodec: warning: {src}: adpcm_ima_wav audio cannot be stored in a .tok; the output has no audio\n"
+    assert tokcodec.tok_info(tmp_path / "a.tok")["audio"] is None
+    assert cli("decode", str(tmp_path / "a.tok"), "-o", str(tmp_path / "a.mp4"), "-q").exit_code == 0
+
+
+def test_encode_only_the_first_frames(source: Path, tmp_path: Path) -> None:
+    r = cli("encode", str(source), "-o", str(tmp_path / "a.tok"), "--frames", "10", "--chunk-frames", "9", "-q")
+    assert r.exit_code == 0
+    info = tokcodec.tok_info(tmp_path / "a.tok")
+    assert (info["frames"], info["chunks"]) == (10, 2)
+    tokcodec.decode_file(tmp_path / "a.tok", tmp_path / "a.mp4")
+    assert probe(tmp_path / "a.mp4").frames == 10
+    assert abs(audio_seconds(tmp_path / "a.mp4") - 10 / 25) < 0.05  # the audio follows the frames

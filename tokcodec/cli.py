@@ -101,14 +101,19 @@ def _print_report(r: Any) -> None:
 @click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
 @click.option("--quality", default=0, show_default=True, help="quality level of the model")
 @click.option("--chunk-frames", default=17, show_default=True, help="frames per independently decodable chunk (1 + 4k)")
+@click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1), help="encode only the first N frames")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
 @user_errors
-def encode(source: str, output: str, model: str | None, quality: int, chunk_frames: int, force: bool, quiet: bool) -> None:
+def encode(source: str, output: str, model: str | None, quality: int, chunk_frames: int, max_frames: int | None,
+           force: bool, quiet: bool) -> None:
     """Encode a video file to a .tok bitstream."""
     from tokcodec.files import encode_file
 
-    r = encode_file(source, output, model=model, quality=quality, chunk_frames=chunk_frames, force=force, quiet=quiet)
+    r = encode_file(source, output, model=model, quality=quality, chunk_frames=chunk_frames, max_frames=max_frames,
+                    force=force, quiet=quiet)
+    for warning in r.warnings:
+        click.echo(f"tokcodec: warning: {warning}", err=True)
     if not quiet:
         click.echo(f"{r.output}: {r.frames} frames in {r.chunks} chunks, {r.bytes} bytes, "
                    f"{8 * r.token_bytes / r.tokens:.2f} bits/token, {r.frames / r.seconds:.1f} fps")
@@ -176,6 +181,15 @@ def pack(source: str, output: str, force: bool) -> None:
     from tokcodec.files import pack_tokens
 
     pack_tokens(source, output, force=force)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.pass_context
+def train(ctx: click.Context) -> None:
+    """Train the tokenizer on a folder of videos (see `tokcodec train --help`)."""
+    from tokcodec.codec.train import main as train_main
+
+    sys.exit(train_main(ctx.args))
 
 
 @main.command()

@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ from tokcodec.codec.io import (
     AudioPacketData,
     AudioStreamInfo,
     VideoWriter,
+    audio_packets_decodable,
     audio_stream_info,
     iter_audio_packets,
     probe,
@@ -55,6 +56,7 @@ class EncodeReport:
     token_bytes: int
     tokens: int
     seconds: float
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -91,11 +93,12 @@ def encode_file(
     model: Tokenizer | str | None = None,
     quality: int = 0,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    max_frames: int | None = None,
     entropy: EntropyParams | None = None,
     force: bool = False,
     quiet: bool = True,
 ) -> EncodeReport:
-    """Encode a video file to a .tok file (tokens of `model`, entropy-coded).
+    """Encode a video file (or its first `max_frames` frames) to a .tok file.
 
     Each chunk of `chunk_frames` frames (1 + 4k for the default model) is
     tokenized and coded on its own, so it can be decoded without the others.
@@ -110,6 +113,10 @@ def encode_file(
         raise ValueError(f"--chunk-frames must be 1 + {t}k for model {tokenizer.config.name}, got {chunk_frames}")
     info = probe(source)
     audio_info = audio_stream_info(source)
+    warnings = []
+    if audio_info is not None and not audio_packets_decodable(audio_info):
+        warnings.append(f"{source}: {audio_info.codec} audio cannot be stored in a .tok; the output has no audio")
+        audio_info = None
     _, ph, pw = tokenizer.padded_size(1, info.height, info.width)
     header = Header(
         model=tokenizer.config.name,
@@ -129,21 +136,24 @@ def encode_file(
         audio=_audio_track(audio_info),
     )
     start = time.monotonic()
-    progress = Progress(info.frames, "encode", quiet=quiet)
+    total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
+    progress = Progress(total, "encode", quiet=quiet)
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)
     tokens = 0
     with TokWriter(output, header) as writer:
-        for clip, last in _with_last(read_clips(source, chunk_frames, t)):
+        for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames)):
             codes = tokenizer.encode(frames_to_video(clip.frames))[0].numpy()
             end = clip.start + clip.valid
-            writer.write_chunk(clip.valid, codes, audio.until(None if last else end))
+            # The last chunk of the whole source also takes the audio that outlasts the video.
+            whole = last and (max_frames is None or end < max_frames)
+            writer.write_chunk(clip.valid, codes, audio.until(None if whole else end))
             tokens += codes.size
             progress.update(clip.valid)
         if not writer.entries:
             raise ValueError(f"{source}: no frames could be decoded")
     progress.close()
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
-                        writer.payload_bytes, tokens, time.monotonic() - start)
+                        writer.payload_bytes, tokens, time.monotonic() - start, warnings)
 
 
 def _audio_track(info: AudioStreamInfo | None) -> AudioTrack | None:

@@ -1,0 +1,49 @@
+"""Every corpus video round-trips through encode, info, tokens, pack and decode.
+
+The first 41 frames of each (two full chunks and a short one) keep the run
+within minutes on a CPU; geometry, frame rate, rotation and audio are what
+differ between the files.
+
+Marked `corpus` (and slow): run with `make test-all` after
+../shared/corpus/fetch.sh; skips when the corpus is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from corpus import clips  # noqa: E402
+
+import tokcodec  # noqa: E402
+from tokcodec.cli import main  # noqa: E402
+from tokcodec.codec.io import probe  # noqa: E402
+
+VIDEOS = clips("train") + clips("eval")
+
+FRAMES = 41
+pytestmark = [pytest.mark.corpus, pytest.mark.slow]
+
+
+@pytest.mark.skipif(not VIDEOS, reason="corpus not fetched (../shared/corpus/fetch.sh)")
+@pytest.mark.parametrize("video", VIDEOS, ids=[v.name for v in VIDEOS])
+def test_corpus_video_round_trips(video: Path, tmp_path: Path) -> None:
+    tok, npz, packed, mp4 = (tmp_path / n for n in ("a.tok", "a.npz", "b.tok", "a.mp4"))
+    run = CliRunner()
+    for args in (["encode", str(video), "-o", str(tok), "-q", "--frames", str(FRAMES)], ["tokens", str(tok), "-o", str(npz)],
+                 ["pack", str(npz), "-o", str(packed)], ["decode", str(tok), "-o", str(mp4), "-q"]):
+        r = run.invoke(main, args)
+        assert r.exit_code == 0, (args[0], r.stderr)
+    info = json.loads(run.invoke(main, ["info", str(tok), "--json"]).output)
+    src, out = probe(video), probe(mp4)
+    assert (info["width"], info["height"]) == (src.width, src.height) == (out.width, out.height)
+    assert out.frames == info["frames"] == min(FRAMES, src.frames or FRAMES) and out.fps == src.fps
+    assert out.has_audio == src.has_audio
+    a, b = list(tokcodec.read_tokens(tok)), list(tokcodec.read_tokens(packed))
+    assert len(a) == len(b) and all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, b))
