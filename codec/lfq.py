@@ -115,13 +115,15 @@ class LFQ(nn.Module):
         super().__init__()
         self.config = config
 
-    def forward(self, z: torch.Tensor, with_entropy: bool | None = None) -> LFQOutput:
+    def forward(self, z: torch.Tensor, with_entropy: bool | None = None, mix: float = 1.0) -> LFQOutput:
+        """Quantise z. `mix` < 1 blends towards the continuous latent (a
+        training warm-up: z + mix * (q - z) forward, identity gradient)."""
         cfg = self.config
         if z.shape[1] != cfg.bits:
             raise ValueError(f"LFQ expects {cfg.bits} channels, got {z.shape[1]}")
         positive = z > 0
         q = positive.to(z.dtype) * 2 - 1
-        quantized = z + (q - z).detach()  # straight-through estimator
+        quantized = z + (mix * (q - z)).detach()  # straight-through estimator
         tokens = bits_to_indices(positive, dim=1)
         commitment = F.mse_loss(z, q.detach())
         zero = z.new_zeros(())

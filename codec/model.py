@@ -142,9 +142,12 @@ class Tokenizer(nn.Module):
         return F.pad(video, (0, wp - w, 0, hp - h, 0, tp - t), mode="replicate")
 
     # -- training ---------------------------------------------------------
-    def forward(self, video: torch.Tensor) -> TokenizerOutput:
-        """Encode, quantise and decode a padded clip (training and evaluation)."""
-        q = self.quantizer(self.encoder(video))
+    def forward(self, video: torch.Tensor, quant_mix: float = 1.0) -> TokenizerOutput:
+        """Encode, quantise and decode a padded clip (training and evaluation).
+
+        `quant_mix` < 1 only during the continuous warm-up of training.
+        """
+        q = self.quantizer(self.encoder(video), mix=quant_mix)
         return TokenizerOutput(self.decoder(q.quantized), q)
 
     # -- codec ------------------------------------------------------------

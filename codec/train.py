@@ -1,0 +1,387 @@
+"""Train the tokenizer: `python -m tokcodec.codec.train` or `tokcodec train`.
+
+    tokcodec train DATA... --run runs/t1 [--steps 20000] [--batch 8] ...
+    torchrun --nproc_per_node 8 -m tokcodec.codec.train DATA... --run runs/t1   # DDP
+
+The recipe, in order of the step counter:
+
+1. learning-rate warm-up (linear), then cosine decay to 10%;
+2. a continuous warm-up: the quantiser output blends from the continuous
+   latent to sign(z) over `quant_ramp` steps starting at `quant_start`,
+   because LFQ from the first step converges slowly on a CPU budget;
+3. reconstruction (L1 + L2 + SSIM) and the LFQ commitment and entropy losses
+   throughout; the 3D discriminator (hinge + LeCam) joins at `disc_start`.
+
+AdamW, gradient clipping and EMA weights; a checkpoint holds model, EMA,
+optimisers, discriminator, step and every random state, so a resumed run
+continues exactly where it stopped. Progress goes to stdout, every logged
+step to `RUN/log.jsonl`, and a plot of the losses to `RUN/loss.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .config import PRESETS, LFQConfig, TokenizerConfig
+from .data import ClipSampler, DataConfig
+from .losses import Discriminator3d, LeCam, generator_adv_loss, hinge_d_loss, psnr, reconstruction_loss
+from .model import Tokenizer
+from .registry import save_tokenizer
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved as RUN/config.json)."""
+
+    model: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    steps: int = 20000
+    batch: int = 8
+    lr: float = 4e-4
+    lr_warmup: int = 500
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    quant_start: int = 1000
+    quant_ramp: int = 2000
+    l1: float = 1.0
+    l2: float = 1.0
+    ssim: float = 0.2
+    disc_start: int = 10**9  # off unless asked for
+    disc_weight: float = 0.1
+    disc_lr: float = 1e-4
+    lecam_weight: float = 0.001
+    log_every: int = 20
+    eval_every: int = 200
+    ckpt_every: int = 200
+    seed: int = 0
+    threads: int = 0  # CPU threads for torch (0: leave torch's default)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        d["model"] = TokenizerConfig.from_dict(d["model"])
+        d["data"] = DataConfig(**{**d["data"], "paths": tuple(d["data"]["paths"])})
+        d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+
+# ---------------------------------------------------------------- schedule
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.lr_warmup:
+        return cfg.lr * (step + 1) / cfg.lr_warmup
+    progress = min(1.0, (step - cfg.lr_warmup) / max(1, cfg.steps - cfg.lr_warmup))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def quant_mix(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.quant_start:
+        return 0.0
+    return min(1.0, (step - cfg.quant_start + 1) / max(1, cfg.quant_ramp))
+
+
+# ---------------------------------------------------------------- state
+
+
+class Trainer:
+    """Owns the models, optimisers and random state of one run."""
+
+    def __init__(self, cfg: TrainConfig, run: Path, device: torch.device, rank: int = 0, world: int = 1) -> None:
+        self.cfg, self.run, self.device, self.rank, self.world = cfg, run, device, rank, world
+        torch.manual_seed(cfg.seed)
+        self.model = Tokenizer(cfg.model).to(device)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        self.disc = Discriminator3d().to(device)
+        self.lecam = LeCam().to(device)
+        self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.99), weight_decay=0.0)
+        self.step = 0
+        self.rng = np.random.default_rng(cfg.seed + 1000 * rank)
+        self.train_model: nn.Module = self.model
+        if world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.disc = nn.parallel.DistributedDataParallel(self.disc, device_ids=ids)
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run / "checkpoint.pt"
+
+    def state(self) -> dict[str, Any]:
+        disc = self.disc.module if isinstance(self.disc, nn.parallel.DistributedDataParallel) else self.disc
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "disc": disc.state_dict(),
+            "lecam": self.lecam.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng_numpy": self.rng.bit_generator.state,
+            "rng_torch": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng_python": random.getstate(),
+        }
+
+    def save(self) -> None:
+        """Write the checkpoint atomically (a crash mid-write keeps the old one)."""
+        tmp = self.ckpt_path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, self.ckpt_path)
+
+    def load(self) -> None:
+        s = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(s["model"])
+        self.ema.load_state_dict(s["ema"])
+        self.opt.load_state_dict(s["opt"])
+        disc = self.disc.module if isinstance(self.disc, nn.parallel.DistributedDataParallel) else self.disc
+        disc.load_state_dict(s["disc"])
+        self.lecam.load_state_dict(s["lecam"])
+        self.opt_d.load_state_dict(s["opt_d"])
+        self.step = s["step"]
+        if self.world == 1:  # per-rank streams differ; a DDP resume reseeds below
+            self.rng.bit_generator.state = s["rng_numpy"]
+        else:
+            self.rng = np.random.default_rng(self.cfg.seed + 1000 * self.rank + self.step)
+        torch.set_rng_state(s["rng_torch"])
+        if s["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(s["rng_cuda"])
+        random.setstate(s["rng_python"])
+
+    # ------------------------------------------------------------ one step
+    def train_step(self, batch: torch.Tensor) -> dict[str, float]:
+        cfg, step = self.cfg, self.step
+        lr = learning_rate(cfg, step)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        mix = quant_mix(cfg, step)
+        out = self.train_model(batch, quant_mix=mix)
+        rec, parts = reconstruction_loss(out.reconstruction, batch, cfg.l1, cfg.l2, cfg.ssim)
+        loss = rec + out.lfq.loss
+        use_disc = step >= cfg.disc_start
+        if use_disc:
+            g_adv = generator_adv_loss(self.disc(out.reconstruction))
+            loss = loss + cfg.disc_weight * g_adv
+            parts["g_adv"] = g_adv.item()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip).item()
+        self.opt.step()
+        self._update_ema()
+        if use_disc:
+            parts.update(self._disc_step(batch, out.reconstruction.detach()))
+        self.step += 1
+        parts.update(
+            loss=loss.item(), lr=lr, quant_mix=mix, grad_norm=grad_norm, commit=out.lfq.commitment.item(),
+            per_sample_entropy=out.lfq.per_sample_entropy.item(), codebook_entropy=out.lfq.codebook_entropy.item(),
+        )
+        return parts
+
+    def _disc_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+        d_real, d_fake = self.disc(real), self.disc(fake)
+        d_loss = hinge_d_loss(d_real, d_fake) + self.cfg.lecam_weight * self.lecam(d_real, d_fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        nn.utils.clip_grad_norm_(self.disc.parameters(), self.cfg.grad_clip)
+        self.opt_d.step()
+        return {"d_loss": d_loss.item()}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # Early on the EMA would mostly average the random init: warm its decay up.
+        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        for e, p in zip(self.ema.parameters(), self.model.parameters()):
+            e.lerp_(p.detach(), 1 - decay)
+
+    @torch.no_grad()
+    def evaluate(self, batch: torch.Tensor) -> dict[str, float]:
+        """PSNR of the EMA and raw models on a fixed batch, fully quantised."""
+        self.model.eval()
+        out = {"psnr_ema": psnr(self.ema(batch).reconstruction, batch),
+               "psnr": psnr(self.model(batch).reconstruction, batch)}
+        self.model.train()
+        return out
+
+
+# ---------------------------------------------------------------- logging
+
+
+def plot_log(log: Path, out: Path) -> None:
+    """Loss and PSNR curves from log.jsonl (skipped when matplotlib is absent)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    steps = [r["step"] for r in rows]
+    for key in ("loss", "l1", "l2"):
+        axes[0].plot(steps, [r.get(key, np.nan) for r in rows], label=key)
+    axes[0].set_yscale("log")
+    axes[0].legend()
+    axes[0].set_title("training losses")
+    ev = [r for r in rows if "psnr_ema" in r]
+    axes[1].plot([r["step"] for r in ev], [r["psnr_ema"] for r in ev], label="EMA")
+    axes[1].plot([r["step"] for r in ev], [r["psnr"] for r in ev], label="raw")
+    axes[1].set_title("PSNR on a fixed batch (dB)")
+    axes[1].legend()
+    for key in ("codebook_entropy", "per_sample_entropy", "quant_mix"):
+        axes[2].plot(steps, [r.get(key, np.nan) for r in rows], label=key)
+    axes[2].legend()
+    axes[2].set_title("quantiser")
+    for ax in axes:
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- main
+
+
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl")
+        return rank, world, torch.device("cuda", local)
+    dist.init_process_group("gloo")
+    return rank, world, torch.device("cpu")
+
+
+def train(cfg: TrainConfig, run: Path, stop_after: float | None = None) -> Trainer:
+    """Run (or resume) training in `run` until cfg.steps or `stop_after` seconds."""
+    rank, world, device = _setup_distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run.mkdir(parents=True, exist_ok=True)
+    saved = run / "config.json"
+    if saved.is_file():
+        old = TrainConfig.from_dict(json.loads(saved.read_text()))
+        if replace(old, steps=cfg.steps) != replace(cfg, steps=cfg.steps):
+            raise ValueError(f"{run} holds a run with another configuration (delete it or use another --run)")
+    elif rank == 0:
+        saved.write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    trainer = Trainer(cfg, run, device, rank, world)
+    if trainer.ckpt_path.is_file():
+        trainer.load()
+        if rank == 0:
+            print(f"resumed {run} at step {trainer.step}")
+    sampler = ClipSampler(cfg.data, log=rank == 0)
+    if rank == 0:
+        print(f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters, "
+              f"{sampler.frames} training frames, device {device}, world {world}")
+    eval_batch = sampler.sample(min(cfg.batch, 8), np.random.default_rng(12345), frames=cfg.data.clip_frames).to(device)
+    log = (run / "log.jsonl").open("a") if rank == 0 else None
+    began, start_step = time.monotonic(), trainer.step
+    while trainer.step < cfg.steps:
+        parts = trainer.train_step(sampler.sample(cfg.batch, trainer.rng).to(device))
+        step = trainer.step
+        if rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
+            parts.update(trainer.evaluate(eval_batch))
+        if rank == 0 and (step % cfg.log_every == 0 or "psnr" in parts):
+            elapsed = time.monotonic() - began
+            rate = (step - start_step) / elapsed
+            parts.update(step=step, seconds=round(elapsed, 1))
+            log.write(json.dumps(parts) + "\n")
+            log.flush()
+            eta = (cfg.steps - step) / rate if rate else float("inf")
+            extra = f" psnr(ema) {parts['psnr_ema']:.2f} dB" if "psnr_ema" in parts else ""
+            print(f"step {step}/{cfg.steps} loss {parts['loss']:.4f} l1 {parts['l1']:.4f} mix {parts['quant_mix']:.2f}"
+                  f"{extra} | {rate:.2f} steps/s, ETA {eta / 60:.0f} min", flush=True)
+        done = step == cfg.steps or (stop_after is not None and time.monotonic() - began > stop_after)
+        if rank == 0 and (step % cfg.ckpt_every == 0 or done):
+            trainer.save()
+            plot_log(run / "log.jsonl", run / "loss.png")
+        if done:
+            break
+    if log:
+        log.close()
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return trainer
+
+
+def export(run: Path, out_dir: Path, name: str | None = None) -> Path:
+    """Save a run's EMA weights as a shipped model (NAME.json + NAME.safetensors)."""
+    cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    model_cfg = replace(cfg.model, name=name or cfg.model.name)
+    model = Tokenizer(model_cfg)
+    model.load_state_dict(state["ema"])
+    return save_tokenizer(model, out_dir)
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    model = PRESETS[args.preset]
+    if args.channels:
+        model = replace(model, channels=tuple(int(c) for c in args.channels.split(",")))
+    if args.bits:
+        model = replace(model, lfq=replace(model.lfq, bits=args.bits))
+    if args.blocks:
+        model = replace(model, blocks_per_level=args.blocks)
+    data = DataConfig(paths=tuple(args.data), clip_frames=args.clip_frames, crop=args.crop, max_side=args.max_side)
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                 if f.name not in ("model", "data", "betas") and getattr(args, f.name, None) is not None}
+    return TrainConfig(model=model, data=data, **overrides)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="tokcodec train", description="Train the tokenizer on a folder of videos.")
+    ap.add_argument("data", nargs="+", help="video/image files or folders")
+    ap.add_argument("--run", required=True, type=Path, help="run folder (checkpoints, log); resumes if present")
+    ap.add_argument("--preset", default="magvit2-4x8x8-k18", choices=sorted(PRESETS))
+    ap.add_argument("--channels", help="override channel widths, e.g. 64,128,256")
+    ap.add_argument("--blocks", type=int, help="override residual blocks per level")
+    ap.add_argument("--bits", type=int, help="override LFQ codebook bits")
+    ap.add_argument("--clip-frames", type=int, default=9)
+    ap.add_argument("--crop", type=int, default=64)
+    ap.add_argument("--max-side", type=int, default=384)
+    ap.add_argument("--stop-after", type=float, help="stop (with a checkpoint) after this many seconds")
+    ap.add_argument("--export", type=Path, help="only export the run's EMA weights into this folder")
+    ap.add_argument("--name", help="model name for --export")
+    for f in fields(TrainConfig):
+        if f.type in ("int", "float") and f.name not in ("steps",):
+            ap.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float)
+    ap.add_argument("--steps", type=int)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.export:
+        print(export(args.run, args.export, args.name))
+        return 0
+    train(build_config(args), args.run, args.stop_after)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Training: a few steps of a tiny model, exact resume, export, data sampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from media import smooth_frames
+
+from tokcodec.codec import LFQConfig, TokenizerConfig, fingerprint
+from tokcodec.codec.data import ClipSampler, DataConfig
+from tokcodec.codec.io import write_video
+from tokcodec.codec.train import TrainConfig, Trainer, export, learning_rate, quant_mix, train
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("media")
+    write_video(d / "a.mp4", smooth_frames(12, 48, 64), 25)
+    write_video(d / "b.mp4", smooth_frames(10, 40, 40), 25)
+    write_video(d / "still.mp4", smooth_frames(1, 40, 50), 1)  # one frame, like an image: 1-frame clips only
+    (d / "notes.txt").write_text("not media")
+    return d
+
+
+def tiny_config(media: Path, steps: int = 4) -> TrainConfig:
+    model = TokenizerConfig(name="tiny", channels=(16, 16, 32), blocks_per_level=1, norm_groups=8,
+                            lfq=LFQConfig(bits=10))
+    data = DataConfig(paths=(str(media),), clip_frames=5, crop=32, image_prob=0.3)
+    return TrainConfig(model=model, data=data, steps=steps, batch=2, lr_warmup=2, quant_start=1, quant_ramp=2,
+                       disc_start=2, log_every=1, eval_every=2, ckpt_every=2, seed=3)
+
+
+def test_sampler_cuts_random_clips(media: Path) -> None:
+    s = ClipSampler(DataConfig(paths=(str(media),), clip_frames=5, crop=32, image_prob=0.0), log=False)
+    assert len(s.videos) == 3 and len(s.clip_videos) == 2
+    rng = np.random.default_rng(0)
+    x = s.sample(3, rng)
+    assert x.shape == (3, 3, 5, 32, 32) and x.min() >= -1 and x.max() <= 1
+    assert s.sample(2, rng, frames=1).shape == (2, 3, 1, 32, 32)
+    with pytest.raises(ValueError, match="no usable training media"):
+        ClipSampler(DataConfig(paths=(str(media / "notes.txt"),)), log=False)
+
+
+def test_schedules() -> None:
+    cfg = TrainConfig(steps=100, lr=1.0, lr_warmup=10, quant_start=20, quant_ramp=10)
+    assert learning_rate(cfg, 0) == pytest.approx(0.1) and learning_rate(cfg, 10) == pytest.approx(1.0)
+    assert learning_rate(cfg, 100) == pytest.approx(0.1)
+    assert quant_mix(cfg, 19) == 0 and quant_mix(cfg, 24) == pytest.approx(0.5) and quant_mix(cfg, 40) == 1
+
+
+def test_resume_is_exact_and_export_loads(media: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(media)
+    straight = train(cfg, tmp_path / "a")
+    train(TrainConfig(**{**cfg.__dict__, "steps": 2}), tmp_path / "b")  # stops at step 2
+    resumed = train(cfg, tmp_path / "b")  # picks up the checkpoint and finishes
+    assert straight.step == resumed.step == 4
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    for key, value in straight.ema.state_dict().items():
+        assert torch.equal(value, resumed.ema.state_dict()[key]), key
+    log = (tmp_path / "a" / "log.jsonl").read_text().splitlines()
+    assert len(log) == 4 and "psnr_ema" in log[1] and "d_loss" in log[3]
+    path = export(tmp_path / "a", tmp_path / "models", name="tiny")
+    assert path.name == "tiny.safetensors"
+    from tokcodec.codec import registry
+
+    saved = registry.MODELS_DIR
+    registry.MODELS_DIR = tmp_path / "models"
+    try:
+        assert fingerprint(registry.load_tokenizer("tiny")) == fingerprint(straight.ema)
+    finally:
+        registry.MODELS_DIR = saved
+
+
+def test_a_run_folder_refuses_another_config(media: Path, tmp_path: Path) -> None:
+    train(tiny_config(media, steps=1), tmp_path / "r")
+    other = TrainConfig(**{**tiny_config(media, steps=1).__dict__, "lr": 1e-3})
+    with pytest.raises(ValueError, match="another configuration"):
+        train(other, tmp_path / "r")
