@@ -22,15 +22,23 @@ Models (``EntropyParams.model_id``; the ``.tok`` header stores the params):
      * frames in order t = 0 .. T-1; within a frame, all K bit planes at once;
      * positions in a multi-resolution checkerboard ("pyramid") order. With L
        levels, first the lattice of every 2^L-th row and column ("base"),
-       then for s = 2^(L-1), ..., 2, 1 three phases that refine the lattice of
+       then for s = 2^(L-1), ..., 2, 1 two phases that refine the lattice of
        spacing 2s to spacing s: "d" = (s, s) mod 2s, whose 4 diagonal
-       neighbours at distance s are decoded; then (0, s) and (s, 0) mod 2s
-       ("hv"), whose 4 axis neighbours at distance s are decoded. Frame 0 of
-       a chunk (no previous frame) uses L = 3, later frames L = 2.
-     * Each phase is one constriction call over K x (positions in the phase)
-       decisions, except while its probability table is young (``warmup``):
-       then it is cut into bands of rows that double in size, so that the
-       counts adapt within the first frames of the chunk.
+       neighbours at distance s are decoded; then "hv" = (0, s) and (s, 0)
+       mod 2s together, whose 4 axis neighbours at distance s are decoded.
+       Frame 0 of a chunk (no previous frame) uses L = 2; later frames use
+       L = 2, or L = 1 when H * W <= 512 (small frames learn their tables
+       faster with fewer, larger phases).
+     * Within a phase, positions are in row-major order (for "hv": the
+       points (y, x) of the s-lattice with y/s + x/s odd, row by row). Each
+       phase is one constriction call over K x (positions in the phase)
+       decisions, except while its probability table is young (it has coded
+       fewer than ``warmup`` decisions per bit plane): then each call takes
+       the next max(16, 2 * n) positions of the phase (or the rest of it),
+       n being the decisions per plane the table has coded so far, so that
+       the counts adapt within the first frames of the chunk. A call's
+       decisions are in position order, the K planes of a position
+       together, least significant first.
 
      Contexts. Every bit plane has its own counts; there is one table (K
      planes x C contexts) per frame type (first / later), level and phase
@@ -69,7 +77,8 @@ counts only, identically by encoder and decoder:
       q  = (S1 << B) // (S0 + S1)
       p1 = ((c1 << B) + m * q) // (c0 + c1 + m),   clipped to [1, 2^B - 1]
   with B = ``prob_bits`` and m = ``backoff``; a table's probabilities are
-  recomputed after each of its own steps. The coder receives
+  recomputed before each of its own calls, from the counts as they are
+  then. The coder receives
   ``p1 * 2**-B``, a dyadic float64 that is exact; constriction then maps it
   to its own fixed-point model with deterministic integer code. Counts are
   updated with ``np.bincount`` after every vectorised step. There is no
@@ -81,6 +90,7 @@ This module knows about token grids and bytes only (no torch, no pixels).
 
 from __future__ import annotations
 
+import functools
 import operator
 from dataclasses import dataclass
 
@@ -95,9 +105,8 @@ MAX_BITS = 30
 # versions, and it selects the fixed-point model, so it is part of the format.
 _BERNOULLI = constriction.stream.model.Bernoulli(perfect=False)
 
-_INTRA_LEVELS = 3
+_INTRA_LEVELS = 2
 _INTER_LEVELS = 2
-_PAD = 1 << (max(_INTRA_LEVELS, _INTER_LEVELS) - 1)  # farthest neighbour read
 
 _N4 = ((-1, 0), (1, 0), (0, -1), (0, 1))
 _DG = ((-1, -1), (-1, 1), (1, -1), (1, 1))
@@ -121,9 +130,9 @@ class EntropyParams:
                  sets how fast the model forgets (16..2**20).
     backoff:     m, weight (half units) of the shared estimate (all planes,
                  all tables of a group) in a plane's probability (0..2**16).
-    warmup:      a phase is coded in bands of rows that double in size while
-                 its table has coded fewer than ``warmup`` decisions per bit
-                 plane (0..2**16), so that young counts adapt early.
+    warmup:      a phase is coded in steps of max(16, 2 n) positions (n: the
+                 decisions per bit plane its table has coded) while n is
+                 below ``warmup`` (0..2**16), so that young counts adapt early.
     """
 
     model_id: int = 1
@@ -234,80 +243,151 @@ def _raw_decode(data: memoryview, shape, bits: int) -> np.ndarray:
 # model 1: context model
 
 
-def _phases(levels: int):
-    """(table name, lattice step, y0, x0, neighbour offsets) in coding order."""
-    out = [("base", 1 << levels, 0, 0, ())]
+_MINBAND = 16  # warm-up: the smallest step, in positions
+_GROW = 2  # warm-up: a step has GROW x as many positions as the table has coded
+_SMALL = 512  # frames of at most this many tokens use one inter level
+
+
+def _levels(H: int, W: int) -> tuple[int, int]:
+    """(pyramid levels of frame 0, of later frames) for an H x W frame."""
+    return _INTRA_LEVELS, (1 if H * W <= _SMALL else _INTER_LEVELS)
+
+
+def _lattice(H, W, pad, s, odd_i, odd_j=None):
+    """Flat padded indices (row-major) of the s-lattice points (i s, j s) with
+    i odd == odd_i and j odd == odd_j; with odd_j None, i + j odd; with odd_i
+    None, all."""
+    yy, xx = np.meshgrid(np.arange(0, H, s), np.arange(0, W, s), indexing="ij")
+    i, j = yy // s, xx // s
+    if odd_i is None:
+        m = np.ones(i.shape, bool)
+    elif odd_j is None:
+        m = ((i + j) & 1) == 1
+    else:
+        m = ((i & 1) == odd_i) & ((j & 1) == odd_j)
+    return yy[m], xx[m]
+
+
+@functools.lru_cache(maxsize=32)
+def _plan(H: int, W: int, levels: int, pad: int):
+    """Phases of one frame in coding order: (table key, start, stop, neighbour
+    index array (4, n) or None) and the concatenated positions `order`
+    (flat indices into the padded grid) and `order_in` (into the frame)."""
+    Wp = W + 2 * pad
+    phases, ys, xs = [], [], []
+    S = 1 << levels
+    yy, xx = _lattice(H, W, pad, S, None)
+    specs = [(("base",), yy, xx, ())]
     for lev in reversed(range(levels)):
         s = 1 << lev
-        dg = tuple((dy * s, dx * s) for dy, dx in _DG)
-        n4 = tuple((dy * s, dx * s) for dy, dx in _N4)
-        out.append(((lev, "d"), 2 * s, s, s, dg))
-        out.append(((lev, "hv"), 2 * s, 0, s, n4))
-        out.append(((lev, "hv"), 2 * s, s, 0, n4))
-    return tuple(out)
+        yy, xx = _lattice(H, W, pad, s, 1, 1)
+        specs.append(((lev, "d"), yy, xx, _DG))
+        yy, xx = _lattice(H, W, pad, s, 0)
+        specs.append(((lev, "hv"), yy, xx, _N4))
+    n0 = 0
+    for key, yy, xx, offs in specs:
+        n = yy.size
+        if n == 0:
+            continue
+        s = 1 << key[0] if offs else 0
+        nb = None
+        if offs:
+            nb = np.stack([(yy + pad + dy * s) * Wp + (xx + pad + dx * s) for dy, dx in offs]).astype(np.intp)
+        phases.append((key, n0, n0 + n, nb))
+        ys.append(yy)
+        xs.append(xx)
+        n0 += n
+    yy, xx = np.concatenate(ys), np.concatenate(xs)
+    order = ((yy + pad) * Wp + xx + pad).astype(np.intp)
+    order_in = (yy * W + xx).astype(np.intp)
+    for a in (order, order_in):
+        a.flags.writeable = False
+    return tuple(phases), order, order_in
 
 
-_INTRA = _phases(_INTRA_LEVELS)
-_INTER = _phases(_INTER_LEVELS)
+class _Group:
+    """Tables whose contexts mean the same thing; ``sum`` is their counts
+    summed over planes and tables, (2, C)."""
+
+    __slots__ = ("sum",)
+
+    def __init__(self, C: int):
+        self.sum = np.zeros((2, C), np.int64)
 
 
 class _Table:
     """Adaptive counts for K planes x C contexts, and their probabilities.
 
-    ``prob`` holds each context's probability twice, so that ``2 * ctx`` is the
-    lookup index and ``2 * ctx + decision`` the count index: one index array
-    serves both. Tables whose contexts mean the same thing (the non-base
-    phases of one frame type) form a group, whose counts summed over planes
-    and tables are the shared estimate a young per-plane context backs off to.
+    A decision's context index is ``ctx = context + C * plane``; ``prob[ctx]``
+    is its probability and ``counts[decision, ctx]`` its counts (so the flat
+    count index is ``ctx + K * C * decision``).
     """
 
-    __slots__ = ("K", "C", "counts", "plane_sum", "prob", "coded", "params", "group")
+    __slots__ = ("K", "C", "KC", "counts", "flat", "c0", "c1", "plane_sum", "prob", "coded", "group",
+                 "bound", "B", "m", "lim", "clip", "scale")
 
-    def __init__(self, K: int, C: int, params: EntropyParams, group: list):
-        self.K, self.C, self.params, self.group = K, C, params, group
-        self.counts = np.ones(2 * K * C, np.int64)  # interleaved c0, c1
-        self.plane_sum = self.counts.reshape(K, C, 2).sum(axis=0)
+    def __init__(self, K: int, C: int, params: EntropyParams, group: _Group):
+        self.K, self.C, self.KC, self.group = K, C, K * C, group
+        self.B, self.m, self.lim = params.prob_bits, params.backoff, params.count_limit
+        self.clip = self.lim + self.m > 1 << self.B
+        self.scale = 1.0 / (1 << self.B)
+        self.counts = np.ones((2, K * C), np.int64)  # c0, c1 in half units
+        self.flat = self.counts.reshape(-1)
+        self.c0, self.c1 = self.counts
+        self.plane_sum = self.counts.reshape(2, K, C).sum(axis=1)
+        group.sum += self.plane_sum
+        self.bound = 2  # an upper bound on max(c0 + c1)
         self.coded = 0
-        self.prob = np.empty(2 * K * C, np.float64)
-        group.append(self)
-        self._refresh()
+        self.prob = np.empty(K * C, np.float64)
 
-    def young(self) -> bool:
-        return self.coded < self.params.warmup * self.K
-
-    def _refresh(self) -> None:
-        K, C = self.K, self.C
-        B = self.params.prob_bits
-        m = self.params.backoff
-        c = self.counts.reshape(K, C, 2)
-        n = c[..., 0] + c[..., 1]
+    def refresh(self) -> None:
+        B, m = self.B, self.m
+        p = self.c1 << B
+        n = self.c0 + self.c1
         if m:
-            s = self.group[0].plane_sum
-            for other in self.group[1:]:
-                s = s + other.plane_sum
-            q = (s[:, 1] << B) // (s[:, 0] + s[:, 1])
-            p = ((c[..., 1] << B) + m * q) // (n + m)
-        else:
-            p = (c[..., 1] << B) // n
-        np.maximum(p, 1, out=p)
-        np.minimum(p, (1 << B) - 1, out=p)
+            s0, s1 = self.group.sum
+            q = s1 << B
+            q //= s0 + s1
+            q *= m
+            p = p.reshape(self.K, self.C)
+            p += q
+            n += m
+            p = p.reshape(-1)
+        p //= n
+        # p <= 2**B - 1 always (c0 >= 1, q < 2**B); p >= 1 needs c0 + c1 + m
+        # <= 2**B, which count_limit + m <= 2**B guarantees (counts are halved
+        # back to at most count_limit before any refresh)
+        if self.clip:
+            np.maximum(p, 1, out=p)
         # p < 2**16 times 2**-B: an exact float64
-        np.multiply(p[..., None], 1.0 / (1 << B), out=self.prob.reshape(K, C, 2))
+        np.multiply(p, self.scale, out=self.prob)
 
-    def update(self, idx2: np.ndarray) -> None:
-        """idx2 = 2 * context + decision, for every decision just coded."""
-        c = self.counts
-        c += 2 * np.bincount(idx2, minlength=c.size)
-        lim = self.params.count_limit
-        cc = c.reshape(-1, 2)
-        n = cc[:, 0] + cc[:, 1]
-        while n.max() > lim:
-            big = n > lim
-            cc[big] = (cc[big] + 1) >> 1
-            n = cc[:, 0] + cc[:, 1]
-        self.plane_sum = c.reshape(self.K, self.C, 2).sum(axis=0)
-        self.coded += idx2.size
-        self._refresh()
+    def update(self, idx: np.ndarray, x: np.ndarray, npos: int) -> None:
+        """idx: the context index of every decision just coded, x: the
+        decisions, at npos positions (so no context got more than npos)."""
+        ci = x * self.KC
+        ci += idx
+        bc = np.bincount(ci, minlength=self.flat.size)
+        c = self.flat
+        c += bc
+        c += bc
+        self.bound += 2 * npos
+        if self.bound > self.lim:
+            cc = self.counts
+            n = self.c0 + self.c1
+            top = n.max()
+            while top > self.lim:
+                big = n > self.lim
+                cc[:, big] = (cc[:, big] + 1) >> 1
+                n = self.c0 + self.c1
+                top = n.max()
+            self.bound = int(top)
+        ps = np.add.reduce(self.counts.reshape(2, self.K, self.C), axis=1)
+        s = self.group.sum
+        s -= self.plane_sum
+        s += ps
+        self.plane_sum = ps
+        self.coded += idx.size
 
 
 def _walk(K, H, W, T, params, code, frames_in=None, frames_out=None):
@@ -318,116 +398,130 @@ def _walk(K, H, W, T, params, code, frames_in=None, frames_out=None):
     decoded ones. Encoder: ``frames_in[t]`` is frame t's tokens. Decoder:
     ``frames_out[t]`` receives them.
     """
-    pad = _PAD
+    li, lp = _levels(H, W)
+    pad = 1 << (max(li, lp) - 1)
     Hp, Wp = H + 2 * pad, W + 2 * pad
-    inner = (slice(None), slice(pad, pad + H), slice(pad, pad + W))
-    cur = np.zeros((K, Hp, Wp), np.int8)  # sign of each decoded bit, 0 elsewhere
-    prev = np.zeros((K, Hp, Wp), np.int8)
-    changed = np.zeros((Hp, Wp), np.int16)  # bits changed per token (frame t)
-    plane = np.arange(K, dtype=np.int64)[:, None, None]
-    tables: dict = {}
+    inner = (slice(pad, pad + H), slice(pad, pad + W))
+    bufs = [np.zeros((Hp, Wp, K), np.int8) for _ in range(2)]  # signs, 0 outside
+    changed = np.zeros(Hp * Wp, np.int16)  # bits changed per token (frame t)
+    plane = np.arange(K, dtype=np.intp)
+    off_intra = _C_INTRA * plane + 4  # + sum of neighbour signs
+    off_base = _C_INTER_BASE * plane
+    off_inter = _C_INTER * plane
+    lut_c = np.zeros(9, np.intp)  # 5 c, indexed by (sum of signs * P) mod 9
+    for v in range(-4, 5):
+        lut_c[v] = 5 * ((v + 4) >> 1)
+    ns = np.arange(4 * K + 1)
+    lut_f = 25 * ((ns > 0).astype(np.intp) + (4 * ns > K))
+    warm = params.warmup * K
+    add_reduce = np.add.reduce
+    sign_lut = np.array([-1, 1], np.int8)  # decoder, frame 0: bit -> sign
+    flip_lut = np.array([1, -1], np.int8)  # later frames: changed -> sign flip
     decoding = frames_in is None
-
+    tables: dict = {}
     groups: dict = {}
 
     def table(key, C):
         tab = tables.get(key)
         if tab is None:
-            group = groups.setdefault((key[0], key[1] == "base"), [])
+            gk = (key[0], key[1] == "base")
+            group = groups.get(gk)
+            if group is None:
+                group = groups[gk] = _Group(C)
             tab = tables[key] = _Table(K, C, params, group)
         return tab
 
     for t in range(T):
-        prev, cur = cur, prev
-        if decoding:
-            cur[inner] = 0
-        else:
+        prev, cur = bufs[(t + 1) & 1], bufs[t & 1]
+        prevf, curf = prev.reshape(-1, K), cur.reshape(-1, K)
+        phases, order, order_in = _plan(H, W, lp if t else li, pad)
+        if not decoding:
             cur[inner] = _token_signs(frames_in[t], K)
-        if t > 0:
-            P = prev[inner]
-            npv = (prev[:, pad - 1:pad - 1 + H, pad:pad + W] + prev[:, pad + 1:pad + 1 + H, pad:pad + W]
-                   + prev[:, pad:pad + H, pad - 1:pad - 1 + W] + prev[:, pad:pad + H, pad + 1:pad + 1 + W])
-            a = (npv * P + 4) >> 1  # int8, 0..4
-            a2_base = 2 * (a + _C_INTER_BASE * plane)  # int64, lookup index
-            a2 = 2 * (a + _C_INTER * plane)
-            changed[...] = 0
-        for name, step, y0, x0, offs in (_INTER if t else _INTRA):
-            hn = len(range(y0, H, step))
-            wn = len(range(x0, W, step))
-            if hn == 0 or wn == 0:
-                continue
-            if t == 0:
-                tab = table(("intra", name), _C_INTRA)
+            S = curf[order]
+        if t:
+            npv = (prev[pad - 1:pad - 1 + H, pad:pad + W] + prev[pad + 1:pad + 1 + H, pad:pad + W]
+                   + prev[pad:pad + H, pad - 1:pad - 1 + W] + prev[pad:pad + H, pad + 1:pad + 1 + W])
+            npv *= prev[inner]
+            npv += 4
+            npv >>= 1  # a, 0..4
+            a2 = npv.reshape(-1, K)[order_in]  # a, (positions in coding order, K)
+            P = prevf[order]
+            if not decoding:
+                Xi = (S != P).astype(np.int32)
+                changed.reshape(Hp, Wp)[inner] = (cur[inner] != prev[inner]).sum(axis=2, dtype=np.int16)
+        elif not decoding:
+            Xi = (S > 0).astype(np.int32)
+        for key, p0, p1, nb in phases:
+            if t:
+                if nb is None:
+                    tab = table(("inter",) + key, _C_INTER_BASE)
+                    base = a2[p0:p1] + off_base
+                else:
+                    tab = table(("inter",) + key, _C_INTER)
+                    base = a2[p0:p1] + off_inter
             else:
-                tab = table(("inter", name), _C_INTER if offs else _C_INTER_BASE)
-            i0, band = 0, 1
-            while i0 < hn:
-                if tab.young():
-                    i1 = min(hn, i0 + band)
-                    band *= 2
+                tab = table(("intra",) + key, _C_INTRA)
+            s0 = p0
+            while s0 < p1:
+                if tab.coded < warm:
+                    s1 = min(p1, s0 + max(_MINBAND, _GROW * (tab.coded // K)))
                 else:
-                    i1 = hn
-                ya, yb = pad + y0 + step * i0, pad + y0 + step * (i1 - 1) + 1
-                xa, xb = pad + x0, pad + x0 + step * (wn - 1) + 1
-                ys, xs = slice(ya, yb, step), slice(xa, xb, step)
-                if offs:
-                    cs = None
-                    for dy, dx in offs:
-                        v = cur[:, ya + dy:yb + dy:step, xa + dx:xb + dx:step]
-                        cs = v + 0 if cs is None else cs + v  # int8, -4..4
+                    s1 = p1
+                n = s1 - s0
+                if nb is not None:
+                    nbb = nb[:, s0 - p0:s1 - p0]
+                    cs = add_reduce(curf[nbb], axis=0, dtype=np.int8)  # (n, K), -4..4
                 if t == 0:
-                    idx = 2 * ((cs + 4) + _C_INTRA * plane) if offs else np.broadcast_to(
-                        2 * _C_INTRA * plane + 8, (K, i1 - i0, wn))
-                else:
-                    yq, xq = slice(ya - pad, yb - pad, step), slice(xa - pad, xb - pad, step)
-                    Pv = P[:, yq, xq]
-                    if offs:
-                        ns = None
-                        for dy, dx in offs:
-                            v = changed[ya + dy:yb + dy:step, xa + dx:xb + dx:step]
-                            ns = v + 0 if ns is None else ns + v
-                        f = (ns > 0).astype(np.int8) + (4 * ns > K)
-                        idx = a2[:, yq, xq] + 10 * ((cs * Pv + 4) >> 1)  # c: 0..4
-                        idx += 50 * f
+                    if nb is not None:
+                        idx = cs + off_intra
                     else:
-                        idx = a2_base[:, yq, xq]
+                        idx = np.broadcast_to(off_intra, (n, K))
+                else:
+                    Pv = P[s0:s1]
+                    if nb is not None:
+                        cs *= Pv
+                        idx = lut_c.take(cs)
+                        idx += base[s0 - p0:s1 - p0]
+                        idx += lut_f.take(add_reduce(changed[nbb], axis=0))[:, None]
+                    else:
+                        idx = base[s0 - p0:s1 - p0]
                 idx = idx.reshape(-1)
-                prob = tab.prob[idx]
+                tab.refresh()
+                prob = tab.prob.take(idx)
                 if decoding:
                     x = code(prob, None)
-                    x8 = x.astype(np.int8).reshape(K, i1 - i0, wn)
+                    pos = order[s0:s1]
                     if t == 0:
-                        cur[:, ys, xs] = 2 * x8 - 1
+                        curf[pos] = sign_lut.take(x).reshape(n, K)
                     else:
-                        cur[:, ys, xs] = Pv - 2 * Pv * x8
+                        v = flip_lut.take(x).reshape(n, K)
+                        v *= Pv
+                        curf[pos] = v  # -P where the bit changed
+                        changed[pos] = add_reduce(x.reshape(n, K), axis=1)
                 else:
-                    cv = cur[:, ys, xs]
-                    x8 = (cv > 0) if t == 0 else (cv != Pv)
-                    x = x8.reshape(-1).astype(np.int32)
+                    x = Xi[s0:s1].reshape(-1)
                     code(prob, x)
-                    x8 = x8.view(np.int8) if t else None
-                if t > 0:
-                    changed[ys, xs] = x8.sum(axis=0, dtype=np.int16)
-                tab.update(idx + x)
-                i0 = i1
+                tab.update(idx, x, n)
+                s0 = s1
         if decoding:
             frames_out[t] = _signs_token(cur[inner], K)
 
 
 def _token_signs(frame: np.ndarray, K: int) -> np.ndarray:
-    """(H, W) tokens -> (K, H, W) int8 signs (+1 for a 1 bit, -1 for 0)."""
+    """(H, W) tokens -> (H, W, K) int8 signs (+1 for a 1 bit, -1 for 0)."""
     H, W = frame.shape
     b = np.unpackbits(frame.astype("<u4").view(np.uint8).reshape(H, W, 4), axis=2, bitorder="little")
-    return (2 * np.moveaxis(b[:, :, :K], 2, 0) - 1).astype(np.int8)
+    s = b[:, :, :K].view(np.int8) * 2
+    s -= 1
+    return s
 
 
 def _signs_token(s: np.ndarray, K: int) -> np.ndarray:
     """Inverse of _token_signs."""
-    b = np.packbits(s > 0, axis=0, bitorder="little")  # (ceil(K/8), H, W)
-    out = b[0].astype(np.int64)
-    for i in range(1, b.shape[0]):
-        out |= b[i].astype(np.int64) << (8 * i)
-    return out
+    H, W = s.shape[:2]
+    b = np.zeros((H, W, 4), np.uint8)
+    b[:, :, : (K + 7) // 8] = np.packbits(s > 0, axis=2, bitorder="little")
+    return b.view("<u4")[:, :, 0].astype(np.int64)
 
 
 def _ctx_encode(tokens: np.ndarray, bits: int, params: EntropyParams) -> bytes:

@@ -54,7 +54,8 @@ def load_tokenizer(name: str | None = None, device: str | torch.device = "cpu") 
     weights = MODELS_DIR / f"{info.name}.safetensors"
     if info.trained:
         model = Tokenizer(info.config)
-        model.load_state_dict(load_file(str(weights)))
+        # Weights may ship in float16 to fit the repository; compute in float32.
+        model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(INIT_SEED)
@@ -62,13 +63,17 @@ def load_tokenizer(name: str | None = None, device: str | torch.device = "cpu") 
     return model.to(device).eval()
 
 
-def save_tokenizer(model: Tokenizer, directory: str | Path) -> Path:
-    """Write `NAME.json` and `NAME.safetensors` for `model` into `directory`."""
+def save_tokenizer(model: Tokenizer, directory: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Write `NAME.json` and `NAME.safetensors` for `model` into `directory`.
+
+    `dtype=torch.float16` halves the file (shipped weights must stay small);
+    the fingerprint is that of the weights as loaded back.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.config.save(directory / f"{model.config.name}.json")
     path = directory / f"{model.config.name}.safetensors"
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().to(dtype).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path))
     return path
 

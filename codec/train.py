@@ -329,14 +329,14 @@ def train(cfg: TrainConfig, run: Path, stop_after: float | None = None) -> Train
     return trainer
 
 
-def export(run: Path, out_dir: Path, name: str | None = None) -> Path:
-    """Save a run's EMA weights as a shipped model (NAME.json + NAME.safetensors)."""
+def export(run: Path, out_dir: Path, name: str | None = None, dtype: torch.dtype = torch.float16) -> Path:
+    """Save a run's EMA weights as a shipped model (NAME.json + NAME.safetensors, float16)."""
     cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     model_cfg = replace(cfg.model, name=name or cfg.model.name)
     model = Tokenizer(model_cfg)
     model.load_state_dict(state["ema"])
-    return save_tokenizer(model, out_dir)
+    return save_tokenizer(model, out_dir, dtype)
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
@@ -355,7 +355,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tokcodec train", description="Train the tokenizer on a folder of videos.")
-    ap.add_argument("data", nargs="+", help="video/image files or folders")
+    ap.add_argument("data", nargs="*", help="video/image files or folders")
     ap.add_argument("--run", required=True, type=Path, help="run folder (checkpoints, log); resumes if present")
     ap.add_argument("--preset", default="magvit2-4x8x8-k18", choices=sorted(PRESETS))
     ap.add_argument("--channels", help="override channel widths, e.g. 64,128,256")
@@ -375,7 +375,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    ap = parser()
+    args = ap.parse_args(argv)
+    if not args.export and not args.data:
+        ap.error("give the training videos (files or folders)")
     if args.export:
         print(export(args.run, args.export, args.name))
         return 0

@@ -9,7 +9,7 @@ import pytest
 import torch
 from media import smooth_frames
 
-from tokcodec.codec import LFQConfig, TokenizerConfig, fingerprint
+from tokcodec.codec import LFQConfig, TokenizerConfig
 from tokcodec.codec.data import ClipSampler, DataConfig
 from tokcodec.codec.io import write_video
 from tokcodec.codec.train import TrainConfig, Trainer, export, learning_rate, quant_mix, train
@@ -70,7 +70,10 @@ def test_resume_is_exact_and_export_loads(media: Path, tmp_path: Path) -> None:
     saved = registry.MODELS_DIR
     registry.MODELS_DIR = tmp_path / "models"
     try:
-        assert fingerprint(registry.load_tokenizer("tiny")) == fingerprint(straight.ema)
+        loaded = registry.load_tokenizer("tiny")
+        # Shipped in float16: the weights are the EMA weights rounded to half precision.
+        for key, value in straight.ema.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value.half().float()), key
     finally:
         registry.MODELS_DIR = saved
 
