@@ -238,8 +238,10 @@ def plot_log(log: Path, out: Path) -> None:
         return
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     steps = [r["step"] for r in rows]
-    for key in ("loss", "l1", "l2"):
+    # The total loss goes negative (the entropy bonus), so plot its positive parts.
+    for key in ("l1", "l2"):
         axes[0].plot(steps, [r.get(key, np.nan) for r in rows], label=key)
+    axes[0].plot(steps, [1 - r.get("ssim", np.nan) for r in rows], label="1 - ssim")
     axes[0].set_yscale("log")
     axes[0].legend()
     axes[0].set_title("training losses")

@@ -141,7 +141,7 @@ def test_bad_input_gets_one_line_and_leaves_nothing(kind: str, tok: Path, tmp_pa
 def test_start_beyond_the_end(tok: Path, tmp_path: Path) -> None:
     r = cli("decode", str(tok), "-o", str(tmp_path / "o.mp4"), "--start", "22")
     assert r.exit_code == 1
-    assert r.stderr == "tokcodec: error: start frame 22 is beyond the end of the video (22 frames)\n"
+    assert r.stderr == f"tokcodec: error: {tok}: start frame 22 is beyond the end of the video (22 frames)\n"
     assert not (tmp_path / "o.mp4").exists()
 
 
@@ -174,7 +174,7 @@ def test_a_real_process_prints_no_traceback(tok: Path, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "tokcodec", "decode", str(bad), "-o", str(tmp_path / "o.mp4")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
-    assert proc.stderr == "tokcodec: error: chunk 1 is corrupt (CRC mismatch)\n"
+    assert proc.stderr == f"tokcodec: error: {bad}: chunk 1 is corrupt (CRC mismatch)\n"
 
 
 def test_audio_that_cannot_be_stored_is_dropped_with_a_warning(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from tokcodec.bitstream.container import AudioPacket, AudioTrack, Header, TokReader, TokWriter
+from tokcodec.bitstream.container import AudioPacket, AudioTrack, Header, TokError, TokReader, TokWriter
 from tokcodec.bitstream.entropy import EntropyParams
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
@@ -199,6 +200,15 @@ _END: Any = object()
 # ---------------------------------------------------------------- decode
 
 
+@contextmanager
+def _about(path: str | os.PathLike) -> Iterator[None]:
+    """Prefix .tok errors with the file they are about."""
+    try:
+        yield
+    except TokError as exc:
+        raise TokError(f"{path}: {exc}") from None
+
+
 def open_tok(path: str | os.PathLike) -> TokReader:
     """Open a .tok file for random access (see `bitstream.container.TokReader`)."""
     return TokReader(path)
@@ -209,7 +219,7 @@ def read_tokens(path: str | os.PathLike, start: int = 0, frames: int | None = No
 
     Only the chunks that hold frames [start, start + frames) are read.
     """
-    with TokReader(path) as reader:
+    with _about(path), TokReader(path) as reader:
         for chunk in reader.chunks(start, frames):
             yield TokenChunk(chunk.first_frame, chunk.frames, chunk.tokens)
 
@@ -218,9 +228,9 @@ def model_for(header: Header, model: Tokenizer | None = None) -> Tokenizer:
     """The tokenizer a .tok file was made with, refusing other weights."""
     tokenizer = model or load_tokenizer(header.model)
     if tokenizer.config.name != header.model:
-        raise ValueError(f"the file was made with model {header.model}, not {tokenizer.config.name}")
+        raise TokError(f"the file was made with model {header.model}, not {tokenizer.config.name}")
     if fingerprint(tokenizer) != header.fingerprint:
-        raise ValueError(
+        raise TokError(
             f"the file was made with other weights of {header.model} "
             f"(fingerprint {header.fingerprint}, this tokcodec has {fingerprint(tokenizer)})"
         )
@@ -243,7 +253,7 @@ def decode_file(
     if frames is not None and frames < 1:
         raise ValueError("--frames must be at least 1")
     began = time.monotonic()
-    with TokReader(source) as reader:
+    with _about(source), TokReader(source) as reader:
         h = reader.header
         tokenizer = model_for(h, model)
         entries = reader.entries_for(start, frames)
@@ -279,7 +289,7 @@ def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frame
 
 def tok_info(path: str | os.PathLike) -> dict[str, Any]:
     """Summary of a .tok file, as `tokcodec info --json` prints it."""
-    with TokReader(path) as reader:
+    with _about(path), TokReader(path) as reader:
         h = reader.header
         token_bytes = sum(reader.read_chunk(e.index, tokens=False).payload_bytes for e in reader.entries)
         grid = h.token_grid
@@ -324,7 +334,7 @@ def export_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force
     as JSON. Returns the number of chunks.
     """
     check_output(output, force)
-    with TokReader(source) as reader:
+    with _about(source), TokReader(source) as reader:
         h = reader.header
         grid = h.token_grid
         tokens = np.zeros((len(reader.entries), *grid), np.int32)

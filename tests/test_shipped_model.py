@@ -1,0 +1,29 @@
+"""The shipped default tokenizer must reconstruct a real clip above a PSNR floor.
+
+A broken or mismatched checkpoint (wrong config, corrupt weights, an export
+of the raw instead of the EMA weights gone wrong) fails here before it lands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tokcodec.api import reconstruct_file
+from tokcodec.codec import DEFAULT_MODEL, available_models
+
+SAMPLE = Path(__file__).resolve().parent.parent / "codec" / "samples" / "sample.mp4"
+# Measured PSNR of the shipped weights on the sample, minus a margin for other
+# CPUs' float rounding; raise it whenever better weights ship (bench/RESULTS.md).
+PSNR_FLOOR_DB = 20.0
+
+
+@pytest.mark.slow
+def test_default_model_reconstructs_the_sample(tmp_path: Path) -> None:
+    info = {m.name: m for m in available_models()}[DEFAULT_MODEL]
+    if not info.trained:
+        pytest.skip("no trained weights ship yet for the default model")
+    report = reconstruct_file(SAMPLE, tmp_path / "out.mp4", lossless=True)
+    assert report.frames == 33
+    assert report.psnr_rgb >= PSNR_FLOOR_DB
