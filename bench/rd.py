@@ -1,0 +1,684 @@
+"""Rate-distortion of tokcodec against libx264, libx265 and SVT-AV1 on the corpus eval clips.
+
+    .venv/bin/python bench/rd.py [--clips NAME,...] [--frames N] [--codecs tokcodec,x264,x265,svtav1]
+        [--crf-x264 18,23,...] [--crf-x265 ...] [--crf-svtav1 ...] [--tok-quality 0,...] [--model NAME]
+        [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
+        [--out bench/rd] [--no-vmaf] [--threads N] [--keep] [--quiet] [--traceback]
+
+For every clip (the eval split of ../shared/corpus unless --clips names
+others) and every codec point it measures bpp, PSNR-Y, MS-SSIM, VMAF and the
+encode and decode speed, then BD-rates against x264. It writes
+OUT/results.json (every point), OUT/<metric>.png (the curves) and prints a
+markdown summary for bench/RESULTS.md on stdout; progress and failures go to
+stderr. A codec point that fails is reported and skipped.
+
+How each number is made:
+
+- Codecs. tokcodec: `tokcodec.encode_file` at each quality level of the
+  model, `tokcodec.decode_file(lossless=True)` (RGB, libx264rgb qp 0, so the
+  metric sees the decoder's own pixels). Anchors, through PyAV's FFmpeg:
+  libx264 (preset medium), libx265 (preset medium), libsvtav1 (preset 8),
+  each over a CRF sweep, yuv420p, written to .mp4 and decoded with PyAV;
+  every other setting is the encoder's default. The anchors are fed the
+  source's own decoded 4:2:0 frames.
+- Rate: bpp = 8 * file size (container included, .tok or .mp4) /
+  (frames * width * height).
+- Quality, on 8-bit luma (bench/metrics.py): the reference is the source's
+  Y' plane as decoded; an anchor's output is its decoded Y' plane; tokcodec's
+  RGB output becomes Y' with the matrix and range the source is read in
+  (BT.601 limited range for the untagged eval clips, the inverse of the
+  YUV->RGB conversion tokcodec's reader applied), rounded to 8 bits.
+  PSNR-Y: mean of per-frame PSNR. MS-SSIM: mean of per-frame MS-SSIM, five
+  scales where the frame allows, fewer on small frames (176x144: four).
+  VMAF: v0.6.1 via vmaf-torch, mean of per-frame scores clipped to [0, 100].
+  The per-clip "RGB ceiling" is the PSNR-Y of the source after that
+  YUV->RGB->Y' round trip alone: no codec with an RGB interface can beat it.
+- BD-rate: PCHIP in log-rate over the common quality range, against x264,
+  for PSNR-Y, MS-SSIM in dB (-10 log10(1 - MS-SSIM)) and VMAF; "n/a (...)"
+  when a curve has fewer than two points or the ranges do not overlap.
+- Speed: encode fps = frames / wall time from decoded frames in memory
+  (anchors) or from the source file (tokcodec: `encode_file`, which also
+  decodes the source) to the compressed file on disk; decode fps = frames /
+  wall time from the compressed file to decoded frames (anchors) or to the
+  lossless RGB mp4 (tokcodec: `decode_file`). Encoders use their default
+  threading; torch its default thread count. The load average at the start
+  is recorded: other work on the machine slows every codec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only, not its banner on every encode
+
+import av  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import metrics  # noqa: E402
+from corpus import clips as corpus_clips  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A conventional encoder reached through PyAV."""
+
+    encoder: str
+    label: str
+    crfs: tuple[int, ...]
+    preset: str
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def options(self, crf: int, preset: str) -> dict[str, str]:
+        return {"crf": str(crf), "preset": preset, **dict(self.extra)}
+
+
+ANCHORS = {
+    "x264": Anchor("libx264", "libx264", (18, 23, 28, 33, 38, 43, 48), "medium"),
+    "x265": Anchor("libx265", "libx265", (18, 23, 28, 33, 38, 43, 48), "medium", (("x265-params", "log-level=error"),)),
+    "svtav1": Anchor("libsvtav1", "SVT-AV1", (25, 32, 39, 46, 53, 60, 63), "8"),
+}
+CODECS = ("tokcodec", *ANCHORS)
+METRICS = {  # key in a point -> (axis label, key used for BD-rate)
+    "psnr_y": ("PSNR-Y (dB)", "psnr_y"),
+    "msssim": ("MS-SSIM (dB) = -10 log10(1 - MS-SSIM)", "msssim_db"),
+    "vmaf": ("VMAF v0.6.1", "vmaf"),
+}
+STYLE = {"tokcodec": ("tab:red", "*"), "x264": ("tab:blue", "o"), "x265": ("tab:green", "s"), "svtav1": ("tab:purple", "^")}
+
+
+# ---------------------------------------------------------------- source
+
+
+@dataclass
+class Source:
+    """The first frames of a clip, as the anchors and the metrics see them."""
+
+    path: Path
+    width: int
+    height: int
+    fps: Fraction
+    yuv: list[np.ndarray]  # yuv420p frames, (H * 3/2, W) uint8 each
+    y: np.ndarray  # reference luma (frames, H, W) uint8
+    matrix: str  # RGB -> Y' matrix matching the source's YUV -> RGB ('bt601' or 'bt709')
+    full_range: bool
+    pix_fmt: str
+
+    @property
+    def frames(self) -> int:
+        return len(self.yuv)
+
+
+def load_source(path: Path, max_frames: int | None) -> Source:
+    """Decode the first `max_frames` frames (all when None) of a clip's video stream."""
+    yuv: list[np.ndarray] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = Fraction(stream.average_rate or stream.guessed_rate or stream.base_rate)
+        first = None
+        for frame in container.decode(stream):
+            if first is None:
+                first = frame
+            if (frame.width, frame.height) != (first.width, first.height):
+                raise ValueError(f"{path.name}: frame size changes mid-stream")
+            yuv.append(frame.to_ndarray(format="yuv420p"))
+            if max_frames is not None and len(yuv) >= max_frames:
+                break
+        if first is None:
+            raise ValueError(f"{path.name}: no decodable video frames")
+        w, h = first.width, first.height
+        # Ranges and matrices as swscale reads them (tokcodec's reader uses swscale):
+        # BT.709 only when tagged so, full range only when tagged or a yuvj format.
+        matrix = "bt709" if int(first.colorspace) == 1 else "bt601"
+        full = int(first.color_range) == 2 or first.format.name.startswith("yuvj")
+        pix_fmt = first.format.name
+    y = np.stack([f[:h] for f in yuv])
+    return Source(path, w, h, fps, yuv, y, matrix, full, pix_fmt)
+
+
+_LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
+
+
+def luma(frame: av.VideoFrame, matrix: str, full_range: bool) -> np.ndarray:
+    """8-bit Y' of a decoded frame: its own luma plane if it has one, else from RGB."""
+    if frame.format.name in _LUMA_FIRST:
+        plane = frame.planes[0]
+        buf = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
+        return buf[:, : frame.width].copy()
+    return metrics.rgb_to_y(frame.to_ndarray(format="rgb24"), matrix, full_range)
+
+
+def decode_luma(path: Path, matrix: str, full_range: bool) -> tuple[np.ndarray, float]:
+    """All frames' Y' of a video file, and the seconds the decoding took."""
+    start = time.perf_counter()
+    ys = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            ys.append(luma(frame, matrix, full_range))
+    seconds = time.perf_counter() - start
+    if not ys:
+        raise ValueError(f"{path.name}: decoded no frames")
+    return np.stack(ys), seconds
+
+
+def rgb_ceiling(src: Source) -> float:
+    """PSNR-Y of the source after tokcodec's reader (YUV -> RGB) and the metric's RGB -> Y'."""
+    from tokcodec.codec.io import iter_frames
+
+    ys = []
+    frames = iter_frames(src.path)
+    try:
+        for rgb in frames:
+            ys.append(metrics.rgb_to_y(rgb, src.matrix, src.full_range))
+            if len(ys) == src.frames:
+                break
+    finally:
+        frames.close()
+    return metrics.psnr_y(src.y, np.stack(ys))
+
+
+# ---------------------------------------------------------------- codecs
+
+
+def encode_anchor(src: Source, anchor: Anchor, crf: int, preset: str, out: Path) -> float:
+    """Encode the source frames with one anchor at one CRF; returns seconds."""
+    start = time.perf_counter()
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream(anchor.encoder, rate=src.fps, options=anchor.options(crf, preset))
+        stream.width, stream.height, stream.pix_fmt = src.width, src.height, "yuv420p"
+        for i, arr in enumerate(src.yuv):
+            frame = av.VideoFrame.from_ndarray(arr, format="yuv420p")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return time.perf_counter() - start
+
+
+@dataclass
+class Measured:
+    bytes: int
+    y: np.ndarray
+    encode_s: float
+    decode_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_anchor(src: Source, anchor: Anchor, crf: int, preset: str, work: Path) -> Measured:
+    path = work / f"{src.path.stem}-{anchor.encoder}-crf{crf}.mp4"
+    enc = encode_anchor(src, anchor, crf, preset, path)
+    y, dec = decode_luma(path, src.matrix, src.full_range)
+    return Measured(path.stat().st_size, y, enc, dec)
+
+
+def run_tokcodec(src: Source, quality: int, model: Any, work: Path) -> Measured:
+    import tokcodec
+
+    tok = work / f"{src.path.stem}-tokcodec-q{quality}.tok"
+    mp4 = work / f"{src.path.stem}-tokcodec-q{quality}.mp4"
+    start = time.perf_counter()
+    report = tokcodec.encode_file(src.path, tok, model=model, quality=quality, max_frames=src.frames, force=True)
+    enc = time.perf_counter() - start
+    start = time.perf_counter()
+    tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True)
+    dec = time.perf_counter() - start
+    y, _ = decode_luma(mp4, src.matrix, src.full_range)
+    return Measured(tok.stat().st_size, y, enc, dec, {"tokens": report.tokens, "token_bytes": report.token_bytes})
+
+
+def tok_quality_levels() -> list[int]:
+    """The quality levels the default tokcodec model offers (tokcodec.files.QUALITY_LEVELS)."""
+    from tokcodec import files
+
+    return list(range(files.QUALITY_LEVELS))
+
+
+# ---------------------------------------------------------------- measuring
+
+
+class Scorer:
+    """The quality metrics of one decoded video against its reference."""
+
+    def __init__(self, vmaf: metrics.Vmaf | None) -> None:
+        self.vmaf = vmaf
+
+    def __call__(self, ref: np.ndarray, dist: np.ndarray) -> dict[str, float | None]:
+        if dist.shape != ref.shape:
+            raise ValueError(f"decoded {dist.shape[0]} frames of {dist.shape[2]}x{dist.shape[1]}, "
+                             f"expected {ref.shape[0]} of {ref.shape[2]}x{ref.shape[1]}")
+        out: dict[str, float | None] = {"psnr_y": metrics.psnr_y(ref, dist)}
+        if metrics.ms_ssim_scales(*ref.shape[1:]):
+            ms = metrics.ms_ssim(ref, dist)
+            out["msssim"], out["msssim_db"] = ms, metrics.ms_ssim_db(ms)
+        else:
+            out["msssim"] = out["msssim_db"] = None
+        out["vmaf"] = self.vmaf(ref, dist) if self.vmaf is not None else None
+        return out
+
+
+def load_vmaf(enabled: bool, log: Callable[[str], None]) -> tuple[metrics.Vmaf | None, str]:
+    """VMAF if wanted and working offline, with a line saying why not otherwise."""
+    if not enabled:
+        return None, "VMAF off (--no-vmaf)"
+    try:
+        vmaf = metrics.Vmaf()
+        probe = np.random.default_rng(0).integers(16, 235, size=(2, 64, 64), dtype=np.uint8)
+        score = vmaf(probe, probe)
+        if not math.isfinite(score):
+            raise ValueError(f"VMAF of identical frames is {score}")
+    except Exception as exc:  # noqa: BLE001 - any failure means: skip VMAF, say why
+        msg = f"VMAF skipped: vmaf-torch does not work here ({_one_line(exc)}); install the 'bench' extra"
+        log(msg)
+        return None, msg
+    return vmaf, f"VMAF v0.6.1 (vmaf-torch {_version('vmaf-torch')}, model built into the package)"
+
+
+def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: Any, work: Path,
+                 log: Callable[[str], None]) -> dict[str, Any]:
+    src = load_source(path, args.frames)
+    clip: dict[str, Any] = {
+        "path": str(path), "width": src.width, "height": src.height, "frames": src.frames,
+        "fps": f"{src.fps.numerator}/{src.fps.denominator}", "pix_fmt": src.pix_fmt,
+        "luma": f"{src.matrix} {'full' if src.full_range else 'limited'} range",
+        "msssim_scales": metrics.ms_ssim_scales(src.height, src.width),
+        "points": [], "errors": [],
+    }
+    log(f"{path.name}: {src.width}x{src.height}, {src.frames} frames")
+    if "tokcodec" in args.codecs:
+        try:
+            clip["rgb_ceiling_psnr_y"] = rgb_ceiling(src)
+        except Exception as exc:  # noqa: BLE001
+            clip["errors"].append({"codec": "tokcodec", "rgb_ceiling": True, "error": _one_line(exc)})
+    jobs: list[tuple[str, str, int, Callable[[], Measured]]] = []
+    # Anchors first: libx264's output was seen to change by a few tenths of a percent
+    # once torch had run in the process (see the report of issue 4).
+    for codec in sorted(args.codecs, key=lambda c: c == "tokcodec"):
+        if codec == "tokcodec":
+            for q in args.tok_quality:
+                jobs.append((codec, "quality", q, lambda q=q: run_tokcodec(src, q, model, work)))
+        else:
+            a = ANCHORS[codec]
+            for crf in getattr(args, f"crf_{codec}"):
+                jobs.append((codec, "crf", crf, lambda a=a, crf=crf, codec=codec:
+                             run_anchor(src, a, crf, getattr(args, f"preset_{codec}"), work)))
+    pixels = src.frames * src.width * src.height
+    for codec, param, value, job in jobs:
+        try:
+            m = job()
+            point = {"codec": codec, param: value, "bytes": m.bytes, "bpp": 8 * m.bytes / pixels, **scorer(src.y, m.y),
+                     "encode_fps": src.frames / m.encode_s, "decode_fps": src.frames / m.decode_s, **m.extra}
+            clip["points"].append(point)
+            log(f"  {codec:8} {param} {value:<3} bpp {point['bpp']:.4f}  PSNR-Y {point['psnr_y']:.2f}  "
+                f"MS-SSIM {_fmt(point['msssim'], 4)}  VMAF {_fmt(point['vmaf'], 2)}  "
+                f"enc {point['encode_fps']:.1f} fps  dec {point['decode_fps']:.1f} fps")
+        except Exception as exc:  # noqa: BLE001 - a failing codec point is reported, not fatal
+            clip["errors"].append({"codec": codec, param: value, "error": _one_line(exc)})
+            log(f"  {codec:8} {param} {value:<3} FAILED: {_one_line(exc)}")
+            if args.traceback:
+                traceback.print_exc()
+    clip["bd_rate_vs_x264"] = bd_rates(clip["points"], args.codecs)
+    return clip
+
+
+def bd_rates(points: list[dict[str, Any]], codecs: Iterable[str]) -> dict[str, dict[str, float | str]]:
+    """BD-rate (%) of each codec against x264 for each metric, or 'n/a (reason)'."""
+    anchor = [p for p in points if p["codec"] == "x264"]
+    out: dict[str, dict[str, float | str]] = {}
+    for codec in codecs:
+        if codec == "x264":
+            continue
+        test = [p for p in points if p["codec"] == codec]
+        row: dict[str, float | str] = {}
+        for name, (_, key) in METRICS.items():
+            qa, qt = [p.get(key) for p in anchor], [p.get(key) for p in test]
+            if not anchor:
+                row[name] = "n/a (x264 not measured)"
+            elif not test:
+                row[name] = "n/a (no points)"
+            elif None in qa + qt:
+                row[name] = "n/a (metric not measured)"
+            else:
+                try:
+                    row[name] = metrics.bd_rate([p["bpp"] for p in anchor], qa, [p["bpp"] for p in test], qt)
+                except ValueError as exc:  # "needs >= 2 points", "quality ranges do not overlap"
+                    row[name] = f"n/a ({exc})"
+        out[codec] = row
+    return out
+
+
+# ---------------------------------------------------------------- output
+
+
+def plot(results: dict[str, Any], out: Path, log: Callable[[str], None]) -> list[str]:
+    """One PNG per metric, a subplot per clip, bpp on a log axis, a line per codec."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("plots skipped: matplotlib is not installed (install the 'bench' extra)")
+        return []
+    clips = {n: c for n, c in results["clips"].items() if c.get("points")}
+    written = []
+    for name, (label, key) in METRICS.items():
+        if not any(p.get(key) is not None for c in clips.values() for p in c["points"]):
+            continue
+        fig, axes = plt.subplots(1, max(len(clips), 1), figsize=(5.2 * max(len(clips), 1), 4.2), squeeze=False)
+        for ax, (clip_name, clip) in zip(axes[0], clips.items()):
+            for codec in CODECS:
+                pts = sorted((p["bpp"], p[key]) for p in clip["points"]
+                             if p["codec"] == codec and p.get(key) is not None and math.isfinite(p[key]))
+                if not pts:
+                    continue
+                color, marker = STYLE[codec]
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker=marker, color=color, label=_label(codec), markersize=9 if marker == "*" else 5)
+            ax.set_xscale("log")
+            ax.set_xlabel("bits per pixel")
+            ax.set_ylabel(label)
+            ax.set_title(f"{clip_name} ({clip['width']}x{clip['height']}, {clip['frames']} frames)", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(f"{label} against rate ({results['date']})", fontsize=10)
+        fig.tight_layout()
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(str(path))
+    return written
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """A summary for bench/RESULTS.md: command, machine, date and every number."""
+    m = results["machine"]
+    s = results["settings"]
+    lines = [
+        "## Rate-distortion against x264, x265 and SVT-AV1 (issue 4)",
+        "",
+        f"Command: `{results['command']}`, {m['description']}, {results['date']} "
+        f"(load average {m['loadavg_start']} at the start: other work on the machine slows every codec's fps).",
+        (f"tokcodec model `{s['tokcodec_model']}` (fingerprint {s['tokcodec_fingerprint']}), quality levels "
+         f"{', '.join(map(str, s['tok_quality']))}; " if s["tok_quality"] else "")
+        + f"anchors via PyAV {m['versions']['av']} (FFmpeg {m['versions']['ffmpeg']}): "
+        + ", ".join(f"{ANCHORS[c].label} preset {s['presets'][c]} CRF {','.join(map(str, s['crf'][c]))}"
+                    for c in s["crf"]) + ", yuv420p .mp4.",
+        "Metrics on 8-bit luma: the source's Y' as decoded; anchors' decoded Y'; tokcodec's lossless RGB output "
+        "turned into Y' with the matrix and range the source is read in (per clip below), rounded to 8 bits. "
+        "PSNR-Y = mean per-frame PSNR; MS-SSIM = mean per-frame MS-SSIM (scales per clip below); "
+        f"{s['vmaf']}. bpp = 8 x file bytes / (frames x W x H), container included. "
+        "Encode fps: frames in memory (anchors) or the source file (tokcodec) to the compressed file; "
+        "decode fps: compressed file to frames (anchors) or to a lossless RGB mp4 (tokcodec). "
+        "BD-rate: PCHIP in log-rate against x264 (negative = fewer bits for the same quality), MS-SSIM in dB.",
+    ]
+    for name, clip in results["clips"].items():
+        lines += ["", f"### {name}"]
+        if "error" in clip:
+            lines.append(f"Not measured: {clip['error']}")
+            continue
+        ceiling = clip.get("rgb_ceiling_psnr_y")
+        lines.append(f"{clip['width']}x{clip['height']}, {clip['frames']} frames, {clip['pix_fmt']} ({clip['luma']}), "
+                     f"MS-SSIM with {clip['msssim_scales']} scales"
+                     + (f", RGB round-trip ceiling {ceiling:.2f} dB PSNR-Y" if ceiling is not None else "") + ".")
+        lines += ["", "| codec | setting | bpp | PSNR-Y (dB) | MS-SSIM | VMAF | encode fps | decode fps |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for p in clip["points"]:
+            lines.append(f"| {_label(p['codec'])} | {_setting(p)} | {p['bpp']:.4f} | {p['psnr_y']:.2f} | {_fmt(p['msssim'], 4)} "
+                         f"| {_fmt(p['vmaf'], 2)} | {p['encode_fps']:.1f} | {p['decode_fps']:.1f} |")
+        for e in clip["errors"]:
+            lines.append(f"| {_label(e['codec'])} | {_setting(e)} | failed: {e['error'].replace('|', '/')} | | | | | |")
+    rows = [(n, codec, row) for n, c in results["clips"].items() for codec, row in c.get("bd_rate_vs_x264", {}).items()]
+    if rows:
+        lines += ["", "### BD-rate against x264", "", "| clip | codec | PSNR-Y | MS-SSIM (dB) | VMAF |", "| --- | --- | ---: | ---: | ---: |"]
+        for n, codec, row in rows:
+            lines.append(f"| {n} | {_label(codec)} | " + " | ".join(_pct(row[k]) for k in METRICS) + " |")
+        for codec, row in results.get("bd_rate_mean", {}).items():
+            lines.append(f"| mean over clips | {_label(codec)} | " + " | ".join(_pct(row[k]) for k in METRICS) + " |")
+    return "\n".join(lines)
+
+
+def mean_bd(clips: dict[str, Any]) -> dict[str, dict[str, float | str]]:
+    """Mean of the per-clip BD-rates, where every clip has a number."""
+    out: dict[str, dict[str, float | str]] = {}
+    per = [c["bd_rate_vs_x264"] for c in clips.values() if "bd_rate_vs_x264" in c]
+    if len(per) < 2:
+        return out
+    for codec in per[0]:
+        row = {}
+        for k in METRICS:
+            vals = [p.get(codec, {}).get(k) for p in per]
+            row[k] = float(np.mean(vals)) if all(isinstance(v, float) for v in vals) else "n/a (not on every clip)"
+        out[codec] = row
+    return out
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        kb = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])
+        mem = f"{kb / 2**20:.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    import torch
+
+    versions = {
+        "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+        "av": av.__version__, "ffmpeg": getattr(av, "ffmpeg_version_info", "?"),
+        "scipy": _version("scipy"), "vmaf-torch": _version("vmaf-torch"), "tokcodec": _version("tokcodec"),
+    }
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    cores = os.cpu_count()
+    return {
+        "node": platform.node(), "cpu": cpu, "cores": cores, "memory": mem, "torch_threads": torch.get_num_threads(),
+        "loadavg_start": load, "versions": versions,
+        "description": f"{cores} cores ({cpu}), {mem} RAM, no GPU used, Python {versions['python']}, "
+                       f"torch {versions['torch']} ({torch.get_num_threads()} threads)",
+    }
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _label(codec: str) -> str:
+    return "tokcodec" if codec == "tokcodec" else ANCHORS[codec].label
+
+
+def _setting(p: dict[str, Any]) -> str:
+    if "quality" in p:
+        return f"quality {p['quality']}"
+    return f"CRF {p['crf']}" if "crf" in p else "RGB ceiling"
+
+
+def _fmt(v: float | None, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _pct(v: float | str) -> str:
+    return f"{v:+.1f}%" if isinstance(v, float) else str(v)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=_names, default=None,
+                    help="comma-separated clip names from the eval split, or paths to video files (default: every eval clip)")
+    ap.add_argument("--frames", type=int, default=None, help="use only the first N frames of each clip (default: all)")
+    ap.add_argument("--codecs", type=_names, default=list(CODECS), help=f"comma-separated, from {','.join(CODECS)} (default: all)")
+    for name, a in ANCHORS.items():
+        ap.add_argument(f"--crf-{name}", type=_ints, default=list(a.crfs), help=f"{a.label} CRF values (default {','.join(map(str, a.crfs))})")
+        ap.add_argument(f"--preset-{name}", default=a.preset, help=f"{a.label} preset (default {a.preset})")
+    ap.add_argument("--tok-quality", type=_ints, default=None, help="tokcodec quality levels (default: every level of the model)")
+    ap.add_argument("--model", default=None, help="tokcodec model name (default: the shipped default)")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "rd", help="output folder (default bench/rd)")
+    ap.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the slowest metric)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for tokcodec and the metrics (default: torch's own, one per core); "
+                         "1 on a machine busy with other work, where waiting worker threads spin")
+    ap.add_argument("--keep", action="store_true", help="keep the encoded files in OUT/files")
+    ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    ap.add_argument("--traceback", action="store_true", help="print the traceback of a failing codec point")
+    args = ap.parse_args(argv)
+    unknown = [c for c in args.codecs if c not in CODECS]
+    if unknown:
+        ap.error(f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(CODECS)}")
+    if args.frames is not None and args.frames < 1:
+        ap.error("--frames must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        ap.error("--threads must be at least 1")
+    return args
+
+
+def resolve_clips(names: list[str] | None) -> list[Path]:
+    evals = corpus_clips("eval")
+    if names is None:
+        return evals
+    by_name = {p.name: p for p in evals}
+    paths = []
+    for n in names:
+        if n in by_name:
+            paths.append(by_name[n])
+        elif Path(n).is_file():
+            paths.append(Path(n))
+        else:
+            raise SystemExit(f"rd.py: clip {n!r} is neither an eval clip present in the corpus "
+                             f"({', '.join(by_name) or 'none: run ../shared/corpus/fetch.sh'}) nor a file")
+    return paths
+
+
+def command_line(argv: list[str] | None) -> str:
+    """The command as run from the repository root."""
+    exe = Path(sys.executable)
+    try:
+        exe = exe.relative_to(REPO)
+    except ValueError:
+        exe = Path(exe.name)
+    return shlex.join([str(exe), "bench/rd.py", *(sys.argv[1:] if argv is None else argv)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    paths = resolve_clips(args.clips)
+    if not paths:
+        print("rd.py: no corpus eval clips found: run ../shared/corpus/fetch.sh first", file=sys.stderr)
+        return 2
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    model = None
+    settings: dict[str, Any] = {"crf": {}, "presets": {}}
+    if "tokcodec" in args.codecs:
+        from tokcodec.codec import fingerprint, load_tokenizer
+
+        model = load_tokenizer(args.model)
+        args.tok_quality = args.tok_quality if args.tok_quality is not None else tok_quality_levels()
+        settings.update(tokcodec_model=model.config.name, tokcodec_fingerprint=fingerprint(model))
+    else:
+        args.tok_quality = []
+        settings.update(tokcodec_model="-", tokcodec_fingerprint="-")
+    settings["tok_quality"] = args.tok_quality
+    for c in ANCHORS:
+        if c in args.codecs:
+            settings["crf"][c] = getattr(args, f"crf_{c}")
+            settings["presets"][c] = getattr(args, f"preset_{c}")
+    vmaf, settings["vmaf"] = load_vmaf(not args.no_vmaf, log)
+    settings["frames"] = args.frames
+    settings["bd_rate"] = ("PCHIP of log10(bpp) over the quality range both curves cover, against x264; "
+                           "the msssim column uses -10 log10(1 - MS-SSIM)")
+    scorer = Scorer(vmaf)
+    results: dict[str, Any] = {
+        "command": command_line(argv),
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "settings": settings,
+        "clips": {},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.out / "files" if args.keep else Path(tempfile.mkdtemp(prefix="tokcodec-rd-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        for path in paths:
+            try:
+                results["clips"][path.name] = measure_clip(path, args, scorer, model, work, log)
+            except Exception as exc:  # noqa: BLE001 - an unreadable clip is reported, the others still run
+                results["clips"][path.name] = {"path": str(path), "error": _one_line(exc)}
+                log(f"{path.name}: FAILED: {_one_line(exc)}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    results["bd_rate_mean"] = mean_bd(results["clips"])
+    results["plots"] = plot(results, args.out, log)
+    tmp = args.out / "results.json.tmp"
+    tmp.write_text(json.dumps(_json_safe(results), indent=1) + "\n")
+    tmp.replace(args.out / "results.json")
+    log(f"wrote {args.out / 'results.json'}" + "".join(f", {p}" for p in results["plots"]))
+    print(markdown(results))
+    measured = sum(len(c.get("points", [])) for c in results["clips"].values())
+    return 0 if measured else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
