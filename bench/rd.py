@@ -22,7 +22,8 @@ How each number is made:
   every other setting is the encoder's default. The anchors are fed the
   source's own decoded 4:2:0 frames.
 - Rate: bpp = 8 * file size (container included, .tok or .mp4) /
-  (frames * width * height).
+  (frames * width * height). The anchors' mp4s carry no audio, so the
+  audio packets a .tok stores from the source are not counted.
 - Quality, on 8-bit luma (bench/metrics.py): the reference is the source's
   Y' plane as decoded; an anchor's output is its decoded Y' plane; tokcodec's
   RGB output becomes Y' with the matrix and range the source is read in
@@ -244,7 +245,8 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path) -> Measured:
     tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True)
     dec = time.perf_counter() - start
     y, _ = decode_luma(mp4, src.matrix, src.full_range)
-    return Measured(tok.stat().st_size, y, enc, dec, {"tokens": report.tokens, "token_bytes": report.token_bytes})
+    return Measured(tok.stat().st_size - report.audio_bytes, y, enc, dec,
+                    {"tokens": report.tokens, "token_bytes": report.token_bytes, "audio_bytes": report.audio_bytes})
 
 
 def tok_quality_levels() -> list[int]:

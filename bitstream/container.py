@@ -279,7 +279,8 @@ class TokWriter:
         self.path = Path(path)
         self.header = header
         self.entries: list[ChunkEntry] = []
-        self.payload_bytes = 0
+        self.payload_bytes = 0  # entropy-coded tokens
+        self.audio_bytes = 0  # stored audio packets, their small headers included
         self._atomic = atomic
         if atomic:
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or ".")
@@ -318,6 +319,7 @@ class TokWriter:
         self._f.flush()
         self.entries.append(entry)
         self.payload_bytes += len(payload)
+        self.audio_bytes += len(audio_blob)
         return entry
 
     def close(self) -> None:

@@ -85,7 +85,8 @@ def test_models_json() -> None:
 
 @pytest.mark.slow
 def test_demo_round_trips_the_shipped_sample(tmp_path: Path) -> None:
-    out = tmp_path / "demo.mp4"
-    result = CliRunner().invoke(main, ["demo", "-o", str(out)])
+    result = CliRunner().invoke(main, ["demo", "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert probe(out).frames == 33 and "33 frames, 256x192" in result.output
+    assert probe(tmp_path / "sample-decoded.mp4").frames == 33
+    assert "33 frames, 256x192" in result.output and "PSNR (RGB)" in result.output
+    assert (tmp_path / "sample.tok").stat().st_size < 20000

@@ -53,6 +53,7 @@ def test_info_json(tok: Path) -> None:
     assert (d["width"], d["height"], d["frames"], d["fps"], d["chunks"]) == (64, 48, 22, "25/1", 3)
     assert d["bytes"] == tok.stat().st_size and d["model"] == "magvit2-4x8x8-k18"
     assert d["bpp"] == pytest.approx(8 * d["bytes"] / (22 * 64 * 48))
+    assert d["audio_bytes"] > 0 and d["video_bpp"] == pytest.approx(8 * (d["bytes"] - d["audio_bytes"]) / (22 * 64 * 48))
     assert "64x48, 22 frames" in cli("info", str(tok)).output
 
 
@@ -84,6 +85,7 @@ def test_api_encode_report(source: Path, tmp_path: Path) -> None:
     r = tokcodec.encode_file(source, tmp_path / "a.tok", chunk_frames=17)
     assert (r.frames, r.chunks, r.tokens) == (22, 2, 5 * 6 * 8 + 2 * 6 * 8)  # 17 frames + 5 frames
     assert r.bytes == (tmp_path / "a.tok").stat().st_size
+    assert r.audio_bytes == tokcodec.tok_info(tmp_path / "a.tok")["audio_bytes"] > 0
 
 
 # ---------------------------------------------------------------- bad input

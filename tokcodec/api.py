@@ -13,7 +13,7 @@ import numpy as np
 
 from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
-from tokcodec.codec.io import VideoWriter, probe, read_clips
+from tokcodec.codec.io import VideoWriter, iter_frames, probe, read_clips
 
 from .progress import Progress
 
@@ -110,3 +110,20 @@ def reconstruct_file(
 def psnr(mse: float, peak: float = 255.0) -> float:
     """Peak signal-to-noise ratio in dB of a mean squared error on 8-bit samples."""
     return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
+
+
+def video_psnr(reference: str | os.PathLike, test: str | os.PathLike) -> float:
+    """PSNR (RGB, dB) of a decoded video against its source, frame by frame.
+
+    Only the frames both files have are compared, so a range decode can be
+    checked against the start of its source.
+    """
+    sq_err, samples = 0.0, 0
+    for a, b in zip(iter_frames(reference), iter_frames(test)):
+        if a.shape != b.shape:
+            raise ValueError(f"{test}: frames of {b.shape[1]}x{b.shape[0]}, the reference has {a.shape[1]}x{a.shape[0]}")
+        sq_err += float(np.square(a.astype(np.float64) - b).sum())
+        samples += a.size
+    if samples == 0:
+        raise ValueError(f"{test}: no frames to compare")
+    return psnr(sq_err / samples)

@@ -58,6 +58,7 @@ class EncodeReport:
     tokens: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    audio_bytes: int = 0  # part of `bytes` that is the source's audio
 
 
 @dataclass
@@ -154,7 +155,7 @@ def encode_file(
             raise ValueError(f"{source}: no frames could be decoded")
     progress.close()
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
-                        writer.payload_bytes, tokens, time.monotonic() - start, warnings)
+                        writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes)
 
 
 def _audio_track(info: AudioStreamInfo | None) -> AudioTrack | None:
@@ -291,7 +292,9 @@ def tok_info(path: str | os.PathLike) -> dict[str, Any]:
     """Summary of a .tok file, as `tokcodec info --json` prints it."""
     with _about(path), TokReader(path) as reader:
         h = reader.header
-        token_bytes = sum(reader.read_chunk(e.index, tokens=False).payload_bytes for e in reader.entries)
+        chunks = [reader.read_chunk(e.index, tokens=False) for e in reader.entries]
+        token_bytes = sum(c.payload_bytes for c in chunks)
+        audio_bytes = sum(16 + len(p.data) for c in chunks for p in c.audio)
         grid = h.token_grid
         tokens = sum(h.chunk_token_frames(e.frames) * grid[1] * grid[2] for e in reader.entries)
         size = reader.size
@@ -312,9 +315,11 @@ def tok_info(path: str | os.PathLike) -> dict[str, Any]:
             "entropy_model": h.entropy.model_id,
             "bytes": size,
             "token_bytes": token_bytes,
+            "audio_bytes": audio_bytes,
             "tokens": tokens,
             "bits_per_token": 8 * token_bytes / tokens,
             "bpp": 8 * size / (reader.frames * h.width * h.height),
+            "video_bpp": 8 * (size - audio_bytes) / (reader.frames * h.width * h.height),
             "kbps": 8 * size / float(reader.frames / h.fps) / 1000,
             "audio": None if h.audio is None else {"codec": h.audio.codec, "rate": h.audio.rate, "layout": h.audio.layout},
         }
