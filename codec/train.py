@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .config import PRESETS, LFQConfig, TokenizerConfig
+from .config import PRESETS, TokenizerConfig
 from .data import ClipSampler, DataConfig
 from .losses import Discriminator3d, LeCam, generator_adv_loss, hinge_d_loss, psnr, reconstruction_loss
 from .model import Tokenizer

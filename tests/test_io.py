@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -25,7 +24,6 @@ from media import (
     noise_frames,
     numbered_frames,
     onset_seconds,
-    sine_audio,
     smooth_frames,
 )
 from tokcodec.codec.io import (

@@ -12,7 +12,7 @@ from media import smooth_frames
 from tokcodec.codec import LFQConfig, TokenizerConfig
 from tokcodec.codec.data import ClipSampler, DataConfig
 from tokcodec.codec.io import write_video
-from tokcodec.codec.train import TrainConfig, Trainer, export, learning_rate, quant_mix, train
+from tokcodec.codec.train import TrainConfig, export, learning_rate, quant_mix, train
 
 
 @pytest.fixture(scope="module")

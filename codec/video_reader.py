@@ -1,0 +1,263 @@
+"""Reading videos: probe a file, stream its frames or fixed-length clips.
+
+Reading decodes one frame at a time, so memory is bounded by one clip
+whatever the length of the video. Bad input is reported as VideoError with a
+one-line message naming the file; PyAV's own exceptions never escape.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Union
+
+import av
+import av.error
+import numpy as np
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# AV_DISPOSITION_ATTACHED_PIC: cover art in music files is a one-frame "video"
+# stream; an mp3 with a cover is still an audio-only file to us.
+_ATTACHED_PIC = 0x400
+
+
+class VideoError(Exception):
+    """A user-facing error with a one-line message (e.g. 'x.txt: not a video file (...)')."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` finds out about a video file."""
+
+    path: str
+    width: int  # display width, i.e. after applying rotation metadata
+    height: int  # display height
+    fps: Fraction  # exact rational frame rate
+    frames: int | None  # frame count if the container states it, else None
+    rotation: int  # clockwise degrees needed to display upright: 0, 90, 180 or 270
+    has_audio: bool
+    codec: str  # video codec name
+
+
+@dataclass
+class Clip:
+    """Consecutive frames of a video, padded to a length the tokenizer accepts."""
+
+    frames: np.ndarray  # uint8 (T, H, W, 3); T = 1 + stride*k
+    start: int  # index in the video of the first frame
+    valid: int  # how many of the T frames are real (the rest repeat the last real one)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _reason(exc: BaseException) -> str:
+    """A short one-line reason, without PyAV's errno and file name decoration."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())
+
+
+def _open_media(path: PathLike) -> av.container.InputContainer:
+    """Open any media file for reading, turning every failure into VideoError."""
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise VideoError(f"{name}: no such file")
+    if os.path.isdir(name):
+        raise VideoError(f"{name}: is a directory, not a video file")
+    if os.path.getsize(name) == 0:
+        raise VideoError(f"{name}: empty file")
+    try:
+        return av.open(name, metadata_errors="replace")
+    except av.error.FFmpegError as exc:
+        # PyAV's OS-level errors (permissions, I/O) subclass OSError as well;
+        # everything else means FFmpeg did not recognise the content.
+        what = "cannot read file" if isinstance(exc, OSError) else "not a video file"
+        raise VideoError(f"{name}: {what} ({_reason(exc)})") from exc
+
+
+def _open_input(path: PathLike) -> tuple[av.container.InputContainer, Any]:
+    """Open a file and pick its video stream, or raise VideoError."""
+    name = os.fspath(path)
+    container = _open_media(name)
+    stream = None
+    if container.format.name != "tty":  # FFmpeg reads text files as ANSI art
+        for candidate in container.streams.video:
+            if not int(getattr(candidate, "disposition", 0)) & _ATTACHED_PIC:
+                stream = candidate
+                break
+    if stream is None:
+        kind = "audio only" if container.streams.audio else "no video stream"
+        container.close()
+        raise VideoError(f"{name}: not a video file ({kind})")
+    # Let FFmpeg pick frame and/or slice threads: decoding is often the bottleneck.
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _decoded(container: av.container.InputContainer, stream: Any, name: str) -> Iterator[Any]:
+    """Decoded av.VideoFrames of `stream`; decoding failures become VideoError."""
+    try:
+        yield from container.decode(stream)
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{name}: cannot decode video ({_reason(exc)})") from exc
+
+
+def _rotation_cw(frame: Any, stream: Any) -> int:
+    """Clockwise degrees (0/90/180/270) that turn the decoded frame upright.
+
+    PyAV exposes the display matrix as ``frame.rotation``: the angle by which
+    the matrix rotates the frame *counter-clockwise* (av_display_rotation_get).
+    FFmpeg's autorotate displays the frame rotated by its negation, so a
+    phone's portrait matrix (frame.rotation == -90) means "turn 90 clockwise".
+    Flips in the matrix are ignored; phones do not write them.
+    """
+    ccw = getattr(frame, "rotation", None)
+    if ccw is None:  # PyAV without frame.rotation: legacy 'rotate' tag is clockwise
+        tag = stream.metadata.get("rotate", "0")
+        try:
+            ccw = -float(tag)
+        except ValueError:
+            ccw = 0
+    return (-int(round(float(ccw) / 90.0)) * 90) % 360
+
+
+def _frame_rate(stream: Any, name: str) -> Fraction:
+    """Exact rational frame rate: average, else guessed, else the stream's base rate."""
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0:
+            return Fraction(rate)
+    raise VideoError(f"{name}: unknown frame rate")
+
+
+def _to_rgb(frame: Any, width: int, height: int, rotation: int) -> np.ndarray:
+    """An upright uint8 RGB array of a decoded frame at the stream's first size."""
+    extra = {}
+    if frame.color_range:
+        # PyAV's reformat assumes 'unspecified' range unless told, which
+        # swscale treats as limited for plain yuv formats: pass the real one.
+        extra["src_color_range"] = frame.color_range
+    rgb = frame.to_ndarray(format="rgb24", width=width, height=height, **extra)
+    if rotation:
+        rgb = np.rot90(rgb, k=-(rotation // 90))  # negative k turns clockwise
+    return np.ascontiguousarray(rgb)
+
+
+def probe(path: PathLike) -> VideoInfo:
+    """Describe a video file: display size, exact frame rate, frame count, rotation.
+
+    Decodes the first frame, because the rotation (display matrix) and the
+    real decoded size are only reliably known from a frame.
+
+    Raises:
+        VideoError: missing, empty or unreadable file, or no video stream.
+    """
+    name = os.fspath(path)
+    container, stream = _open_input(name)
+    try:
+        first = next(_decoded(container, stream, name), None)
+        if first is None:
+            raise VideoError(f"{name}: the video stream has no decodable frames")
+        rotation = _rotation_cw(first, stream)
+        width, height = first.width, first.height
+        if rotation in (90, 270):
+            width, height = height, width
+        return VideoInfo(
+            path=name,
+            width=width,
+            height=height,
+            fps=_frame_rate(stream, name),
+            frames=stream.frames or None,
+            rotation=rotation,
+            has_audio=bool(container.streams.audio),
+            codec=stream.codec_context.codec.canonical_name,
+        )
+    finally:
+        container.close()
+
+
+def iter_frames(path: PathLike) -> Iterator[np.ndarray]:
+    """Yield the video's frames as upright uint8 RGB arrays of shape (H, W, 3).
+
+    Frames are decoded one at a time (constant memory). The file is opened
+    when this is called, so bad input raises VideoError here, not at the first
+    ``next()``. Every frame has the size of the first one (a mid-stream
+    resolution change is scaled back), so the frames always stack.
+    """
+    name = os.fspath(path)
+    container, stream = _open_input(name)
+    return _rgb_frames(container, stream, name)
+
+
+def _rgb_frames(container: av.container.InputContainer, stream: Any, name: str) -> Iterator[np.ndarray]:
+    try:
+        size = rotation = None
+        for frame in _decoded(container, stream, name):
+            if size is None:
+                # One rotation and size for the whole stream keeps shapes equal.
+                size, rotation = (frame.width, frame.height), _rotation_cw(frame, stream)
+            try:
+                rgb = _to_rgb(frame, size[0], size[1], rotation)
+            except av.error.FFmpegError as exc:
+                raise VideoError(f"{name}: cannot convert a frame to RGB ({_reason(exc)})") from exc
+            yield rgb
+    finally:
+        container.close()
+
+
+def clip_length(n: int, stride: int) -> int:
+    """The smallest ``1 + stride*k`` (k >= 0) that is at least ``n``."""
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if n <= 1:
+        return 1
+    return 1 + stride * -(-(n - 1) // stride)
+
+
+def read_clips(
+    path: PathLike, clip_frames: int = 17, temporal_stride: int = 4, max_frames: int | None = None
+) -> Iterator[Clip]:
+    """Stream the video as consecutive, non-overlapping clips of ``clip_frames`` frames.
+
+    With ``max_frames``, only the first ``max_frames`` frames are read.
+
+    ``clip_frames`` must be ``1 + temporal_stride*k`` (the causal tokenizer's
+    shape). The last clip holds the remaining frames, padded by repeating its
+    last frame up to ``clip_length(valid, temporal_stride)`` (not to
+    ``clip_frames``). Memory is bounded by one clip.
+
+    Raises:
+        ValueError: ``clip_frames`` or ``temporal_stride`` is not a valid shape.
+        VideoError: the file is not a readable video (raised at the call).
+    """
+    if temporal_stride < 1:
+        raise ValueError(f"temporal_stride must be >= 1, got {temporal_stride}")
+    if clip_frames < 1 or (clip_frames - 1) % temporal_stride:
+        raise ValueError(
+            f"clip_frames must be 1 + {temporal_stride}*k (e.g. {clip_length(clip_frames, temporal_stride)}), "
+            f"got {clip_frames}"
+        )
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+    return _clips(itertools.islice(iter_frames(path), max_frames), clip_frames, temporal_stride)
+
+
+def _clips(frames: Iterator[np.ndarray], clip_frames: int, stride: int) -> Iterator[Clip]:
+    buf: np.ndarray | None = None
+    filled = start = 0
+    for frame in frames:
+        if buf is None:
+            # A fresh array per clip: the caller may keep the previous one.
+            buf = np.empty((clip_frames, *frame.shape), dtype=np.uint8)
+        buf[filled] = frame
+        filled += 1
+        if filled == clip_frames:
+            yield Clip(frames=buf, start=start, valid=filled)
+            buf, filled, start = None, 0, start + clip_frames
+    if buf is not None and filled:
+        clip = buf[: clip_length(filled, stride)]
+        clip[filled:] = clip[filled - 1]
+        yield Clip(frames=clip, start=start, valid=filled)
