@@ -54,8 +54,12 @@ Models (``EntropyParams.model_id``; the ``.tok`` header stores the params):
        other than "base"), each a sum of signs in -4..4 halved to 0..4, and
        f = how many bits changed, over all K planes, in the 4 decoded
        neighbouring tokens: 0, at most K/4, or more (a motion detector:
-       when content moves, many bits of a token change together).
-       So 5 contexts per plane for "base" and 5 x 5 x 3 = 75 for the others.
+       when content moves, many bits of a token change together), and
+       r = whether the same bit changed from frame t-2 to frame t-1 (0 for
+       t = 1; trained tokenizers' tokens flicker: a bit that just changed
+       tends to change back).
+       So 5 x 2 = 10 contexts per plane for "base" (a + 5 r) and
+       5 x 5 x 3 x 2 = 150 for the others (a + 5 c + 25 f + 75 r).
 
      The choice was measured on structured synthetic chunks (see
      ``bench/entropy_speed.py``): the "changed" decision with per-plane
@@ -112,8 +116,8 @@ _N4 = ((-1, 0), (1, 0), (0, -1), (0, 1))
 _DG = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 
 _C_INTRA = 9  # sum of 4 neighbour signs + 4
-_C_INTER_BASE = 5  # a
-_C_INTER = 75  # a + 5 c + 25 f
+_C_INTER_BASE = 10  # a + 5 r
+_C_INTER = 150  # a + 5 c + 25 f + 75 r
 
 
 class EntropyError(ValueError):
@@ -402,7 +406,7 @@ def _walk(K, H, W, T, params, code, frames_in=None, frames_out=None):
     pad = 1 << (max(li, lp) - 1)
     Hp, Wp = H + 2 * pad, W + 2 * pad
     inner = (slice(pad, pad + H), slice(pad, pad + W))
-    bufs = [np.zeros((Hp, Wp, K), np.int8) for _ in range(2)]  # signs, 0 outside
+    bufs = [np.zeros((Hp, Wp, K), np.int8) for _ in range(3)]  # signs, 0 outside
     changed = np.zeros(Hp * Wp, np.int16)  # bits changed per token (frame t)
     plane = np.arange(K, dtype=np.intp)
     off_intra = _C_INTRA * plane + 4  # + sum of neighbour signs
@@ -432,7 +436,7 @@ def _walk(K, H, W, T, params, code, frames_in=None, frames_out=None):
         return tab
 
     for t in range(T):
-        prev, cur = bufs[(t + 1) & 1], bufs[t & 1]
+        prev, cur = bufs[(t + 2) % 3], bufs[t % 3]
         prevf, curf = prev.reshape(-1, K), cur.reshape(-1, K)
         phases, order, order_in = _plan(H, W, lp if t else li, pad)
         if not decoding:
@@ -446,6 +450,11 @@ def _walk(K, H, W, T, params, code, frames_in=None, frames_out=None):
             npv >>= 1  # a, 0..4
             a2 = npv.reshape(-1, K)[order_in]  # a, (positions in coding order, K)
             P = prevf[order]
+            if t > 1:  # r: the bit changed from frame t-2 to t-1
+                r = (bufs[(t + 1) % 3].reshape(-1, K)[order] != P).astype(np.intp)
+            else:
+                r = np.zeros(P.shape, np.intp)
+            a2 = a2 + _C_INTER_BASE // 2 * r  # a + 5 r: the base contexts
             if not decoding:
                 Xi = (S != P).astype(np.int32)
                 changed.reshape(Hp, Wp)[inner] = (cur[inner] != prev[inner]).sum(axis=2, dtype=np.int16)
@@ -458,7 +467,7 @@ def _walk(K, H, W, T, params, code, frames_in=None, frames_out=None):
                     base = a2[p0:p1] + off_base
                 else:
                     tab = table(("inter",) + key, _C_INTER)
-                    base = a2[p0:p1] + off_inter
+                    base = a2[p0:p1] + off_inter + 70 * r[p0:p1]  # a + 75 r
             else:
                 tab = table(("intra",) + key, _C_INTRA)
             s0 = p0

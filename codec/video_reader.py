@@ -7,6 +7,7 @@ one-line message naming the file; PyAV's own exceptions never escape.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import os
 from collections.abc import Iterator
@@ -182,7 +183,10 @@ def probe(path: PathLike) -> VideoInfo:
 def iter_frames(path: PathLike) -> Iterator[np.ndarray]:
     """Yield the video's frames as upright uint8 RGB arrays of shape (H, W, 3).
 
-    Frames are decoded one at a time (constant memory). The file is opened
+    The frames come at the constant rate `probe().fps`: where timestamps skip
+    slots the previous frame is repeated (the same array object), and a frame
+    landing in a filled slot is dropped. Frames are decoded one at a time
+    (constant memory). The file is opened
     when this is called, so bad input raises VideoError here, not at the first
     ``next()``. Every frame has the size of the first one (a mid-stream
     resolution change is scaled back), so the frames always stack.
@@ -195,7 +199,11 @@ def iter_frames(path: PathLike) -> Iterator[np.ndarray]:
 def _rgb_frames(container: av.container.InputContainer, stream: Any, name: str) -> Iterator[np.ndarray]:
     try:
         size = rotation = None
-        for frame in _decoded(container, stream, name):
+        rgb = None
+        frames = _in_time_order(_decoded(container, stream, name))
+        for frame, gap in _constant_rate(frames, _frame_rate(stream, name)):
+            for _ in range(gap):  # the previous frame stays on screen through a gap
+                yield rgb
             if size is None:
                 # One rotation and size for the whole stream keeps shapes equal.
                 size, rotation = (frame.width, frame.height), _rotation_cw(frame, stream)
@@ -206,6 +214,50 @@ def _rgb_frames(container: av.container.InputContainer, stream: Any, name: str) 
             yield rgb
     finally:
         container.close()
+
+
+_REORDER_WINDOW = 4  # frames held back to sort slightly out-of-order timestamps
+
+
+def _in_time_order(frames: Iterator[Any]) -> Iterator[Any]:
+    """Decoded frames sorted by timestamp within a small window (frames without one keep their place)."""
+    held: list[tuple[float, int, Any]] = []
+    for seq, frame in enumerate(frames):
+        t = frame.time
+        if t is None:
+            while held:
+                yield heapq.heappop(held)[2]
+            yield frame
+            continue
+        heapq.heappush(held, (t, seq, frame))
+        if len(held) > _REORDER_WINDOW:
+            yield heapq.heappop(held)[2]
+    while held:
+        yield heapq.heappop(held)[2]
+
+
+def _constant_rate(frames: Iterator[Any], fps: Fraction) -> Iterator[tuple[Any, int]]:
+    """(frame, gap): the frames to show at a constant `fps`, as FFmpeg's cfr mode does.
+
+    Each frame goes to the slot round((t - t0) * fps) of its timestamp t. A
+    frame whose slot is already filled is dropped; a frame that skips slots
+    comes with `gap` > 0, the number of times the previous frame must be
+    repeated before it (an AVI's empty "repeat" packets, a variable-rate
+    phone video). Frames without a timestamp take the next slot.
+    """
+    origin: float | None = None
+    filled = 0
+    for frame in frames:
+        t = frame.time
+        if t is None or origin is None:
+            origin = t if origin is None else origin
+            slot = filled
+        else:
+            slot = round((t - origin) * fps)
+        if slot < filled:
+            continue
+        yield frame, (slot - filled if filled else 0)
+        filled = slot + 1
 
 
 def clip_length(n: int, stride: int) -> int:

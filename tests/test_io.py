@@ -585,3 +585,27 @@ def test_corpus_audio_packets_match_audio_from(tmp_path: Path, name: str, codec:
         outputs.append(audio_samples(out)[0])
     np.testing.assert_array_equal(outputs[0], outputs[1])
     assert abs(len(outputs[1]) / info.rate - 4.0) < 0.1
+
+
+def test_timestamp_gaps_become_repeated_frames(tmp_path: Path) -> None:
+    # Variable-rate input (an AVI's empty "repeat" packets, a phone's VFR video):
+    # frames are shown at a constant rate, the previous one repeated through gaps.
+    import av
+
+    path = tmp_path / "vfr.mp4"
+    stamps = [0, 1, 2, 5, 6, 10, 11]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 25)
+        for pts, frame in zip(stamps, smooth_frames(len(stamps), 48, 64)):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf.pts, vf.time_base = pts, Fraction(1, 25)
+            out.mux(stream.encode(vf))
+        out.mux(stream.encode(None))
+    fps = probe(path).fps
+    frames = list(iter_frames(path))
+    # The whole 12/25 s play at the file's (average) rate, give or take one frame.
+    assert abs(len(frames) - 12 / 25 * fps) <= 1
+    repeats = sum(a is b for a, b in zip(frames, frames[1:]))
+    assert repeats == len(frames) - len(stamps)
