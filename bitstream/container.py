@@ -256,6 +256,11 @@ class Chunk:
     payload_bytes: int  # size of the entropy-coded token payload
 
 
+def _end_frame(entries: list[ChunkEntry]) -> int:
+    """Frames covered by chunks 0 .. len(entries) - 1."""
+    return entries[-1].end_frame if entries else 0
+
+
 def max_token_bytes(header: Header, token_t: int) -> int:
     """Upper bound on a chunk's token payload: twice raw size plus slack."""
     _, h, w = header.token_grid
@@ -295,7 +300,7 @@ class TokWriter:
 
     @property
     def frames(self) -> int:
-        return self.entries[-1].end_frame if self.entries else 0
+        return _end_frame(self.entries)
 
     def write_chunk(self, frames: int, tokens: np.ndarray, audio: Iterable[AudioPacket] = ()) -> ChunkEntry:
         """Entropy-code one chunk of `frames` real frames and append it."""
@@ -388,7 +393,7 @@ class TokReader:
 
     @property
     def frames(self) -> int:
-        return self.frames_in(self.entries)
+        return _end_frame(self.entries)
 
     def _read_index(self) -> list[ChunkEntry] | None:
         """The index through the trailer, or None when the file has no valid trailer."""
@@ -434,17 +439,13 @@ class TokReader:
             end = offset + _CHUNK.size + fields_[4] + fields_[6] + 4
             if end > self.size:
                 break  # the last chunk is incomplete
-            if fields_[1] != self.frames_in(entries):
+            if fields_[1] != _end_frame(entries):
                 raise TokError(f"chunk {len(entries)} is corrupt (frame range)")
             entries.append(ChunkEntry(len(entries), fields_[1], fields_[2], offset))
             offset = end
             if fields_[2] < self.header.chunk_frames:
                 break  # only the last chunk is short
         return entries
-
-    @staticmethod
-    def frames_in(entries: list[ChunkEntry]) -> int:
-        return entries[-1].end_frame if entries else 0
 
     def _check_complete(self) -> None:
         h = self.header

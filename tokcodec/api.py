@@ -69,10 +69,11 @@ def reconstruct_file(
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
     info = probe(source)
     start = time.monotonic()
-    progress = Progress(info.frames, "round trip", quiet=quiet)
     sq_err, frames, clips, tokens = 0.0, 0, 0, 0
     grid = (0, 0, 0)
-    with VideoWriter(output, info.fps, info.width, info.height, lossless=lossless, audio_from=source) as writer:
+    with Progress(info.frames, "round trip", quiet=quiet) as progress, VideoWriter(
+        output, info.fps, info.width, info.height, lossless=lossless, audio_from=source
+    ) as writer:
         for clip in read_clips(source, clip_frames, tokenizer.temporal_factor):
             video = frames_to_video(clip.frames)
             codes = tokenizer.encode(video)
@@ -88,7 +89,6 @@ def reconstruct_file(
             progress.update(clip.valid)
         if frames == 0:  # raised inside the block, so no empty output is left
             raise ValueError(f"{source}: no frames could be decoded")
-    progress.close()
     mse = sq_err / (frames * info.width * info.height * 3)
     return RoundTripReport(
         source=str(source),

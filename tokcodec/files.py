@@ -139,10 +139,9 @@ def encode_file(
     )
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
-    progress = Progress(total, "encode", quiet=quiet)
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)
     tokens = 0
-    with TokWriter(output, header) as writer:
+    with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header) as writer:
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames)):
             codes = tokenizer.encode(frames_to_video(clip.frames))[0].numpy()
             end = clip.start + clip.valid
@@ -153,7 +152,6 @@ def encode_file(
             progress.update(clip.valid)
         if not writer.entries:
             raise ValueError(f"{source}: no frames could be decoded")
-    progress.close()
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
                         writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes)
 
@@ -259,15 +257,15 @@ def decode_file(
         tokenizer = model_for(h, model)
         entries = reader.entries_for(start, frames)
         end = min(reader.frames, start + frames) if frames is not None else reader.frames
-        progress = Progress(end - start, "decode", quiet=quiet)
         audio = None
         if h.audio is not None:
             a = h.audio
             info = AudioStreamInfo(a.codec, a.rate, a.layout, a.time_base, a.extradata)
             packets = (AudioPacketData(p.pts, p.duration, p.data) for p in reader.audio_packets(start, frames))
             audio = (info, packets)
-        with VideoWriter(output, h.fps, h.width, h.height, lossless=lossless, audio_packets=audio,
-                         audio_start=float(start / h.fps)) as writer:
+        with Progress(end - start, "decode", quiet=quiet) as progress, VideoWriter(
+            output, h.fps, h.width, h.height, lossless=lossless, audio_packets=audio, audio_start=float(start / h.fps)
+        ) as writer:
             for e in entries:
                 chunk = reader.read_chunk(e.index)
                 for frame in decode_chunk(tokenizer, h, chunk.tokens, chunk.frames)[
@@ -275,7 +273,6 @@ def decode_file(
                 ]:
                     writer.write(frame)
                     progress.update(1)
-        progress.close()
     return DecodeReport(str(output), start, end - start, len(entries), time.monotonic() - began)
 
 

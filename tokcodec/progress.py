@@ -45,6 +45,13 @@ class Progress:
         return text
 
     def close(self) -> None:
+        """Clear the status line (so an error message starts on a clean line)."""
         if self.enabled:
             self.stream.write("\r\033[K")
             self.stream.flush()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
