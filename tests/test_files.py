@@ -197,3 +197,31 @@ def test_encode_only_the_first_frames(source: Path, tmp_path: Path) -> None:
     tokcodec.decode_file(tmp_path / "a.tok", tmp_path / "a.mp4")
     assert probe(tmp_path / "a.mp4").frames == 10
     assert abs(audio_seconds(tmp_path / "a.mp4") - 10 / 25) < 0.05  # the audio follows the frames
+
+
+def test_token_archive_is_a_plain_npz(tok: Path, tmp_path: Path) -> None:
+    npz = tmp_path / "t.npz"
+    tokcodec.export_tokens(tok, npz)
+    with np.load(npz) as z:
+        assert z["tokens"].shape == (3, 3, 6, 8) and z["tokens"].dtype == np.int32
+        assert z["chunk_frames"].tolist() == [9, 9, 4]
+        assert json.loads(str(z["meta"]))["model"] == "magvit2-4x8x8-k18"
+        first = next(tokcodec.read_tokens(tok))
+        assert np.array_equal(z["tokens"][0], first.tokens)
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(npz.read_bytes()[:200])
+    r = cli("pack", str(cut), "-o", str(tmp_path / "p.tok"))
+    assert r.exit_code == 1 and "not a token archive" in r.stderr
+    assert not (tmp_path / "p.tok").exists()
+
+
+def test_damaged_token_archive_fails_cleanly(tok: Path, tmp_path: Path) -> None:
+    npz = tmp_path / "t.npz"
+    tokcodec.export_tokens(tok, npz)
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # inside the compressed tokens entry
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(bytes(data))
+    r = cli("pack", str(bad), "-o", str(tmp_path / "p.tok"))
+    assert r.exit_code == 1 and r.stderr.startswith("tokcodec: error: ") and r.stderr.count("\n") == 1
+    assert not (tmp_path / "p.tok").exists()

@@ -12,6 +12,8 @@ import json
 import os
 import tempfile
 import time
+import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -37,6 +39,7 @@ from tokcodec.codec.io import (
     read_clips,
 )
 
+from . import token_archive
 from .api import check_output
 from .progress import Progress
 
@@ -333,68 +336,94 @@ def export_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force
     Arrays: `tokens` (chunks, T', H', W') int32 with the last chunk's missing
     latent frames zero-filled, `chunk_frames` (chunks,) real frames per chunk,
     `audio_data`/`audio_index` for the audio packets, and `meta`, the header
-    as JSON. Returns the number of chunks.
+    as JSON. Token grids are streamed chunk by chunk (constant memory).
+    Returns the number of chunks.
     """
     check_output(output, force)
-    with _about(source), TokReader(source) as reader:
-        h = reader.header
-        grid = h.token_grid
-        tokens = np.zeros((len(reader.entries), *grid), np.int32)
-        frames = np.zeros(len(reader.entries), np.int64)
-        audio_index, audio_blobs = [], []
-        for e in reader.entries:
-            c = reader.read_chunk(e.index)
-            tokens[e.index, : c.tokens.shape[0]] = c.tokens
-            frames[e.index] = c.frames
-            audio_index += [(e.index, p.pts, p.duration, len(p.data)) for p in c.audio]
-            audio_blobs += [p.data for p in c.audio]
-    meta = _header_to_json(h)
-    _atomic_npz(
-        output,
-        tokens=tokens,
-        chunk_frames=frames,
-        audio_index=np.array(audio_index, np.int64).reshape(-1, 4),
-        audio_data=np.frombuffer(b"".join(audio_blobs), np.uint8),
-        meta=np.array(json.dumps(meta)),
-    )
+    output = Path(output)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".npz", dir=output.parent)
+    os.close(fd)
+    try:
+        with _about(source), TokReader(source) as reader, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            h = reader.header
+            frames = np.array([e.frames for e in reader.entries], np.int64)
+            audio_index, audio_blobs = [], []
+
+            def grids() -> Iterator[np.ndarray]:
+                for e in reader.entries:
+                    c = reader.read_chunk(e.index)
+                    audio_index.extend((e.index, p.pts, p.duration, len(p.data)) for p in c.audio)
+                    audio_blobs.extend(p.data for p in c.audio)
+                    grid = np.zeros(h.token_grid, np.int32)
+                    grid[: c.tokens.shape[0]] = c.tokens
+                    yield grid
+
+            token_archive.write_rows(zf, "tokens", (len(frames), *h.token_grid), np.int32, grids())
+            token_archive.write_array(zf, "chunk_frames", frames)
+            token_archive.write_array(zf, "audio_index", np.array(audio_index, np.int64).reshape(-1, 4))
+            token_archive.write_array(zf, "audio_data", np.frombuffer(b"".join(audio_blobs), np.uint8))
+            token_archive.write_array(zf, _META, np.array(json.dumps(_header_to_json(h))))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return len(frames)
 
 
 def pack_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: bool = False) -> EncodeReport:
     """Write a .tok file from an .npz made by `export_tokens` (or by a model).
 
-    No tokenizer is run: the token grids are entropy-coded as they are.
+    No tokenizer is run: the token grids are entropy-coded as they are, one
+    chunk at a time.
     """
     check_output(output, force)
     start = time.monotonic()
     try:
-        with np.load(source, allow_pickle=False) as npz:
-            meta = json.loads(str(npz[_META]))
-            tokens, frames = npz["tokens"], npz["chunk_frames"]
-            audio_index = npz["audio_index"] if "audio_index" in npz else np.zeros((0, 4), np.int64)
-            audio_data = npz["audio_data"].tobytes() if "audio_data" in npz else b""
-    except (OSError, KeyError, ValueError) as exc:
+        zf = zipfile.ZipFile(source)
+    except (OSError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{source}: not a token archive from `tokcodec tokens` ({exc})") from None
-    try:
-        header = _header_from_json(meta)
-    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-        raise ValueError(f"{source}: bad token archive metadata ({exc})") from None
-    if tokens.ndim != 4 or tokens.shape[1:] != header.token_grid or len(frames) != len(tokens):
-        raise ValueError(f"{source}: token grid {tokens.shape} does not match its metadata {header.token_grid}")
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= 1 << header.bits):
-        raise ValueError(f"{source}: token values out of range for {header.bits}-bit tokens")
-    packets: dict[int, list[AudioPacket]] = {}
-    offset = 0
-    for chunk, pts, duration, size in audio_index.tolist():
-        packets.setdefault(chunk, []).append(AudioPacket(pts, duration, audio_data[offset : offset + size]))
-        offset += size
-    n = 0
-    with TokWriter(output, header) as writer:
-        for i, (grid, f) in enumerate(zip(tokens, frames.tolist())):
-            writer.write_chunk(f, grid[: header.chunk_token_frames(f)].astype(np.int64), packets.get(i, []))
-            n += grid.size
+    with zf:
+        try:
+            meta = json.loads(str(token_archive.read_array(zf, _META)))
+            frames = token_archive.read_array(zf, "chunk_frames")
+            names = set(zf.namelist())
+            audio_index = (token_archive.read_array(zf, "audio_index") if "audio_index.npy" in names
+                           else np.zeros((0, 4), np.int64))
+            audio_data = token_archive.read_array(zf, "audio_data").tobytes() if "audio_data.npy" in names else b""
+            shape, dtype, rows = token_archive.read_rows(zf, "tokens")
+        except Exception as exc:  # numpy's .npy header parser raises many types on garbage
+            raise ValueError(f"{source}: not a token archive from `tokcodec tokens` ({exc})") from None
+        try:
+            header = _header_from_json(meta)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise ValueError(f"{source}: bad token archive metadata ({exc})") from None
+        if len(shape) != 4 or tuple(shape[1:]) != header.token_grid or len(frames) != shape[0]:
+            raise ValueError(f"{source}: token grid {tuple(shape)} does not match its metadata {header.token_grid}")
+        if dtype.kind not in "iu":
+            raise ValueError(f"{source}: tokens must be integers, not {dtype}")
+        packets: dict[int, list[AudioPacket]] = {}
+        offset = 0
+        for chunk, pts, duration, size in audio_index.tolist():
+            packets.setdefault(chunk, []).append(AudioPacket(pts, duration, audio_data[offset : offset + size]))
+            offset += size
+        n = 0
+        with TokWriter(output, header) as writer:
+            for i, (grid, f) in enumerate(zip(_damage_checked(rows, source), frames.tolist())):
+                if grid.size and (grid.min() < 0 or grid.max() >= 1 << header.bits):
+                    raise ValueError(f"{source}: token values out of range for {header.bits}-bit tokens")
+                writer.write_chunk(f, grid[: header.chunk_token_frames(f)].astype(np.int64), packets.get(i, []))
+                n += grid.size
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
                         writer.payload_bytes, n, time.monotonic() - start)
+
+
+def _damage_checked(rows: Iterator[np.ndarray], source: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Rows of a zip entry, with a damaged archive reported as one ValueError."""
+    try:
+        yield from rows
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise ValueError(f"{source}: damaged token archive ({exc})") from None
 
 
 def _header_to_json(h: Header) -> dict[str, Any]:
@@ -416,16 +445,3 @@ def _header_from_json(d: dict[str, Any]) -> Header:
         a["extradata"] = bytes.fromhex(a["extradata"])
         d["audio"] = AudioTrack(**a)
     return Header(**d)
-
-
-def _atomic_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
