@@ -13,10 +13,10 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -115,6 +115,28 @@ class Header:
                 raise TokError(f"invalid header: bad {what}")
 
     # -- serialisation ----------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """The header as JSON-ready data (the `meta` of a token archive)."""
+        d = asdict(self)
+        d["fps"] = [self.fps.numerator, self.fps.denominator]
+        if self.audio is not None:
+            d["audio"]["time_base"] = [self.audio.time_base.numerator, self.audio.time_base.denominator]
+            d["audio"]["extradata"] = self.audio.extradata.hex()
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Header":
+        """Inverse of to_json; raises KeyError, TypeError or ValueError on bad data."""
+        d = dict(d)
+        d["fps"] = Fraction(*d["fps"])
+        d["entropy"] = EntropyParams(**d["entropy"])
+        if d.get("audio"):
+            a = dict(d["audio"])
+            a["time_base"] = Fraction(*a["time_base"])
+            a["extradata"] = bytes.fromhex(a["extradata"])
+            d["audio"] = AudioTrack(**a)
+        return cls(**d)
+
     def to_bytes(self) -> bytes:
         t, h, w = self.token_grid
         body = bytearray()

@@ -21,8 +21,8 @@ _LAZY = {
     "read_tokens": "tokcodec.files",
     "open_tok": "tokcodec.files",
     "tok_info": "tokcodec.files",
-    "export_tokens": "tokcodec.files",
-    "pack_tokens": "tokcodec.files",
+    "export_tokens": "tokcodec.token_archive",
+    "pack_tokens": "tokcodec.token_archive",
     "TokenChunk": "tokcodec.files",
     "reconstruct_file": "tokcodec.api",
 }

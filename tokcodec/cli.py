@@ -181,7 +181,7 @@ def info(source: str, as_json: bool) -> None:
 @user_errors
 def tokens(source: str, output: str, force: bool) -> None:
     """Export the token grids of a .tok file (with its metadata) to an .npz."""
-    from tokcodec.files import export_tokens
+    from tokcodec.token_archive import export_tokens
 
     export_tokens(source, output, force=force)
 
@@ -193,7 +193,7 @@ def tokens(source: str, output: str, force: bool) -> None:
 @user_errors
 def pack(source: str, output: str, force: bool) -> None:
     """Entropy-code token grids from an .npz (as `tokcodec tokens` writes) into a .tok file."""
-    from tokcodec.files import pack_tokens
+    from tokcodec.token_archive import pack_tokens
 
     pack_tokens(source, output, force=force)
 

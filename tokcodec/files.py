@@ -1,4 +1,4 @@
-"""Video files <-> .tok files: the codec's encode, decode, info, tokens and pack.
+"""Video files <-> .tok files: the codec's encode, decode and info.
 
 This is where the parts meet: codec/ turns pixels into tokens and back,
 bitstream/ turns tokens into bytes and back. Everything streams one chunk
@@ -8,15 +8,11 @@ renamed only when complete.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import time
-import zipfile
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,7 +35,6 @@ from tokcodec.codec.io import (
     read_clips,
 )
 
-from . import token_archive
 from .api import check_output
 from .progress import Progress
 
@@ -203,8 +198,8 @@ _END: Any = object()
 
 
 @contextmanager
-def _about(path: str | os.PathLike) -> Iterator[None]:
-    """Prefix .tok errors with the file they are about."""
+def named_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Prefix .tok errors raised inside the block with the file they are about."""
     try:
         yield
     except TokError as exc:
@@ -221,7 +216,7 @@ def read_tokens(path: str | os.PathLike, start: int = 0, frames: int | None = No
 
     Only the chunks that hold frames [start, start + frames) are read.
     """
-    with _about(path), TokReader(path) as reader:
+    with named_errors(path), TokReader(path) as reader:
         for chunk in reader.chunks(start, frames):
             yield TokenChunk(chunk.first_frame, chunk.frames, chunk.tokens)
 
@@ -255,7 +250,7 @@ def decode_file(
     if frames is not None and frames < 1:
         raise ValueError("--frames must be at least 1")
     began = time.monotonic()
-    with _about(source), TokReader(source) as reader:
+    with named_errors(source), TokReader(source) as reader:
         h = reader.header
         tokenizer = model_for(h, model)
         entries = reader.entries_for(start, frames)
@@ -290,7 +285,7 @@ def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frame
 
 def tok_info(path: str | os.PathLike) -> dict[str, Any]:
     """Summary of a .tok file, as `tokcodec info --json` prints it."""
-    with _about(path), TokReader(path) as reader:
+    with named_errors(path), TokReader(path) as reader:
         h = reader.header
         chunks = [reader.read_chunk(e.index, tokens=False) for e in reader.entries]
         token_bytes = sum(c.payload_bytes for c in chunks)
@@ -323,125 +318,3 @@ def tok_info(path: str | os.PathLike) -> dict[str, Any]:
             "kbps": 8 * size / float(reader.frames / h.fps) / 1000,
             "audio": None if h.audio is None else {"codec": h.audio.codec, "rate": h.audio.rate, "layout": h.audio.layout},
         }
-
-
-# ---------------------------------------------------------------- tokens <-> npz
-
-_META = "meta"
-
-
-def export_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: bool = False) -> int:
-    """Write the token grids of a .tok file, with its header and audio, to an .npz.
-
-    Arrays: `tokens` (chunks, T', H', W') int32 with the last chunk's missing
-    latent frames zero-filled, `chunk_frames` (chunks,) real frames per chunk,
-    `audio_data`/`audio_index` for the audio packets, and `meta`, the header
-    as JSON. Token grids are streamed chunk by chunk (constant memory).
-    Returns the number of chunks.
-    """
-    check_output(output, force)
-    output = Path(output)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".npz", dir=output.parent)
-    os.close(fd)
-    try:
-        with _about(source), TokReader(source) as reader, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            h = reader.header
-            frames = np.array([e.frames for e in reader.entries], np.int64)
-            audio_index, audio_blobs = [], []
-
-            def grids() -> Iterator[np.ndarray]:
-                for e in reader.entries:
-                    c = reader.read_chunk(e.index)
-                    audio_index.extend((e.index, p.pts, p.duration, len(p.data)) for p in c.audio)
-                    audio_blobs.extend(p.data for p in c.audio)
-                    grid = np.zeros(h.token_grid, np.int32)
-                    grid[: c.tokens.shape[0]] = c.tokens
-                    yield grid
-
-            token_archive.write_rows(zf, "tokens", (len(frames), *h.token_grid), np.int32, grids())
-            token_archive.write_array(zf, "chunk_frames", frames)
-            token_archive.write_array(zf, "audio_index", np.array(audio_index, np.int64).reshape(-1, 4))
-            token_archive.write_array(zf, "audio_data", np.frombuffer(b"".join(audio_blobs), np.uint8))
-            token_archive.write_array(zf, _META, np.array(json.dumps(_header_to_json(h))))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return len(frames)
-
-
-def pack_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: bool = False) -> EncodeReport:
-    """Write a .tok file from an .npz made by `export_tokens` (or by a model).
-
-    No tokenizer is run: the token grids are entropy-coded as they are, one
-    chunk at a time.
-    """
-    check_output(output, force)
-    start = time.monotonic()
-    try:
-        zf = zipfile.ZipFile(source)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{source}: not a token archive from `tokcodec tokens` ({exc})") from None
-    with zf:
-        try:
-            meta = json.loads(str(token_archive.read_array(zf, _META)))
-            frames = token_archive.read_array(zf, "chunk_frames")
-            names = set(zf.namelist())
-            audio_index = (token_archive.read_array(zf, "audio_index") if "audio_index.npy" in names
-                           else np.zeros((0, 4), np.int64))
-            audio_data = token_archive.read_array(zf, "audio_data").tobytes() if "audio_data.npy" in names else b""
-            shape, dtype, rows = token_archive.read_rows(zf, "tokens")
-        except Exception as exc:  # numpy's .npy header parser raises many types on garbage
-            raise ValueError(f"{source}: not a token archive from `tokcodec tokens` ({exc})") from None
-        try:
-            header = _header_from_json(meta)
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-            raise ValueError(f"{source}: bad token archive metadata ({exc})") from None
-        if len(shape) != 4 or tuple(shape[1:]) != header.token_grid or len(frames) != shape[0]:
-            raise ValueError(f"{source}: token grid {tuple(shape)} does not match its metadata {header.token_grid}")
-        if dtype.kind not in "iu":
-            raise ValueError(f"{source}: tokens must be integers, not {dtype}")
-        packets: dict[int, list[AudioPacket]] = {}
-        offset = 0
-        for chunk, pts, duration, size in audio_index.tolist():
-            packets.setdefault(chunk, []).append(AudioPacket(pts, duration, audio_data[offset : offset + size]))
-            offset += size
-        n = 0
-        with TokWriter(output, header) as writer:
-            for i, (grid, f) in enumerate(zip(_damage_checked(rows, source), frames.tolist())):
-                if grid.size and (grid.min() < 0 or grid.max() >= 1 << header.bits):
-                    raise ValueError(f"{source}: token values out of range for {header.bits}-bit tokens")
-                writer.write_chunk(f, grid[: header.chunk_token_frames(f)].astype(np.int64), packets.get(i, []))
-                n += grid.size
-    return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
-                        writer.payload_bytes, n, time.monotonic() - start)
-
-
-def _damage_checked(rows: Iterator[np.ndarray], source: str | os.PathLike) -> Iterator[np.ndarray]:
-    """Rows of a zip entry, with a damaged archive reported as one ValueError."""
-    try:
-        yield from rows
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-        raise ValueError(f"{source}: damaged token archive ({exc})") from None
-
-
-def _header_to_json(h: Header) -> dict[str, Any]:
-    d = asdict(h)
-    d["fps"] = [h.fps.numerator, h.fps.denominator]
-    if h.audio is not None:
-        d["audio"]["time_base"] = [h.audio.time_base.numerator, h.audio.time_base.denominator]
-        d["audio"]["extradata"] = h.audio.extradata.hex()
-    return d
-
-
-def _header_from_json(d: dict[str, Any]) -> Header:
-    d = dict(d)
-    d["fps"] = Fraction(*d["fps"])
-    d["entropy"] = EntropyParams(**d["entropy"])
-    if d.get("audio"):
-        a = dict(d["audio"])
-        a["time_base"] = Fraction(*a["time_base"])
-        a["extradata"] = bytes.fromhex(a["extradata"])
-        d["audio"] = AudioTrack(**a)
-    return Header(**d)

@@ -1,4 +1,4 @@
-"""The .npz token archive of `tokcodec tokens` and `tokcodec pack`, in constant memory.
+"""The .npz token archive: `tokcodec tokens` (export) and `tokcodec pack`, in constant memory.
 
 An .npz is a zip of .npy files. The token grids of a long video do not fit
 in memory, so the `tokens` array is streamed into (and out of) its zip entry
@@ -7,11 +7,22 @@ one chunk at a time; the archive stays a plain .npz that `numpy.load` reads.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import tempfile
+import time
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
+
+from tokcodec.bitstream.container import AudioPacket, Header, TokReader, TokWriter
+
+from .api import check_output
+from .files import EncodeReport, named_errors
 
 _FORMAT = np.lib.format
 
@@ -65,3 +76,104 @@ def read_rows(zf: zipfile.ZipFile, name: str) -> tuple[tuple[int, ...], np.dtype
                 yield np.frombuffer(data, dtype).reshape(shape[1:])
 
     return shape, dtype, rows()
+
+
+# ---------------------------------------------------------------- export and pack
+
+_META = "meta"
+
+
+def export_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: bool = False) -> int:
+    """Write the token grids of a .tok file, with its header and audio, to an .npz.
+
+    Arrays: `tokens` (chunks, T', H', W') int32 with the last chunk's missing
+    latent frames zero-filled, `chunk_frames` (chunks,) real frames per chunk,
+    `audio_data`/`audio_index` for the audio packets, and `meta`, the header
+    as JSON. Token grids are streamed chunk by chunk (constant memory).
+    Returns the number of chunks.
+    """
+    check_output(output, force)
+    output = Path(output)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".npz", dir=output.parent)
+    os.close(fd)
+    try:
+        with named_errors(source), TokReader(source) as reader, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            h = reader.header
+            frames = np.array([e.frames for e in reader.entries], np.int64)
+            audio_index, audio_blobs = [], []
+
+            def grids() -> Iterator[np.ndarray]:
+                for e in reader.entries:
+                    c = reader.read_chunk(e.index)
+                    audio_index.extend((e.index, p.pts, p.duration, len(p.data)) for p in c.audio)
+                    audio_blobs.extend(p.data for p in c.audio)
+                    grid = np.zeros(h.token_grid, np.int32)
+                    grid[: c.tokens.shape[0]] = c.tokens
+                    yield grid
+
+            write_rows(zf, "tokens", (len(frames), *h.token_grid), np.int32, grids())
+            write_array(zf, "chunk_frames", frames)
+            write_array(zf, "audio_index", np.array(audio_index, np.int64).reshape(-1, 4))
+            write_array(zf, "audio_data", np.frombuffer(b"".join(audio_blobs), np.uint8))
+            write_array(zf, _META, np.array(json.dumps(h.to_json())))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(frames)
+
+
+def pack_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: bool = False) -> EncodeReport:
+    """Write a .tok file from an .npz made by `export_tokens` (or by a model).
+
+    No tokenizer is run: the token grids are entropy-coded as they are, one
+    chunk at a time.
+    """
+    check_output(output, force)
+    start = time.monotonic()
+    try:
+        zf = zipfile.ZipFile(source)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{source}: not a token archive from `tokcodec tokens` ({exc})") from None
+    with zf:
+        try:
+            meta = json.loads(str(read_array(zf, _META)))
+            frames = read_array(zf, "chunk_frames")
+            names = set(zf.namelist())
+            audio_index = (read_array(zf, "audio_index") if "audio_index.npy" in names
+                           else np.zeros((0, 4), np.int64))
+            audio_data = read_array(zf, "audio_data").tobytes() if "audio_data.npy" in names else b""
+            shape, dtype, rows = read_rows(zf, "tokens")
+        except Exception as exc:  # numpy's .npy header parser raises many types on garbage
+            raise ValueError(f"{source}: not a token archive from `tokcodec tokens` ({exc})") from None
+        try:
+            header = Header.from_json(meta)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise ValueError(f"{source}: bad token archive metadata ({exc})") from None
+        if len(shape) != 4 or tuple(shape[1:]) != header.token_grid or len(frames) != shape[0]:
+            raise ValueError(f"{source}: token grid {tuple(shape)} does not match its metadata {header.token_grid}")
+        if dtype.kind not in "iu":
+            raise ValueError(f"{source}: tokens must be integers, not {dtype}")
+        packets: dict[int, list[AudioPacket]] = {}
+        offset = 0
+        for chunk, pts, duration, size in audio_index.tolist():
+            packets.setdefault(chunk, []).append(AudioPacket(pts, duration, audio_data[offset : offset + size]))
+            offset += size
+        n = 0
+        with TokWriter(output, header) as writer:
+            for i, (grid, f) in enumerate(zip(_damage_checked(rows, source), frames.tolist())):
+                if grid.size and (grid.min() < 0 or grid.max() >= 1 << header.bits):
+                    raise ValueError(f"{source}: token values out of range for {header.bits}-bit tokens")
+                writer.write_chunk(f, grid[: header.chunk_token_frames(f)].astype(np.int64), packets.get(i, []))
+                n += grid.size
+    return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
+                        writer.payload_bytes, n, time.monotonic() - start)
+
+
+def _damage_checked(rows: Iterator[np.ndarray], source: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Rows of a zip entry, with a damaged archive reported as one ValueError."""
+    try:
+        yield from rows
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise ValueError(f"{source}: damaged token archive ({exc})") from None
