@@ -4,9 +4,12 @@
 
 Each eval clip of ../shared/corpus is tokenized as `tokcodec encode` does
 (chunks of 17 frames, default model) and every chunk is coded on its own
-with: raw K-bit codes (the anchor), zstd -19 on the bit-packed tokens, and
-the context model. Throughput is measured on one thread (the coder has no
-threads of its own): tokens per second, best of --repeat.
+with: raw K-bit codes (the anchor), zstd -19, zlib -9 and lzma -9e on the
+bit-packed tokens, the context model from uniform counts ("context"), and
+the context model starting from the model's shipped entropy prior ("prior",
+what `tokcodec encode` uses; the prior is fitted on the train split only).
+Throughput is measured on one thread (the coder has no threads of its
+own): tokens per second, best of --repeat.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from entropy_speed import _best, _methods  # noqa: E402
 from tokcodec.codec import fingerprint, load_tokenizer  # noqa: E402
 from tokcodec.codec.clips import frames_to_video  # noqa: E402
 from tokcodec.codec.io import read_clips  # noqa: E402
+from tokcodec.priors import model_prior  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "tokcodec" / "bench-tokens"
 
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         grids = clip_tokens(path, args.model)
         n = sum(g.size for g in grids)
-        for name, enc, dec in _methods(k):
+        for name, enc, dec in _methods(k, model_prior(model)):
             if enc is None:
                 continue
             te, blobs = _best(lambda: [enc(g) for g in grids], args.repeat)

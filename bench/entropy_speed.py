@@ -105,7 +105,9 @@ def _best(fn, repeat):
     return best, out
 
 
-def _methods(K):
+def _methods(K, prior=None):
+    """(name, encode, decode) of each method; "prior" (the context model
+    starting from a tokenizer's `EntropyPrior`) only when one is given."""
     raw, ctx = EntropyParams(model_id=0), EntropyParams()
 
     def via_raw(compress, decompress):
@@ -128,6 +130,9 @@ def _methods(K):
     ms.append(("zlib-9", *via_raw(lambda b: zlib.compress(b, 9), zlib.decompress)))
     ms.append(("lzma-9e", *via_raw(lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress)))
     ms.append(("context", lambda t: encode_tokens(t, K, ctx), lambda d, s: decode_tokens(d, s, K, ctx)))
+    if prior is not None:
+        pp = EntropyParams(prior=prior.id)
+        ms.append(("prior", lambda t: encode_tokens(t, K, pp, prior), lambda d, s: decode_tokens(d, s, K, pp, prior)))
     return ms
 
 

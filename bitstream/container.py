@@ -12,7 +12,7 @@ import os
 import struct
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from fractions import Fraction
 from pathlib import Path
@@ -20,13 +20,13 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .entropy import EntropyError, EntropyParams, decode_tokens, encode_tokens
+from .entropy import EntropyError, EntropyParams, EntropyPrior, decode_tokens, encode_tokens
 
 MAGIC = b"TOKC"
 CHUNK_MAGIC = b"CHNK"
 INDEX_MAGIC = b"TIDX"
 TRAILER_MAGIC = b"TEND"
-VERSION = (1, 0)
+VERSION = (1, 1)
 
 MAX_HEADER_BODY = 1 << 20
 MAX_AUDIO_BYTES = 16 << 20
@@ -299,12 +299,18 @@ class TokWriter:
     place by `close()`, so a failed run leaves nothing; `close()` also fills
     in the frame count and appends the index. With `atomic=False` the file
     is written in place and is readable while it grows (live ingest).
+    `prior` is the entropy prior that ``header.entropy.prior`` names, if any.
     """
 
-    def __init__(self, path: str | os.PathLike, header: Header, *, atomic: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike, header: Header, *, atomic: bool = True, prior: EntropyPrior | None = None
+    ) -> None:
         header.validate()
+        if bool(header.entropy.prior) != (prior is not None) or (prior is not None and prior.id != header.entropy.prior):
+            raise ValueError("the header's entropy prior and the prior given differ")
         self.path = Path(path)
         self.header = header
+        self.prior = prior
         self.entries: list[ChunkEntry] = []
         self.payload_bytes = 0  # entropy-coded tokens
         self.audio_bytes = 0  # stored audio packets, their small headers included
@@ -333,7 +339,7 @@ class TokWriter:
         expected = (h.chunk_token_frames(frames), *h.token_grid[1:])
         if tokens.shape != expected:
             raise ValueError(f"chunk tokens have shape {tokens.shape}, expected {expected}")
-        payload = encode_tokens(tokens, h.bits, h.entropy)
+        payload = encode_tokens(tokens, h.bits, h.entropy, self.prior)
         packets = list(audio)
         audio_blob = b"".join(_PACKET.pack(p.pts, p.duration, len(p.data)) + p.data for p in packets)
         if len(packets) > MAX_AUDIO_PACKETS or len(audio_blob) > MAX_AUDIO_BYTES:
@@ -392,11 +398,15 @@ class TokReader:
     Opening reads the header and the index (or, for a file without one,
     walks the chunk headers). `read_chunk` checks the CRC and decodes the
     tokens of one chunk; `chunks(start, frames)` yields those covering a
-    frame range, and only those are read.
+    frame range, and only those are read. Tokens coded with an entropy prior
+    need it: `prior_for(header)` returns it (or None if it is not available).
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(
+        self, path: str | os.PathLike, prior_for: Callable[[Header], EntropyPrior | None] | None = None
+    ) -> None:
         self.path = Path(path)
+        self.prior: EntropyPrior | None = None
         try:
             self._f: BinaryIO = open(self.path, "rb")
         except IsADirectoryError:
@@ -406,6 +416,8 @@ class TokReader:
             if self.size == 0:
                 raise TokError("empty file")
             self.header = Header.read(self._f)
+            if self.header.entropy.prior and prior_for is not None:
+                self.prior = prior_for(self.header)
             self._data_start = self._f.tell()
             self.entries = self._read_index() or self._scan()
             self._check_complete()
@@ -509,8 +521,13 @@ class TokReader:
         h = self.header
         tokens = np.zeros((0, 0, 0), np.int64)
         if with_tokens:
+            need = h.entropy.prior
+            if need and (self.prior is None or self.prior.id != need):
+                raise TokError(f"the tokens are coded with entropy prior {need:08x} of model {h.model}, "
+                               "which this tokcodec does not have")
             try:
-                tokens = decode_tokens(body[:token_bytes], (token_t, *h.token_grid[1:]), h.bits, h.entropy)
+                tokens = decode_tokens(body[:token_bytes], (token_t, *h.token_grid[1:]), h.bits, h.entropy,
+                                       self.prior)
             except EntropyError as exc:
                 raise TokError(f"chunk {i} is corrupt ({exc})") from None
         audio = _parse_packets(memoryview(body)[token_bytes : token_bytes + audio_bytes], packets, i)

@@ -35,8 +35,9 @@ Models (``EntropyParams.model_id``; the ``.tok`` header stores the params):
        decisions, except while its probability table is young (it has coded
        fewer than ``warmup`` decisions per bit plane): then each call takes
        the next max(16, 2 * n) positions of the phase (or the rest of it),
-       n being the decisions per plane the table has coded so far, so that
-       the counts adapt within the first frames of the chunk. A call's
+       n being the decisions per plane the table has coded so far (plus 32
+       for a table that starts from a prior), so that the counts adapt
+       within the first frames of the chunk. A call's
        decisions are in position order, the K planes of a position
        together, least significant first.
 
@@ -73,7 +74,10 @@ Bit-exactness. The probabilities the coder sees are computed from integer
 counts only, identically by encoder and decoder:
 
   counts c0, c1 per context, in half units, start at 1, 1 (a uniform prior)
-  and grow by 2 per decision; when c0 + c1 > ``count_limit`` both are
+  or, when the params name an `EntropyPrior`, at the prior's integer counts
+  for that table (fitted on a tokenizer's training tokens and shipped with
+  it: a chunk's tables start from what that tokenizer's tokens usually look
+  like), and grow by 2 per decision; when c0 + c1 > ``count_limit`` both are
   halved, rounding up. With S0, S1 the sums of the same context's counts
   over the K planes and over the tables of its group (the non-base tables
   of one frame type share a group, each base table is its own), a shared
@@ -95,13 +99,17 @@ This module knows about token grids and bytes only (no torch, no pixels).
 from __future__ import annotations
 
 import functools
+import hashlib
 import operator
+import os
+import zipfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import constriction
 import numpy as np
 
-__all__ = ["EntropyError", "EntropyParams", "encode_tokens", "decode_tokens", "MAX_BITS"]
+__all__ = ["EntropyError", "EntropyParams", "EntropyPrior", "encode_tokens", "decode_tokens", "fit_prior", "MAX_BITS"]
 
 MAX_BITS = 30
 
@@ -137,6 +145,9 @@ class EntropyParams:
     warmup:      a phase is coded in steps of max(16, 2 n) positions (n: the
                  decisions per bit plane its table has coded) while n is
                  below ``warmup`` (0..2**16), so that young counts adapt early.
+    prior:       0, or the `EntropyPrior.id` of the prior whose counts the
+                 tables start from instead of (1, 1) (model 1 only). The
+                 decoder needs the same prior; it ships with the tokenizer.
     """
 
     model_id: int = 1
@@ -144,6 +155,7 @@ class EntropyParams:
     count_limit: int = 8192
     backoff: int = 128
     warmup: int = 1024
+    prior: int = 0
 
     def check(self, error: type[Exception] = ValueError) -> None:
         ranges = {
@@ -152,6 +164,7 @@ class EntropyParams:
             "count_limit": (16, 1 << 20),
             "backoff": (0, 1 << 16),
             "warmup": (0, 1 << 16),
+            "prior": (0, (1 << 32) - 1),
         }
         for name, (lo, hi) in ranges.items():
             v = getattr(self, name)
@@ -163,10 +176,16 @@ class EntropyParams:
 # public API
 
 
-def encode_tokens(tokens: np.ndarray, bits: int, params: EntropyParams = EntropyParams()) -> bytes:
-    """Code one chunk of tokens, shape (T, H, W), values in [0, 2**bits), to bytes."""
+def encode_tokens(
+    tokens: np.ndarray, bits: int, params: EntropyParams = EntropyParams(), prior: "EntropyPrior | None" = None
+) -> bytes:
+    """Code one chunk of tokens, shape (T, H, W), values in [0, 2**bits), to bytes.
+
+    `prior` must be the prior that `params.prior` names (None when it is 0).
+    """
     bits = _check_bits(bits, ValueError)
     _check_params(params, ValueError)
+    tables = _prior_tables(params, prior, bits, ValueError)
     tokens = np.asarray(tokens)
     if tokens.ndim != 3:
         raise ValueError(f"tokens must have shape (T, H, W), got {tokens.shape}")
@@ -177,11 +196,15 @@ def encode_tokens(tokens: np.ndarray, bits: int, params: EntropyParams = Entropy
     tokens = tokens.astype(np.int64, copy=False)
     if params.model_id == 0:
         return _raw_encode(tokens, bits)
-    return _ctx_encode(tokens, bits, params)
+    return _ctx_encode(tokens, bits, params, tables)
 
 
 def decode_tokens(
-    data: bytes, shape: tuple[int, int, int], bits: int, params: EntropyParams = EntropyParams()
+    data: bytes,
+    shape: tuple[int, int, int],
+    bits: int,
+    params: EntropyParams = EntropyParams(),
+    prior: "EntropyPrior | None" = None,
 ) -> np.ndarray:
     """Inverse of `encode_tokens`: an int64 array of the given shape.
 
@@ -191,6 +214,7 @@ def decode_tokens(
     """
     bits = _check_bits(bits, EntropyError)
     _check_params(params, EntropyError)
+    tables = _prior_tables(params, prior, bits, EntropyError)
     try:
         shape = tuple(operator.index(n) for n in shape)
     except TypeError:
@@ -203,7 +227,7 @@ def decode_tokens(
         raise EntropyError("data must be a contiguous bytes-like object") from None
     if params.model_id == 0:
         return _raw_decode(data, shape, bits)
-    return _ctx_decode(data, shape, bits, params)
+    return _ctx_decode(data, shape, bits, params, tables)
 
 
 def _check_bits(bits, error) -> int:
@@ -216,6 +240,147 @@ def _check_params(params, error) -> None:
     if not isinstance(params, EntropyParams):
         raise error(f"params must be EntropyParams, got {type(params).__name__}")
     params.check(error)
+
+
+def _prior_tables(params: EntropyParams, prior, bits: int, error) -> "Mapping[tuple, np.ndarray] | None":
+    """The prior's initial counts by table key, after checking it is the one `params` names."""
+    if not params.prior:
+        if prior is not None:
+            raise error("a prior was given but the entropy params name none")
+        return None
+    if params.model_id != 1:
+        raise error("only entropy model 1 takes a prior")
+    if prior is None:
+        raise error(f"these tokens are coded with entropy prior {params.prior:08x}, which was not given")
+    if prior.id != params.prior:
+        raise error(f"entropy prior {prior.id:08x} given, the data needs {params.prior:08x}")
+    if prior.bits != bits:
+        raise error(f"the entropy prior is for {prior.bits}-bit tokens, not {bits}")
+    if prior.max_total() > params.count_limit:
+        raise error("the entropy prior's counts exceed count_limit")
+    return prior.by_key
+
+
+# ---------------------------------------------------------------------------
+# priors: initial counts fitted on one tokenizer's tokens
+
+
+def _table_contexts(key: tuple) -> int:
+    """Contexts per plane of the table with this key (see the module docstring)."""
+    if key[0] == "intra":
+        return _C_INTRA
+    return _C_INTER_BASE if key[1] == "base" else _C_INTER
+
+
+def _table_key(name: str) -> tuple:
+    """'inter/0/d' -> ('inter', 0, 'd'); raises ValueError for a name no table has."""
+    parts = name.split("/")
+    key = tuple(int(p) if p.isdigit() else p for p in parts)
+    kinds = {("intra", "base"), ("inter", "base")}
+    ok = key in kinds or (len(key) == 3 and key[0] in ("intra", "inter") and isinstance(key[1], int)
+                          and 0 <= key[1] < max(_INTRA_LEVELS, _INTER_LEVELS) and key[2] in ("d", "hv"))
+    if not ok:
+        raise ValueError(f"no context table is named {name!r}")
+    return key
+
+
+_PRIOR_MAX = 1 << 15  # largest initial count (half units) a prior may hold
+_PRIOR_CODED = 32  # decisions per plane a table starting from a prior counts as coded (warm-up)
+
+
+@dataclass(frozen=True, eq=False)
+class EntropyPrior:
+    """Initial counts of the context model's tables (model 1), fitted on tokens.
+
+    A tokenizer's tokens have statistics that a short chunk cannot learn from
+    scratch: its tables starting from counts fitted on training tokens save
+    bits where the chunk's own counts are still young. ``tables`` maps a
+    table name (``"intra/base"``, ``"inter/0/d"``, ...) to its (2, K * C)
+    counts c0, c1 in half units, each in [1, 2**15]. ``id`` (32 bits, never
+    0) is what the ``.tok`` header stores to name it.
+    """
+
+    bits: int
+    tables: Mapping[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        _check_bits(self.bits, ValueError)
+        by_key = {}
+        for name, counts in self.tables.items():
+            key = _table_key(name)
+            counts = np.asarray(counts)
+            shape = (2, self.bits * _table_contexts(key))
+            if counts.shape != shape or not np.issubdtype(counts.dtype, np.integer):
+                raise ValueError(f"prior table {name!r} must be integers of shape {shape}")
+            if counts.min() < 1 or counts.max() > _PRIOR_MAX:
+                raise ValueError(f"prior table {name!r} has counts outside [1, {_PRIOR_MAX}]")
+            by_key[key] = counts.astype(np.int64)
+            by_key[key].flags.writeable = False
+        object.__setattr__(self, "by_key", by_key)
+
+    @functools.cached_property
+    def id(self) -> int:
+        h = hashlib.sha256(b"tokcodec-prior-1 %d" % self.bits)
+        for name in sorted(self.tables):
+            h.update(name.encode() + b"\0")
+            h.update(self.by_key[_table_key(name)].astype("<i4").tobytes())
+        return int.from_bytes(h.digest()[:4], "little") or 1
+
+    def max_total(self) -> int:
+        """The largest c0 + c1 of any context."""
+        return max((int((c[0] + c[1]).max()) for c in self.by_key.values()), default=0)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the prior as an .npz file (int32 arrays, one per table, and ``bits``)."""
+        arrays = {name: np.asarray(c, np.int32) for name, c in self.tables.items()}
+        with open(path, "wb") as f:
+            np.savez_compressed(f, bits=np.int32(self.bits), **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "EntropyPrior":
+        """Read a prior written by `save`; raises ValueError if it is malformed."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                bits = int(z["bits"])
+                tables = {name: z[name] for name in z.files if name != "bits"}
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path}: not an entropy prior ({exc})") from None
+        try:
+            return cls(bits, tables)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+
+def fit_prior(chunks: Iterable[np.ndarray], bits: int, weight: int = 128) -> EntropyPrior:
+    """Fit a prior on token chunks (each (T, H, W), coded as `encode_tokens` would).
+
+    Every table's counts are summed over the chunks and scaled so that no
+    context holds more than `weight` half units (the prior is then worth at
+    most `weight / 2` decisions: enough to start well, little enough to
+    adapt). Contexts the chunks never reached keep the uniform (1, 1).
+    """
+    bits = _check_bits(bits, ValueError)
+    if not 4 <= weight <= _PRIOR_MAX:
+        raise ValueError(f"weight must be in [4, {_PRIOR_MAX}]")
+    # Counts grow without halving (count_limit at its maximum), so they are plain sums.
+    params = EntropyParams(count_limit=1 << 20, backoff=0)
+    sums: dict[tuple, np.ndarray] = {}
+    for chunk in chunks:
+        chunk = np.asarray(chunk, np.int64)
+        T, H, W = chunk.shape
+        if chunk.size == 0:
+            continue
+        tables = _walk(bits, H, W, T, params, lambda prob, x: x, frames_in=chunk)
+        for key, tab in tables.items():
+            sums[key] = sums.get(key, 0) + (tab.counts - 1)
+    out = {}
+    for key, c in sums.items():
+        # 1 + the counts (the uniform start plus the evidence), the evidence
+        # scaled down where it exceeds weight - 2, so that c0 + c1 <= weight
+        n = c.sum(axis=0)
+        scale = np.minimum(1.0, (weight - 2) / np.maximum(n, 1))
+        out["/".join(map(str, key))] = (1 + np.floor(c * scale)).astype(np.int32)
+    return EntropyPrior(bits, out)
 
 
 # ---------------------------------------------------------------------------
@@ -330,18 +495,20 @@ class _Table:
     __slots__ = ("K", "C", "KC", "counts", "flat", "c0", "c1", "plane_sum", "prob", "coded", "group",
                  "bound", "B", "m", "lim", "clip", "scale")
 
-    def __init__(self, K: int, C: int, params: EntropyParams, group: _Group):
+    def __init__(self, K: int, C: int, params: EntropyParams, group: _Group, init=None):
         self.K, self.C, self.KC, self.group = K, C, K * C, group
         self.B, self.m, self.lim = params.prob_bits, params.backoff, params.count_limit
         self.clip = self.lim + self.m > 1 << self.B
         self.scale = 1.0 / (1 << self.B)
-        self.counts = np.ones((2, K * C), np.int64)  # c0, c1 in half units
+        self.counts = np.ones((2, K * C), np.int64) if init is None else np.array(init, np.int64)
         self.flat = self.counts.reshape(-1)
         self.c0, self.c1 = self.counts
         self.plane_sum = self.counts.reshape(2, K, C).sum(axis=1)
         group.sum += self.plane_sum
-        self.bound = 2  # an upper bound on max(c0 + c1)
-        self.coded = 0
+        self.bound = int((self.counts[0] + self.counts[1]).max())  # an upper bound on max(c0 + c1)
+        # a table that starts from a prior counts as having coded PRIOR_CODED
+        # decisions per plane, so its warm-up steps start larger (fewer calls)
+        self.coded = 0 if init is None else _PRIOR_CODED * K
         self.prob = np.empty(K * C, np.float64)
 
     def refresh(self) -> None:
@@ -394,13 +561,14 @@ class _Table:
         self.coded += idx.size
 
 
-def _walk(K, H, W, T, params, code, frames_in=None, frames_out=None):
+def _walk(K, H, W, T, params, code, frames_in=None, frames_out=None, prior=None):
     """Visit every decision of a chunk in coding order (shared by both sides).
 
     ``code(prob, decisions)`` codes one vectorised step: the encoder passes the
     decisions (int32) and gets them back, the decoder passes None and gets the
     decoded ones. Encoder: ``frames_in[t]`` is frame t's tokens. Decoder:
-    ``frames_out[t]`` receives them.
+    ``frames_out[t]`` receives them. ``prior`` maps table keys to initial
+    counts. Returns the tables (their final counts fit priors).
     """
     li, lp = _levels(H, W)
     pad = 1 << (max(li, lp) - 1)
@@ -432,7 +600,7 @@ def _walk(K, H, W, T, params, code, frames_in=None, frames_out=None):
             group = groups.get(gk)
             if group is None:
                 group = groups[gk] = _Group(C)
-            tab = tables[key] = _Table(K, C, params, group)
+            tab = tables[key] = _Table(K, C, params, group, None if prior is None else prior.get(key))
         return tab
 
     for t in range(T):
@@ -514,6 +682,7 @@ def _walk(K, H, W, T, params, code, frames_in=None, frames_out=None):
                 s0 = s1
         if decoding:
             frames_out[t] = _signs_token(cur[inner], K)
+    return tables
 
 
 def _token_signs(frame: np.ndarray, K: int) -> np.ndarray:
@@ -533,7 +702,7 @@ def _signs_token(s: np.ndarray, K: int) -> np.ndarray:
     return b.view("<u4")[:, :, 0].astype(np.int64)
 
 
-def _ctx_encode(tokens: np.ndarray, bits: int, params: EntropyParams) -> bytes:
+def _ctx_encode(tokens: np.ndarray, bits: int, params: EntropyParams, prior) -> bytes:
     T, H, W = tokens.shape
     enc = constriction.stream.queue.RangeEncoder()
     if tokens.size:
@@ -542,7 +711,7 @@ def _ctx_encode(tokens: np.ndarray, bits: int, params: EntropyParams) -> bytes:
             enc.encode(x, _BERNOULLI, prob)
             return x
 
-        _walk(bits, H, W, T, params, code, frames_in=tokens)
+        _walk(bits, H, W, T, params, code, frames_in=tokens, prior=prior)
     return enc.get_compressed().astype("<u4", copy=False).tobytes()
 
 
@@ -552,7 +721,7 @@ def _min_payload_bits(n_decisions: int, params: EntropyParams) -> int:
     return (n_decisions >> params.prob_bits) // 2 - 64
 
 
-def _ctx_decode(data: memoryview, shape, bits: int, params: EntropyParams) -> np.ndarray:
+def _ctx_decode(data: memoryview, shape, bits: int, params: EntropyParams, prior) -> np.ndarray:
     T, H, W = shape
     n = T * H * W
     if len(data) % 4:
@@ -574,7 +743,7 @@ def _ctx_decode(data: memoryview, shape, bits: int, params: EntropyParams) -> np
         except Exception as e:  # constriction reports undecodable data this way
             raise EntropyError(f"entropy decoding failed: {e}") from None
 
-    _walk(bits, H, W, T, params, code, frames_out=out)
+    _walk(bits, H, W, T, params, code, frames_out=out, prior=prior)
     if not dec.maybe_exhausted():
         raise EntropyError("payload has data after the last token")
     return out

@@ -125,7 +125,7 @@ def corrupt(tmp_path: Path, how: str) -> Path:
     elif how == "flipped":
         data[chunk1 + 40] ^= 0x20
     elif how == "version":
-        data[4] = 2
+        data[4:6] = bytes([2, 0])
         _fix_header_crc(data)
     elif how == "header-crc":
         data[12] ^= 1

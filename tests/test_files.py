@@ -15,7 +15,9 @@ from click.testing import CliRunner
 from media import audio_seconds, make_av_source, make_tone_source
 
 import tokcodec
+from tokcodec.bitstream.entropy import EntropyPrior
 from tokcodec.cli import main
+from tokcodec.priors import load_prior
 from tokcodec.codec.io import iter_frames, probe
 
 
@@ -55,6 +57,32 @@ def test_info_json(tok: Path) -> None:
     assert d["bpp"] == pytest.approx(8 * d["bytes"] / (22 * 64 * 48))
     assert d["audio_bytes"] > 0 and d["video_bpp"] == pytest.approx(8 * (d["bytes"] - d["audio_bytes"]) / (22 * 64 * 48))
     assert "64x48, 22 frames" in cli("info", str(tok)).output
+    prior = load_prior(d["model"])  # the shipped model codes with its shipped entropy prior
+    assert prior is not None and d["entropy_prior"] == f"{prior.id:08x}"
+
+
+def test_a_file_whose_prior_is_missing_fails_cleanly(tok: Path, tmp_path: Path, monkeypatch) -> None:
+    """A decoder without the entropy prior the file names refuses its tokens
+    in one line; the metadata stays readable."""
+    archive = tmp_path / "t.npz"
+    assert cli("tokens", str(tok), "-o", str(archive)).exit_code == 0
+    monkeypatch.setattr("tokcodec.files.prior_for", lambda header: None)
+    monkeypatch.setattr("tokcodec.token_archive.prior_for", lambda header: None)
+    assert cli("info", str(tok)).exit_code == 0
+    for args, out in [(("decode", str(tok)), "o.mp4"), (("tokens", str(tok)), "o.npz"), (("pack", str(archive)), "o.tok")]:
+        r = cli(*args, "-o", str(tmp_path / out))
+        assert r.exit_code == 1 and "entropy prior" in r.output and "does not have" in r.output, r.output
+        assert r.output.count("\n") == 1 and not (tmp_path / out).exists()
+
+
+def test_fit_prior_writes_a_loadable_prior(source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.prior.npz"
+    r = cli("fit-prior", str(source), "-o", str(out), "--max-chunks", "1")
+    assert r.exit_code == 0, r.output
+    prior = EntropyPrior.load(out)
+    assert prior.bits == 18 and f"{prior.id:08x}" in r.output
+    r = cli("fit-prior", str(source), "-o", str(out))
+    assert r.exit_code == 1 and "already exists" in r.output
 
 
 def test_range_decodes_the_same_frames_from_only_its_chunks(tok: Path, tmp_path: Path) -> None:
@@ -118,7 +146,7 @@ def bad_file(kind: str, tok: Path, tmp_path: Path) -> tuple[Path, str]:
         _patch_header(data, 11 + name_len, bytes(8))
         return _write(tmp_path / "x.tok", bytes(data)), "made with other weights of magvit2-4x8x8-k18"
     if kind == "version":
-        _patch_header(data, 4, b"\x07")
+        _patch_header(data, 4, b"\x07\x00")
         return _write(tmp_path / "x.tok", bytes(data)), "unsupported .tok version 7.0"
     raise AssertionError(kind)
 

@@ -198,6 +198,23 @@ def pack(source: str, output: str, force: bool) -> None:
     pack_tokens(source, output, force=force)
 
 
+@main.command("fit-prior")
+@click.argument("videos", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".prior.npz to write")
+@click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
+@click.option("--max-chunks", default=6, show_default=True, help="chunks of 17 frames used per video")
+@click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
+@user_errors
+def fit_prior(videos: tuple[str, ...], output: str, model: str | None, max_chunks: int, force: bool) -> None:
+    """Fit a model's entropy prior on (training) VIDEOS; ship it as codec/models/NAME.prior.npz."""
+    from tokcodec.api import check_output
+    from tokcodec.priors import fit_model_prior
+
+    check_output(output, force)
+    prior = fit_model_prior(list(videos), output, model=model, max_chunks=max_chunks)
+    click.echo(f"{output}: prior {prior.id:08x}, {len(prior.tables)} tables, {prior.bits}-bit tokens")
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
 @click.pass_context
 def train(ctx: click.Context) -> None:
@@ -220,6 +237,7 @@ def models(as_json: bool) -> None:
             "trained": m.trained,
             "bits": m.config.bits,
             "compression": f"{m.config.temporal_downsample}x{m.config.spatial_downsample}x{m.config.spatial_downsample}",
+            "entropy_prior": _prior_id(m.name),
         }
         for m in available_models()
     ]
@@ -228,4 +246,12 @@ def models(as_json: bool) -> None:
         return
     for r in rows:
         flags = ("default, " if r["default"] else "") + ("trained" if r["trained"] else "untrained (fixed seed)")
+        flags += f", entropy prior {r['entropy_prior']}" if r["entropy_prior"] else ""
         click.echo(f"{r['name']:24s} {r['compression']:8s} {r['bits']}-bit tokens  {flags}")
+
+
+def _prior_id(model: str) -> str | None:
+    from tokcodec.priors import load_prior
+
+    prior = load_prior(model)
+    return None if prior is None else f"{prior.id:08x}"

@@ -36,6 +36,7 @@ from tokcodec.codec.io import (
 )
 
 from .api import check_output
+from .priors import model_prior, prior_for
 from .progress import Progress
 
 DEFAULT_CHUNK_FRAMES = 17
@@ -118,6 +119,9 @@ def encode_file(
         warnings.append(f"{source}: {audio_info.codec} audio cannot be stored in a .tok; the output has no audio")
         audio_info = None
     _, ph, pw = tokenizer.padded_size(1, info.height, info.width)
+    prior = model_prior(tokenizer) if entropy is None or entropy.prior else None
+    if entropy is None:
+        entropy = EntropyParams(prior=prior.id if prior is not None else 0)
     header = Header(
         model=tokenizer.config.name,
         fingerprint=fingerprint(tokenizer),
@@ -132,14 +136,14 @@ def encode_file(
         spatial_factor=tokenizer.spatial_factor,
         bits=tokenizer.config.bits,
         quality=quality,
-        entropy=entropy or EntropyParams(),
+        entropy=entropy,
         audio=_audio_track(audio_info),
     )
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)
     tokens = 0
-    with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header) as writer:
+    with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer:
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames)):
             codes = tokenizer.encode(frames_to_video(clip.frames))[0].numpy()
             end = clip.start + clip.valid
@@ -208,7 +212,7 @@ def named_errors(path: str | os.PathLike) -> Iterator[None]:
 
 def open_tok(path: str | os.PathLike) -> TokReader:
     """Open a .tok file for random access (see `bitstream.container.TokReader`)."""
-    return TokReader(path)
+    return TokReader(path, prior_for=prior_for)
 
 
 def read_tokens(path: str | os.PathLike, start: int = 0, frames: int | None = None) -> Iterator[TokenChunk]:
@@ -216,7 +220,7 @@ def read_tokens(path: str | os.PathLike, start: int = 0, frames: int | None = No
 
     Only the chunks that hold frames [start, start + frames) are read.
     """
-    with named_errors(path), TokReader(path) as reader:
+    with named_errors(path), open_tok(path) as reader:
         for chunk in reader.chunks(start, frames):
             yield TokenChunk(chunk.first_frame, chunk.frames, chunk.tokens)
 
@@ -250,7 +254,7 @@ def decode_file(
     if frames is not None and frames < 1:
         raise ValueError("--frames must be at least 1")
     began = time.monotonic()
-    with named_errors(source), TokReader(source) as reader:
+    with named_errors(source), open_tok(source) as reader:
         h = reader.header
         tokenizer = model_for(h, model)
         entries = reader.entries_for(start, frames)
@@ -285,7 +289,7 @@ def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frame
 
 def tok_info(path: str | os.PathLike) -> dict[str, Any]:
     """Summary of a .tok file, as `tokcodec info --json` prints it."""
-    with named_errors(path), TokReader(path) as reader:
+    with named_errors(path), open_tok(path) as reader:
         h = reader.header
         chunks = [reader.read_chunk(e.index, tokens=False) for e in reader.entries]
         token_bytes = sum(c.payload_bytes for c in chunks)
@@ -308,6 +312,7 @@ def tok_info(path: str | os.PathLike) -> dict[str, Any]:
             "token_grid": list(grid),
             "bits": h.bits,
             "entropy_model": h.entropy.model_id,
+            "entropy_prior": f"{h.entropy.prior:08x}" if h.entropy.prior else None,
             "bytes": size,
             "token_bytes": token_bytes,
             "audio_bytes": audio_bytes,

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tokcodec.bitstream.container import AudioPacket, Header, TokReader, TokWriter
+from tokcodec.bitstream.container import AudioPacket, Header, TokWriter
 
 from .api import check_output
-from .files import EncodeReport, named_errors
+from .files import EncodeReport, named_errors, open_tok
+from .priors import prior_for
 
 _FORMAT = np.lib.format
 
@@ -97,7 +98,7 @@ def export_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".npz", dir=output.parent)
     os.close(fd)
     try:
-        with named_errors(source), TokReader(source) as reader, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        with named_errors(source), open_tok(source) as reader, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             h = reader.header
             frames = np.array([e.frames for e in reader.entries], np.int64)
             audio_index, audio_blobs = [], []
@@ -160,8 +161,12 @@ def pack_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: 
         for chunk, pts, duration, size in audio_index.tolist():
             packets.setdefault(chunk, []).append(AudioPacket(pts, duration, audio_data[offset : offset + size]))
             offset += size
+        prior = prior_for(header) if header.entropy.prior else None
+        if header.entropy.prior and prior is None:
+            raise ValueError(f"{source}: the tokens name entropy prior {header.entropy.prior:08x} of model "
+                             f"{header.model}, which this tokcodec does not have")
         n = 0
-        with TokWriter(output, header) as writer:
+        with TokWriter(output, header, prior=prior) as writer:
             for i, (grid, f) in enumerate(zip(_damage_checked(rows, source), frames.tolist())):
                 if grid.size and (grid.min() < 0 or grid.max() >= 1 << header.bits):
                     raise ValueError(f"{source}: token values out of range for {header.bits}-bit tokens")
