@@ -249,11 +249,9 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path) -> Measured:
                     {"tokens": report.tokens, "token_bytes": report.token_bytes, "audio_bytes": report.audio_bytes})
 
 
-def tok_quality_levels() -> list[int]:
-    """The quality levels the default tokcodec model offers (tokcodec.files.QUALITY_LEVELS)."""
-    from tokcodec import files
-
-    return list(range(files.QUALITY_LEVELS))
+def tok_quality_levels(model: Any) -> list[int]:
+    """The quality levels (rate ladder) of a tokcodec model."""
+    return list(range(len(model.config.lfq.level_bits)))
 
 
 # ---------------------------------------------------------------- measuring
@@ -636,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         from tokcodec.codec import fingerprint, load_tokenizer
 
         model = load_tokenizer(args.model)
-        args.tok_quality = args.tok_quality if args.tok_quality is not None else tok_quality_levels()
+        args.tok_quality = args.tok_quality if args.tok_quality is not None else tok_quality_levels(model)
         settings.update(tokcodec_model=model.config.name, tokcodec_fingerprint=fingerprint(model))
     else:
         args.tok_quality = []

@@ -26,6 +26,12 @@ class LFQConfig:
         codes when bits <= entropy_group_bits; otherwise the bits are split into
         sub-groups of at most this many bits whose entropies are summed
         (independence approximation), which keeps 2**18 codebooks affordable.
+    levels: the rate ladder, as the number of leading channels (bits) each
+        quality level keeps, ascending, the last equal to `bits`; empty means
+        one level of all bits. Training drops the trailing channels to a
+        random level's count per sample (nested dropout), so the first
+        channels learn to carry the most; a decoder given only the first b
+        bits of a token sets the missing channels to 0.
     """
 
     bits: int = 18
@@ -34,12 +40,22 @@ class LFQConfig:
     codebook_entropy_gamma: float = 1.0
     entropy_temperature: float = 0.01
     entropy_group_bits: int = 9
+    levels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", tuple(self.levels))
         if not 1 <= self.bits <= 30:
             raise ValueError(f"LFQ bits must be in 1..30, got {self.bits}")
         if self.entropy_group_bits < 1:
             raise ValueError("entropy_group_bits must be >= 1")
+        lv = self.levels
+        if lv and (list(lv) != sorted(set(lv)) or lv[0] < 1 or lv[-1] != self.bits):
+            raise ValueError(f"LFQ levels must ascend from >= 1 to bits={self.bits}, got {lv}")
+
+    @property
+    def level_bits(self) -> tuple[int, ...]:
+        """Bits kept at each quality level (the ladder), lowest first."""
+        return self.levels or (self.bits,)
 
 
 @dataclass(frozen=True)
@@ -112,6 +128,9 @@ class TokenizerConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["channels"] = list(self.channels)
+        d["lfq"]["levels"] = list(self.lfq.levels)
+        if not self.lfq.levels:
+            del d["lfq"]["levels"]  # single-level configs keep their old JSON (and fingerprints)
         return d
 
     @classmethod

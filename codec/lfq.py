@@ -69,6 +69,12 @@ def merge_tokens(low: Tokens, high: Tokens, bits: int) -> Tokens:
     return low | (high << ((bits + 1) // 2))
 
 
+def level_mask(keep: torch.Tensor, channels: int, like: torch.Tensor) -> torch.Tensor:
+    """(B, channels, 1, 1, 1) mask, 1 for the first keep[b] channels of sample b."""
+    idx = torch.arange(channels, device=like.device).view(1, -1, 1, 1, 1)
+    return (idx < keep.to(like.device).view(-1, 1, 1, 1, 1)).to(like.dtype)
+
+
 def _group_code_matrix(g: int, device: torch.device) -> torch.Tensor:
     """All 2^g codes of g bits as a (2^g, g) matrix of {-1, +1}, in index order."""
     return indices_to_codes(torch.arange(2**g, device=device), g, dim=-1)
@@ -115,15 +121,21 @@ class LFQ(nn.Module):
         super().__init__()
         self.config = config
 
-    def forward(self, z: torch.Tensor, with_entropy: bool | None = None, mix: float = 1.0) -> LFQOutput:
+    def forward(
+        self, z: torch.Tensor, with_entropy: bool | None = None, mix: float = 1.0, keep: torch.Tensor | None = None
+    ) -> LFQOutput:
         """Quantise z. `mix` < 1 blends towards the continuous latent (a
-        training warm-up: z + mix * (q - z) forward, identity gradient)."""
+        training warm-up: z + mix * (q - z) forward, identity gradient).
+        `keep` (B,) = channels kept per sample (nested dropout): the others
+        are 0 in `quantized`, as a decoder sees them at a lower level."""
         cfg = self.config
         if z.shape[1] != cfg.bits:
             raise ValueError(f"LFQ expects {cfg.bits} channels, got {z.shape[1]}")
         positive = z > 0
         q = positive.to(z.dtype) * 2 - 1
         quantized = z + (mix * (q - z)).detach()  # straight-through estimator
+        if keep is not None:
+            quantized = quantized * level_mask(keep, cfg.bits, z)
         tokens = bits_to_indices(positive, dim=1)
         commitment = F.mse_loss(z, q.detach())
         zero = z.new_zeros(())

@@ -144,36 +144,56 @@ class Tokenizer(nn.Module):
         return F.pad(video, (0, wp - w, 0, hp - h, 0, tp - t), mode="replicate")
 
     # -- training ---------------------------------------------------------
-    def forward(self, video: torch.Tensor, quant_mix: float = 1.0) -> TokenizerOutput:
+    def forward(self, video: torch.Tensor, quant_mix: float = 1.0, keep: torch.Tensor | None = None) -> TokenizerOutput:
         """Encode, quantise and decode a padded clip (training and evaluation).
 
-        `quant_mix` < 1 only during the continuous warm-up of training.
+        `quant_mix` < 1 only during the continuous warm-up of training;
+        `keep` (B,): latent channels kept per sample (the rate ladder's levels).
         """
-        q = self.quantizer(self.encoder(video), mix=quant_mix)
+        q = self.quantizer(self.encoder(video), mix=quant_mix, keep=keep)
         return TokenizerOutput(self.decoder(q.quantized), q)
+
+    def level_bits(self, quality: int | None = None) -> int:
+        """Bits per token of a quality level (None: the top level)."""
+        levels = self.config.lfq.level_bits
+        if quality is None:
+            return levels[-1]
+        if not 0 <= quality < len(levels):
+            raise ValueError(f"quality {quality} is not available for {self.config.name} (levels 0..{len(levels) - 1})")
+        return levels[quality]
 
     # -- codec ------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
+    def encode(self, video: torch.Tensor, bits: int | None = None) -> torch.Tensor:
         """Tokens (B, T', H', W') int64 of a float video (B, 3, T, H, W) in [-1, 1].
 
         Any T >= 1, H and W are accepted; the clip is padded to the stride.
+        `bits` < config.bits keeps only the first `bits` channels (a lower
+        level of the rate ladder): tokens are then in [0, 2^bits).
         """
+        bits = self._check_bits(bits)
         z = self.encoder(self.pad(video))
-        return self.quantizer(z, with_entropy=False).tokens
+        tokens = self.quantizer(z, with_entropy=False).tokens
+        return tokens if bits == self.config.bits else tokens & ((1 << bits) - 1)
 
     @torch.no_grad()
-    def decode(self, tokens: torch.Tensor, size: tuple[int, int, int] | None = None) -> torch.Tensor:
-        """Video (B, 3, T, H, W) in [-1, 1] from tokens (B, T', H', W').
+    def decode(
+        self, tokens: torch.Tensor, size: tuple[int, int, int] | None = None, bits: int | None = None
+    ) -> torch.Tensor:
+        """Video (B, 3, T, H, W) in [-1, 1] from tokens (B, T', H', W') of `bits` bits
+        (default: all); missing channels are decoded as 0.
 
         `size` = (T, H, W) of the original clip crops the padding away;
         without it the padded size is returned.
         """
+        bits = self._check_bits(bits)
         if tokens.dim() != 4:
             raise ValueError(f"tokens must be (B, T', H', W'), got shape {tuple(tokens.shape)}")
-        if tokens.dtype.is_floating_point or tokens.min() < 0 or tokens.max() >= 2**self.config.bits:
-            raise ValueError(f"tokens must be integers in [0, 2^{self.config.bits})")
-        zq = indices_to_codes(tokens, self.config.bits, dim=1).to(self._dtype)
+        if tokens.dtype.is_floating_point or tokens.min() < 0 or tokens.max() >= 2**bits:
+            raise ValueError(f"tokens must be integers in [0, 2^{bits})")
+        zq = indices_to_codes(tokens, bits, dim=1).to(self._dtype)
+        if bits < self.config.bits:
+            zq = F.pad(zq, (0, 0, 0, 0, 0, 0, 0, self.config.bits - bits))
         video = self.decoder(zq).clamp(-1, 1)
         if size is not None:
             t, h, w = size
@@ -181,6 +201,13 @@ class Tokenizer(nn.Module):
                 raise ValueError(f"size {size} is larger than the decoded clip {tuple(video.shape[-3:])}")
             video = video[:, :, :t, :h, :w]
         return video
+
+    def _check_bits(self, bits: int | None) -> int:
+        if bits is None:
+            return self.config.bits
+        if not 1 <= bits <= self.config.bits:
+            raise ValueError(f"bits must be in 1..{self.config.bits}, got {bits}")
+        return bits
 
     @property
     def _dtype(self) -> torch.dtype:

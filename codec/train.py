@@ -72,6 +72,7 @@ class TrainConfig:
     ckpt_every: int = 200
     seed: int = 0
     threads: int = 0  # CPU threads for torch (0: leave torch's default)
+    init_from: str = ""  # checkpoint.pt or .safetensors to start a new run from (see grow_state)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -79,6 +80,7 @@ class TrainConfig:
         d["model"] = TokenizerConfig.from_dict(d["model"])
         d["data"] = DataConfig(**{**d["data"], "paths": tuple(d["data"]["paths"])})
         d["betas"] = tuple(d["betas"])
+        d.setdefault("init_from", "")
         return cls(**d)
 
 
@@ -173,7 +175,11 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr
         mix = quant_mix(cfg, step)
-        out = self.train_model(batch, quant_mix=mix)
+        keep = None
+        levels = cfg.model.lfq.levels
+        if levels:  # nested dropout: each sample is trained at a random level of the ladder
+            keep = torch.from_numpy(self.rng.choice(np.array(levels), size=batch.shape[0])).to(batch.device)
+        out = self.train_model(batch, quant_mix=mix, keep=keep)
         rec, parts = reconstruction_loss(out.reconstruction, batch, cfg.l1, cfg.l2, cfg.ssim)
         loss = rec + out.lfq.loss
         use_disc = step >= cfg.disc_start
@@ -213,12 +219,51 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, batch: torch.Tensor) -> dict[str, float]:
-        """PSNR of the EMA and raw models on a fixed batch, fully quantised."""
+        """PSNR of the EMA and raw models on a fixed batch, fully quantised
+        (and of the EMA model at every lower level of the ladder)."""
         self.model.eval()
         out = {"psnr_ema": psnr(self.ema(batch).reconstruction, batch),
                "psnr": psnr(self.model(batch).reconstruction, batch)}
+        for b in self.cfg.model.lfq.levels[:-1]:
+            keep = torch.full((batch.shape[0],), b, device=batch.device)
+            out[f"psnr_ema_{b}"] = psnr(self.ema(batch, keep=keep).reconstruction, batch)
         self.model.train()
         return out
+
+    def init_from(self, path: Path) -> None:
+        """Start from another run's or model's weights (EMA weights of a checkpoint)."""
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = {k: v.float() for k, v in load_file(str(path)).items()}
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=False)["ema"]
+        grown = grow_state(self.model.state_dict(), state)
+        self.model.load_state_dict(grown)
+        self.ema.load_state_dict(grown)
+
+
+def grow_state(new: dict[str, torch.Tensor], old: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`new` (a fresh model's state) with `old`'s weights copied in where they fit.
+
+    A tensor that grew (more latent channels: the rate ladder's extra bits)
+    gets the old values in its leading slice. Where an input-channel axis
+    (dim 1) grew, the new part is zeroed, so that the grown model computes
+    what the old one did until training moves it; new output channels (dim
+    0) keep their fresh initialisation so that they carry a signal.
+    """
+    out = {}
+    for key, fresh in new.items():
+        src = old.get(key)
+        if src is None or src.dim() != fresh.dim() or any(a > b for a, b in zip(src.shape, fresh.shape)):
+            out[key] = fresh
+            continue
+        t = fresh.clone()
+        if fresh.dim() >= 2 and src.shape[1] < fresh.shape[1]:
+            t[:, src.shape[1]:] = 0
+        t[tuple(slice(0, n) for n in src.shape)] = src.to(t.dtype)
+        out[key] = t
+    return out
 
 
 # ---------------------------------------------------------------- logging
@@ -295,6 +340,10 @@ def train(cfg: TrainConfig, run: Path, stop_after: float | None = None) -> Train
         trainer.load()
         if rank == 0:
             print(f"resumed {run} at step {trainer.step}")
+    elif cfg.init_from:
+        trainer.init_from(Path(cfg.init_from))
+        if rank == 0:
+            print(f"initialised from {cfg.init_from}")
     sampler = ClipSampler(cfg.data, log=rank == 0)
     if rank == 0:
         print(f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters, "
@@ -347,11 +396,15 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         model = replace(model, channels=tuple(int(c) for c in args.channels.split(",")))
     if args.bits:
         model = replace(model, lfq=replace(model.lfq, bits=args.bits))
+    if args.levels:
+        model = replace(model, lfq=replace(model.lfq, levels=tuple(int(b) for b in args.levels.split(","))))
     if args.blocks:
         model = replace(model, blocks_per_level=args.blocks)
     data = DataConfig(paths=tuple(args.data), clip_frames=args.clip_frames, crop=args.crop, max_side=args.max_side)
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
                  if f.name not in ("model", "data", "betas") and getattr(args, f.name, None) is not None}
+    if args.init_from:
+        overrides["init_from"] = str(Path(args.init_from).resolve())
     return TrainConfig(model=model, data=data, **overrides)
 
 
@@ -363,6 +416,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--channels", help="override channel widths, e.g. 64,128,256")
     ap.add_argument("--blocks", type=int, help="override residual blocks per level")
     ap.add_argument("--bits", type=int, help="override LFQ codebook bits")
+    ap.add_argument("--levels", help="rate ladder: bits kept per quality level, e.g. 6,12,18,24,30")
+    ap.add_argument("--init-from", help="start a new run from this checkpoint.pt (EMA) or .safetensors")
     ap.add_argument("--clip-frames", type=int, default=9)
     ap.add_argument("--crop", type=int, default=64)
     ap.add_argument("--max-side", type=int, default=384)

@@ -81,6 +81,9 @@ def test_models_json() -> None:
     default = [r for r in rows if r["default"]]
     assert len(default) == 1 and default[0]["name"] == "magvit2-4x8x8-k18"
     assert {r["compression"] for r in rows} >= {"4x8x8", "1x8x8", "4x16x16"}
+    for r in rows:  # the rate ladder: bits per level ascend to the model's bits; the default is the top
+        bits = [lv["bits"] for lv in r["quality_levels"]]
+        assert bits == sorted(bits) and bits[-1] == r["bits"] and r["default_quality"] == len(bits) - 1
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 
 The first 41 frames of each (two full chunks and a short one) keep the run
 within minutes on a CPU; geometry, frame rate, rotation and audio are what
-differ between the files.
+differ between the files. TOKCODEC_CORPUS_FRAMES=0 runs the whole videos
+(about an hour on one core).
 
 Marked `corpus` (and slow): run with `make test-all` after
 ../shared/corpus/fetch.sh; skips when the corpus is absent.
@@ -11,6 +12,7 @@ Marked `corpus` (and slow): run with `make test-all` after
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from tokcodec.codec.io import probe  # noqa: E402
 
 VIDEOS = clips("train") + clips("eval")
 
-FRAMES = 41
+FRAMES = int(os.environ.get("TOKCODEC_CORPUS_FRAMES", "41")) or None  # None: whole videos
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
 
@@ -36,14 +38,16 @@ pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 def test_corpus_video_round_trips(video: Path, tmp_path: Path) -> None:
     tok, npz, packed, mp4 = (tmp_path / n for n in ("a.tok", "a.npz", "b.tok", "a.mp4"))
     run = CliRunner()
-    for args in (["encode", str(video), "-o", str(tok), "-q", "--frames", str(FRAMES)], ["tokens", str(tok), "-o", str(npz)],
+    limit = [] if FRAMES is None else ["--frames", str(FRAMES)]
+    for args in (["encode", str(video), "-o", str(tok), "-q", *limit], ["tokens", str(tok), "-o", str(npz)],
                  ["pack", str(npz), "-o", str(packed)], ["decode", str(tok), "-o", str(mp4), "-q"]):
         r = run.invoke(main, args)
         assert r.exit_code == 0, (args[0], r.stderr)
     info = json.loads(run.invoke(main, ["info", str(tok), "--json"]).output)
     src, out = probe(video), probe(mp4)
     assert (info["width"], info["height"]) == (src.width, src.height) == (out.width, out.height)
-    assert out.frames == info["frames"] == min(FRAMES, src.frames or FRAMES) and out.fps == src.fps
+    expected = src.frames if FRAMES is None else min(FRAMES, src.frames or FRAMES)
+    assert out.frames == info["frames"] == expected and out.fps == src.fps
     assert out.has_audio == src.has_audio
     a, b = list(tokcodec.read_tokens(tok)), list(tokcodec.read_tokens(packed))
     assert len(a) == len(b) and all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, b))

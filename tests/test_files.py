@@ -11,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from media import audio_seconds, make_av_source, make_tone_source
 
 import tokcodec
 from tokcodec.bitstream.entropy import EntropyPrior
 from tokcodec.cli import main
+from tokcodec.codec import load_tokenizer
 from tokcodec.priors import load_prior
 from tokcodec.codec.io import iter_frames, probe
 
@@ -57,7 +59,7 @@ def test_info_json(tok: Path) -> None:
     assert d["bpp"] == pytest.approx(8 * d["bytes"] / (22 * 64 * 48))
     assert d["audio_bytes"] > 0 and d["video_bpp"] == pytest.approx(8 * (d["bytes"] - d["audio_bytes"]) / (22 * 64 * 48))
     assert "64x48, 22 frames" in cli("info", str(tok)).output
-    prior = load_prior(d["model"])  # the shipped model codes with its shipped entropy prior
+    prior = load_prior(d["model"], d["bits"])  # the shipped model codes with its shipped entropy prior
     assert prior is not None and d["entropy_prior"] == f"{prior.id:08x}"
 
 
@@ -75,14 +77,15 @@ def test_a_file_whose_prior_is_missing_fails_cleanly(tok: Path, tmp_path: Path, 
         assert r.output.count("\n") == 1 and not (tmp_path / out).exists()
 
 
-def test_fit_prior_writes_a_loadable_prior(source: Path, tmp_path: Path) -> None:
-    out = tmp_path / "p.prior.npz"
-    r = cli("fit-prior", str(source), "-o", str(out), "--max-chunks", "1")
+def test_fit_prior_writes_a_loadable_prior_per_level(source: Path, tmp_path: Path) -> None:
+    r = cli("fit-prior", str(source), "-o", str(tmp_path), "--max-chunks", "1")
     assert r.exit_code == 0, r.output
-    prior = EntropyPrior.load(out)
-    assert prior.bits == 18 and f"{prior.id:08x}" in r.output
-    r = cli("fit-prior", str(source), "-o", str(out))
-    assert r.exit_code == 1 and "already exists" in r.output
+    model = load_tokenizer()
+    for bits in model.config.lfq.level_bits:
+        prior = EntropyPrior.load(tmp_path / f"{model.config.name}.prior-k{bits}.npz")
+        assert prior.bits == bits and f"{prior.id:08x}" in r.output
+    r = cli("fit-prior", str(source), "-o", str(tmp_path / "missing"))
+    assert r.exit_code != 0 and "missing" in r.output
 
 
 def test_range_decodes_the_same_frames_from_only_its_chunks(tok: Path, tmp_path: Path) -> None:
@@ -253,3 +256,28 @@ def test_damaged_token_archive_fails_cleanly(tok: Path, tmp_path: Path) -> None:
     r = cli("pack", str(bad), "-o", str(tmp_path / "p.tok"))
     assert r.exit_code == 1 and r.stderr.startswith("tokcodec: error: ") and r.stderr.count("\n") == 1
     assert not (tmp_path / "p.tok").exists()
+
+
+def test_quality_levels_pick_bits_of_the_ladder(source: Path, tmp_path: Path) -> None:
+    from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig
+
+    torch.manual_seed(0)
+    model = Tokenizer(TokenizerConfig(name="tiny-ladder", channels=(16, 32, 32), blocks_per_level=1, norm_groups=8,
+                                      lfq=LFQConfig(bits=10, levels=(4, 10)))).eval()
+    sizes = []
+    for q, bits in enumerate((4, 10)):
+        out = tmp_path / f"q{q}.tok"
+        tokcodec.encode_file(source, out, model=model, quality=q, chunk_frames=9)
+        info = tokcodec.tok_info(out)
+        assert (info["quality"], info["bits"]) == (q, bits)
+        assert max(int(c.tokens.max()) for c in tokcodec.read_tokens(out)) < 2**bits
+        tokcodec.decode_file(out, tmp_path / f"q{q}.mp4", model=model)
+        assert probe(tmp_path / f"q{q}.mp4").frames == 22
+        sizes.append(info["token_bytes"])
+    assert sizes[0] < sizes[1]
+    assert tokcodec.tok_info(tokcodec.encode_file(source, tmp_path / "d.tok", model=model).output)["quality"] == 1
+    with pytest.raises(ValueError, match="quality 2 is not available"):
+        tokcodec.encode_file(source, tmp_path / "x.tok", model=model, quality=2)
+    assert not (tmp_path / "x.tok").exists()
+    r = cli("encode", str(source), "-o", str(tmp_path / "y.tok"), "--quality", "7")
+    assert r.exit_code == 1 and "quality 7 is not available" in r.output and not (tmp_path / "y.tok").exists()

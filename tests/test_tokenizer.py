@@ -146,3 +146,50 @@ def test_save_and_load_round_trip(tmp_path, monkeypatch):
     assert fingerprint(loaded) == fingerprint(model)
     x = clip(5)
     assert torch.equal(loaded.encode(x), model.encode(x))
+
+
+# ---------------------------------------------------------------- rate ladder
+
+
+def ladder(levels=(4, 7, 10)):
+    torch.manual_seed(0)
+    cfg = TokenizerConfig(name="tiny", channels=(16, 32, 32), blocks_per_level=1, norm_groups=8,
+                          lfq=LFQConfig(bits=levels[-1], levels=levels))
+    return Tokenizer(cfg).eval()
+
+
+def test_a_level_keeps_the_leading_bits_and_decodes_the_rest_as_zero():
+    model = ladder()
+    video = clip(5)
+    full = model.encode(video)
+    low = model.encode(video, bits=4)
+    assert torch.equal(low, full & 15) and int(low.max()) < 16
+    # decoding a 4-bit token grid = decoding the latent with channels 4.. set to 0
+    q = model.quantizer(model.encoder(model.pad(video)), with_entropy=False).quantized
+    q[:, 4:] = 0
+    assert torch.allclose(model.decode(low, bits=4), model.decoder(q).clamp(-1, 1), atol=1e-6)
+    assert model.level_bits(0) == 4 and model.level_bits() == 10
+    with pytest.raises(ValueError, match="quality 3 is not available"):
+        model.level_bits(3)
+    with pytest.raises(ValueError, match=r"\[0, 2\^4\)"):
+        model.decode(full, bits=4)
+
+
+def test_nested_dropout_zeroes_the_dropped_channels_per_sample():
+    model = ladder().train()
+    video = torch.cat([clip(5, seed=1), clip(5, seed=2)])
+    z = model.encoder(video)
+    out = model.quantizer(z, keep=torch.tensor([4, 10]))
+    assert (out.quantized[0, 4:] == 0).all() and (out.quantized[0, :4].abs() == 1).all()
+    assert (out.quantized[1].abs() == 1).all()
+
+
+def test_ladder_levels_are_validated_and_saved(tmp_path):
+    for bad in [(4, 3, 10), (4, 7), (0, 10), (4, 4, 10)]:
+        with pytest.raises(ValueError, match="levels"):
+            LFQConfig(bits=10, levels=bad)
+    cfg = ladder().config
+    cfg.save(tmp_path / "c.json")
+    assert TokenizerConfig.load(tmp_path / "c.json") == cfg and cfg.lfq.level_bits == (4, 7, 10)
+    assert "levels" not in TokenizerConfig().to_dict()["lfq"]  # single-level configs keep their JSON
+    assert TokenizerConfig().lfq.level_bits == (18,)

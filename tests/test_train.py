@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +11,10 @@ import pytest
 import torch
 from media import smooth_frames
 
-from tokcodec.codec import LFQConfig, TokenizerConfig
+from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig
 from tokcodec.codec.data import ClipSampler, DataConfig
 from tokcodec.codec.io import write_video
-from tokcodec.codec.train import TrainConfig, export, learning_rate, quant_mix, train
+from tokcodec.codec.train import TrainConfig, export, grow_state, learning_rate, quant_mix, train
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +85,26 @@ def test_a_run_folder_refuses_another_config(media: Path, tmp_path: Path) -> Non
     other = TrainConfig(**{**tiny_config(media, steps=1).__dict__, "lr": 1e-3})
     with pytest.raises(ValueError, match="another configuration"):
         train(other, tmp_path / "r")
+
+
+def test_grow_state_keeps_what_the_old_model_computed() -> None:
+    """Growing the latent from 6 to 10 channels: the grown model decodes the
+    old model's first 6 channels exactly as before (new inputs weigh 0)."""
+    small = Tokenizer(TokenizerConfig(name="t", channels=(16, 16, 32), blocks_per_level=1, norm_groups=8,
+                                      lfq=LFQConfig(bits=6))).eval()
+    big = Tokenizer(TokenizerConfig(name="t", channels=(16, 16, 32), blocks_per_level=1, norm_groups=8,
+                                    lfq=LFQConfig(bits=10, levels=(6, 10)))).eval()
+    big.load_state_dict(grow_state(big.state_dict(), small.state_dict()))
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    tokens = small.encode(video)
+    assert torch.equal(big.encode(video, bits=6), tokens)
+    assert torch.allclose(big.decode(tokens, bits=6), small.decode(tokens), atol=1e-6)
+    assert torch.allclose(big.decode(big.encode(video)), small.decode(tokens), atol=1e-6)
+
+
+def test_ladder_training_logs_every_level(media: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(media, steps=2)
+    cfg = TrainConfig(**{**cfg.__dict__, "model": replace(cfg.model, lfq=LFQConfig(bits=10, levels=(5, 10)))})
+    train(cfg, tmp_path / "l")
+    rows = [json.loads(line) for line in (tmp_path / "l" / "log.jsonl").read_text().splitlines()]
+    assert "psnr_ema_5" in rows[-1] and rows[-1]["psnr_ema_5"] > 0

@@ -114,13 +114,13 @@ def _print_report(r: Any) -> None:
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".tok file to write")
 @click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
-@click.option("--quality", default=0, show_default=True, help="quality level of the model")
+@click.option("--quality", default=None, type=int, help="level of the model's rate ladder, 0 = lowest rate [default: top]")
 @click.option("--chunk-frames", default=17, show_default=True, help="frames per independently decodable chunk (1 + 4k)")
 @click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1), help="encode only the first N frames")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
 @user_errors
-def encode(source: str, output: str, model: str | None, quality: int, chunk_frames: int, max_frames: int | None,
+def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int, max_frames: int | None,
            force: bool, quiet: bool) -> None:
     """Encode a video file to a .tok bitstream."""
     from tokcodec.files import encode_file
@@ -200,19 +200,17 @@ def pack(source: str, output: str, force: bool) -> None:
 
 @main.command("fit-prior")
 @click.argument("videos", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".prior.npz to write")
+@click.option("-o", "--output", "directory", required=True, type=click.Path(file_okay=False, exists=True),
+              help="folder to write NAME.prior-kB.npz into (one per quality level)")
 @click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
 @click.option("--max-chunks", default=6, show_default=True, help="chunks of 17 frames used per video")
-@click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @user_errors
-def fit_prior(videos: tuple[str, ...], output: str, model: str | None, max_chunks: int, force: bool) -> None:
-    """Fit a model's entropy prior on (training) VIDEOS; ship it as codec/models/NAME.prior.npz."""
-    from tokcodec.api import check_output
-    from tokcodec.priors import fit_model_prior
+def fit_prior(videos: tuple[str, ...], directory: str, model: str | None, max_chunks: int) -> None:
+    """Fit a model's entropy priors on (training) VIDEOS; ship them in codec/models/."""
+    from tokcodec.priors import fit_model_priors
 
-    check_output(output, force)
-    prior = fit_model_prior(list(videos), output, model=model, max_chunks=max_chunks)
-    click.echo(f"{output}: prior {prior.id:08x}, {len(prior.tables)} tables, {prior.bits}-bit tokens")
+    for path, prior in fit_model_priors(list(videos), directory, model=model, max_chunks=max_chunks):
+        click.echo(f"{path}: prior {prior.id:08x}, {len(prior.tables)} tables, {prior.bits}-bit tokens")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
@@ -237,7 +235,11 @@ def models(as_json: bool) -> None:
             "trained": m.trained,
             "bits": m.config.bits,
             "compression": f"{m.config.temporal_downsample}x{m.config.spatial_downsample}x{m.config.spatial_downsample}",
-            "entropy_prior": _prior_id(m.name),
+            "quality_levels": [
+                {"quality": q, "bits": b, "entropy_prior": _prior_id(m.name, b)}
+                for q, b in enumerate(m.config.lfq.level_bits)
+            ],
+            "default_quality": len(m.config.lfq.level_bits) - 1,
         }
         for m in available_models()
     ]
@@ -246,12 +248,12 @@ def models(as_json: bool) -> None:
         return
     for r in rows:
         flags = ("default, " if r["default"] else "") + ("trained" if r["trained"] else "untrained (fixed seed)")
-        flags += f", entropy prior {r['entropy_prior']}" if r["entropy_prior"] else ""
-        click.echo(f"{r['name']:24s} {r['compression']:8s} {r['bits']}-bit tokens  {flags}")
+        levels = ", ".join(f"{lv['quality']}: {lv['bits']} bits" for lv in r["quality_levels"])
+        click.echo(f"{r['name']:24s} {r['compression']:8s} {r['bits']}-bit tokens  {flags}; quality levels {levels}")
 
 
-def _prior_id(model: str) -> str | None:
+def _prior_id(model: str, bits: int) -> str | None:
     from tokcodec.priors import load_prior
 
-    prior = load_prior(model)
+    prior = load_prior(model, bits)
     return None if prior is None else f"{prior.id:08x}"

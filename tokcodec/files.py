@@ -40,7 +40,6 @@ from .priors import model_prior, prior_for
 from .progress import Progress
 
 DEFAULT_CHUNK_FRAMES = 17
-QUALITY_LEVELS = 1  # one operating point until the rate ladder lands
 
 T = TypeVar("T")
 
@@ -92,7 +91,7 @@ def encode_file(
     output: str | os.PathLike,
     *,
     model: Tokenizer | str | None = None,
-    quality: int = 0,
+    quality: int | None = None,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     max_frames: int | None = None,
     entropy: EntropyParams | None = None,
@@ -103,12 +102,15 @@ def encode_file(
 
     Each chunk of `chunk_frames` frames (1 + 4k for the default model) is
     tokenized and coded on its own, so it can be decoded without the others.
-    The source's audio packets are stored alongside.
+    The source's audio packets are stored alongside. `quality` picks a level
+    of the model's rate ladder (0 = lowest rate; None = the top level).
     """
     check_output(output, force)
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
-    if not 0 <= quality < QUALITY_LEVELS:
-        raise ValueError(f"quality {quality} is not available (levels: 0..{QUALITY_LEVELS - 1})")
+    levels = tokenizer.config.lfq.level_bits
+    if quality is None:
+        quality = len(levels) - 1
+    bits = tokenizer.level_bits(quality)
     t = tokenizer.temporal_factor
     if chunk_frames < 1 or (chunk_frames - 1) % t:
         raise ValueError(f"--chunk-frames must be 1 + {t}k for model {tokenizer.config.name}, got {chunk_frames}")
@@ -119,7 +121,7 @@ def encode_file(
         warnings.append(f"{source}: {audio_info.codec} audio cannot be stored in a .tok; the output has no audio")
         audio_info = None
     _, ph, pw = tokenizer.padded_size(1, info.height, info.width)
-    prior = model_prior(tokenizer) if entropy is None or entropy.prior else None
+    prior = model_prior(tokenizer, bits) if entropy is None or entropy.prior else None
     if entropy is None:
         entropy = EntropyParams(prior=prior.id if prior is not None else 0)
     header = Header(
@@ -134,7 +136,7 @@ def encode_file(
         chunk_frames=chunk_frames,
         temporal_factor=t,
         spatial_factor=tokenizer.spatial_factor,
-        bits=tokenizer.config.bits,
+        bits=bits,
         quality=quality,
         entropy=entropy,
         audio=_audio_track(audio_info),
@@ -145,7 +147,7 @@ def encode_file(
     tokens = 0
     with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer:
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames)):
-            codes = tokenizer.encode(frames_to_video(clip.frames))[0].numpy()
+            codes = tokenizer.encode(frames_to_video(clip.frames), bits=bits)[0].numpy()
             end = clip.start + clip.valid
             # The last chunk of the whole source also takes the audio that outlasts the video.
             whole = last and (max_frames is None or end < max_frames)
@@ -235,6 +237,8 @@ def model_for(header: Header, model: Tokenizer | None = None) -> Tokenizer:
             f"the file was made with other weights of {header.model} "
             f"(fingerprint {header.fingerprint}, this tokcodec has {fingerprint(tokenizer)})"
         )
+    if header.bits > tokenizer.config.bits:
+        raise TokError(f"the file has {header.bits}-bit tokens; model {header.model} has {tokenizer.config.bits}")
     return tokenizer
 
 
@@ -280,7 +284,7 @@ def decode_file(
 
 def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frames: int) -> np.ndarray:
     """uint8 frames (frames, height, width, 3) of one chunk's token grid."""
-    video = tokenizer.decode(torch.from_numpy(tokens)[None], size=(frames, header.height, header.width))
+    video = tokenizer.decode(torch.from_numpy(tokens)[None], size=(frames, header.height, header.width), bits=header.bits)
     return video_to_frames(video)
 
 
