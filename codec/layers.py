@@ -35,13 +35,38 @@ class CausalConv3d(nn.Module):
     ) -> None:
         super().__init__()
         kt, kh, kw = _triple(kernel)
+        self.kt, self.st = kt, _triple(stride)[0]
         self.pad = ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2, kt - 1, 0)
         self.conv = nn.Conv3d(cin, cout, (kt, kh, kw), stride=_triple(stride))
+        self.stream: StreamSlot | None = None  # set while a streaming wrapper drives the model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stream is not None and self.kt > 1:
+            return self._forward_streaming(x, self.stream)
         if any(self.pad):
             x = F.pad(x, self.pad, mode="replicate")
         return self.conv(x)
+
+    def _forward_streaming(self, x: torch.Tensor, slot: "StreamSlot") -> torch.Tensor:
+        """The same convolution over [cached frames, x]; the frames that later
+        outputs still need (kt - stride of them) become the new cache. With no
+        cache yet (a chunk's first step) the first frame is replicated, as offline."""
+        if any(self.pad[:4]):
+            x = F.pad(x, self.pad[:4] + (0, 0), mode="replicate")
+        past = slot.cache if slot.cache is not None else x[:, :, :1].expand(-1, -1, self.kt - 1, -1, -1)
+        x = torch.cat([past, x], dim=2)
+        n = (x.shape[2] - self.kt) // self.st + 1
+        slot.cache = x[:, :, n * self.st :]
+        return self.conv(x)
+
+
+class StreamSlot:
+    """The temporal cache of one CausalConv3d while streaming (see streaming/)."""
+
+    __slots__ = ("cache",)
+
+    def __init__(self, cache: torch.Tensor | None = None) -> None:
+        self.cache = cache
 
 
 class FactorizedConv3d(nn.Sequential):
@@ -84,15 +109,19 @@ class FrameGroupNorm(nn.Module):
         return y * self.weight.view(1, -1, 1, 1, 1) + self.bias.view(1, -1, 1, 1, 1)
 
 
-def upsample_latent(z: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
+def upsample_latent(z: torch.Tensor, size: tuple[int, int, int], continuing: bool = False) -> torch.Tensor:
     """Nearest upsampling of a latent to (T, H, W) that respects causality.
 
     Latent frame 0 stands for video frame 0 alone and latent frame j >= 1 for
     the r frames (j-1)*r + 1 .. j*r, so frame 0 is kept and the rest repeated.
+    `continuing`: z holds later latent frames only (a streaming step), each
+    standing for T / T_z frames.
     """
     t, h, w = size
     tz, hz, wz = z.shape[-3:]
-    if t != tz:
+    if continuing:
+        z = z.repeat_interleave(t // tz, dim=2)
+    elif t != tz:
         r, rem = divmod(t - 1, max(tz - 1, 1))
         if rem or tz == 1 and t != 1:
             raise ValueError(f"cannot map {tz} latent frames onto {t} frames")
@@ -112,6 +141,7 @@ class AdaptiveGroupNorm(nn.Module):
     def __init__(self, channels: int, groups: int, cond_channels: int) -> None:
         super().__init__()
         self.groups = groups
+        self.continuing = False  # True during a streaming step after a chunk's first
         self.to_scale_shift = nn.Conv3d(cond_channels, 2 * channels, 1)
         # Start as a plain group norm with unit scale.
         nn.init.zeros_(self.to_scale_shift.weight)
@@ -119,7 +149,7 @@ class AdaptiveGroupNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         assert cond is not None, "AdaptiveGroupNorm needs the quantised latent"
-        scale, shift = self.to_scale_shift(upsample_latent(cond, x.shape[-3:])).chunk(2, dim=1)
+        scale, shift = self.to_scale_shift(upsample_latent(cond, x.shape[-3:], self.continuing)).chunk(2, dim=1)
         return frame_group_norm(x, self.groups) * (1 + scale) + shift
 
 
@@ -147,14 +177,15 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
-def depth_to_space(x: torch.Tensor, t: int, s: int) -> torch.Tensor:
+def depth_to_space(x: torch.Tensor, t: int, s: int, continuing: bool = False) -> torch.Tensor:
     """(B, C*t*s*s, T, H, W) -> (B, C, T*t - (t-1), H*s, W*s).
 
     The first latent frame stands for one frame only, so the t-1 frames it
-    would expand to before it are dropped (causal temporal upsampling).
+    would expand to before it are dropped (causal temporal upsampling);
+    `continuing` (a streaming step without the first frame) drops none.
     """
     b, c, tt, h, w = x.shape
     c_out = c // (t * s * s)
     x = x.reshape(b, c_out, t, s, s, tt, h, w)
     x = x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, c_out, tt * t, h * s, w * s)
-    return x[:, :, t - 1 :]
+    return x if continuing else x[:, :, t - 1 :]

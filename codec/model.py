@@ -78,6 +78,7 @@ class Decoder(nn.Module):
                 self.ups.append(CausalConv3d(c, c_next * st * ss * ss, 1))
         self.norm_out = FrameGroupNorm(ch[0], g)
         self.conv_out = CausalConv3d(ch[0], 3 * p * p, 3)
+        self.continuing = False  # streaming: zq holds latent frames after a chunk's first
 
     def forward(self, zq: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(zq)
@@ -86,7 +87,7 @@ class Decoder(nn.Module):
                 h = block(h, zq)
             if j < len(self.ups):
                 st, ss = self.up_strides[j]
-                h = depth_to_space(self.ups[j](h), st, ss)
+                h = depth_to_space(self.ups[j](h), st, ss, self.continuing)
         h = self.conv_out(F.silu(self.norm_out(h)))
         return depth_to_space(h, 1, self.patch)
 

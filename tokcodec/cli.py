@@ -198,6 +198,23 @@ def pack(source: str, output: str, force: bool) -> None:
     pack_tokens(source, output, force=force)
 
 
+@main.command("export-onnx")
+@click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="folder to write the graphs into")
+@click.option("--force", is_flag=True, help="replace OUTPUT if it exists")
+@user_errors
+def export_onnx(model: str | None, output: str, force: bool) -> None:
+    """Export the streaming encoder and decoder steps to ONNX (checked with onnx.checker)."""
+    from tokcodec.api import check_output
+    from tokcodec.codec import load_tokenizer
+    from tokcodec.streaming.onnx_export import GRAPHS
+    from tokcodec.streaming.onnx_export import export_onnx as export
+
+    check_output(output, force)
+    path = export(load_tokenizer(model), output)
+    click.echo(f"{path}: {', '.join(g + '.onnx' for g in GRAPHS)}, manifest.json")
+
+
 @main.command("fit-prior")
 @click.argument("videos", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
 @click.option("-o", "--output", "directory", required=True, type=click.Path(file_okay=False, exists=True),

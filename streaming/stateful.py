@@ -1,0 +1,220 @@
+"""Frame-by-frame encoding and decoding with cached causal context.
+
+Every temporal convolution of the tokenizer is causal, so a chunk of
+1 + t*k frames can be processed as it arrives: its first frame alone (one
+latent frame), then every t frames (one more latent frame each), with each
+convolution carrying the last kt - stride frames it has seen into the next
+step. The result is the same token grid as encoding the whole chunk at once
+(up to float rounding), at a latency of t frames.
+
+`EncoderStep` / `DecoderStep` are those steps as plain modules, with the
+caches as explicit tensors in and out: what ONNX export traces (one graph
+for a chunk's first step, one for the steps after it). `StreamingEncoder` /
+`StreamingDecoder` drive them frame by frame for Python callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from tokcodec.codec.layers import AdaptiveGroupNorm, CausalConv3d, StreamSlot
+from tokcodec.codec.lfq import bits_to_indices, indices_to_codes
+from tokcodec.codec.model import Tokenizer
+
+
+def _temporal_convs(module: nn.Module) -> list[CausalConv3d]:
+    """The convolutions that need a cache (temporal kernel > 1), in a fixed order."""
+    return [m for m in module.modules() if isinstance(m, CausalConv3d) and m.kt > 1]
+
+
+class _Step(nn.Module):
+    """Runs `part` with the caches of its temporal convolutions passed in and out."""
+
+    def __init__(self, part: nn.Module, first: bool) -> None:
+        super().__init__()
+        self.part, self.first = part, first
+        self.convs = _temporal_convs(part)
+
+    def _run(self, x: torch.Tensor, caches: tuple[torch.Tensor, ...], *args) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if not self.first and len(caches) != len(self.convs):
+            raise ValueError(f"expected {len(self.convs)} caches, got {len(caches)}")
+        slots = [StreamSlot(None if self.first else c) for c in (caches or [None] * len(self.convs))]
+        for conv, slot in zip(self.convs, slots):
+            conv.stream = slot
+        try:
+            out = self.part(x, *args)
+        finally:
+            for conv in self.convs:
+                conv.stream = None
+        return out, [s.cache for s in slots]
+
+
+class EncoderStep(_Step):
+    """frames (B, 3, n, H, W) in [-1, 1], H and W multiples of the spatial factor,
+    n = 1 for a chunk's first step (`first=True`), else the temporal factor
+    -> (tokens (B, 1, H', W') int64 of `bits` bits, *new caches)."""
+
+    def __init__(self, tokenizer: Tokenizer, first: bool, bits: int | None = None) -> None:
+        super().__init__(tokenizer.encoder, first)
+        self.bits = bits or tokenizer.config.bits
+
+    def forward(self, frames: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        z, new = self._run(frames, caches)
+        tokens = bits_to_indices(z[:, : self.bits] > 0, dim=1)
+        return (tokens, *new)
+
+
+class DecoderStep(_Step):
+    """tokens (B, 1, H', W') of `bits` bits (one latent frame), *caches ->
+    (frames (B, 3, n, H, W) in [-1, 1], *new caches); n = 1 on a chunk's first
+    step, else the temporal factor."""
+
+    def __init__(self, tokenizer: Tokenizer, first: bool, bits: int | None = None) -> None:
+        super().__init__(tokenizer.decoder, first)
+        self.total_bits = tokenizer.config.bits
+        self.bits = bits or self.total_bits
+        self.norms = [m for m in self.part.modules() if isinstance(m, AdaptiveGroupNorm)]
+
+    def forward(self, tokens: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        zq = indices_to_codes(tokens, self.bits, dim=1)
+        if self.bits < self.total_bits:
+            zq = torch.cat([zq, zq.new_zeros(zq.shape[0], self.total_bits - self.bits, *zq.shape[2:])], dim=1)
+        return self.forward_latent(zq, *caches)
+
+    def forward_latent(self, latent: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The same from the latent codes (B, K, 1, H', W'): +-1, 0 for dropped channels."""
+        for m in [self.part, *self.norms]:
+            m.continuing = not self.first
+        try:
+            video, new = self._run(latent, caches)
+        finally:
+            for m in [self.part, *self.norms]:
+                m.continuing = False
+        return (video.clamp(-1, 1), *new)
+
+
+class TorchEngine:
+    """Runs the streaming steps with torch (the reference for the ONNX engine).
+
+    Both engines share one interface on numpy arrays: `encode_step(frames,
+    caches)` with frames float32 (B, 3, n, H, W) in [-1, 1] and `caches`
+    None for a chunk's first step, returning (tokens (B, 1, H', W') int64 of
+    all bits, caches); `decode_step(latent, caches)` with the latent float32
+    (B, K, 1, H', W') in {-1, 0, +1}, returning (frames float32, caches).
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer.eval()
+        self.temporal_factor, self.spatial_factor = tokenizer.temporal_factor, tokenizer.spatial_factor
+        self.bits = tokenizer.config.bits
+        self._enc = {True: EncoderStep(tokenizer, True), False: EncoderStep(tokenizer, False)}
+        self._dec = {True: DecoderStep(tokenizer, True), False: DecoderStep(tokenizer, False)}
+
+    @torch.no_grad()
+    def encode_step(self, frames: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
+        tokens, *new = self._enc[caches is None](torch.from_numpy(frames), *(caches or []))
+        return tokens.numpy(), new
+
+    @torch.no_grad()
+    def decode_step(self, latent: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
+        step = self._dec[caches is None]
+        video, *new = step.forward_latent(torch.from_numpy(latent), *(caches or []))
+        return video.numpy(), new
+
+
+def latent_of(tokens: np.ndarray, bits: int, total_bits: int) -> np.ndarray:
+    """Tokens (..., H', W') of `bits` bits -> latent float32 (..., total_bits, H', W')
+    moved to axis -3: +-1 per kept bit, 0 for the channels a lower level drops."""
+    shifts = np.arange(bits, dtype=np.int64).reshape(-1, 1, 1)
+    codes = ((np.asarray(tokens, np.int64)[..., None, :, :] >> shifts) & 1).astype(np.float32) * 2 - 1
+    if bits < total_bits:
+        pad = np.zeros(codes.shape[:-3] + (total_bits - bits,) + codes.shape[-2:], np.float32)
+        codes = np.concatenate([codes, pad], axis=-3)
+    return codes
+
+
+def to_float(frames: np.ndarray) -> np.ndarray:
+    """uint8 frames (n, H, W, 3) -> float32 (1, 3, n, H, W) in [-1, 1]."""
+    return np.ascontiguousarray(frames.transpose(3, 0, 1, 2)[None], dtype=np.float32) / np.float32(127.5) - 1
+
+
+def to_uint8(video: np.ndarray) -> np.ndarray:
+    """float (1, 3, n, H, W) in [-1, 1] -> uint8 frames (n, H, W, 3), rounded as `video_to_frames`."""
+    return np.clip(np.rint((video[0] + 1) * 127.5), 0, 255).astype(np.uint8).transpose(1, 2, 3, 0)
+
+
+class StreamingEncoder:
+    """Encode chunks of 1 + t*k frames as the frames arrive.
+
+    `push(frame)` takes one uint8 frame (H, W, 3) (H and W multiples of the
+    spatial factor: pad first) and returns the tokens (H', W') of the latent
+    frame it completes, or None; after `chunk_frames` frames the next frame
+    starts a new chunk, with no state carried over (chunks decode on their
+    own). `engine` is a `TorchEngine` or `onnx_runtime.OnnxEngine`.
+    """
+
+    def __init__(self, engine, chunk_frames: int, bits: int | None = None) -> None:
+        t = engine.temporal_factor
+        if chunk_frames < 1 or (chunk_frames - 1) % t:
+            raise ValueError(f"chunk_frames must be 1 + {t}k")
+        self.engine, self.t, self.chunk_frames = engine, t, chunk_frames
+        self.mask = (1 << (bits or engine.bits)) - 1
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new chunk."""
+        self.caches: list | None = None
+        self.pending: list[np.ndarray] = []
+        self.count = 0  # frames of the current chunk seen
+
+    def push(self, frame: np.ndarray) -> np.ndarray | None:
+        if self.count == self.chunk_frames:
+            self.reset()
+        self.pending.append(frame)
+        self.count += 1
+        if self.count > 1 and len(self.pending) < self.t:
+            return None
+        tokens, self.caches = self.engine.encode_step(to_float(np.stack(self.pending)), self.caches)
+        self.pending = []
+        return tokens[0, 0] & self.mask
+
+    def flush(self) -> np.ndarray | None:
+        """End the chunk early (the video ended): the frames waiting for a full
+        step are padded by repeating the last one, as offline encoding pads a
+        clip, and their latent frame is returned (None if none was waiting)."""
+        if not self.pending:
+            self.reset()
+            return None
+        frames = self.pending + [self.pending[-1]] * (self.t - len(self.pending))
+        tokens, _ = self.engine.encode_step(to_float(np.stack(frames)), self.caches)
+        self.reset()
+        return tokens[0, 0] & self.mask
+
+
+class StreamingDecoder:
+    """Decode a chunk's latent frames one at a time: `push(tokens (H', W'))`
+    returns the uint8 frames (n, H, W, 3) it determines (1 for the chunk's
+    first latent frame, then t each). `reset()` before each chunk."""
+
+    def __init__(self, engine, bits: int | None = None) -> None:
+        self.engine = engine
+        self.bits = bits or engine.bits
+        self.reset()
+
+    def reset(self) -> None:
+        self.caches: list | None = None
+
+    def push(self, tokens: np.ndarray) -> np.ndarray:
+        latent = latent_of(np.asarray(tokens)[None, None], self.bits, self.engine.bits)  # (1, 1, K, H', W')
+        video, self.caches = self.engine.decode_step(latent.transpose(0, 2, 1, 3, 4).copy(), self.caches)
+        return to_uint8(video)
+
+    def decode_chunk(self, grid: np.ndarray) -> Iterator[np.ndarray]:
+        """Frames of a whole chunk's token grid (T', H', W'), one at a time."""
+        self.reset()
+        for t in range(grid.shape[0]):
+            yield from self.push(grid[t])

@@ -1,0 +1,162 @@
+"""Stateful frame-by-frame coding, ONNX export and onnxruntime parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from media import smooth_frames
+
+from tokcodec.cli import main
+from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig, load_tokenizer
+from tokcodec.codec.clips import frames_to_video, video_to_frames
+from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, TorchEngine
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from tokcodec.streaming.onnx_export import GRAPHS, export_onnx  # noqa: E402
+from tokcodec.streaming.onnx_runtime import OnnxEngine, choose_providers  # noqa: E402
+
+
+def tiny() -> Tokenizer:
+    torch.manual_seed(0)
+    cfg = TokenizerConfig(name="tiny", channels=(16, 32, 32), blocks_per_level=1, norm_groups=8,
+                          lfq=LFQConfig(bits=10, levels=(4, 10)))
+    model = Tokenizer(cfg).eval()
+    with torch.no_grad():  # zero-initialised adaptive norms would hide the decoder's dependence on the latent
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model() -> Tokenizer:
+    return tiny()
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    return np.stack(smooth_frames(14, 48, 64))  # a chunk of 9 and 5 frames of a second one
+
+
+def offline_tokens(model: Tokenizer, frames: np.ndarray, chunk: int) -> list[np.ndarray]:
+    return [model.encode(frames_to_video(frames[i : i + chunk]))[0].numpy() for i in range(0, len(frames), chunk)]
+
+
+def stream_tokens(engine, frames: np.ndarray, chunk: int, bits: int | None = None) -> list[np.ndarray]:
+    enc = StreamingEncoder(engine, chunk, bits)
+    out: list[np.ndarray] = []
+    grids: list[list[np.ndarray]] = []
+    for i, f in enumerate(frames):
+        if i % chunk == 0:
+            grids.append([])
+        tokens = enc.push(f)
+        if tokens is not None:
+            grids[-1].append(tokens)
+    last = enc.flush()
+    if last is not None:
+        grids[-1].append(last)
+    out = [np.stack(g) for g in grids]
+    return out
+
+
+def test_streaming_encoder_gives_the_offline_tokens(model: Tokenizer, frames: np.ndarray) -> None:
+    offline = offline_tokens(model, frames, 9)
+    streamed = stream_tokens(TorchEngine(model), frames, 9)
+    assert [g.shape for g in streamed] == [g.shape for g in offline] == [(3, 6, 8), (2, 6, 8)]
+    for a, b in zip(streamed, offline):
+        assert np.array_equal(a, b)
+
+
+def test_streaming_encoder_waits_for_a_whole_step(model: Tokenizer, frames: np.ndarray) -> None:
+    enc = StreamingEncoder(TorchEngine(model), 9)
+    results = [enc.push(f) is not None for f in frames[:9]]
+    assert results == [True, False, False, False, True, False, False, False, True]  # latency = 4 frames
+
+
+def test_streaming_decoder_gives_the_offline_frames(model: Tokenizer, frames: np.ndarray) -> None:
+    grid = offline_tokens(model, frames[:9], 9)[0]
+    offline = video_to_frames(model.decode(torch.from_numpy(grid)[None]))
+    streamed = np.stack(list(StreamingDecoder(TorchEngine(model)).decode_chunk(grid)))
+    assert streamed.shape == offline.shape == (9, 48, 64, 3)
+    assert np.abs(streamed.astype(int) - offline).max() <= 1  # float rounding only
+    low = grid & 15  # a lower level of the ladder decodes like Tokenizer.decode(bits=4)
+    offline_low = video_to_frames(model.decode(torch.from_numpy(low)[None], bits=4))
+    streamed_low = np.stack(list(StreamingDecoder(TorchEngine(model), bits=4).decode_chunk(low)))
+    assert np.abs(streamed_low.astype(int) - offline_low).max() <= 1
+
+
+@pytest.fixture(scope="module")
+def exported(model: Tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny")
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def test_onnx_export_is_valid_and_matches_torch(model: Tokenizer, frames: np.ndarray, exported: Path) -> None:
+    for g in GRAPHS:
+        onnx.checker.check_model(str(exported / f"{g}.onnx"))
+    engine = OnnxEngine(exported, providers=["CPUExecutionProvider"])
+    assert engine.providers == ["CPUExecutionProvider"] and engine.model == "tiny"
+    offline = offline_tokens(model, frames, 9)
+    streamed = stream_tokens(engine, frames, 9)
+    agree = np.mean(np.concatenate([(a == b).ravel() for a, b in zip(streamed, offline)]))
+    assert agree >= 0.999
+    grid = offline[0]
+    reference = np.stack(list(StreamingDecoder(TorchEngine(model)).decode_chunk(grid)))
+    decoded = np.stack(list(StreamingDecoder(engine).decode_chunk(grid)))
+    assert psnr(decoded, reference) >= 45
+
+
+def test_onnx_shapes_are_dynamic(model: Tokenizer, exported: Path) -> None:
+    engine = OnnxEngine(exported, providers=["CPUExecutionProvider"])
+    other = np.stack(smooth_frames(5, 32, 96))  # another size than the export's example
+    assert [g.shape for g in stream_tokens(engine, other, 5)] == [(2, 4, 12)]
+    batch = np.repeat(((other[:1].astype(np.float32) / 127.5) - 1).transpose(3, 0, 1, 2)[None], 2, axis=0)
+    tokens, caches = engine.encode_step(batch, None)
+    assert tokens.shape == (2, 1, 4, 12) and all(c.shape[0] == 2 for c in caches)
+
+
+def test_provider_choice() -> None:
+    assert choose_providers()[-1] == "CPUExecutionProvider"
+    with pytest.raises(ValueError, match="not available"):
+        choose_providers(["NoSuchExecutionProvider"])
+
+
+def test_export_onnx_cli_keeps_what_it_must_not_replace(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("tokcodec.codec.load_tokenizer", lambda name=None: tiny())
+    out = tmp_path / "m"
+    r = CliRunner().invoke(main, ["export-onnx", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "manifest.json").is_file()
+    r = CliRunner().invoke(main, ["export-onnx", "-o", str(out)])
+    assert r.exit_code == 1 and "already exists" in r.output
+    assert CliRunner().invoke(main, ["export-onnx", "-o", str(out), "--force"]).exit_code == 0
+    precious = tmp_path / "docs"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep")
+    r = CliRunner().invoke(main, ["export-onnx", "-o", str(precious), "--force"])
+    assert r.exit_code == 1 and "not an exported model folder" in r.output
+    assert (precious / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.slow
+def test_default_model_onnx_parity_on_the_sample_clip(tmp_path: Path) -> None:
+    from tokcodec.codec.io import read_clips
+
+    model = load_tokenizer()
+    clip = next(iter(read_clips(Path(__file__).resolve().parent.parent / "codec" / "samples" / "sample.mp4", 17, 4)))
+    engine = OnnxEngine(export_onnx(model, tmp_path / "default"), providers=["CPUExecutionProvider"])
+    offline = offline_tokens(model, clip.frames, 17)
+    streamed = stream_tokens(engine, clip.frames, 17)
+    assert np.mean(streamed[0] == offline[0]) >= 0.999
+    reference = video_to_frames(model.decode(torch.from_numpy(offline[0])[None]))
+    decoded = np.stack(list(StreamingDecoder(engine).decode_chunk(offline[0])))
+    assert psnr(decoded, reference) >= 45
