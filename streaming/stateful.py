@@ -15,6 +15,8 @@ for a chunk's first step, one for the steps after it). `StreamingEncoder` /
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
@@ -24,6 +26,9 @@ from torch import nn
 from tokcodec.codec.layers import AdaptiveGroupNorm, CausalConv3d, StreamSlot
 from tokcodec.codec.lfq import bits_to_indices, indices_to_codes
 from tokcodec.codec.model import Tokenizer
+
+
+_LOCKS: "weakref.WeakKeyDictionary[Tokenizer, threading.Lock]" = weakref.WeakKeyDictionary()
 
 
 def _temporal_convs(module: nn.Module) -> list[CausalConv3d]:
@@ -109,6 +114,8 @@ class TorchEngine:
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer.eval()
+        # Steps set per-call caches on the shared modules: one step at a time per tokenizer.
+        self.lock = _LOCKS.setdefault(tokenizer, threading.Lock())
         self.temporal_factor, self.spatial_factor = tokenizer.temporal_factor, tokenizer.spatial_factor
         self.bits = tokenizer.config.bits
         self._enc = {True: EncoderStep(tokenizer, True), False: EncoderStep(tokenizer, False)}
@@ -116,13 +123,14 @@ class TorchEngine:
 
     @torch.no_grad()
     def encode_step(self, frames: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
-        tokens, *new = self._enc[caches is None](torch.from_numpy(frames), *(caches or []))
+        with self.lock:
+            tokens, *new = self._enc[caches is None](torch.from_numpy(frames), *(caches or []))
         return tokens.numpy(), new
 
     @torch.no_grad()
     def decode_step(self, latent: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
-        step = self._dec[caches is None]
-        video, *new = step.forward_latent(torch.from_numpy(latent), *(caches or []))
+        with self.lock:
+            video, *new = self._dec[caches is None].forward_latent(torch.from_numpy(latent), *(caches or []))
         return video.numpy(), new
 
 

@@ -198,6 +198,23 @@ def pack(source: str, output: str, force: bool) -> None:
     pack_tokens(source, output, force=force)
 
 
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True)
+@click.option("--onnx", "onnx_dir", type=click.Path(file_okay=False, exists=True),
+              help="folder from `tokcodec export-onnx`: encode and decode with onnxruntime")
+@click.option("--ingest-fps", default=10, show_default=True, help="frame rate at which a live camera is recorded")
+@click.option("--ingest-size", default=256, show_default=True, help="a live camera is scaled to at most this many pixels")
+@user_errors
+def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps: int, ingest_size: int) -> None:
+    """Serve the .tok files in DIRECTORY to browsers over WebRTC, and record live cameras into it."""
+    from tokcodec.streaming.server import IngestConfig
+    from tokcodec.streaming.server import serve as run
+
+    run(directory, host, port, onnx_dir, IngestConfig(fps=ingest_fps, max_side=ingest_size))
+
+
 @main.command("export-onnx")
 @click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="folder to write the graphs into")

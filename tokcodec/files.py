@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from tokcodec.bitstream.container import AudioPacket, AudioTrack, Header, TokError, TokReader, TokWriter
-from tokcodec.bitstream.entropy import EntropyParams
+from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.io import (
@@ -120,27 +120,8 @@ def encode_file(
     if audio_info is not None and not audio_packets_decodable(audio_info):
         warnings.append(f"{source}: {audio_info.codec} audio cannot be stored in a .tok; the output has no audio")
         audio_info = None
-    _, ph, pw = tokenizer.padded_size(1, info.height, info.width)
-    prior = model_prior(tokenizer, bits) if entropy is None or entropy.prior else None
-    if entropy is None:
-        entropy = EntropyParams(prior=prior.id if prior is not None else 0)
-    header = Header(
-        model=tokenizer.config.name,
-        fingerprint=fingerprint(tokenizer),
-        width=info.width,
-        height=info.height,
-        padded_width=pw,
-        padded_height=ph,
-        fps=info.fps,
-        frames=0,
-        chunk_frames=chunk_frames,
-        temporal_factor=t,
-        spatial_factor=tokenizer.spatial_factor,
-        bits=bits,
-        quality=quality,
-        entropy=entropy,
-        audio=_audio_track(audio_info),
-    )
+    header, prior = new_header(tokenizer, info.width, info.height, info.fps, chunk_frames, quality, entropy,
+                               _audio_track(audio_info))
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)
@@ -158,6 +139,30 @@ def encode_file(
             raise ValueError(f"{source}: no frames could be decoded")
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
                         writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes)
+
+
+def new_header(
+    tokenizer: Tokenizer,
+    width: int,
+    height: int,
+    fps: Fraction,
+    chunk_frames: int,
+    quality: int,
+    entropy: EntropyParams | None = None,
+    audio: AudioTrack | None = None,
+) -> tuple[Header, EntropyPrior | None]:
+    """The header of a new .tok file (frames 0 until written) and the entropy
+    prior its chunks are coded with (the model's shipped one by default)."""
+    bits = tokenizer.level_bits(quality)
+    _, ph, pw = tokenizer.padded_size(1, height, width)
+    prior = model_prior(tokenizer, bits) if entropy is None or entropy.prior else None
+    if entropy is None:
+        entropy = EntropyParams(prior=prior.id if prior is not None else 0)
+    header = Header(model=tokenizer.config.name, fingerprint=fingerprint(tokenizer), width=width, height=height,
+                    padded_width=pw, padded_height=ph, fps=fps, frames=0, chunk_frames=chunk_frames,
+                    temporal_factor=tokenizer.temporal_factor, spatial_factor=tokenizer.spatial_factor, bits=bits,
+                    quality=quality, entropy=entropy, audio=audio)
+    return header, prior
 
 
 def _audio_track(info: AudioStreamInfo | None) -> AudioTrack | None:

@@ -1,0 +1,420 @@
+"""`tokcodec serve DIR`: .tok playback and live ingest over WebRTC (aiortc + aiohttp).
+
+HTTP routes:
+
+    GET  /            the web page (streaming/web/index.html)
+    GET  /files       JSON list of the .tok files in DIR with their geometry
+    POST /offer       {"sdp", "type", "file": NAME}     play NAME to the caller
+                      {"sdp", "type", "ingest": true}   record the caller's camera
+                      -> {"sdp", "type"} (ingest also gets "file": the .tok it writes)
+
+Playback decodes the file's tokens chunk by chunk (in a worker thread, so
+the event loop keeps serving) and sends frames at the file's frame rate.
+Live ingest samples the incoming camera track at `IngestConfig.fps`, scales
+it to at most `max_side` pixels, encodes it frame by frame with the
+stateful streaming encoder (ONNX when the server has an export), appends
+each finished chunk to DIR/live-*.tok (playable while it grows) and sends
+the decoded reconstruction back on the same connection.
+
+Every peer connection is tracked and closed when its client goes away
+(ICE failure, close) or when the server stops; errors go to that client
+only, as JSON {"error": ...} with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from aiohttp import web
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from tokcodec.bitstream.container import TokError, TokWriter
+from tokcodec.codec import Tokenizer, load_tokenizer
+
+from .stateful import StreamingDecoder, StreamingEncoder, TorchEngine
+
+log = logging.getLogger("tokcodec.serve")
+VIDEO_CLOCK = 90000  # RTP video clock rate
+WEB = Path(__file__).with_name("web")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How live camera video is encoded."""
+
+    fps: int = 10  # frames per second sampled from the camera (the .tok's frame rate)
+    max_side: int = 256  # the camera is scaled down to at most this many pixels on its long side
+    chunk_frames: int = 17
+    quality: int | None = None  # level of the rate ladder (None: the model's top)
+
+
+class FramePacer:
+    """Timestamps and real-time pacing for a video track at a rational frame rate."""
+
+    def __init__(self, fps: Fraction) -> None:
+        self.fps, self.index, self.start = fps, 0, None
+
+    async def next_pts(self) -> int:
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now
+        delay = self.start + float(self.index / self.fps) - now
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pts = round(self.index * VIDEO_CLOCK / self.fps)
+        self.index += 1
+        return pts
+
+
+def _video_frame(rgb: np.ndarray, pts: int) -> av.VideoFrame:
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    frame.pts, frame.time_base = pts, Fraction(1, VIDEO_CLOCK)
+    return frame
+
+
+class TokFileTrack(MediaStreamTrack):
+    """Plays a .tok file: decodes it chunk by chunk and sends its frames in real time."""
+
+    kind = "video"
+
+    def __init__(self, path: Path, engine_for: Callable[[Any], Any]) -> None:
+        super().__init__()
+        from tokcodec.files import open_tok
+
+        self.reader = open_tok(path)  # raises TokError for a bad file, before any answer is sent
+        h = self.reader.header
+        try:
+            self.engine = engine_for(h)
+        except BaseException:
+            self.reader.close()
+            raise
+        self.header, self.path = h, path
+        self.pacer = FramePacer(h.fps)
+        self.frames = self._frames()
+        self.lock = threading.Lock()
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        h = self.header
+        decoder = StreamingDecoder(self.engine, bits=h.bits)
+        for entry in self.reader.entries:
+            chunk = self.reader.read_chunk(entry.index)
+            for i, frame in enumerate(decoder.decode_chunk(chunk.tokens)):
+                if i == chunk.frames:
+                    break
+                yield frame[: h.height, : h.width]
+
+    def _next(self) -> np.ndarray | None:
+        with self.lock:
+            try:
+                return next(self.frames, None)
+            except (TokError, ValueError) as exc:  # a chunk turned out corrupt mid-stream
+                log.warning("%s: %s; stopping playback", self.path.name, exc)
+                return None
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        rgb = await asyncio.to_thread(self._next)
+        if rgb is None:
+            self.stop()
+            raise MediaStreamError
+        return _video_frame(rgb, await self.pacer.next_pts())
+
+    def stop(self) -> None:
+        super().stop()
+        self.reader.close()
+
+
+class QueueTrack(MediaStreamTrack):
+    """Sends the frames put into its queue (the ingest's reconstruction)."""
+
+    kind = "video"
+
+    def __init__(self, fps: Fraction) -> None:
+        super().__init__()
+        self.queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=64)
+        self.pacer = FramePacer(fps)
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        rgb = await self.queue.get()
+        if rgb is None:
+            self.stop()
+            raise MediaStreamError
+        return _video_frame(rgb, await self.pacer.next_pts())
+
+
+class Ingest:
+    """Encodes one incoming camera track to a growing .tok and reconstructs it."""
+
+    def __init__(self, track: MediaStreamTrack, output: Path, tokenizer: Tokenizer, engine, cfg: IngestConfig,
+                 reply: QueueTrack) -> None:
+        self.track, self.output, self.tokenizer, self.engine, self.cfg, self.reply = (
+            track, output, tokenizer, engine, cfg, reply)
+        self.latest: av.VideoFrame | None = None
+        self.ended = asyncio.Event()
+        self.writer: TokWriter | None = None
+        self.frames = 0
+
+    async def run(self) -> None:
+        reader = asyncio.create_task(self._read())
+        try:
+            await self._encode()
+        finally:
+            reader.cancel()
+            await asyncio.to_thread(self._close)
+            await self.reply.queue.put(None)
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                self.latest = await self.track.recv()
+        except MediaStreamError:
+            self.ended.set()
+
+    async def _encode(self) -> None:
+        period = 1 / self.cfg.fps
+        next_tick = time.monotonic()
+        while not self.ended.is_set():
+            if self.latest is not None:
+                rgb = self._scale(self.latest)
+                recon = await asyncio.to_thread(self._push, rgb)
+                for frame in recon:
+                    if not self.reply.queue.full():
+                        self.reply.queue.put_nowait(frame)
+            next_tick += period
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+
+    def _scale(self, frame: av.VideoFrame) -> np.ndarray:
+        w, h = frame.width, frame.height
+        scale = min(1.0, self.cfg.max_side / max(w, h))
+        w2, h2 = max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2)
+        return frame.to_ndarray(format="rgb24", width=w2, height=h2)
+
+    def _push(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """Encode one frame; returns the reconstructed frames it completes."""
+        if self.writer is None:
+            self._open(rgb.shape[1], rgb.shape[0])
+        h, w = rgb.shape[:2]
+        ph, pw = self.writer.header.padded_height, self.writer.header.padded_width
+        padded = np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+        self.frames += 1
+        tokens = self.encoder.push(padded)
+        out = []
+        if tokens is not None:
+            self.grid.append(tokens)
+            out = [f[:h, :w] for f in self.decoder.push(tokens)]
+            if self.encoder.count == self.cfg.chunk_frames:
+                self._write_chunk(self.cfg.chunk_frames)
+        return out
+
+    def _open(self, width: int, height: int) -> None:
+        from tokcodec.files import new_header
+
+        quality = self.cfg.quality
+        if quality is None:
+            quality = len(self.tokenizer.config.lfq.level_bits) - 1
+        header, prior = new_header(self.tokenizer, width, height, Fraction(self.cfg.fps), self.cfg.chunk_frames, quality)
+        self.writer = TokWriter(self.output, header, atomic=False, prior=prior)
+        self.encoder = StreamingEncoder(self.engine, self.cfg.chunk_frames, header.bits)
+        self.decoder = StreamingDecoder(self.engine, bits=header.bits)
+        self.grid: list[np.ndarray] = []
+
+    def _write_chunk(self, frames: int) -> None:
+        self.writer.write_chunk(frames, np.stack(self.grid))
+        self.grid = []
+        self.decoder.reset()
+
+    def _close(self) -> None:
+        if self.writer is None:
+            return
+        count = self.encoder.count
+        if 0 < count < self.cfg.chunk_frames:  # a partial last chunk
+            last = self.encoder.flush()
+            if last is not None:
+                self.grid.append(last)
+            self._write_chunk(count)
+        self.writer.close()
+        log.info("%s: %d frames", self.output.name, self.frames)
+
+
+class TokServer:
+    """State of one `tokcodec serve`: the folder, the engines, the live connections."""
+
+    def __init__(self, directory: Path, onnx_dir: Path | None = None, ingest: IngestConfig = IngestConfig()) -> None:
+        self.directory, self.onnx_dir, self.ingest_cfg = directory, onnx_dir, ingest
+        self.pcs: set[RTCPeerConnection] = set()
+        self.tasks: set[asyncio.Task] = set()
+        self._tokenizers: dict[str, Tokenizer] = {}
+
+    # -- engines -------------------------------------------------------
+    def tokenizer(self, name: str | None = None) -> Tokenizer:
+        key = name or ""
+        if key not in self._tokenizers:
+            self._tokenizers[key] = load_tokenizer(name)
+        return self._tokenizers[key]
+
+    def engine_for(self, header) -> Any:
+        """The engine that decodes a file: the ONNX export when it is of the file's weights, else torch."""
+        from tokcodec.files import model_for
+
+        tokenizer = model_for(header, self.tokenizer(header.model))
+        onnx = self._onnx()
+        if onnx is not None and onnx.fingerprint == header.fingerprint:
+            return onnx
+        return TorchEngine(tokenizer)
+
+    def _onnx(self):
+        if self.onnx_dir is None:
+            return None
+        if not hasattr(self, "_onnx_engine"):
+            from .onnx_runtime import OnnxEngine
+
+            self._onnx_engine = OnnxEngine(self.onnx_dir)
+        return self._onnx_engine
+
+    # -- routes --------------------------------------------------------
+    async def index(self, request: web.Request) -> web.Response:
+        return web.FileResponse(WEB / "index.html")
+
+    async def files(self, request: web.Request) -> web.Response:
+        from tokcodec.files import tok_info
+
+        out = []
+        for path in sorted(self.directory.glob("*.tok")):
+            try:
+                info = await asyncio.to_thread(tok_info, path)
+                out.append({"name": path.name, "width": info["width"], "height": info["height"],
+                            "frames": info["frames"], "fps": info["fps"], "bytes": info["bytes"]})
+            except (TokError, ValueError, OSError) as exc:
+                out.append({"name": path.name, "error": str(exc)})
+        return web.json_response(out)
+
+    async def offer(self, request: web.Request) -> web.Response:
+        try:
+            params = await request.json()
+            if not isinstance(params, dict):
+                raise ValueError("the offer must be a JSON object")
+            sdp, kind = params.get("sdp"), params.get("type")
+            if not isinstance(sdp, str) or kind != "offer":
+                raise ValueError('the offer needs "sdp" (a string) and "type": "offer"')
+        except (ValueError, json.JSONDecodeError) as exc:
+            return _error(400, f"malformed offer: {exc}")
+        pc = RTCPeerConnection()
+        self.pcs.add(pc)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self._drop(pc)
+
+        try:
+            if params.get("ingest"):
+                answer = await self._answer_ingest(pc, sdp)
+            else:
+                answer = await self._answer_play(pc, sdp, params.get("file"))
+        except _ClientError as exc:
+            await self._drop(pc)
+            return _error(exc.status, str(exc))
+        except Exception as exc:  # noqa: BLE001 - one client's bad offer must not stop the server
+            await self._drop(pc)
+            log.warning("offer failed: %s", exc)
+            return _error(400, f"cannot answer the offer: {exc}")
+        return web.json_response(answer)
+
+    async def _answer_play(self, pc: RTCPeerConnection, sdp: str, name: Any) -> dict[str, Any]:
+        if not isinstance(name, str) or not name or Path(name).name != name or not name.endswith(".tok"):
+            raise _ClientError(400, 'the offer needs "file": the name of a .tok file in the served folder')
+        path = self.directory / name
+        if not path.is_file():
+            raise _ClientError(404, f"{name}: no such file")
+        try:
+            track = await asyncio.to_thread(TokFileTrack, path, self.engine_for)
+        except (TokError, ValueError, OSError) as exc:
+            raise _ClientError(422, f"{name}: {exc}") from None
+        pc.addTrack(track)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+
+    async def _answer_ingest(self, pc: RTCPeerConnection, sdp: str) -> dict[str, Any]:
+        cfg = self.ingest_cfg
+        reply = QueueTrack(Fraction(cfg.fps))
+        output = self.directory / time.strftime("live-%Y%m%d-%H%M%S.tok")
+        n = 1
+        while output.exists():
+            output = output.with_name(f"{output.stem.split('.')[0]}-{n}.tok")
+            n += 1
+        tokenizer = self.tokenizer()
+        onnx = self._onnx()
+        from tokcodec.codec import fingerprint
+
+        engine = onnx if onnx is not None and onnx.fingerprint == fingerprint(tokenizer) else TorchEngine(tokenizer)
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind != "video":
+                return
+            task = asyncio.create_task(Ingest(track, output, tokenizer, engine, cfg, reply).run())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        if not any(t.kind == "video" for t in pc.getTransceivers()):
+            raise _ClientError(400, "an ingest offer must send a video track")
+        pc.addTrack(reply)  # answers on the camera's own transceiver: the reconstruction goes back to the sender
+        await pc.setLocalDescription(await pc.createAnswer())
+        return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "file": output.name}
+
+    async def _drop(self, pc: RTCPeerConnection) -> None:
+        if pc in self.pcs:
+            self.pcs.discard(pc)
+            await pc.close()
+
+    async def shutdown(self, app: web.Application | None = None) -> None:
+        await asyncio.gather(*(self._drop(pc) for pc in list(self.pcs)))
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=10)
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 20)
+        app.router.add_get("/", self.index)
+        app.router.add_get("/files", self.files)
+        app.router.add_post("/offer", self.offer)
+        app.on_shutdown.append(self.shutdown)
+        return app
+
+
+class _ClientError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def serve(directory: str | os.PathLike, host: str = "127.0.0.1", port: int = 8080, onnx_dir: str | None = None,
+          ingest: IngestConfig = IngestConfig()) -> None:
+    """Run the server until interrupted."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: not a folder")
+    server = TokServer(directory, Path(onnx_dir) if onnx_dir else None, ingest)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    web.run_app(server.app(), host=host, port=port, print=lambda msg: log.info(msg))

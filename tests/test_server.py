@@ -1,0 +1,172 @@
+"""The WebRTC server, driven by an aiortc client (no browser): playback, ingest, bad offers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from media import make_av_source, smooth_frames
+
+pytest.importorskip("aiortc")
+from aiohttp import ClientSession  # noqa: E402
+from aiohttp.test_utils import TestServer  # noqa: E402
+from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack  # noqa: E402
+from aiortc.mediastreams import MediaStreamError  # noqa: E402
+
+import tokcodec  # noqa: E402
+from tokcodec.cli import main  # noqa: E402
+from tokcodec.streaming.server import IngestConfig, TokServer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("serve")
+    make_av_source(d / "src.mp4", n=9, fps=25)  # 64x48
+    assert CliRunner().invoke(main, ["encode", str(d / "src.mp4"), "-o", str(d / "clip.tok"), "--chunk-frames", "9", "-q"]).exit_code == 0
+    (d / "src.mp4").unlink()
+    data = bytearray((d / "clip.tok").read_bytes())
+    data[-40] ^= 0xFF  # damages the index/trailer region
+    (d / "broken.tok").write_bytes(b"TOKC" + b"\0" * 40)
+    return d
+
+
+async def _offer(url: str, pc: RTCPeerConnection, body: dict) -> tuple[int, dict]:
+    await pc.setLocalDescription(await pc.createOffer())
+    async with ClientSession() as s:
+        async with s.post(url + "/offer", json={**body, "sdp": pc.localDescription.sdp, "type": "offer"}) as r:
+            return r.status, await r.json()
+
+
+async def _receive(track, n: int, timeout: float = 60) -> list:
+    frames = []
+    try:
+        while len(frames) < n:
+            frames.append(await asyncio.wait_for(track.recv(), timeout))
+    except MediaStreamError:
+        pass
+    return frames
+
+
+async def _play(url: str, name: str, n: int) -> list:
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    got: asyncio.Future = asyncio.get_running_loop().create_future()
+    pc.on("track", lambda t: got.set_result(t))
+    status, answer = await _offer(url, pc, {"file": name})
+    assert status == 200, answer
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+    frames = await _receive(await asyncio.wait_for(got, 30), n)
+    await pc.close()
+    return frames
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def forgotten(server: TokServer, timeout: float = 10) -> bool:
+    """Wait until the server has dropped every connection (clients closed theirs)."""
+    for _ in range(int(timeout * 10)):
+        if not server.pcs:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def test_two_viewers_get_the_file_at_its_size(folder: Path) -> None:
+    async def main_() -> None:
+        server = TokServer(folder)
+        async with TestServer(server.app()) as ts:
+            url = str(ts.make_url("")).rstrip("/")
+            a, b = await asyncio.gather(_play(url, "clip.tok", 5), _play(url, "clip.tok", 5))
+            for frames in (a, b):
+                assert len(frames) == 5 and (frames[0].width, frames[0].height) == (64, 48)
+            assert await forgotten(server)  # closed connections are forgotten
+    run(main_())
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"file": "nope.tok"}, 404, "no such file"),
+        ({"file": "../clip.tok"}, 400, "name of a .tok"),
+        ({"file": "broken.tok"}, 422, "broken.tok"),
+        ({}, 400, "name of a .tok"),
+    ],
+)
+def test_bad_requests_get_a_clear_error_and_the_server_goes_on(folder: Path, body, status, message) -> None:
+    async def main_() -> None:
+        server = TokServer(folder)
+        async with TestServer(server.app()) as ts:
+            url = str(ts.make_url("")).rstrip("/")
+            pc = RTCPeerConnection()
+            pc.addTransceiver("video", direction="recvonly")
+            got_status, answer = await _offer(url, pc, body)
+            await pc.close()
+            assert got_status == status and message in answer["error"]
+            async with ClientSession() as s:
+                for payload in (b"not json", b"[1, 2]", json.dumps({"sdp": 5, "type": "offer"}).encode()):
+                    async with s.post(url + "/offer", data=payload) as r:
+                        assert r.status == 400 and "malformed offer" in (await r.json())["error"]
+                async with s.get(url + "/files") as r:
+                    names = {f["name"]: f for f in await r.json()}
+                    assert names["clip.tok"]["width"] == 64 and "error" in names["broken.tok"]
+                async with s.get(url + "/") as r:
+                    assert r.status == 200 and "RTCPeerConnection" in await r.text()
+            assert len(await _play(url, "clip.tok", 2)) == 2  # still serving
+            assert await forgotten(server)
+    run(main_())
+
+
+class Camera(VideoStreamTrack):
+    """A synthetic camera: smooth moving frames at 25 fps."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.frames = smooth_frames(n, 96, 128)
+        self.i = 0
+
+    async def recv(self):
+        import av
+
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame.from_ndarray(self.frames[self.i % len(self.frames)], format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        self.i += 1
+        return frame
+
+
+def test_live_ingest_writes_a_decodable_tok_and_sends_back_the_reconstruction(folder: Path, tmp_path: Path) -> None:
+    async def main_() -> str:
+        server = TokServer(folder, ingest=IngestConfig(fps=10, max_side=64, chunk_frames=9))
+        async with TestServer(server.app()) as ts:
+            url = str(ts.make_url("")).rstrip("/")
+            pc = RTCPeerConnection()
+            pc.addTrack(Camera(50))
+            got: asyncio.Future = asyncio.get_running_loop().create_future()
+            pc.on("track", lambda t: got.done() or got.set_result(t))
+            status, answer = await _offer(url, pc, {"ingest": True})
+            assert status == 200, answer
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+            frames = await _receive(await asyncio.wait_for(got, 30), 12)
+            assert len(frames) == 12 and (frames[0].width, frames[0].height) == (64, 48)
+            live = folder / answer["file"]
+            assert live.is_file()  # playable while it grows: the first chunks are in
+            await pc.close()
+            for _ in range(100):  # the server notices the client left and closes the file
+                if not server.tasks:
+                    break
+                await asyncio.sleep(0.1)
+            assert not server.tasks
+            return answer["file"]
+    name = run(main_())
+    info = tokcodec.tok_info(folder / name)
+    assert (info["width"], info["height"], info["fps"]) == (64, 48, "10/1") and info["frames"] >= 12
+    out = tmp_path / "live.mp4"
+    tokcodec.decode_file(folder / name, out)
+    assert tokcodec.codec.io.probe(out).frames == info["frames"]
+    (folder / name).unlink()
