@@ -505,6 +505,23 @@ class TokReader:
         """Read and check chunk `i`; entropy-decode its tokens unless `tokens` is False."""
         return self._read_chunk(self._f, i, tokens)
 
+    def chunk_bytes(self, i: int) -> bytes:
+        """Chunk `i` exactly as stored (its header, payloads and CRC), after checking its CRC.
+
+        A file's header bytes followed by its chunks' bytes, in order, form
+        a valid .tok (without index): what a token stream sends.
+        """
+        e = self.entries[i]
+        self._f.seek(e.offset)
+        head = self._f.read(_CHUNK.size)
+        _, first, frames, token_t, token_bytes, packets, audio_bytes = self._chunk_fields(head, i, e.offset)
+        body = self._f.read(token_bytes + audio_bytes + 4)
+        if len(body) < token_bytes + audio_bytes + 4:
+            raise TokError(f"truncated .tok file (chunk {i} incomplete)")
+        if zlib.crc32(body[:-4], zlib.crc32(head)) != _CRC.unpack_from(body, len(body) - 4)[0]:
+            raise TokError(f"chunk {i} is corrupt (CRC mismatch)")
+        return head + body
+
     def _read_chunk(self, f: BinaryIO, i: int, with_tokens: bool) -> Chunk:
         e = self.entries[i]
         f.seek(e.offset)

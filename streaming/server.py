@@ -5,8 +5,24 @@ HTTP routes:
     GET  /            the web page (streaming/web/index.html)
     GET  /files       JSON list of the .tok files in DIR with their geometry
     POST /offer       {"sdp", "type", "file": NAME}     play NAME to the caller
+                      {"sdp", "type", "file": NAME, "transport": "tokens"}
+                                                        send NAME's token chunks on a data channel
                       {"sdp", "type", "ingest": true}   record the caller's camera
                       -> {"sdp", "type"} (ingest also gets "file": the .tok it writes)
+
+Token transport: the client opens an RTCDataChannel labelled "tokens"
+before its offer; the server sends binary messages, each starting with a
+kind byte:
+
+    0x00 + the file's FileHeader bytes (bitstream/FORMAT.md)
+    0x01 + u32 chunk index + u16 part + u16 parts + bytes   (little-endian)
+         the chunk's bytes exactly as stored, in parts of at most 16 KiB
+    0x02 end of the stream
+
+Chunks go out when their first frame is due at the file's frame rate. The
+header bytes followed by every chunk's bytes in order form a valid .tok
+file (without index) that `tokcodec decode` reads; a client can decode
+chunk by chunk as they arrive.
 
 Playback decodes the file's tokens chunk by chunk (in a worker thread, so
 the event loop keeps serving) and sends frames at the file's frame rate.
@@ -325,6 +341,10 @@ class TokServer:
         try:
             if params.get("ingest"):
                 answer = await self._answer_ingest(pc, sdp)
+            elif params.get("transport") == "tokens":
+                answer = await self._answer_tokens(pc, sdp, params.get("file"))
+            elif params.get("transport", "video") != "video":
+                raise _ClientError(400, 'unknown "transport" (use "video" or "tokens")')
             else:
                 answer = await self._answer_play(pc, sdp, params.get("file"))
         except _ClientError as exc:
@@ -336,12 +356,40 @@ class TokServer:
             return _error(400, f"cannot answer the offer: {exc}")
         return web.json_response(answer)
 
-    async def _answer_play(self, pc: RTCPeerConnection, sdp: str, name: Any) -> dict[str, Any]:
+    def _file(self, name: Any) -> Path:
         if not isinstance(name, str) or not name or Path(name).name != name or not name.endswith(".tok"):
             raise _ClientError(400, 'the offer needs "file": the name of a .tok file in the served folder')
         path = self.directory / name
         if not path.is_file():
             raise _ClientError(404, f"{name}: no such file")
+        return path
+
+    async def _answer_tokens(self, pc: RTCPeerConnection, sdp: str, name: Any) -> dict[str, Any]:
+        from tokcodec.files import open_tok
+
+        path = self._file(name)
+        try:
+            reader = await asyncio.to_thread(open_tok, path)
+        except (TokError, ValueError, OSError) as exc:
+            raise _ClientError(422, f"{name}: {exc}") from None
+
+        @pc.on("datachannel")
+        def on_channel(channel) -> None:
+            if channel.label != "tokens":
+                return
+            task = asyncio.create_task(send_tokens(channel, reader))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        if not pc.sctp:
+            reader.close()
+            raise _ClientError(400, 'a token-transport offer must open a data channel labelled "tokens"')
+        await pc.setLocalDescription(await pc.createAnswer())
+        return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+
+    async def _answer_play(self, pc: RTCPeerConnection, sdp: str, name: Any) -> dict[str, Any]:
+        path = self._file(name)
         try:
             track = await asyncio.to_thread(TokFileTrack, path, self.engine_for)
         except (TokError, ValueError, OSError) as exc:
@@ -397,6 +445,53 @@ class TokServer:
         app.router.add_post("/offer", self.offer)
         app.on_shutdown.append(self.shutdown)
         return app
+
+
+TOKEN_PART = 16384  # bytes of a chunk per data-channel message
+
+
+async def send_tokens(channel, reader) -> None:
+    """Send a .tok file's header and chunks on a data channel (framing: see the module docstring)."""
+    import struct
+
+    try:
+        if channel.readyState != "open":
+            opened = asyncio.Event()
+            channel.on("open", opened.set)
+            await asyncio.wait_for(opened.wait(), 30)
+        h = reader.header
+        channel.send(b"\x00" + h.to_bytes())
+        start = time.monotonic()
+        for e in reader.entries:
+            delay = start + float(e.first_frame / h.fps) - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            data = await asyncio.to_thread(reader.chunk_bytes, e.index)
+            parts = max(1, -(-len(data) // TOKEN_PART))
+            for p in range(parts):
+                piece = data[p * TOKEN_PART : (p + 1) * TOKEN_PART]
+                channel.send(b"\x01" + struct.pack("<IHH", e.index, p, parts) + piece)
+            while channel.bufferedAmount > 1 << 20:  # the client is slow: do not queue the whole file
+                await asyncio.sleep(0.05)
+        channel.send(b"\x02")
+    except Exception as exc:  # noqa: BLE001 - it ends this client's stream only
+        log.warning("token stream of %s stopped: %s", reader.path.name, exc)
+    finally:
+        reader.close()
+
+
+def read_token_messages(messages: list[bytes]) -> bytes:
+    """Reassemble a token stream's messages into .tok bytes (header + chunks); for clients and tests."""
+    import struct
+
+    header, chunks = b"", {}
+    for m in messages:
+        if m[:1] == b"\x00":
+            header = m[1:]
+        elif m[:1] == b"\x01":
+            index, part, parts = struct.unpack_from("<IHH", m, 1)
+            chunks.setdefault(index, [None] * parts)[part] = m[9:]
+    return header + b"".join(b"".join(p) for _, p in sorted(chunks.items()) if None not in p)
 
 
 class _ClientError(Exception):

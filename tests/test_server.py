@@ -170,3 +170,41 @@ def test_live_ingest_writes_a_decodable_tok_and_sends_back_the_reconstruction(fo
     tokcodec.decode_file(folder / name, out)
     assert tokcodec.codec.io.probe(out).frames == info["frames"]
     (folder / name).unlink()
+
+
+def test_token_transport_sends_chunks_that_form_the_same_tok(folder: Path, tmp_path: Path) -> None:
+    from tokcodec.streaming.server import read_token_messages
+
+    async def main_() -> list[bytes]:
+        server = TokServer(folder)
+        async with TestServer(server.app()) as ts:
+            url = str(ts.make_url("")).rstrip("/")
+            pc = RTCPeerConnection()
+            channel = pc.createDataChannel("tokens")
+            messages: list[bytes] = []
+            done = asyncio.Event()
+
+            @channel.on("message")
+            def on_message(m) -> None:
+                messages.append(m)
+                if m == b"\x02":
+                    done.set()
+
+            status, answer = await _offer(url, pc, {"file": "clip.tok", "transport": "tokens"})
+            assert status == 200, answer
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+            await asyncio.wait_for(done.wait(), 30)
+            await pc.close()
+            pc2 = RTCPeerConnection()  # no data channel: refused
+            pc2.addTransceiver("video", direction="recvonly")
+            status, answer = await _offer(url, pc2, {"file": "clip.tok", "transport": "tokens"})
+            await pc2.close()
+            assert status == 400 and "data channel" in answer["error"]
+            assert await forgotten(server)
+            return messages
+    messages = run(main_())
+    assert messages[0][:1] == b"\x00" and messages[-1] == b"\x02"
+    (tmp_path / "got.tok").write_bytes(read_token_messages(messages))
+    a = list(tokcodec.read_tokens(folder / "clip.tok"))
+    b = list(tokcodec.read_tokens(tmp_path / "got.tok"))
+    assert len(a) == len(b) == 1 and all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, b))

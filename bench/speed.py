@@ -1,0 +1,200 @@
+"""Encode and decode speed of the default model, torch against onnxruntime, and
+the live-ingest loopback's latency and sustained frame rate.
+
+    .venv/bin/python bench/speed.py [--threads 2] [--sizes 640x360,1280x720] [--seconds 20]
+
+Speeds are frames per second of the stateful streaming pipeline (what a live
+server runs: a chunk's first frame, then steps of 4 frames with cached
+context), on synthetic frames (speed does not depend on content), best of
+--repeat runs of one 17-frame chunk. "torch offline" is `Tokenizer.encode` /
+`decode` of the whole chunk at once, for reference.
+
+The loopback runs `tokcodec serve`'s ingest in-process with an aiortc client
+whose camera draws its frame number as a 4x4 block code: each frame coming
+back is read, and glass-to-glass latency is the time from sending that
+camera frame to receiving its reconstruction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tokcodec.codec import fingerprint, load_tokenizer
+from tokcodec.codec.clips import frames_to_video
+from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, TorchEngine
+
+
+def frames(n: int, h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[:h, :w]
+    return np.stack([np.stack([(x + 7 * i) % 256, (y + 3 * i) % 256, (x + y) % 256], -1) for i in range(n)]).astype(np.uint8)
+
+
+def best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def pipeline_fps(engine, clip: np.ndarray, repeat: int) -> tuple[float, float]:
+    tokens: list[np.ndarray] = []
+
+    def enc() -> None:
+        tokens.clear()
+        e = StreamingEncoder(engine, len(clip))
+        tokens.extend(t for f in clip if (t := e.push(f)) is not None)
+
+    te = best(enc, repeat)
+    grid = np.stack(tokens)
+    td = best(lambda: list(StreamingDecoder(engine).decode_chunk(grid)), repeat)
+    return len(clip) / te, len(clip) / td
+
+
+# ---------------------------------------------------------------- loopback
+
+CODE = 4  # the camera draws its frame number as a CODE x CODE grid of black/white blocks
+
+
+def coded_frame(i: int, h: int, w: int) -> np.ndarray:
+    bits = [(i >> b) & 1 for b in range(CODE * CODE)]
+    img = np.zeros((h, w, 3), np.uint8)
+    for b, v in enumerate(bits):
+        r, c = divmod(b, CODE)
+        img[r * h // CODE : (r + 1) * h // CODE, c * w // CODE : (c + 1) * w // CODE] = 230 if v else 25
+    return img
+
+
+def read_code(img: np.ndarray) -> int:
+    h, w = img.shape[:2]
+    i = 0
+    for b in range(CODE * CODE):
+        r, c = divmod(b, CODE)
+        block = img[r * h // CODE + h // (4 * CODE) : (r + 1) * h // CODE - h // (4 * CODE),
+                    c * w // CODE + w // (4 * CODE) : (c + 1) * w // CODE - w // (4 * CODE)]
+        i |= int(block.mean() > 128) << b
+    return i
+
+
+async def loopback(seconds: float, camera_size: tuple[int, int], onnx_dir: Path | None, ingest_fps: int) -> dict:
+    from aiohttp import ClientSession
+    from aiohttp.test_utils import TestServer
+    from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+    from aiortc.mediastreams import MediaStreamError
+
+    from tokcodec.streaming.server import IngestConfig, TokServer
+
+    sent: dict[int, float] = {}
+    w, h = camera_size
+
+    class Camera(VideoStreamTrack):
+        def __init__(self) -> None:
+            super().__init__()
+            self.i = 0
+
+        async def recv(self):
+            import av
+
+            pts, tb = await self.next_timestamp()
+            frame = av.VideoFrame.from_ndarray(coded_frame(self.i, h, w), format="rgb24")
+            frame.pts, frame.time_base = pts, tb
+            sent[self.i] = time.monotonic()
+            self.i += 1
+            return frame
+
+    with tempfile.TemporaryDirectory() as d:
+        server = TokServer(Path(d), onnx_dir, IngestConfig(fps=ingest_fps))
+        async with TestServer(server.app()) as ts:
+            pc = RTCPeerConnection()
+            pc.addTrack(Camera())
+            got: asyncio.Future = asyncio.get_running_loop().create_future()
+            pc.on("track", lambda t: got.done() or got.set_result(t))
+            await pc.setLocalDescription(await pc.createOffer())
+            async with ClientSession() as s:
+                async with s.post(str(ts.make_url("/offer")), json={"ingest": True, "sdp": pc.localDescription.sdp,
+                                                                      "type": "offer"}) as r:
+                    answer = await r.json()
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+            track = await got
+            latencies, arrivals = [], []
+            end = time.monotonic() + seconds
+            try:
+                while time.monotonic() < end:
+                    frame = await asyncio.wait_for(track.recv(), 30)
+                    now = time.monotonic()
+                    arrivals.append(now)
+                    i = read_code(frame.to_ndarray(format="rgb24"))
+                    if i in sent:
+                        latencies.append(now - sent[i])
+            except (MediaStreamError, asyncio.TimeoutError):
+                pass
+            await pc.close()
+            await server.shutdown()
+    warm = arrivals[len(arrivals) // 4 :]  # skip the start-up
+    fps = (len(warm) - 1) / (warm[-1] - warm[0]) if len(warm) > 1 else 0.0
+    lat = np.array(latencies[len(latencies) // 4 :]) * 1000
+    return {"frames": len(arrivals), "sustained_fps": fps, "latency_ms_median": float(np.median(lat)) if lat.size else None,
+            "latency_ms_p90": float(np.percentile(lat, 90)) if lat.size else None, "decoded_codes": len(latencies)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sizes", default="640x360,1280x720")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=20, help="loopback duration (0: skip it)")
+    ap.add_argument("--model", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = load_tokenizer(args.model)
+    print(f"# {datetime.date.today()}  {platform.node()}  {platform.machine()}  torch {torch.__version__}  "
+          f"{args.threads} threads  model {model.config.name} ({fingerprint(model)})")
+    engines = {"torch": TorchEngine(model)}
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            import onnxruntime as ort
+
+            from tokcodec.streaming.onnx_export import export_onnx
+            from tokcodec.streaming.onnx_runtime import OnnxEngine
+
+            path = export_onnx(model, Path(d) / "onnx")
+            engines["onnxruntime"] = OnnxEngine(path, threads=args.threads)
+            print(f"# onnxruntime {ort.__version__}, providers {engines['onnxruntime'].providers}")
+        except ImportError as exc:
+            print(f"# onnxruntime not available: {exc}")
+        print(f"{'size':>10} {'engine':12} {'encode fps':>10} {'decode fps':>10} {'enc+dec fps':>11}")
+        for size in args.sizes.split(","):
+            w, h = (int(v) for v in size.split("x"))
+            clip = frames(17, h, w)
+            with torch.no_grad():
+                video = frames_to_video(clip)
+                te = best(lambda: model.encode(video), args.repeat)
+                grid = model.encode(video)
+                td = best(lambda: model.decode(grid), args.repeat)
+            rows = [("torch offline", 17 / te, 17 / td)]
+            rows += [(name, *pipeline_fps(e, clip, args.repeat)) for name, e in engines.items()]
+            for name, fe, fd in rows:
+                print(f"{size:>10} {name:12} {fe:10.2f} {fd:10.2f} {1 / (1 / fe + 1 / fd):11.2f}", flush=True)
+        if args.seconds:
+            onnx_dir = Path(d) / "onnx" if "onnxruntime" in engines else None
+            r = asyncio.run(loopback(args.seconds, (640, 360), onnx_dir, ingest_fps=10))
+            print(f"loopback: camera 640x360 at 30 fps -> ingest at 10 fps, scaled to 256 px, "
+                  f"{'onnxruntime' if onnx_dir else 'torch'}: {r['frames']} frames back, sustained "
+                  f"{r['sustained_fps']:.2f} fps, glass-to-glass latency median {r['latency_ms_median']:.0f} ms, "
+                  f"p90 {r['latency_ms_p90']:.0f} ms ({r['decoded_codes']} frame codes read)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
