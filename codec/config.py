@@ -32,6 +32,8 @@ class LFQConfig:
         random level's count per sample (nested dropout), so the first
         channels learn to carry the most; a decoder given only the first b
         bits of a token sets the missing channels to 0.
+    default_level: the quality level `tokcodec encode` uses when none is
+        asked for, as an index into `level_bits` (-1: the top level).
     """
 
     bits: int = 18
@@ -41,6 +43,7 @@ class LFQConfig:
     entropy_temperature: float = 0.01
     entropy_group_bits: int = 9
     levels: tuple[int, ...] = ()
+    default_level: int = -1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "levels", tuple(self.levels))
@@ -51,6 +54,13 @@ class LFQConfig:
         lv = self.levels
         if lv and (list(lv) != sorted(set(lv)) or lv[0] < 1 or lv[-1] != self.bits):
             raise ValueError(f"LFQ levels must ascend from >= 1 to bits={self.bits}, got {lv}")
+        if not -len(self.level_bits) <= self.default_level < len(self.level_bits):
+            raise ValueError(f"default_level {self.default_level} is not a level of {self.level_bits}")
+
+    @property
+    def default_quality(self) -> int:
+        """The default quality level, 0 .. len(level_bits) - 1."""
+        return self.default_level % len(self.level_bits)
 
     @property
     def level_bits(self) -> tuple[int, ...]:
@@ -130,7 +140,9 @@ class TokenizerConfig:
         d["channels"] = list(self.channels)
         d["lfq"]["levels"] = list(self.lfq.levels)
         if not self.lfq.levels:
-            del d["lfq"]["levels"]  # single-level configs keep their old JSON (and fingerprints)
+            del d["lfq"]["levels"]  # single-level configs keep their old JSON
+        if self.lfq.default_level == -1:
+            del d["lfq"]["default_level"]
         return d
 
     @classmethod
@@ -157,6 +169,10 @@ def _log2_exact(n: int, what: str) -> int:
 
 # Named presets for the compression factors the design asks for.
 PRESETS: dict[str, TokenizerConfig] = {
+    # The default: 30 latent channels, a rate ladder of 6 to 30 bits per token.
+    "magvit2-4x8x8-k30": TokenizerConfig(
+        name="magvit2-4x8x8-k30", lfq=LFQConfig(bits=30, levels=(6, 12, 18, 24, 30), default_level=2)
+    ),
     "magvit2-4x8x8-k18": TokenizerConfig(),
     "magvit2-1x8x8-k18": TokenizerConfig(name="magvit2-1x8x8-k18", temporal_downsample=1),
     "magvit2-4x16x16-k18": TokenizerConfig(

@@ -20,7 +20,7 @@ from .config import TokenizerConfig
 from .model import Tokenizer
 
 MODELS_DIR = Path(__file__).with_name("models")
-DEFAULT_MODEL = "magvit2-4x8x8-k18"
+DEFAULT_MODEL = "magvit2-4x8x8-k30"
 INIT_SEED = 0
 
 

@@ -412,7 +412,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tokcodec train", description="Train the tokenizer on a folder of videos.")
     ap.add_argument("data", nargs="*", help="video/image files or folders")
     ap.add_argument("--run", required=True, type=Path, help="run folder (checkpoints, log); resumes if present")
-    ap.add_argument("--preset", default="magvit2-4x8x8-k18", choices=sorted(PRESETS))
+    ap.add_argument("--preset", default="magvit2-4x8x8-k30", choices=sorted(PRESETS))
     ap.add_argument("--channels", help="override channel widths, e.g. 64,128,256")
     ap.add_argument("--blocks", type=int, help="override residual blocks per level")
     ap.add_argument("--bits", type=int, help="override LFQ codebook bits")

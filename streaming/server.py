@@ -74,7 +74,7 @@ class IngestConfig:
     fps: int = 10  # frames per second sampled from the camera (the .tok's frame rate)
     max_side: int = 256  # the camera is scaled down to at most this many pixels on its long side
     chunk_frames: int = 17
-    quality: int | None = None  # level of the rate ladder (None: the model's top)
+    quality: int | None = None  # level of the rate ladder (None: the model's default)
 
 
 class FramePacer:
@@ -243,7 +243,7 @@ class Ingest:
 
         quality = self.cfg.quality
         if quality is None:
-            quality = len(self.tokenizer.config.lfq.level_bits) - 1
+            quality = self.tokenizer.config.lfq.default_quality
         header, prior = new_header(self.tokenizer, width, height, Fraction(self.cfg.fps), self.cfg.chunk_frames, quality)
         self.writer = TokWriter(self.output, header, atomic=False, prior=prior)
         self.encoder = StreamingEncoder(self.engine, self.cfg.chunk_frames, header.bits)

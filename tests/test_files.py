@@ -18,6 +18,7 @@ from media import audio_seconds, make_av_source, make_tone_source
 import tokcodec
 from tokcodec.bitstream.entropy import EntropyPrior
 from tokcodec.cli import main
+from tokcodec.codec import DEFAULT_MODEL
 from tokcodec.codec import load_tokenizer
 from tokcodec.priors import load_prior
 from tokcodec.codec.io import iter_frames, probe
@@ -55,7 +56,7 @@ def test_info_json(tok: Path) -> None:
     d = json.loads(cli("info", str(tok), "--json").output)
     assert {"width", "height", "frames", "fps", "model", "quality", "chunks", "bytes", "bits_per_token", "bpp"} <= set(d)
     assert (d["width"], d["height"], d["frames"], d["fps"], d["chunks"]) == (64, 48, 22, "25/1", 3)
-    assert d["bytes"] == tok.stat().st_size and d["model"] == "magvit2-4x8x8-k18"
+    assert d["bytes"] == tok.stat().st_size and d["model"] == DEFAULT_MODEL
     assert d["bpp"] == pytest.approx(8 * d["bytes"] / (22 * 64 * 48))
     assert d["audio_bytes"] > 0 and d["video_bpp"] == pytest.approx(8 * (d["bytes"] - d["audio_bytes"]) / (22 * 64 * 48))
     assert "64x48, 22 frames" in cli("info", str(tok)).output
@@ -147,7 +148,7 @@ def bad_file(kind: str, tok: Path, tmp_path: Path) -> tuple[Path, str]:
         return _write(tmp_path / "x.tok", bytes(data)), "chunk 1 is corrupt (CRC mismatch)"
     if kind == "other-weights":
         _patch_header(data, 11 + name_len, bytes(8))
-        return _write(tmp_path / "x.tok", bytes(data)), "made with other weights of magvit2-4x8x8-k18"
+        return _write(tmp_path / "x.tok", bytes(data)), f"made with other weights of {DEFAULT_MODEL}"
     if kind == "version":
         _patch_header(data, 4, b"\x07\x00")
         return _write(tmp_path / "x.tok", bytes(data)), "unsupported .tok version 7.0"
@@ -236,7 +237,7 @@ def test_token_archive_is_a_plain_npz(tok: Path, tmp_path: Path) -> None:
     with np.load(npz) as z:
         assert z["tokens"].shape == (3, 3, 6, 8) and z["tokens"].dtype == np.int32
         assert z["chunk_frames"].tolist() == [9, 9, 4]
-        assert json.loads(str(z["meta"]))["model"] == "magvit2-4x8x8-k18"
+        assert json.loads(str(z["meta"]))["model"] == DEFAULT_MODEL
         first = next(tokcodec.read_tokens(tok))
         assert np.array_equal(z["tokens"][0], first.tokens)
     cut = tmp_path / "cut.npz"
@@ -275,7 +276,7 @@ def test_quality_levels_pick_bits_of_the_ladder(source: Path, tmp_path: Path) ->
         assert probe(tmp_path / f"q{q}.mp4").frames == 22
         sizes.append(info["token_bytes"])
     assert sizes[0] < sizes[1]
-    assert tokcodec.tok_info(tokcodec.encode_file(source, tmp_path / "d.tok", model=model).output)["quality"] == 1
+    assert tokcodec.tok_info(tokcodec.encode_file(source, tmp_path / "d.tok", model=model).output)["quality"] == 1  # top
     with pytest.raises(ValueError, match="quality 2 is not available"):
         tokcodec.encode_file(source, tmp_path / "x.tok", model=model, quality=2)
     assert not (tmp_path / "x.tok").exists()

@@ -194,7 +194,7 @@ def test_rd_measures_codecs_and_reports_a_failing_point(tmp_path: Path, capsys: 
         for f in smooth_frames(6, 64, 96):
             w.write(f)
     out = tmp_path / "rd"
-    code = rd.main(["--clips", str(clip), "--frames", "5", "--codecs", "tokcodec,x264,svtav1", "--crf-x264", "0,30",
+    code = rd.main(["--clips", str(clip), "--frames", "5", "--codecs", "tokcodec,x264,svtav1", "--tok-quality", "0", "--crf-x264", "0,30",
                     "--crf-svtav1", "70,50", "--no-vmaf", "--quiet", "--out", str(out)])
     assert code == 0
     res = json.loads((out / "results.json").read_text())

@@ -50,7 +50,7 @@ def test_odd_size_round_trip_with_default_config():
     x = clip(17, 100, 70)
     tokens = model.encode(x)
     assert tokens.shape == (1, 5, 13, 9) and tokens.dtype == torch.int64
-    assert tokens.min() >= 0 and tokens.max() < 2**18
+    assert tokens.min() >= 0 and tokens.max() < 2**model.config.bits
     video = model.decode(tokens, size=(17, 100, 70))
     assert video.shape == x.shape
     assert video.min() >= -1 and video.max() <= 1
@@ -127,8 +127,8 @@ def test_bad_inputs_are_rejected():
 
 def test_shipped_models_load_offline_and_deterministically():
     names = {m.name for m in available_models()}
-    assert {"magvit2-4x8x8-k18", "magvit2-1x8x8-k18", "magvit2-4x16x16-k18"} <= names
-    a, b = load_tokenizer(), load_tokenizer("magvit2-4x8x8-k18")
+    assert {"magvit2-4x8x8-k30", "magvit2-1x8x8-k18", "magvit2-4x16x16-k18"} <= names
+    a, b = load_tokenizer(), load_tokenizer("magvit2-4x8x8-k30")
     assert fingerprint(a) == fingerprint(b)
     assert fingerprint(a) != fingerprint(load_tokenizer("magvit2-1x8x8-k18"))
     assert not a.training

@@ -67,6 +67,7 @@ def reconstruct_file(
     """
     check_output(output, force)
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
+    bits = tokenizer.level_bits(tokenizer.config.lfq.default_quality)  # as `tokcodec encode` does
     info = probe(source)
     start = time.monotonic()
     sq_err, frames, clips, tokens = 0.0, 0, 0, 0
@@ -76,8 +77,8 @@ def reconstruct_file(
     ) as writer:
         for clip in read_clips(source, clip_frames, tokenizer.temporal_factor):
             video = frames_to_video(clip.frames)
-            codes = tokenizer.encode(video)
-            decoded = video_to_frames(tokenizer.decode(codes, size=tuple(video.shape[-3:])))
+            codes = tokenizer.encode(video, bits=bits)
+            decoded = video_to_frames(tokenizer.decode(codes, size=tuple(video.shape[-3:]), bits=bits))
             for frame in decoded[: clip.valid]:
                 writer.write(frame)
             diff = decoded[: clip.valid].astype(np.float64) - clip.frames[: clip.valid]
@@ -101,7 +102,7 @@ def reconstruct_file(
         clips=clips,
         tokens=tokens,
         token_grid=grid,
-        bits_per_token=tokenizer.config.bits,
+        bits_per_token=bits,
         psnr_rgb=psnr(mse),
         seconds=time.monotonic() - start,
     )

@@ -114,7 +114,7 @@ def _print_report(r: Any) -> None:
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".tok file to write")
 @click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
-@click.option("--quality", default=None, type=int, help="level of the model's rate ladder, 0 = lowest rate [default: top]")
+@click.option("--quality", default=None, type=int, help="level of the model's rate ladder, 0 = lowest rate [default: the model's, see `tokcodec models`]")
 @click.option("--chunk-frames", default=17, show_default=True, help="frames per independently decodable chunk (1 + 4k)")
 @click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1), help="encode only the first N frames")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
@@ -273,7 +273,7 @@ def models(as_json: bool) -> None:
                 {"quality": q, "bits": b, "entropy_prior": _prior_id(m.name, b)}
                 for q, b in enumerate(m.config.lfq.level_bits)
             ],
-            "default_quality": len(m.config.lfq.level_bits) - 1,
+            "default_quality": m.config.lfq.default_quality,
         }
         for m in available_models()
     ]

@@ -103,13 +103,12 @@ def encode_file(
     Each chunk of `chunk_frames` frames (1 + 4k for the default model) is
     tokenized and coded on its own, so it can be decoded without the others.
     The source's audio packets are stored alongside. `quality` picks a level
-    of the model's rate ladder (0 = lowest rate; None = the top level).
+    of the model's rate ladder (0 = lowest rate; None = the model's default).
     """
     check_output(output, force)
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
-    levels = tokenizer.config.lfq.level_bits
     if quality is None:
-        quality = len(levels) - 1
+        quality = tokenizer.config.lfq.default_quality
     bits = tokenizer.level_bits(quality)
     t = tokenizer.temporal_factor
     if chunk_frames < 1 or (chunk_frames - 1) % t:
