@@ -1,6 +1,6 @@
 """Bits per token and entropy-coder speed on the corpus eval clips.
 
-    .venv/bin/python bench/entropy.py [--model NAME] [--repeat 3]
+    .venv/bin/python bench/entropy.py [--model NAME] [--quality 0,2,4] [--repeat 3]
 
 Each eval clip of ../shared/corpus is tokenized as `tokcodec encode` does
 (chunks of 17 frames, default model) and every chunk is coded on its own
@@ -52,6 +52,8 @@ def clip_tokens(path: Path, model_name: str | None, chunk_frames: int = 17) -> l
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None)
+    ap.add_argument("--quality", default=None,
+                    help="quality levels to measure, e.g. 0,2,4 (default: the model's default level)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -60,19 +62,28 @@ def main(argv: list[str] | None = None) -> int:
         print("no corpus eval clips found: run ../shared/corpus/fetch.sh first", file=sys.stderr)
         return 2
     model = load_tokenizer(args.model)
-    k = model.config.bits
+    levels = ([int(q) for q in args.quality.split(",")] if args.quality
+              else [model.config.lfq.default_quality])
+    for q in levels:
+        measure(model, args.model, q, paths, args.repeat)
+    return 0
+
+
+def measure(model, model_name: str | None, quality: int, paths: list[Path], repeat: int) -> None:
+    """Print the table for one quality level (its tokens: the first `bits` bits of the full tokens)."""
+    k = model.level_bits(quality)
     print(f"# {datetime.date.today()}  {platform.node()}  {platform.machine()}  model {model.config.name} "
-          f"({fingerprint(model)})  {k}-bit tokens, chunks of 17 frames, best of {args.repeat}")
+          f"({fingerprint(model)})  quality {quality}: {k}-bit tokens, chunks of 17 frames, best of {repeat}")
     print(f"{'clip':24} {'method':8} {'tokens':>8} {'bits/token':>10} {'vs raw':>7} {'enc Mtok/s':>10} {'dec Mtok/s':>10}")
     totals: dict[str, list[float]] = {}
     for path in paths:
-        grids = clip_tokens(path, args.model)
+        grids = [g & ((1 << k) - 1) for g in clip_tokens(path, model_name)]
         n = sum(g.size for g in grids)
-        for name, enc, dec in _methods(k, model_prior(model)):
+        for name, enc, dec in _methods(k, model_prior(model, k)):
             if enc is None:
                 continue
-            te, blobs = _best(lambda: [enc(g) for g in grids], args.repeat)
-            td, outs = _best(lambda: [dec(b, g.shape) for b, g in zip(blobs, grids)], args.repeat)
+            te, blobs = _best(lambda: [enc(g) for g in grids], repeat)
+            td, outs = _best(lambda: [dec(b, g.shape) for b, g in zip(blobs, grids)], repeat)
             assert all(np.array_equal(o, g) for o, g in zip(outs, grids)), f"{name} did not round-trip"
             nbytes = sum(len(b) for b in blobs)
             bpt = 8 * nbytes / n
@@ -83,7 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     for name, (n, nbytes, te, td) in totals.items():
         bpt = 8 * nbytes / n
         print(f"{'ALL eval clips':24} {name:8} {n:8d} {bpt:10.3f} {bpt / k:7.3f} {n / te / 1e6:10.3f} {n / td / 1e6:10.3f}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def demo(out_dir: str) -> None:
     from tokcodec.api import video_psnr
     from tokcodec.codec import DEFAULT_MODEL, available_models
     from tokcodec.codec.io import probe
-    from tokcodec.files import decode_file, encode_file
+    from tokcodec.files import decode_file, encode_file, open_tok
 
     sample = Path(codec.__file__).parent / "samples" / "sample.mp4"
     out = Path(out_dir)
@@ -81,9 +81,11 @@ def demo(out_dir: str) -> None:
     click.echo(f"input   {sample} (real footage, see codec/samples/README.md)")
     click.echo(f"        {info.frames} frames, {info.width}x{info.height} @ {info.fps} fps, {sample.stat().st_size} bytes of H.264")
     e = encode_file(sample, tok, force=True, quiet=False)
+    with open_tok(tok) as reader:
+        header = reader.header
     click.echo(f"encode  {tok}: {e.bytes} bytes = {8 * e.bytes / (e.frames * info.width * info.height):.4f} bpp, "
-               f"{8 * e.token_bytes / e.tokens:.2f} bits/token after entropy coding (18 raw), "
-               f"{e.chunks} chunks, {e.frames / e.seconds:.1f} fps")
+               f"quality {header.quality}, {8 * e.token_bytes / e.tokens:.2f} bits/token after entropy coding "
+               f"({header.bits} raw), {e.chunks} chunks, {e.frames / e.seconds:.1f} fps")
     d = decode_file(tok, mp4, force=True, quiet=False)
     click.echo(f"decode  {mp4}: {d.frames} frames, {d.frames / d.seconds:.1f} fps")
     click.echo(f"quality PSNR (RGB) of the decoded video against the input: {video_psnr(sample, mp4):.2f} dB")
