@@ -511,22 +511,16 @@ class TokReader:
         A file's header bytes followed by its chunks' bytes, in order, form
         a valid .tok (without index): what a token stream sends.
         """
-        e = self.entries[i]
-        self._f.seek(e.offset)
-        head = self._f.read(_CHUNK.size)
-        _, first, frames, token_t, token_bytes, packets, audio_bytes = self._chunk_fields(head, i, e.offset)
-        body = self._f.read(token_bytes + audio_bytes + 4)
-        if len(body) < token_bytes + audio_bytes + 4:
-            raise TokError(f"truncated .tok file (chunk {i} incomplete)")
-        if zlib.crc32(body[:-4], zlib.crc32(head)) != _CRC.unpack_from(body, len(body) - 4)[0]:
-            raise TokError(f"chunk {i} is corrupt (CRC mismatch)")
+        head, body, _ = self._read_checked(self._f, i)
         return head + body
 
-    def _read_chunk(self, f: BinaryIO, i: int, with_tokens: bool) -> Chunk:
+    def _read_checked(self, f: BinaryIO, i: int) -> tuple[bytes, bytes, tuple]:
+        """Chunk `i`'s header and body (payloads + CRC), the CRC and the index checked; and its fields."""
         e = self.entries[i]
         f.seek(e.offset)
         head = f.read(_CHUNK.size)
-        _, first, frames, token_t, token_bytes, packets, audio_bytes = self._chunk_fields(head, i, e.offset)
+        fields_ = self._chunk_fields(head, i, e.offset)
+        _, first, frames, token_t, token_bytes, packets, audio_bytes = fields_
         body = f.read(token_bytes + audio_bytes + 4)
         if len(body) < token_bytes + audio_bytes + 4:
             raise TokError(f"truncated .tok file (chunk {i} incomplete)")
@@ -535,6 +529,10 @@ class TokReader:
             raise TokError(f"chunk {i} is corrupt (CRC mismatch)")
         if (first, frames) != (e.first_frame, e.frames):
             raise TokError(f"chunk {i} does not match the index")
+        return head, body, fields_
+
+    def _read_chunk(self, f: BinaryIO, i: int, with_tokens: bool) -> Chunk:
+        _, body, (_, first, frames, token_t, token_bytes, packets, audio_bytes) = self._read_checked(f, i)
         h = self.header
         tokens = np.zeros((0, 0, 0), np.int64)
         if with_tokens:
