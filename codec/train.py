@@ -400,6 +400,10 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         model = replace(model, lfq=replace(model.lfq, levels=tuple(int(b) for b in args.levels.split(","))))
     if args.blocks:
         model = replace(model, blocks_per_level=args.blocks)
+    if args.patch:
+        model = replace(model, patch_size=args.patch)
+    if args.name:
+        model = replace(model, name=args.name)
     data = DataConfig(paths=tuple(args.data), clip_frames=args.clip_frames, crop=args.crop, max_side=args.max_side)
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
                  if f.name not in ("model", "data", "betas") and getattr(args, f.name, None) is not None}
@@ -415,6 +419,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--preset", default="magvit2-4x8x8-k30", choices=sorted(PRESETS))
     ap.add_argument("--channels", help="override channel widths, e.g. 64,128,256")
     ap.add_argument("--blocks", type=int, help="override residual blocks per level")
+    ap.add_argument("--patch", type=int, help="override the patch-embedding size (spatial stride of the stem)")
     ap.add_argument("--bits", type=int, help="override LFQ codebook bits")
     ap.add_argument("--levels", help="rate ladder: bits kept per quality level, e.g. 6,12,18,24,30")
     ap.add_argument("--init-from", help="start a new run from this checkpoint.pt (EMA) or .safetensors")
