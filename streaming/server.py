@@ -75,6 +75,7 @@ class IngestConfig:
     max_side: int = 256  # the camera is scaled down to at most this many pixels on its long side
     chunk_frames: int = 17
     quality: int | None = None  # level of the rate ladder (None: the model's default)
+    model: str | None = None  # shipped tokenizer to encode with (None: the default one)
 
 
 class FramePacer:
@@ -407,7 +408,7 @@ class TokServer:
         while output.exists():
             output = output.with_name(f"{output.stem.split('.')[0]}-{n}.tok")
             n += 1
-        tokenizer = self.tokenizer()
+        tokenizer = self.tokenizer(cfg.model)
         onnx = self._onnx()
         from tokcodec.codec import fingerprint
 

@@ -208,13 +208,17 @@ def pack(source: str, output: str, force: bool) -> None:
               help="folder from `tokcodec export-onnx`: encode and decode with onnxruntime")
 @click.option("--ingest-fps", default=10, show_default=True, help="frame rate at which a live camera is recorded")
 @click.option("--ingest-size", default=256, show_default=True, help="a live camera is scaled to at most this many pixels")
+@click.option("--ingest-model", default=None, help="shipped tokenizer that records live cameras (default: the default model)")
 @user_errors
-def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps: int, ingest_size: int) -> None:
+def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps: int, ingest_size: int,
+          ingest_model: str | None) -> None:
     """Serve the .tok files in DIRECTORY to browsers over WebRTC, and record live cameras into it."""
+    from tokcodec.codec import load_tokenizer
     from tokcodec.streaming.server import IngestConfig
     from tokcodec.streaming.server import serve as run
 
-    run(directory, host, port, onnx_dir, IngestConfig(fps=ingest_fps, max_side=ingest_size))
+    load_tokenizer(ingest_model)  # an unknown model fails here, in one line, before the server starts
+    run(directory, host, port, onnx_dir, IngestConfig(fps=ingest_fps, max_side=ingest_size, model=ingest_model))
 
 
 @main.command("export-onnx")
