@@ -1,7 +1,8 @@
 """Encode and decode speed of the default model, torch against onnxruntime, and
 the live-ingest loopback's latency and sustained frame rate.
 
-    .venv/bin/python bench/speed.py [--threads 2] [--sizes 640x360,1280x720] [--seconds 20]
+    .venv/bin/python bench/speed.py [--threads 2] [--sizes 640x360,1280x720] [--seconds 20] [--model NAME]
+        [--ingest-fps 10] [--ingest-size 256]
 
 Speeds are frames per second of the stateful streaming pipeline (what a live
 server runs: a chunk's first frame, then steps of 4 frames with cached
@@ -87,7 +88,8 @@ def read_code(img: np.ndarray) -> int:
     return i
 
 
-async def loopback(seconds: float, camera_size: tuple[int, int], onnx_dir: Path | None, ingest_fps: int) -> dict:
+async def loopback(seconds: float, camera_size: tuple[int, int], onnx_dir: Path | None, ingest_fps: int,
+                   ingest_size: int, model: str | None) -> dict:
     from aiohttp import ClientSession
     from aiohttp.test_utils import TestServer
     from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
@@ -114,7 +116,7 @@ async def loopback(seconds: float, camera_size: tuple[int, int], onnx_dir: Path 
             return frame
 
     with tempfile.TemporaryDirectory() as d:
-        server = TokServer(Path(d), onnx_dir, IngestConfig(fps=ingest_fps))
+        server = TokServer(Path(d), onnx_dir, IngestConfig(fps=ingest_fps, max_side=ingest_size, model=model))
         async with TestServer(server.app()) as ts:
             pc = RTCPeerConnection()
             pc.addTrack(Camera())
@@ -155,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=20, help="loopback duration (0: skip it)")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--ingest-fps", type=int, default=10, help="loopback: rate at which the camera is recorded")
+    ap.add_argument("--ingest-size", type=int, default=256, help="loopback: the camera is scaled to this many pixels")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_tokenizer(args.model)
@@ -188,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{size:>10} {name:12} {fe:10.2f} {fd:10.2f} {1 / (1 / fe + 1 / fd):11.2f}", flush=True)
         if args.seconds:
             onnx_dir = Path(d) / "onnx" if "onnxruntime" in engines else None
-            r = asyncio.run(loopback(args.seconds, (640, 360), onnx_dir, ingest_fps=10))
-            print(f"loopback: camera 640x360 at 30 fps -> ingest at 10 fps, scaled to 256 px, "
+            r = asyncio.run(loopback(args.seconds, (640, 360), onnx_dir, args.ingest_fps, args.ingest_size, args.model))
+            print(f"loopback: camera 640x360 at 30 fps -> ingest at {args.ingest_fps} fps, scaled to {args.ingest_size} px, "
                   f"{'onnxruntime' if onnx_dir else 'torch'}: {r['frames']} frames back, sustained "
                   f"{r['sustained_fps']:.2f} fps, glass-to-glass latency median {r['latency_ms_median']:.0f} ms, "
                   f"p90 {r['latency_ms_p90']:.0f} ms ({r['decoded_codes']} frame codes read)")
