@@ -53,6 +53,17 @@ def indices_to_codes(indices: torch.Tensor, bits: int, dim: int = 1) -> torch.Te
     return indices_to_bits(indices, bits, dim).float() * 2 - 1
 
 
+def level_codes(indices: torch.Tensor, bits: int, channels: int, dim: int = 1) -> torch.Tensor:
+    """Codes of `bits`-bit tokens for a `channels`-channel latent: +-1 for the
+    kept channels, 0 for those a lower level of the rate ladder drops."""
+    codes = indices_to_codes(indices, bits, dim)
+    if bits == channels:
+        return codes
+    shape = list(codes.shape)
+    shape[dim] = channels - bits
+    return torch.cat([codes, codes.new_zeros(shape)], dim=dim)
+
+
 def split_tokens(tokens: Tokens, bits: int) -> tuple[Tokens, Tokens]:
     """Factorise K-bit tokens into two sub-tokens (MAGVIT-v2 token factorisation).
 

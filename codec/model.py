@@ -24,7 +24,7 @@ from torch import nn
 
 from .config import TokenizerConfig
 from .layers import CausalConv3d, FrameGroupNorm, ResBlock, depth_to_space
-from .lfq import LFQ, LFQOutput, indices_to_codes
+from .lfq import LFQ, LFQOutput, level_codes
 
 
 class Encoder(nn.Module):
@@ -155,10 +155,10 @@ class Tokenizer(nn.Module):
         return TokenizerOutput(self.decoder(q.quantized), q)
 
     def level_bits(self, quality: int | None = None) -> int:
-        """Bits per token of a quality level (None: the top level)."""
+        """Bits per token of a quality level (None: the model's default level)."""
         levels = self.config.lfq.level_bits
         if quality is None:
-            return levels[-1]
+            quality = self.config.lfq.default_quality
         if not 0 <= quality < len(levels):
             raise ValueError(f"quality {quality} is not available for {self.config.name} (levels 0..{len(levels) - 1})")
         return levels[quality]
@@ -192,9 +192,7 @@ class Tokenizer(nn.Module):
             raise ValueError(f"tokens must be (B, T', H', W'), got shape {tuple(tokens.shape)}")
         if tokens.dtype.is_floating_point or tokens.min() < 0 or tokens.max() >= 2**bits:
             raise ValueError(f"tokens must be integers in [0, 2^{bits})")
-        zq = indices_to_codes(tokens, bits, dim=1).to(self._dtype)
-        if bits < self.config.bits:
-            zq = F.pad(zq, (0, 0, 0, 0, 0, 0, 0, self.config.bits - bits))
+        zq = level_codes(tokens, bits, self.config.bits).to(self._dtype)
         video = self.decoder(zq).clamp(-1, 1)
         if size is not None:
             t, h, w = size

@@ -242,10 +242,8 @@ class Ingest:
     def _open(self, width: int, height: int) -> None:
         from tokcodec.files import new_header
 
-        quality = self.cfg.quality
-        if quality is None:
-            quality = self.tokenizer.config.lfq.default_quality
-        header, prior = new_header(self.tokenizer, width, height, Fraction(self.cfg.fps), self.cfg.chunk_frames, quality)
+        header, prior = new_header(self.tokenizer, width, height, Fraction(self.cfg.fps), self.cfg.chunk_frames,
+                                   self.cfg.quality)
         self.writer = TokWriter(self.output, header, atomic=False, prior=prior)
         self.encoder = StreamingEncoder(self.engine, self.cfg.chunk_frames, header.bits)
         self.decoder = StreamingDecoder(self.engine, bits=header.bits)

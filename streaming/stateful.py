@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from tokcodec.codec.layers import AdaptiveGroupNorm, CausalConv3d, StreamSlot
-from tokcodec.codec.lfq import bits_to_indices, indices_to_codes
+from tokcodec.codec.lfq import bits_to_indices, level_codes
 from tokcodec.codec.model import Tokenizer
 
 
@@ -85,10 +85,7 @@ class DecoderStep(_Step):
         self.norms = [m for m in self.part.modules() if isinstance(m, AdaptiveGroupNorm)]
 
     def forward(self, tokens: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        zq = indices_to_codes(tokens, self.bits, dim=1)
-        if self.bits < self.total_bits:
-            zq = torch.cat([zq, zq.new_zeros(zq.shape[0], self.total_bits - self.bits, *zq.shape[2:])], dim=1)
-        return self.forward_latent(zq, *caches)
+        return self.forward_latent(level_codes(tokens, self.bits, self.total_bits), *caches)
 
     def forward_latent(self, latent: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The same from the latent codes (B, K, 1, H', W'): +-1, 0 for dropped channels."""

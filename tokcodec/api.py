@@ -67,7 +67,7 @@ def reconstruct_file(
     """
     check_output(output, force)
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
-    bits = tokenizer.level_bits(tokenizer.config.lfq.default_quality)  # as `tokcodec encode` does
+    bits = tokenizer.level_bits()  # the default level, as `tokcodec encode` uses
     info = probe(source)
     start = time.monotonic()
     sq_err, frames, clips, tokens = 0.0, 0, 0, 0

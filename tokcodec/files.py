@@ -107,9 +107,7 @@ def encode_file(
     """
     check_output(output, force)
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
-    if quality is None:
-        quality = tokenizer.config.lfq.default_quality
-    bits = tokenizer.level_bits(quality)
+    bits = tokenizer.level_bits(quality)  # refuses a level the model lacks before any work
     t = tokenizer.temporal_factor
     if chunk_frames < 1 or (chunk_frames - 1) % t:
         raise ValueError(f"--chunk-frames must be 1 + {t}k for model {tokenizer.config.name}, got {chunk_frames}")
@@ -146,12 +144,15 @@ def new_header(
     height: int,
     fps: Fraction,
     chunk_frames: int,
-    quality: int,
+    quality: int | None,
     entropy: EntropyParams | None = None,
     audio: AudioTrack | None = None,
 ) -> tuple[Header, EntropyPrior | None]:
     """The header of a new .tok file (frames 0 until written) and the entropy
-    prior its chunks are coded with (the model's shipped one by default)."""
+    prior its chunks are coded with (the model's shipped one by default).
+    `quality` None is the model's default level."""
+    if quality is None:
+        quality = tokenizer.config.lfq.default_quality
     bits = tokenizer.level_bits(quality)
     _, ph, pw = tokenizer.padded_size(1, height, width)
     prior = model_prior(tokenizer, bits) if entropy is None or entropy.prior else None
