@@ -1,9 +1,10 @@
 """Bits per token and entropy-coder speed on the corpus eval clips.
 
-    .venv/bin/python bench/entropy.py [--model NAME] [--quality 0,2,4] [--repeat 3]
+    .venv/bin/python bench/entropy.py [--model NAME] [--quality 0,2,4] [--hysteresis H] [--repeat 3]
 
 Each eval clip of ../shared/corpus is tokenized as `tokcodec encode` does
-(chunks of 17 frames, default model) and every chunk is coded on its own
+(chunks of 17 frames, default model, the encoder's default hysteresis
+unless --hysteresis says otherwise) and every chunk is coded on its own
 with: raw K-bit codes (the anchor), zstd -19, zlib -9 and lzma -9e on the
 bit-packed tokens, the context model from uniform counts ("context"), and
 the context model starting from the model's shipped entropy prior ("prior",
@@ -30,19 +31,21 @@ from entropy_speed import _best, _methods  # noqa: E402
 from tokcodec.codec import fingerprint, load_tokenizer  # noqa: E402
 from tokcodec.codec.clips import frames_to_video  # noqa: E402
 from tokcodec.codec.io import read_clips  # noqa: E402
+from tokcodec.codec.lfq import DEFAULT_HYSTERESIS  # noqa: E402
 from tokcodec.priors import model_prior  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "tokcodec" / "bench-tokens"
 
 
-def clip_tokens(path: Path, model_name: str | None, chunk_frames: int = 17) -> list[np.ndarray]:
-    """Token grids of every chunk of a clip, cached per model fingerprint."""
+def clip_tokens(path: Path, model_name: str | None, hysteresis: float, chunk_frames: int = 17) -> list[np.ndarray]:
+    """Token grids of every chunk of a clip, cached per model fingerprint and hysteresis."""
     model = load_tokenizer(model_name)
-    cache = CACHE / f"{path.stem}-{model.config.name}-{fingerprint(model)}-{chunk_frames}.npz"
+    tag = "" if hysteresis == 0 else f"-h{hysteresis:g}"  # h0: the name caches had before hysteresis
+    cache = CACHE / f"{path.stem}-{model.config.name}-{fingerprint(model)}-{chunk_frames}{tag}.npz"
     if cache.is_file():
         with np.load(cache) as z:
             return [z[k] for k in sorted(z.files)]
-    grids = [model.encode(frames_to_video(c.frames))[0].numpy()
+    grids = [model.encode(frames_to_video(c.frames), hysteresis=hysteresis)[0].numpy()
              for c in read_clips(path, chunk_frames, model.temporal_factor)]
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **{f"{i:05d}": g for i, g in enumerate(grids)})
@@ -54,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--quality", default=None,
                     help="quality levels to measure, e.g. 0,2,4 (default: the model's default level)")
+    ap.add_argument("--hysteresis", type=float, default=DEFAULT_HYSTERESIS,
+                    help=f"the encoder's hysteresis threshold (default {DEFAULT_HYSTERESIS}, as tokcodec encode)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -65,19 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     levels = ([int(q) for q in args.quality.split(",")] if args.quality
               else [model.config.lfq.default_quality])
     for q in levels:
-        measure(model, args.model, q, paths, args.repeat)
+        measure(model, args.model, q, paths, args.repeat, args.hysteresis)
     return 0
 
 
-def measure(model, model_name: str | None, quality: int, paths: list[Path], repeat: int) -> None:
+def measure(model, model_name: str | None, quality: int, paths: list[Path], repeat: int, hysteresis: float) -> None:
     """Print the table for one quality level (its tokens: the first `bits` bits of the full tokens)."""
     k = model.level_bits(quality)
     print(f"# {datetime.date.today()}  {platform.node()}  {platform.machine()}  model {model.config.name} "
-          f"({fingerprint(model)})  quality {quality}: {k}-bit tokens, chunks of 17 frames, best of {repeat}")
+          f"({fingerprint(model)})  quality {quality}: {k}-bit tokens, hysteresis {hysteresis:g}, chunks of 17 frames, "
+          f"best of {repeat}")
     print(f"{'clip':24} {'method':8} {'tokens':>8} {'bits/token':>10} {'vs raw':>7} {'enc Mtok/s':>10} {'dec Mtok/s':>10}")
     totals: dict[str, list[float]] = {}
     for path in paths:
-        grids = [g & ((1 << k) - 1) for g in clip_tokens(path, model_name)]
+        grids = [g & ((1 << k) - 1) for g in clip_tokens(path, model_name, hysteresis)]
         n = sum(g.size for g in grids)
         for name, enc, dec in _methods(k, model_prior(model, k)):
             if enc is None:

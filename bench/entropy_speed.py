@@ -131,7 +131,7 @@ def _methods(K, prior=None):
     ms.append(("lzma-9e", *via_raw(lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress)))
     ms.append(("context", lambda t: encode_tokens(t, K, ctx), lambda d, s: decode_tokens(d, s, K, ctx)))
     if prior is not None:
-        pp = EntropyParams(prior=prior.id)
+        pp = EntropyParams.with_prior(prior)  # as `tokcodec encode` codes
         ms.append(("prior", lambda t: encode_tokens(t, K, pp, prior), lambda d, s: decode_tokens(d, s, K, pp, prior)))
     return ms
 

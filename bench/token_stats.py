@@ -1,6 +1,6 @@
 """Temporal statistics of a tokenizer's tokens on the corpus eval clips.
 
-    .venv/bin/python bench/token_stats.py [--model NAME]
+    .venv/bin/python bench/token_stats.py [--model NAME] [--hysteresis H]
 
 Tokens come from bench/entropy.py's cache (chunks of 17 frames, 5 latent
 frames each), computed there if missing. Per clip it prints how often an LFQ
@@ -23,6 +23,7 @@ from corpus import clips  # noqa: E402
 from entropy import clip_tokens  # noqa: E402
 
 from tokcodec.codec import load_tokenizer  # noqa: E402
+from tokcodec.codec.lfq import DEFAULT_HYSTERESIS  # noqa: E402
 
 
 def stats(grids: list[np.ndarray], bits: int) -> dict[str, float]:
@@ -40,6 +41,8 @@ def stats(grids: list[np.ndarray], bits: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None)
+    ap.add_argument("--hysteresis", type=float, default=DEFAULT_HYSTERESIS,
+                    help=f"the encoder's hysteresis threshold (default {DEFAULT_HYSTERESIS}, as tokcodec encode)")
     args = ap.parse_args(argv)
     bits = load_tokenizer(args.model).config.bits
     paths = clips("eval")
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no corpus eval clips found: run ../shared/corpus/fetch.sh first", file=sys.stderr)
         return 2
     for path in paths:
-        s = stats(clip_tokens(path, args.model), bits)
+        s = stats(clip_tokens(path, args.model, args.hysteresis), bits)
         print(f"{path.name:24} " + "  ".join(f"{k} {v:.3f}" for k, v in s.items()))
     return 0
 

@@ -157,6 +157,16 @@ class EntropyParams:
     warmup: int = 1024
     prior: int = 0
 
+    @classmethod
+    def with_prior(cls, prior: "EntropyPrior | None") -> "EntropyParams":
+        """The params `tokcodec encode` codes with: the context model, starting
+        from `prior` when there is one. Tables that start from a prior skip the
+        warm-up steps (warmup 0): on the eval clips that decodes 7% faster for
+        0.03-0.2% more bits (bench/RESULTS.md)."""
+        if prior is None:
+            return cls()
+        return cls(prior=prior.id, warmup=0)
+
     def check(self, error: type[Exception] = ValueError) -> None:
         ranges = {
             "model_id": (0, 1),

@@ -80,6 +80,37 @@ def merge_tokens(low: Tokens, high: Tokens, bits: int) -> Tokens:
     return low | (high << ((bits + 1) // 2))
 
 
+# Encoder-side rate control (no decoder change): a latent whose magnitude is
+# below the threshold is barely decided between its two signs, so keeping the
+# sign it had in the previous latent frame costs little distortion and makes
+# that bit predictable for the entropy coder's temporal contexts. The default
+# was chosen by measurement (bench/RESULTS.md, "Hysteresis"): at 0.2 the
+# default model's tokens cost ~9% fewer bits at an unchanged PSNR.
+DEFAULT_HYSTERESIS = 0.2
+
+
+def hysteresis_signs(z: torch.Tensor, threshold: float, previous: torch.Tensor | None = None) -> torch.Tensor:
+    """The bits 1{z > 0} of latents z (B, K, T, H, W), except that where |z| <
+    `threshold` a bit repeats the one of the previous latent frame.
+
+    `previous` (B, K, H, W) bool: the bits of the frame before z's first (a
+    streaming encoder's last step); None starts afresh (a chunk's first frame
+    is plain sign quantisation). `threshold` 0 gives plain 1{z > 0}.
+    """
+    if threshold < 0:
+        raise ValueError(f"hysteresis threshold must be >= 0, got {threshold}")
+    positive = z > 0
+    if threshold == 0:
+        return positive
+    weak = z.abs() < threshold
+    out = positive.clone()
+    for t in range(z.shape[2]):
+        prev = previous if t == 0 else out[:, :, t - 1]
+        if prev is not None:
+            out[:, :, t] = torch.where(weak[:, :, t], prev, positive[:, :, t])
+    return out
+
+
 def level_mask(keep: torch.Tensor, channels: int, like: torch.Tensor) -> torch.Tensor:
     """(B, channels, 1, 1, 1) mask, 1 for the first keep[b] channels of sample b."""
     idx = torch.arange(channels, device=like.device).view(1, -1, 1, 1, 1)

@@ -24,7 +24,7 @@ from torch import nn
 
 from .config import TokenizerConfig
 from .layers import CausalConv3d, FrameGroupNorm, ResBlock, depth_to_space
-from .lfq import LFQ, LFQOutput, level_codes
+from .lfq import LFQ, LFQOutput, bits_to_indices, hysteresis_signs, level_codes
 
 
 class Encoder(nn.Module):
@@ -165,16 +165,19 @@ class Tokenizer(nn.Module):
 
     # -- codec ------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, video: torch.Tensor, bits: int | None = None) -> torch.Tensor:
+    def encode(self, video: torch.Tensor, bits: int | None = None, hysteresis: float = 0.0) -> torch.Tensor:
         """Tokens (B, T', H', W') int64 of a float video (B, 3, T, H, W) in [-1, 1].
 
         Any T >= 1, H and W are accepted; the clip is padded to the stride.
         `bits` < config.bits keeps only the first `bits` channels (a lower
         level of the rate ladder): tokens are then in [0, 2^bits).
+        `hysteresis` > 0: a channel whose latent is smaller than it in
+        magnitude keeps its previous latent frame's bit (`hysteresis_signs`;
+        fewer bits after entropy coding, for a little distortion).
         """
         bits = self._check_bits(bits)
         z = self.encoder(self.pad(video))
-        tokens = self.quantizer(z, with_entropy=False).tokens
+        tokens = bits_to_indices(hysteresis_signs(z, hysteresis), dim=1)
         return tokens if bits == self.config.bits else tokens & ((1 << bits) - 1)
 
     @torch.no_grad()

@@ -3,17 +3,19 @@
 Four graphs, because a chunk's first step and the steps after it differ in
 shape (see `stateful.py`):
 
-    encoder_first.onnx  frames (B, 3, 1, H, W)            -> tokens (B, 1, H', W'), caches...
-    encoder_step.onnx   frames (B, 3, t, H, W), caches... -> tokens (B, 1, H', W'), caches...
+    encoder_first.onnx  frames (B, 3, 1, H, W)            -> latent (B, K, 1, H', W'), caches...
+    encoder_step.onnx   frames (B, 3, t, H, W), caches... -> latent (B, K, 1, H', W'), caches...
     decoder_first.onnx  latent (B, K, 1, H', W')          -> frames (B, 3, 1, H, W), caches...
     decoder_step.onnx   latent (B, K, 1, H', W'), caches...-> frames (B, 3, t, H, W), caches...
 
 Frames are float in [-1, 1] with H and W multiples of the spatial factor;
-tokens carry all K bits (a lower quality level masks them); the decoder
-takes the latent as codes in {-1, +1} with 0 for channels a level drops.
+the encoder's latent is z before quantisation (the caller quantises it,
+with hysteresis against the previous step; a lower quality level masks
+bits); the decoder takes the latent as codes in {-1, +1} with 0 for
+channels a level drops.
 Batch, height and width are dynamic axes everywhere (the caches' too).
-`manifest.json` records the model, its fingerprint, factors, levels and the
-cache names, so the runtime can check what it opens.
+`manifest.json` records the export format, the model, its fingerprint,
+factors, levels and the cache names, so the runtime can check what it opens.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ import torch
 from torch import nn
 
 from tokcodec.codec import Tokenizer, fingerprint
-from tokcodec.codec.lfq import indices_to_codes
 
 from .stateful import DecoderStep, EncoderStep, _temporal_convs
 
 OPSET = 17
+# 2: the encoder graphs output the latent before quantisation (1: tokens)
+FORMAT = 2
 GRAPHS = ("encoder_first", "encoder_step", "decoder_first", "decoder_step")
 
 
@@ -68,8 +71,8 @@ def export_onnx(tokenizer: Tokenizer, out_dir: str | os.PathLike, height: int = 
     dec_first = _DecoderFromLatent(DecoderStep(tokenizer, True))
     dec_step = _DecoderFromLatent(DecoderStep(tokenizer, False))
     with torch.no_grad():
-        tokens, *enc_caches = enc_first(frames1)
-        latent = indices_to_codes(tokens, k, dim=1)
+        z, *enc_caches = enc_first(frames1)
+        latent = torch.where(z > 0, 1.0, -1.0)
         _, *dec_caches = dec_first(latent)
     enc_cache_names = [f"enc_cache{i}" for i in range(n_enc)]
     dec_cache_names = [f"dec_cache{i}" for i in range(n_dec)]
@@ -82,11 +85,10 @@ def export_onnx(tokenizer: Tokenizer, out_dir: str | os.PathLike, height: int = 
     new_enc = [f"new_{n}" for n in enc_cache_names]
     new_dec = [f"new_{n}" for n in dec_cache_names]
     jobs = [
-        ("encoder_first", enc_first, (frames1,), ["frames"], ["tokens", *new_enc],
-         {"frames": frames_axes, "tokens": {0: "batch", 2: "latent_h", 3: "latent_w"}, **axes(new_enc, "enc")}),
-        ("encoder_step", enc_step, (frames_t, *enc_caches), ["frames", *enc_cache_names], ["tokens", *new_enc],
-         {"frames": frames_axes, "tokens": {0: "batch", 2: "latent_h", 3: "latent_w"},
-          **axes(enc_cache_names, "enc"), **axes(new_enc, "enc")}),
+        ("encoder_first", enc_first, (frames1,), ["frames"], ["latent", *new_enc],
+         {"frames": frames_axes, "latent": latent_axes, **axes(new_enc, "enc")}),
+        ("encoder_step", enc_step, (frames_t, *enc_caches), ["frames", *enc_cache_names], ["latent", *new_enc],
+         {"frames": frames_axes, "latent": latent_axes, **axes(enc_cache_names, "enc"), **axes(new_enc, "enc")}),
         ("decoder_first", dec_first, (latent,), ["latent"], ["frames", *new_dec],
          {"latent": latent_axes, "frames": frames_axes, **axes(new_dec, "dec")}),
         ("decoder_step", dec_step, (latent, *dec_caches), ["latent", *dec_cache_names], ["frames", *new_dec],
@@ -104,6 +106,7 @@ def export_onnx(tokenizer: Tokenizer, out_dir: str | os.PathLike, height: int = 
 
             onnx.checker.check_model(str(tmp / f"{name}.onnx"), full_check=True)
         manifest = {
+            "format": FORMAT,
             "model": cfg.name,
             "fingerprint": fingerprint(tokenizer),
             "temporal_factor": t,

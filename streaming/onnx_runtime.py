@@ -6,7 +6,7 @@ environment variable TOKCODEC_ORT_PROVIDERS, comma-separated) says
 otherwise. It has the interface of `stateful.TorchEngine`, so
 `StreamingEncoder` / `StreamingDecoder` run on either. On a GPU provider the
 caches stay on the device between steps (I/O binding); only frames and
-tokens cross to the host.
+latents cross to the host.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .onnx_export import GRAPHS
+from .onnx_export import FORMAT, GRAPHS
 
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -50,6 +50,9 @@ class OnnxEngine:
         except (OSError, ValueError) as exc:
             raise ValueError(f"{directory}: not an exported tokcodec model ({exc})") from None
         m = self.manifest
+        if m.get("format", 1) != FORMAT:
+            raise ValueError(f"{directory}: exported in format {m.get('format', 1)}, this version reads {FORMAT}: "
+                             "export the model again (tokcodec export-onnx)")
         self.model, self.fingerprint = m["model"], m["fingerprint"]
         self.temporal_factor, self.spatial_factor, self.bits = m["temporal_factor"], m["spatial_factor"], m["bits"]
         self.providers = choose_providers(providers)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from tokcodec.codec.layers import AdaptiveGroupNorm, CausalConv3d, StreamSlot
-from tokcodec.codec.lfq import bits_to_indices, level_codes
+from tokcodec.codec.lfq import DEFAULT_HYSTERESIS, bits_to_indices, hysteresis_signs, level_codes
 from tokcodec.codec.model import Tokenizer
 
 
@@ -61,16 +61,17 @@ class _Step(nn.Module):
 class EncoderStep(_Step):
     """frames (B, 3, n, H, W) in [-1, 1], H and W multiples of the spatial factor,
     n = 1 for a chunk's first step (`first=True`), else the temporal factor
-    -> (tokens (B, 1, H', W') int64 of `bits` bits, *new caches)."""
+    -> (latent z (B, K, 1, H', W') before quantisation, *new caches).
 
-    def __init__(self, tokenizer: Tokenizer, first: bool, bits: int | None = None) -> None:
+    The step stops before the quantiser so that the caller quantises with
+    hysteresis against the previous step's bits (`hysteresis_signs`)."""
+
+    def __init__(self, tokenizer: Tokenizer, first: bool) -> None:
         super().__init__(tokenizer.encoder, first)
-        self.bits = bits or tokenizer.config.bits
 
     def forward(self, frames: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
         z, new = self._run(frames, caches)
-        tokens = bits_to_indices(z[:, : self.bits] > 0, dim=1)
-        return (tokens, *new)
+        return (z, *new)
 
 
 class DecoderStep(_Step):
@@ -104,8 +105,8 @@ class TorchEngine:
 
     Both engines share one interface on numpy arrays: `encode_step(frames,
     caches)` with frames float32 (B, 3, n, H, W) in [-1, 1] and `caches`
-    None for a chunk's first step, returning (tokens (B, 1, H', W') int64 of
-    all bits, caches); `decode_step(latent, caches)` with the latent float32
+    None for a chunk's first step, returning (latent z float32 (B, K, 1, H',
+    W') before quantisation, caches); `decode_step(latent, caches)` with the latent float32
     (B, K, 1, H', W') in {-1, 0, +1}, returning (frames float32, caches).
     """
 
@@ -121,8 +122,8 @@ class TorchEngine:
     @torch.no_grad()
     def encode_step(self, frames: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
         with self.lock:
-            tokens, *new = self._enc[caches is None](torch.from_numpy(frames), *(caches or []))
-        return tokens.numpy(), new
+            z, *new = self._enc[caches is None](torch.from_numpy(frames), *(caches or []))
+        return z.numpy(), new
 
     @torch.no_grad()
     def decode_step(self, latent: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
@@ -160,14 +161,19 @@ class StreamingEncoder:
     frame it completes, or None; after `chunk_frames` frames the next frame
     starts a new chunk, with no state carried over (chunks decode on their
     own). `engine` is a `TorchEngine` or `onnx_runtime.OnnxEngine`.
+    `hysteresis` as in `Tokenizer.encode` (the same tokens as offline).
     """
 
-    def __init__(self, engine, chunk_frames: int, bits: int | None = None) -> None:
+    def __init__(self, engine, chunk_frames: int, bits: int | None = None,
+                 hysteresis: float = DEFAULT_HYSTERESIS) -> None:
         t = engine.temporal_factor
         if chunk_frames < 1 or (chunk_frames - 1) % t:
             raise ValueError(f"chunk_frames must be 1 + {t}k")
+        if hysteresis < 0:
+            raise ValueError(f"hysteresis must be >= 0, got {hysteresis}")
         self.engine, self.t, self.chunk_frames = engine, t, chunk_frames
         self.mask = (1 << (bits or engine.bits)) - 1
+        self.hysteresis = hysteresis
         self.reset()
 
     def reset(self) -> None:
@@ -175,6 +181,12 @@ class StreamingEncoder:
         self.caches: list | None = None
         self.pending: list[np.ndarray] = []
         self.count = 0  # frames of the current chunk seen
+        self.previous: torch.Tensor | None = None  # the last latent frame's bits (B, K, H', W')
+
+    def _tokens(self, z: np.ndarray) -> np.ndarray:
+        bits = hysteresis_signs(torch.from_numpy(z), self.hysteresis, self.previous)
+        self.previous = bits[:, :, -1]
+        return bits_to_indices(bits, dim=1).numpy()[0, 0] & self.mask
 
     def push(self, frame: np.ndarray) -> np.ndarray | None:
         if self.count == self.chunk_frames:
@@ -183,9 +195,9 @@ class StreamingEncoder:
         self.count += 1
         if self.count > 1 and len(self.pending) < self.t:
             return None
-        tokens, self.caches = self.engine.encode_step(to_float(np.stack(self.pending)), self.caches)
+        z, self.caches = self.engine.encode_step(to_float(np.stack(self.pending)), self.caches)
         self.pending = []
-        return tokens[0, 0] & self.mask
+        return self._tokens(z)
 
     def flush(self) -> np.ndarray | None:
         """End the chunk early (the video ended): the frames waiting for a full
@@ -195,9 +207,10 @@ class StreamingEncoder:
             self.reset()
             return None
         frames = self.pending + [self.pending[-1]] * (self.t - len(self.pending))
-        tokens, _ = self.engine.encode_step(to_float(np.stack(frames)), self.caches)
+        z, _ = self.engine.encode_step(to_float(np.stack(frames)), self.caches)
+        tokens = self._tokens(z)
         self.reset()
-        return tokens[0, 0] & self.mask
+        return tokens
 
 
 class StreamingDecoder:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tokcodec.codec import LFQ, LFQConfig, bits_to_indices, indices_to_bits, merge_tokens, split_tokens
-from tokcodec.codec.lfq import entropy_terms, indices_to_codes
+from tokcodec.codec.lfq import entropy_terms, hysteresis_signs, indices_to_codes
 
 
 @pytest.mark.parametrize("k", [1, 4, 10])
@@ -116,3 +116,30 @@ def test_token_factorisation_round_trip(k):
     assert np.array_equal(lt.numpy(), low) and np.array_equal(ht.numpy(), high)
     if k <= 10:  # every (low, high) pair occurs exactly once
         assert len(set(zip(low.tolist(), high.tolist()))) == 2**k
+
+
+def test_hysteresis_holds_weak_latents_and_only_those():
+    torch.manual_seed(0)
+    z = torch.randn(2, 6, 9, 4, 5)
+    plain = z > 0
+    held = hysteresis_signs(z, 0.5)
+    assert torch.equal(hysteresis_signs(z, 0.0), plain)
+    strong = z.abs() >= 0.5
+    assert torch.equal(held[strong], plain[strong])  # decided latents keep their sign
+    assert torch.equal(held[:, :, 0], plain[:, :, 0])  # nothing to hold on a chunk's first frame
+    weak = ~strong[:, :, 1:]
+    assert torch.equal(held[:, :, 1:][weak], held[:, :, :-1][weak])  # weak ones repeat the previous frame
+    # so the bits change over time less often than plain signs do
+    changes = lambda b: (b[:, :, 1:] != b[:, :, :-1]).sum()  # noqa: E731
+    assert changes(held) < changes(plain)
+
+
+def test_hysteresis_continues_from_a_previous_step():
+    torch.manual_seed(1)
+    z = torch.randn(1, 4, 6, 3, 3)
+    whole = hysteresis_signs(z, 0.7)
+    first = hysteresis_signs(z[:, :, :2], 0.7)
+    rest = hysteresis_signs(z[:, :, 2:], 0.7, previous=first[:, :, -1])
+    assert torch.equal(torch.cat([first, rest], dim=2), whole)
+    with pytest.raises(ValueError, match=">= 0"):
+        hysteresis_signs(z, -0.1)

@@ -39,8 +39,11 @@ def prior() -> EntropyPrior:
     return fit_prior([skewed_tokens(s, T=5, H=12, W=16) for s in range(100, 120)], K)
 
 
-def test_prior_saves_bits_on_short_chunks_and_round_trips(prior: EntropyPrior) -> None:
-    with_prior = EntropyParams(prior=prior.id)
+@pytest.mark.parametrize("warmup", [1024, 0])  # 0: what EntropyParams.with_prior (tokcodec encode) uses
+def test_prior_saves_bits_on_short_chunks_and_round_trips(prior: EntropyPrior, warmup: int) -> None:
+    with_prior = EntropyParams(prior=prior.id, warmup=warmup)
+    assert EntropyParams.with_prior(prior) == EntropyParams(prior=prior.id, warmup=0)
+    assert EntropyParams.with_prior(None) == EntropyParams()
     plain = without = 0
     for seed in range(5):
         tokens = skewed_tokens(seed)
@@ -133,3 +136,33 @@ def test_headers_without_a_prior_field_still_parse() -> None:
     assert params == EntropyParams()
     assert Header.read(io.BytesIO(h.to_bytes())) == h
     assert struct.calcsize("<5I") == len(container._entropy_params_bytes(h.entropy))
+
+
+def test_refitted_priors_retire_the_old_ones_which_still_decode(prior: EntropyPrior, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokcodec import priors
+
+    monkeypatch.setattr(priors, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(priors, "RETIRED_DIR", tmp_path / "retired")
+    priors.load_prior.cache_clear()
+    priors._load_retired.cache_clear()
+    newer = fit_prior([skewed_tokens(seed, T=3, H=6, W=8) ^ 1 for seed in range(4)], K)
+    assert newer.id != prior.id
+    path = priors.prior_path("tiny", K)
+    prior.save(path)
+    priors._retire(path, "tiny", K, newer.id)
+    newer.save(path)
+    assert priors.retired_prior_path("tiny", K, prior.id).is_file()
+
+    def header(prior_id: int) -> Header:
+        return Header(model="tiny", fingerprint="0123456789abcdef", width=64, height=48, padded_width=64,
+                      padded_height=48, fps=Fraction(25), frames=0, chunk_frames=9, temporal_factor=4,
+                      spatial_factor=8, bits=K, entropy=EntropyParams(prior=prior_id))
+
+    try:
+        assert priors.prior_for(header(newer.id)).id == newer.id  # the current one
+        assert priors.prior_for(header(prior.id)).id == prior.id  # the retired one: old files still decode
+        assert priors.prior_for(header(12345)) is None
+    finally:
+        priors.load_prior.cache_clear()
+        priors._load_retired.cache_clear()

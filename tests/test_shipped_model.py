@@ -38,3 +38,20 @@ def test_streaming_model_reconstructs_the_sample(tmp_path: Path) -> None:
     report = reconstruct_file(SAMPLE, tmp_path / "out.mp4", model=STREAM_MODEL, lossless=True)
     assert report.frames == 33
     assert report.psnr_rgb >= STREAM_PSNR_FLOOR_DB
+
+
+@pytest.mark.slow
+def test_hysteresis_saves_bits_at_almost_no_cost_on_the_sample(tmp_path: Path) -> None:
+    """The encoder's default hysteresis (measured on the sample on 2026-11-27: 19.3% fewer bytes,
+    0.007 dB lower PSNR) must keep paying for itself with the shipped default model."""
+    from tokcodec.api import video_psnr
+    from tokcodec.files import decode_file, encode_file
+
+    size, psnr = {}, {}
+    for h in (0.0, None):
+        tok, mp4 = tmp_path / f"{h}.tok", tmp_path / f"{h}.mp4"
+        size[h] = encode_file(SAMPLE, tok, hysteresis=h).bytes
+        decode_file(tok, mp4, lossless=True)
+        psnr[h] = video_psnr(SAMPLE, mp4)
+    assert size[None] <= 0.9 * size[0.0]
+    assert psnr[None] >= psnr[0.0] - 0.1

@@ -13,6 +13,7 @@ from media import smooth_frames
 from tokcodec.cli import main
 from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
+from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, TorchEngine
 
 onnx = pytest.importorskip("onnx")
@@ -43,12 +44,14 @@ def frames() -> np.ndarray:
     return np.stack(smooth_frames(14, 48, 64))  # a chunk of 9 and 5 frames of a second one
 
 
-def offline_tokens(model: Tokenizer, frames: np.ndarray, chunk: int) -> list[np.ndarray]:
-    return [model.encode(frames_to_video(frames[i : i + chunk]))[0].numpy() for i in range(0, len(frames), chunk)]
+def offline_tokens(model: Tokenizer, frames: np.ndarray, chunk: int, hysteresis: float = 0.0) -> list[np.ndarray]:
+    return [model.encode(frames_to_video(frames[i : i + chunk]), hysteresis=hysteresis)[0].numpy()
+            for i in range(0, len(frames), chunk)]
 
 
-def stream_tokens(engine, frames: np.ndarray, chunk: int, bits: int | None = None) -> list[np.ndarray]:
-    enc = StreamingEncoder(engine, chunk, bits)
+def stream_tokens(engine, frames: np.ndarray, chunk: int, bits: int | None = None,
+                  hysteresis: float = 0.0) -> list[np.ndarray]:
+    enc = StreamingEncoder(engine, chunk, bits, hysteresis=hysteresis)
     out: list[np.ndarray] = []
     grids: list[list[np.ndarray]] = []
     for i, f in enumerate(frames):
@@ -64,12 +67,23 @@ def stream_tokens(engine, frames: np.ndarray, chunk: int, bits: int | None = Non
     return out
 
 
-def test_streaming_encoder_gives_the_offline_tokens(model: Tokenizer, frames: np.ndarray) -> None:
-    offline = offline_tokens(model, frames, 9)
-    streamed = stream_tokens(TorchEngine(model), frames, 9)
+def median_latent(model: Tokenizer, frames: np.ndarray) -> float:
+    """A hysteresis threshold that holds about half of this model's latents."""
+    with torch.no_grad():
+        return float(model.encoder(model.pad(frames_to_video(frames))).abs().median())
+
+
+@pytest.mark.parametrize("with_hysteresis", [False, True])
+def test_streaming_encoder_gives_the_offline_tokens(model: Tokenizer, frames: np.ndarray, with_hysteresis: bool) -> None:
+    h = median_latent(model, frames) if with_hysteresis else 0.0
+    offline = offline_tokens(model, frames, 9, h)
+    streamed = stream_tokens(TorchEngine(model), frames, 9, hysteresis=h)
     assert [g.shape for g in streamed] == [g.shape for g in offline] == [(3, 6, 8), (2, 6, 8)]
     for a, b in zip(streamed, offline):
         assert np.array_equal(a, b)
+    if with_hysteresis:  # it did hold bits: the tokens differ from plain quantisation
+        plain = offline_tokens(model, frames, 9)
+        assert not all(np.array_equal(a, b) for a, b in zip(plain, offline))
 
 
 def test_streaming_encoder_waits_for_a_whole_step(model: Tokenizer, frames: np.ndarray) -> None:
@@ -105,8 +119,9 @@ def test_onnx_export_is_valid_and_matches_torch(model: Tokenizer, frames: np.nda
         onnx.checker.check_model(str(exported / f"{g}.onnx"))
     engine = OnnxEngine(exported, providers=["CPUExecutionProvider"])
     assert engine.providers == ["CPUExecutionProvider"] and engine.model == "tiny"
-    offline = offline_tokens(model, frames, 9)
-    streamed = stream_tokens(engine, frames, 9)
+    h = median_latent(model, frames)
+    offline = offline_tokens(model, frames, 9, h)
+    streamed = stream_tokens(engine, frames, 9, hysteresis=h)
     agree = np.mean(np.concatenate([(a == b).ravel() for a, b in zip(streamed, offline)]))
     assert agree >= 0.999
     grid = offline[0]
@@ -120,8 +135,8 @@ def test_onnx_shapes_are_dynamic(model: Tokenizer, exported: Path) -> None:
     other = np.stack(smooth_frames(5, 32, 96))  # another size than the export's example
     assert [g.shape for g in stream_tokens(engine, other, 5)] == [(2, 4, 12)]
     batch = np.repeat(((other[:1].astype(np.float32) / 127.5) - 1).transpose(3, 0, 1, 2)[None], 2, axis=0)
-    tokens, caches = engine.encode_step(batch, None)
-    assert tokens.shape == (2, 1, 4, 12) and all(c.shape[0] == 2 for c in caches)
+    latent, caches = engine.encode_step(batch, None)
+    assert latent.shape == (2, 10, 1, 4, 12) and all(c.shape[0] == 2 for c in caches)
 
 
 def test_provider_choice() -> None:
@@ -154,9 +169,22 @@ def test_default_model_onnx_parity_on_the_sample_clip(tmp_path: Path) -> None:
     model = load_tokenizer()
     clip = next(iter(read_clips(Path(__file__).resolve().parent.parent / "codec" / "samples" / "sample.mp4", 17, 4)))
     engine = OnnxEngine(export_onnx(model, tmp_path / "default"), providers=["CPUExecutionProvider"])
-    offline = offline_tokens(model, clip.frames, 17)
-    streamed = stream_tokens(engine, clip.frames, 17)
+    offline = offline_tokens(model, clip.frames, 17, DEFAULT_HYSTERESIS)  # as `tokcodec encode` and `serve` code
+    streamed = stream_tokens(engine, clip.frames, 17, hysteresis=DEFAULT_HYSTERESIS)
     assert np.mean(streamed[0] == offline[0]) >= 0.999
     reference = video_to_frames(model.decode(torch.from_numpy(offline[0])[None]))
     decoded = np.stack(list(StreamingDecoder(engine).decode_chunk(offline[0])))
     assert psnr(decoded, reference) >= 45
+
+
+def test_runtime_refuses_an_export_of_another_format(exported: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(exported, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["format"]  # what version 1 wrote: its encoders output tokens
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="export the model again"):
+        OnnxEngine(old, providers=["CPUExecutionProvider"])

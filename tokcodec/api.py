@@ -14,6 +14,7 @@ import numpy as np
 from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.io import VideoWriter, iter_frames, probe, read_clips
+from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 
 from .progress import Progress
 
@@ -57,17 +58,20 @@ def reconstruct_file(
     model: Tokenizer | str | None = None,
     clip_frames: int = DEFAULT_CLIP_FRAMES,
     lossless: bool = False,
+    hysteresis: float | None = None,
     force: bool = False,
     quiet: bool = True,
 ) -> RoundTripReport:
     """Encode a video to tokens and decode them back to an mp4, clip by clip.
 
     Memory is bounded by one clip. The source's audio is copied through. The
-    output appears only when the whole video is done.
+    output appears only when the whole video is done. `hysteresis` as in
+    `encode_file` (None: the codec's default, what `tokcodec encode` uses).
     """
     check_output(output, force)
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
     bits = tokenizer.level_bits()  # the default level, as `tokcodec encode` uses
+    hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
     info = probe(source)
     start = time.monotonic()
     sq_err, frames, clips, tokens = 0.0, 0, 0, 0
@@ -77,7 +81,7 @@ def reconstruct_file(
     ) as writer:
         for clip in read_clips(source, clip_frames, tokenizer.temporal_factor):
             video = frames_to_video(clip.frames)
-            codes = tokenizer.encode(video, bits=bits)
+            codes = tokenizer.encode(video, bits=bits, hysteresis=hysteresis)
             decoded = video_to_frames(tokenizer.decode(codes, size=tuple(video.shape[-3:]), bits=bits))
             for frame in decoded[: clip.valid]:
                 writer.write(frame)

@@ -24,6 +24,7 @@ from tokcodec.bitstream.container import AudioPacket, AudioTrack, Header, TokErr
 from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
+from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.codec.io import (
     AudioPacketData,
     AudioStreamInfo,
@@ -95,6 +96,7 @@ def encode_file(
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     max_frames: int | None = None,
     entropy: EntropyParams | None = None,
+    hysteresis: float | None = None,
     force: bool = False,
     quiet: bool = True,
 ) -> EncodeReport:
@@ -104,8 +106,11 @@ def encode_file(
     tokenized and coded on its own, so it can be decoded without the others.
     The source's audio packets are stored alongside. `quality` picks a level
     of the model's rate ladder (0 = lowest rate; None = the model's default).
+    `hysteresis`: latents smaller than it keep their previous latent frame's
+    bit (`Tokenizer.encode`); 0 is plain sign quantisation, None the default.
     """
     check_output(output, force)
+    hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
     bits = tokenizer.level_bits(quality)  # refuses a level the model lacks before any work
     t = tokenizer.temporal_factor
@@ -125,7 +130,7 @@ def encode_file(
     tokens = 0
     with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer:
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames)):
-            codes = tokenizer.encode(frames_to_video(clip.frames), bits=bits)[0].numpy()
+            codes = tokenizer.encode(frames_to_video(clip.frames), bits=bits, hysteresis=hysteresis)[0].numpy()
             end = clip.start + clip.valid
             # The last chunk of the whole source also takes the audio that outlasts the video.
             whole = last and (max_frames is None or end < max_frames)
@@ -157,7 +162,7 @@ def new_header(
     _, ph, pw = tokenizer.padded_size(1, height, width)
     prior = model_prior(tokenizer, bits) if entropy is None or entropy.prior else None
     if entropy is None:
-        entropy = EntropyParams(prior=prior.id if prior is not None else 0)
+        entropy = EntropyParams.with_prior(prior)
     header = Header(model=tokenizer.config.name, fingerprint=fingerprint(tokenizer), width=width, height=height,
                     padded_width=pw, padded_height=ph, fps=fps, frames=0, chunk_frames=chunk_frames,
                     temporal_factor=tokenizer.temporal_factor, spatial_factor=tokenizer.spatial_factor, bits=bits,

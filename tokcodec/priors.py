@@ -6,6 +6,10 @@ beside the weights as ``codec/models/NAME.prior-kB.npz``, one per level of
 the model's rate ladder (B bits per token); `tokcodec encode` uses it when
 the model has one, and the .tok header names it by its id, so a decoder
 either has the same prior or refuses the file with a clear error.
+
+When a model's priors are fitted again, the ones they replace move to
+``codec/models/retired/NAME.prior-kB-ID.npz`` (ID: the prior's id in hex):
+new files are coded with the new priors, and files coded before still decode.
 """
 
 from __future__ import annotations
@@ -25,14 +29,24 @@ from tokcodec.bitstream.entropy import EntropyPrior, fit_prior
 from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import frames_to_video
 from tokcodec.codec.io import read_clips
+from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.codec.registry import MODELS_DIR
 
 PRIOR_WEIGHT = 128  # half units: a fitted context starts as if it had seen 64 decisions
 
 
-def prior_path(model: str, bits: int, directory: Path = MODELS_DIR) -> Path:
-    """Where the prior of a shipped model's `bits`-bit level lives."""
-    return directory / f"{model}.prior-k{bits}.npz"
+RETIRED_DIR = MODELS_DIR / "retired"
+
+
+def prior_path(model: str, bits: int, directory: Path | None = None) -> Path:
+    """Where the prior of a shipped model's `bits`-bit level lives (in `directory`, default the shipped models)."""
+    return (directory or MODELS_DIR) / f"{model}.prior-k{bits}.npz"
+
+
+def retired_prior_path(model: str, bits: int, prior_id: int, directory: Path | None = None) -> Path:
+    """Where a prior that a newer one replaced is kept, so that old files still decode
+    (in `directory`, default the shipped models' retired/ folder)."""
+    return (directory or RETIRED_DIR) / f"{model}.prior-k{bits}-{prior_id:08x}.npz"
 
 
 @functools.lru_cache(maxsize=16)
@@ -46,9 +60,21 @@ def load_prior(model: str, bits: int) -> EntropyPrior | None:
 
 
 def prior_for(header: Header) -> EntropyPrior | None:
-    """The shipped prior a .tok file names, if this tokcodec has it (for TokReader)."""
+    """The shipped prior a .tok file names, current or retired, if this tokcodec has it (for TokReader)."""
+    wanted = header.entropy.prior
     prior = load_prior(header.model, header.bits)
-    return prior if prior is not None and prior.id == header.entropy.prior else None
+    if prior is not None and prior.id == wanted:
+        return prior
+    return _load_retired(header.model, header.bits, wanted)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_retired(model: str, bits: int, prior_id: int) -> EntropyPrior | None:
+    path = retired_prior_path(model, bits, prior_id)
+    if not prior_id or not path.is_file():
+        return None
+    prior = EntropyPrior.load(path)
+    return prior if prior.bits == bits and prior.id == prior_id else None
 
 
 def model_prior(tokenizer: Tokenizer, bits: int | None = None) -> EntropyPrior | None:
@@ -57,14 +83,18 @@ def model_prior(tokenizer: Tokenizer, bits: int | None = None) -> EntropyPrior |
 
 
 def video_token_chunks(
-    videos: Sequence[str | os.PathLike], tokenizer: Tokenizer, chunk_frames: int, max_chunks: int | None
+    videos: Sequence[str | os.PathLike],
+    tokenizer: Tokenizer,
+    chunk_frames: int,
+    max_chunks: int | None,
+    hysteresis: float = DEFAULT_HYSTERESIS,
 ) -> Iterator[np.ndarray]:
-    """Token grids (all bits) of the first `max_chunks` chunks of each video, as `encode` cuts them."""
+    """Token grids (all bits) of the first `max_chunks` chunks of each video, as `encode` cuts and codes them."""
     for video in videos:
         clips = read_clips(video, chunk_frames, tokenizer.temporal_factor)
         for clip in itertools.islice(clips, max_chunks):
             with torch.no_grad():
-                yield tokenizer.encode(frames_to_video(clip.frames))[0].numpy()
+                yield tokenizer.encode(frames_to_video(clip.frames), hysteresis=hysteresis)[0].numpy()
 
 
 def fit_model_priors(
@@ -74,6 +104,7 @@ def fit_model_priors(
     chunk_frames: int = 17,
     max_chunks: int | None = 6,
     weight: int = PRIOR_WEIGHT,
+    hysteresis: float = DEFAULT_HYSTERESIS,
 ) -> list[tuple[Path, EntropyPrior]]:
     """Fit the entropy prior of every level of a tokenizer's rate ladder on
     videos and write them into `directory` as NAME.prior-kB.npz (atomically).
@@ -82,15 +113,29 @@ def fit_model_priors(
     """
     tokenizer = load_tokenizer(model)
     levels = tokenizer.config.lfq.level_bits
-    chunks = list(video_token_chunks(videos, tokenizer, chunk_frames, max_chunks))
+    chunks = list(video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, hysteresis))
     out = []
     for bits in levels:
         mask = (1 << bits) - 1
         prior = fit_prior((c & mask for c in chunks), bits, weight)
         path = prior_path(tokenizer.config.name, bits, Path(directory))
+        _retire(path, tokenizer.config.name, bits, prior.id)
         _save_atomically(prior, path)
         out.append((path, prior))
     return out
+
+
+def _retire(path: Path, model: str, bits: int, new_id: int) -> None:
+    """Move the prior at `path` (if any, and unless it is the new one) to the
+    retired/ folder beside it, so that files coded with it still decode."""
+    if not path.is_file():
+        return
+    old = EntropyPrior.load(path)
+    if old.id == new_id:
+        return
+    target = retired_prior_path(model, bits, old.id, path.parent / RETIRED_DIR.name)
+    target.parent.mkdir(exist_ok=True)
+    os.replace(path, target)
 
 
 def _save_atomically(prior: EntropyPrior, output: Path) -> None:
