@@ -85,7 +85,7 @@ def measure(model, model_name: str | None, quality: int, paths: list[Path], repe
     for path in paths:
         grids = [g & ((1 << k) - 1) for g in clip_tokens(path, model_name, hysteresis)]
         n = sum(g.size for g in grids)
-        for name, enc, dec in _methods(k, model_prior(model, k)):
+        for name, enc, dec in _methods(k, model_prior(model, k), grids[0].shape[1] * grids[0].shape[2]):
             if enc is None:
                 continue
             te, blobs = _best(lambda: [enc(g) for g in grids], repeat)

@@ -105,9 +105,10 @@ def _best(fn, repeat):
     return best, out
 
 
-def _methods(K, prior=None):
+def _methods(K, prior=None, frame_tokens=0):
     """(name, encode, decode) of each method; "prior" (the context model
-    starting from a tokenizer's `EntropyPrior`) only when one is given."""
+    starting from a tokenizer's `EntropyPrior`, with the params `tokcodec
+    encode` uses for frames of `frame_tokens` tokens) only when one is given."""
     raw, ctx = EntropyParams(model_id=0), EntropyParams()
 
     def via_raw(compress, decompress):
@@ -131,7 +132,7 @@ def _methods(K, prior=None):
     ms.append(("lzma-9e", *via_raw(lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress)))
     ms.append(("context", lambda t: encode_tokens(t, K, ctx), lambda d, s: decode_tokens(d, s, K, ctx)))
     if prior is not None:
-        pp = EntropyParams.with_prior(prior)  # as `tokcodec encode` codes
+        pp = EntropyParams.for_encoding(prior, frame_tokens)  # as `tokcodec encode` codes
         ms.append(("prior", lambda t: encode_tokens(t, K, pp, prior), lambda d, s: decode_tokens(d, s, K, pp, prior)))
     return ms
 

@@ -158,14 +158,16 @@ class EntropyParams:
     prior: int = 0
 
     @classmethod
-    def with_prior(cls, prior: "EntropyPrior | None") -> "EntropyParams":
+    def for_encoding(cls, prior: "EntropyPrior | None", frame_tokens: int) -> "EntropyParams":
         """The params `tokcodec encode` codes with: the context model, starting
-        from `prior` when there is one. Tables that start from a prior skip the
-        warm-up steps (warmup 0): on the eval clips that decodes 7% faster for
-        0.03-0.2% more bits (bench/RESULTS.md)."""
+        from `prior` when there is one. Small frames (at most 512 tokens per
+        latent frame, e.g. 176x144 video at 8x8) that start from a prior skip
+        the warm-up steps (warmup 0): there the steps buy 0.03% of the bits and
+        cost 7% of the decoding speed, while on large frames, whose content a
+        prior may fit badly, they save up to 4% (bench/RESULTS.md)."""
         if prior is None:
             return cls()
-        return cls(prior=prior.id, warmup=0)
+        return cls(prior=prior.id, warmup=0) if frame_tokens <= _SMALL else cls(prior=prior.id)
 
     def check(self, error: type[Exception] = ValueError) -> None:
         ranges = {

@@ -39,11 +39,12 @@ def prior() -> EntropyPrior:
     return fit_prior([skewed_tokens(s, T=5, H=12, W=16) for s in range(100, 120)], K)
 
 
-@pytest.mark.parametrize("warmup", [1024, 0])  # 0: what EntropyParams.with_prior (tokcodec encode) uses
+@pytest.mark.parametrize("warmup", [1024, 0])  # 0: what `tokcodec encode` uses on small frames
 def test_prior_saves_bits_on_short_chunks_and_round_trips(prior: EntropyPrior, warmup: int) -> None:
     with_prior = EntropyParams(prior=prior.id, warmup=warmup)
-    assert EntropyParams.with_prior(prior) == EntropyParams(prior=prior.id, warmup=0)
-    assert EntropyParams.with_prior(None) == EntropyParams()
+    assert EntropyParams.for_encoding(prior, 22 * 18) == EntropyParams(prior=prior.id, warmup=0)
+    assert EntropyParams.for_encoding(prior, 40 * 30) == EntropyParams(prior=prior.id)
+    assert EntropyParams.for_encoding(None, 22 * 18) == EntropyParams()
     plain = without = 0
     for seed in range(5):
         tokens = skewed_tokens(seed)
