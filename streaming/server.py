@@ -446,6 +446,41 @@ class TokServer:
         return app
 
 
+class ServerThread:
+    """A `TokServer` in a background thread with its own event loop, on a free
+    port of 127.0.0.1 (`.port`): for tests, benchmarks and embedding.
+
+        with ServerThread(TokServer(folder)) as srv:
+            url = f"http://127.0.0.1:{srv.port}/"
+    """
+
+    def __init__(self, server: TokServer) -> None:
+        self.server, self.loop = server, asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.runner = web.AppRunner(self.server.app())
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self.ready.set()
+        self.loop.run_forever()
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        if not self.ready.wait(30):
+            raise RuntimeError("the server thread did not start within 30 s")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+
+
 TOKEN_PART = 16384  # bytes of a chunk per data-channel message
 
 
