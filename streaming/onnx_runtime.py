@@ -41,7 +41,11 @@ def choose_providers(requested: list[str] | None = None) -> list[str]:
 class OnnxEngine:
     """The streaming encoder and decoder steps on onnxruntime."""
 
-    def __init__(self, directory: str | os.PathLike, providers: list[str] | None = None, threads: int = 0) -> None:
+    def __init__(self, directory: str | os.PathLike, providers: list[str] | None = None, threads: int = 0,
+                 io_binding: bool | None = None) -> None:
+        """Open the export in `directory`. `io_binding`: keep the caches as
+        onnxruntime values between steps instead of numpy arrays (default: on
+        for a GPU provider, where it keeps them on the device)."""
         import onnxruntime as ort
 
         directory = Path(directory)
@@ -64,15 +68,16 @@ class OnnxEngine:
             g: ort.InferenceSession(str(directory / f"{g}.onnx"), options, providers=self.providers) for g in GRAPHS
         }
         self.device = "cuda" if self.providers[0] != "CPUExecutionProvider" else "cpu"
+        self.io_binding = self.device != "cpu" if io_binding is None else io_binding
 
     def _run(self, graph: str, main: str, x: np.ndarray, names: list[str], caches: list | None) -> tuple[np.ndarray, list]:
         session = self.sessions[graph]
         outputs = [o.name for o in session.get_outputs()]
-        if self.device == "cpu":
+        if not self.io_binding:
             feeds = {main: x, **dict(zip(names, caches or []))}
             result = session.run(None, feeds)
             return result[0], result[1:]
-        # GPU: bind inputs and outputs so the caches never leave the device
+        # bind inputs and outputs so the caches never leave the device (on a GPU)
         binding = session.io_binding()
         binding.bind_cpu_input(main, x)
         for name, cache in zip(names, caches or []):

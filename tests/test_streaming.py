@@ -130,6 +130,21 @@ def test_onnx_export_is_valid_and_matches_torch(model: Tokenizer, frames: np.nda
     assert psnr(decoded, reference) >= 45
 
 
+def test_onnx_io_binding_gives_the_same_tokens_and_frames(model: Tokenizer, frames: np.ndarray, exported: Path) -> None:
+    """The I/O-binding path (what a GPU provider uses: caches stay onnxruntime values
+    between steps), run here on the CPU provider against plain numpy feeds."""
+    plain = OnnxEngine(exported, providers=["CPUExecutionProvider"])
+    bound = OnnxEngine(exported, providers=["CPUExecutionProvider"], io_binding=True)
+    assert not plain.io_binding and bound.io_binding
+    h = median_latent(model, frames)
+    for a, b in zip(stream_tokens(plain, frames, 9, hysteresis=h), stream_tokens(bound, frames, 9, hysteresis=h)):
+        assert np.array_equal(a, b)
+    grid = offline_tokens(model, frames[:9], 9, h)[0]
+    a = np.stack(list(StreamingDecoder(plain).decode_chunk(grid)))
+    b = np.stack(list(StreamingDecoder(bound).decode_chunk(grid)))
+    assert np.array_equal(a, b)
+
+
 def test_onnx_shapes_are_dynamic(model: Tokenizer, exported: Path) -> None:
     engine = OnnxEngine(exported, providers=["CPUExecutionProvider"])
     other = np.stack(smooth_frames(5, 32, 96))  # another size than the export's example
