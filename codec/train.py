@@ -367,6 +367,10 @@ def train(cfg: TrainConfig, run: Path, stop_after: float | None = None) -> Train
             print(f"step {step}/{cfg.steps} loss {parts['loss']:.4f} l1 {parts['l1']:.4f} mix {parts['quant_mix']:.2f}"
                   f"{extra} | {rate:.2f} steps/s, ETA {eta / 60:.0f} min", flush=True)
         done = step == cfg.steps or (stop_after is not None and time.monotonic() - began > stop_after)
+        if world > 1:  # rank 0's clock decides for all: a rank that stopped alone would hang the others
+            flag = torch.tensor([float(done)], device=device)
+            dist.broadcast(flag, 0)
+            done = bool(flag.item())
         if rank == 0 and (step % cfg.ckpt_every == 0 or done):
             trainer.save()
             plot_log(run / "log.jsonl", run / "loss.png")
@@ -415,7 +419,9 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tokcodec train", description="Train the tokenizer on a folder of videos.")
     ap.add_argument("data", nargs="*", help="video/image files or folders")
-    ap.add_argument("--run", required=True, type=Path, help="run folder (checkpoints, log); resumes if present")
+    # --run-dir: under torchrun, whose own parser takes "--run" for an abbreviation of its --run-path
+    ap.add_argument("--run", "--run-dir", dest="run", required=True, type=Path,
+                    help="run folder (checkpoints, log); resumes if present (--run-dir under torchrun)")
     ap.add_argument("--preset", default="magvit2-4x8x8-k30", choices=sorted(PRESETS))
     ap.add_argument("--channels", help="override channel widths, e.g. 64,128,256")
     ap.add_argument("--blocks", type=int, help="override residual blocks per level")

@@ -108,3 +108,29 @@ def test_ladder_training_logs_every_level(media: Path, tmp_path: Path) -> None:
     train(cfg, tmp_path / "l")
     rows = [json.loads(line) for line in (tmp_path / "l" / "log.jsonl").read_text().splitlines()]
     assert "psnr_ema_5" in rows[-1] and rows[-1]["psnr_ema_5"] > 0
+
+
+def test_torchrun_ddp_on_cpu(media: Path, tmp_path: Path) -> None:
+    """The multi-process path as the README runs it (torchrun, DDP over gloo on a CPU):
+    two ranks train with the discriminator on, resume, and stop together on --stop-after."""
+    import subprocess
+    import sys
+
+    def torchrun(*extra: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "tokcodec.codec.train", str(media), "--run-dir", str(tmp_path / "run"),
+               "--preset", "magvit2-4x8x8-k18", "--channels", "16,16,32", "--blocks", "1", "--bits", "10",
+               "--crop", "32", "--clip-frames", "5", "--batch", "2", "--lr-warmup", "2", "--quant-start", "1",
+               "--quant-ramp", "2", "--disc-start", "2", "--log-every", "1", "--eval-every", "2",
+               "--ckpt-every", "2", "--threads", "1", *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    first = torchrun("--steps", "3")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "world 2" in first.stdout and "step 3/3" in first.stdout
+    # resumed with more steps and a time limit already passed: rank 0 decides, both stop after one step
+    second = torchrun("--steps", "6", "--stop-after", "0")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed" in second.stdout and "step 4/6" in second.stdout and "step 5/6" not in second.stdout
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 4
