@@ -84,8 +84,9 @@ def merge_tokens(low: Tokens, high: Tokens, bits: int) -> Tokens:
 # below the threshold is barely decided between its two signs, so keeping the
 # sign it had in the previous latent frame costs little distortion and makes
 # that bit predictable for the entropy coder's temporal contexts. The default
-# was chosen by measurement (bench/RESULTS.md, "Hysteresis"): at 0.2 the
-# default model's tokens cost ~9% fewer bits at an unchanged PSNR.
+# was chosen by measurement (bench/RESULTS.md, "Encoder hysteresis"): at 0.2
+# the default model's tokens of natural video cost 5-9% fewer bits at an
+# unchanged PSNR.
 DEFAULT_HYSTERESIS = 0.2
 
 

@@ -106,8 +106,9 @@ class TorchEngine:
     Both engines share one interface on numpy arrays: `encode_step(frames,
     caches)` with frames float32 (B, 3, n, H, W) in [-1, 1] and `caches`
     None for a chunk's first step, returning (latent z float32 (B, K, 1, H',
-    W') before quantisation, caches); `decode_step(latent, caches)` with the latent float32
-    (B, K, 1, H', W') in {-1, 0, +1}, returning (frames float32, caches).
+    W') before quantisation, caches); `decode_step(latent, caches)` with the
+    latent float32 (B, K, 1, H', W') in {-1, 0, +1}, returning (frames
+    float32, caches).
     """
 
     def __init__(self, tokenizer: Tokenizer) -> None:
