@@ -16,7 +16,7 @@ from tokcodec.codec import DEFAULT_MODEL, available_models
 SAMPLE = Path(__file__).resolve().parent.parent / "codec" / "samples" / "sample.mp4"
 # Measured PSNR of the shipped weights on the sample, minus a margin for other
 # CPUs' float rounding; raise it whenever better weights ship (bench/RESULTS.md).
-PSNR_FLOOR_DB = 20.0  # magvit2-4x8x8-k30 at its default level (18 bits): 20.60 dB on 2026-11-27 (bench/RESULTS.md)
+PSNR_FLOOR_DB = 20.3  # magvit2-4x8x8-k30 at its default level (18 bits): 20.84 dB on 2026-11-27 (third run, bench/RESULTS.md)
 
 
 @pytest.mark.slow
@@ -30,7 +30,7 @@ def test_default_model_reconstructs_the_sample(tmp_path: Path) -> None:
 
 
 STREAM_MODEL = "magvit2-4x16x16-k18-stream"
-STREAM_PSNR_FLOOR_DB = 17.6  # 18.19 dB measured on 2026-11-27 (bench/RESULTS.md)
+STREAM_PSNR_FLOOR_DB = 17.6  # 18.19 dB measured on 2026-11-27, 18.11 with the encoder hysteresis (bench/RESULTS.md)
 
 
 @pytest.mark.slow
