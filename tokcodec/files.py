@@ -162,7 +162,8 @@ def new_header(
     _, ph, pw = tokenizer.padded_size(1, height, width)
     prior = model_prior(tokenizer, bits) if entropy is None or entropy.prior else None
     if entropy is None:
-        entropy = EntropyParams.for_encoding(prior, (ph // tokenizer.spatial_factor) * (pw // tokenizer.spatial_factor))
+        _, th, tw = tokenizer.token_shape(1, height, width)
+        entropy = EntropyParams.for_encoding(prior, th * tw)
     header = Header(model=tokenizer.config.name, fingerprint=fingerprint(tokenizer), width=width, height=height,
                     padded_width=pw, padded_height=ph, fps=fps, frames=0, chunk_frames=chunk_frames,
                     temporal_factor=tokenizer.temporal_factor, spatial_factor=tokenizer.spatial_factor, bits=bits,
