@@ -322,8 +322,11 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def train(cfg: TrainConfig, run: Path, stop_after: float | None = None) -> Trainer:
-    """Run (or resume) training in `run` until cfg.steps or `stop_after` seconds."""
+def train(cfg: TrainConfig, run: Path, stop_after: float | None = None, sampler: ClipSampler | None = None) -> Trainer:
+    """Run (or resume) training in `run` until cfg.steps or `stop_after` seconds.
+
+    `sampler` saves decoding cfg.data again when the caller already holds one.
+    """
     rank, world, device = _setup_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -344,7 +347,7 @@ def train(cfg: TrainConfig, run: Path, stop_after: float | None = None) -> Train
         trainer.init_from(Path(cfg.init_from))
         if rank == 0:
             print(f"initialised from {cfg.init_from}")
-    sampler = ClipSampler(cfg.data, log=rank == 0)
+    sampler = sampler or ClipSampler(cfg.data, log=rank == 0)
     if rank == 0:
         print(f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters, "
               f"{sampler.frames} training frames, device {device}, world {world}")

@@ -108,11 +108,13 @@ class TorchEngine:
     None for a chunk's first step, returning (latent z float32 (B, K, 1, H',
     W') before quantisation, caches); `decode_step(latent, caches)` with the
     latent float32 (B, K, 1, H', W') in {-1, 0, +1}, returning (frames
-    float32, caches).
+    float32, caches). The tokenizer may live on a GPU: the arrays cross to it
+    and back, the caches stay there.
     """
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer.eval()
+        self.device = next(tokenizer.parameters()).device
         # Steps set per-call caches on the shared modules: one step at a time per tokenizer.
         self.lock = _LOCKS.setdefault(tokenizer, threading.Lock())
         self.temporal_factor, self.spatial_factor = tokenizer.temporal_factor, tokenizer.spatial_factor
@@ -123,14 +125,15 @@ class TorchEngine:
     @torch.no_grad()
     def encode_step(self, frames: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
         with self.lock:
-            z, *new = self._enc[caches is None](torch.from_numpy(frames), *(caches or []))
-        return z.numpy(), new
+            z, *new = self._enc[caches is None](torch.from_numpy(frames).to(self.device), *(caches or []))
+        return z.cpu().numpy(), new
 
     @torch.no_grad()
     def decode_step(self, latent: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
         with self.lock:
-            video, *new = self._dec[caches is None].forward_latent(torch.from_numpy(latent), *(caches or []))
-        return video.numpy(), new
+            video, *new = self._dec[caches is None].forward_latent(torch.from_numpy(latent).to(self.device),
+                                                                  *(caches or []))
+        return video.cpu().numpy(), new
 
 
 def latent_of(tokens: np.ndarray, bits: int, total_bits: int) -> np.ndarray:

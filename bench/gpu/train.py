@@ -1,0 +1,170 @@
+"""Fine-tune a shipped tokenizer on a lent GPU machine, inside a fixed time budget.
+
+The lent machines (see the developers' guide) have PyTorch with CUDA but no
+PyAV and no package index, and a session gets one short call. So this driver
+
+1. imports tokcodec straight from the checkout (`checkout.py`), decoding
+   the training videos with OpenCV when PyAV is missing;
+2. times a few training steps first and sets the run's length (and so its
+   cosine schedule and EMA horizon) to what fits the remaining budget;
+3. trains with `codec.train.train`, the same code as `tokcodec train`;
+4. writes the EMA weights as float16 safetensors in parts small enough to
+   come back from the machine, plus the run's config, log and plot.
+
+    python bench/gpu/train.py --data DIR --init-from codec/models/NAME.safetensors \\
+        --out OUT --budget 480
+
+Join the parts afterwards with `--join OUT NAME` (here, with tokcodec installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from checkout import ROOT, import_checkout
+PART_BYTES = 12 << 20  # the device tool brings back files of at most 16 MiB
+
+
+def _opencv_frames(path):  # noqa: ANN001, ANN202 - same contract as codec.io.iter_frames
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        from tokcodec.codec.io import VideoError
+
+        raise VideoError(f"{path}: OpenCV cannot open it")
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
+def save_parts(state: dict, out: Path, stem: str) -> list[Path]:
+    """float16 copies of `state` in safetensors files of at most ~PART_BYTES each."""
+    from safetensors.torch import save_file
+
+    parts, current, size = [], {}, 0
+    for key, t in state.items():
+        t = t.detach().to("cpu", copy=True)
+        if t.is_floating_point():
+            t = t.half()
+        if current and size + t.numel() * t.element_size() > PART_BYTES:
+            parts.append(current)
+            current, size = {}, 0
+        current[key] = t.contiguous()
+        size += t.numel() * t.element_size()
+    parts.append(current)
+    paths = []
+    for i, part in enumerate(parts):
+        paths.append(out / f"{stem}.part{i}.safetensors")
+        save_file(part, str(paths[-1]))
+    return paths
+
+
+def join_parts(folder: Path, name: str, out_dir: Path) -> Path:
+    """Ship the EMA weights that `save_parts` wrote as model NAME in out_dir."""
+    import torch
+    from safetensors.torch import load_file
+
+    from tokcodec.codec.model import Tokenizer
+    from tokcodec.codec.registry import save_tokenizer
+    from tokcodec.codec.train import TrainConfig
+
+    cfg = TrainConfig.from_dict(json.loads((folder / "config.json").read_text()))
+    state = {}
+    for part in sorted(folder.glob("ema.part*.safetensors")):
+        state.update(load_file(str(part)))
+    model = Tokenizer(replace(cfg.model, name=name))
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return save_tokenizer(model, out_dir, torch.float16)  # as `codec.train.export` ships weights
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", help="folder of training videos")
+    ap.add_argument("--init-from", help="shipped .safetensors (or checkpoint.pt) to start from")
+    ap.add_argument("--out", type=Path, help="folder for the weights' parts, config, log and plot")
+    ap.add_argument("--budget", type=float, default=480, help="seconds for everything from start to saved weights")
+    ap.add_argument("--preset", default="magvit2-4x8x8-k30")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--clip-frames", type=int, default=17)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--probe-steps", type=int, default=12)
+    ap.add_argument("--opencv", action="store_true", help="decode with OpenCV even where PyAV is installed")
+    ap.add_argument("--join", nargs=2, metavar=("FOLDER", "NAME"), help="join parts into a shipped model")
+    args = ap.parse_args()
+    use_opencv = not args.join and (args.opencv or importlib.util.find_spec("av") is None)
+    import_checkout(stub_av=use_opencv)
+    if not args.join and not (args.data and args.out):
+        ap.error("--data and --out are needed to train")
+    if args.join:
+        print(join_parts(Path(args.join[0]), args.join[1], ROOT / "codec" / "models"))
+        return
+
+    began = time.monotonic()
+    import numpy as np
+    import torch
+
+    from tokcodec.codec import data as data_mod
+    from tokcodec.codec.config import PRESETS
+    from tokcodec.codec.data import ClipSampler, DataConfig
+    from tokcodec.codec.train import Trainer, TrainConfig, train
+
+    if use_opencv:
+        data_mod.iter_frames = _opencv_frames
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"torch {torch.__version__}, device {device}"
+          + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""), flush=True)
+
+    data = DataConfig(paths=(args.data,), clip_frames=args.clip_frames, crop=args.crop)
+    cfg = TrainConfig(model=PRESETS[args.preset], data=data, batch=args.batch, lr=args.lr, lr_warmup=100,
+                      quant_start=0, quant_ramp=1, eval_every=100, ckpt_every=10**9,
+                      init_from=str(Path(args.init_from).resolve()) if args.init_from else "")
+    sampler = ClipSampler(data)
+    print(f"decoded {sampler.frames} frames in {time.monotonic() - began:.0f} s", flush=True)
+
+    # Probe: the steady rate of this batch shape on this device, data included.
+    probe = Trainer(replace(cfg, steps=10**6), args.out / "probe", device)
+    rng = np.random.default_rng(0)
+    for i in range(args.probe_steps + 3):
+        if i == 3:
+            t0 = time.monotonic()
+        probe.train_step(sampler.sample(cfg.batch, rng, frames=cfg.data.clip_frames).to(device))
+    rate = args.probe_steps / (time.monotonic() - t0)
+    del probe
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
+    left = args.budget - (time.monotonic() - began) - 15  # 15 s for saving
+    steps = max(50, int(rate * left * 0.93))  # evaluations and 1-frame batches cost a little
+    # The EMA must forget the starting weights within the run: ~6 horizons.
+    cfg = replace(cfg, steps=steps, ema_decay=min(0.999, max(0.99, 1 - 6 / steps)))
+    print(f"{rate:.2f} steps/s: training {steps} steps in {left:.0f} s (EMA decay {cfg.ema_decay:.4f})", flush=True)
+
+    run = args.out / "run"
+    trainer = train(cfg, run, stop_after=left, sampler=sampler)
+    save_parts(trainer.ema.state_dict(), args.out, "ema")
+    for name in ("config.json", "log.jsonl", "loss.png"):
+        if (run / name).is_file():
+            shutil.copy(run / name, args.out / name)
+    shutil.rmtree(run)
+    shutil.rmtree(args.out / "probe", ignore_errors=True)
+    print(f"done at step {trainer.step} in {time.monotonic() - began:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
