@@ -110,6 +110,12 @@ class TorchEngine:
     latent float32 (B, K, 1, H', W') in {-1, 0, +1}, returning (frames
     float32, caches). The tokenizer may live on a GPU: the arrays cross to it
     and back, the caches stay there.
+
+    `encode_frames` / `decode_frames` do the same on uint8 frames (n, H, W, 3),
+    with the conversions of `to_float` / `to_uint8` done by torch where the
+    tokenizer is: on a GPU, a quarter of the bytes cross and the host does
+    no per-pixel work (an engine without them is fed through those numpy
+    functions).
     """
 
     def __init__(self, tokenizer: Tokenizer) -> None:
@@ -135,6 +141,24 @@ class TorchEngine:
                                                                   *(caches or []))
         return video.cpu().numpy(), new
 
+    @torch.no_grad()
+    def encode_frames(self, frames: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
+        # the same float32 operations as to_float, so the same values
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(3, 0, 1, 2)[None]
+        x = x.float() / 127.5 - 1
+        with self.lock:
+            z, *new = self._enc[caches is None](x, *(caches or []))
+        return z.cpu().numpy(), new
+
+    @torch.no_grad()
+    def decode_frames(self, latent: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
+        with self.lock:
+            video, *new = self._dec[caches is None].forward_latent(torch.from_numpy(latent).to(self.device),
+                                                                  *(caches or []))
+        # as to_uint8: round half to even, then clip
+        frames = ((video[0] + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 3, 0)
+        return frames.cpu().numpy(), new
+
 
 def latent_of(tokens: np.ndarray, bits: int, total_bits: int) -> np.ndarray:
     """Tokens (..., H', W') of `bits` bits -> latent float32 (..., total_bits, H', W')
@@ -155,6 +179,13 @@ def to_float(frames: np.ndarray) -> np.ndarray:
 def to_uint8(video: np.ndarray) -> np.ndarray:
     """float (1, 3, n, H, W) in [-1, 1] -> uint8 frames (n, H, W, 3), rounded as `video_to_frames`."""
     return np.clip(np.rint((video[0] + 1) * 127.5), 0, 255).astype(np.uint8).transpose(1, 2, 3, 0)
+
+
+def _encode_frames(engine, frames: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
+    """An engine's encode step on uint8 frames, through its own conversion where it has one."""
+    if hasattr(engine, "encode_frames"):
+        return engine.encode_frames(frames, caches)
+    return engine.encode_step(to_float(frames), caches)
 
 
 class StreamingEncoder:
@@ -199,7 +230,7 @@ class StreamingEncoder:
         self.count += 1
         if self.count > 1 and len(self.pending) < self.t:
             return None
-        z, self.caches = self.engine.encode_step(to_float(np.stack(self.pending)), self.caches)
+        z, self.caches = _encode_frames(self.engine, np.stack(self.pending), self.caches)
         self.pending = []
         return self._tokens(z)
 
@@ -211,7 +242,7 @@ class StreamingEncoder:
             self.reset()
             return None
         frames = self.pending + [self.pending[-1]] * (self.t - len(self.pending))
-        z, _ = self.engine.encode_step(to_float(np.stack(frames)), self.caches)
+        z, _ = _encode_frames(self.engine, np.stack(frames), self.caches)
         tokens = self._tokens(z)
         self.reset()
         return tokens
@@ -232,7 +263,11 @@ class StreamingDecoder:
 
     def push(self, tokens: np.ndarray) -> np.ndarray:
         latent = latent_of(np.asarray(tokens)[None, None], self.bits, self.engine.bits)  # (1, 1, K, H', W')
-        video, self.caches = self.engine.decode_step(latent.transpose(0, 2, 1, 3, 4).copy(), self.caches)
+        latent = latent.transpose(0, 2, 1, 3, 4).copy()
+        if hasattr(self.engine, "decode_frames"):
+            frames, self.caches = self.engine.decode_frames(latent, self.caches)
+            return frames
+        video, self.caches = self.engine.decode_step(latent, self.caches)
         return to_uint8(video)
 
     def decode_chunk(self, grid: np.ndarray) -> Iterator[np.ndarray]:

@@ -14,7 +14,7 @@ from tokcodec.cli import main
 from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
-from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, TorchEngine
+from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, TorchEngine, latent_of, to_float, to_uint8
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -102,6 +102,27 @@ def test_streaming_decoder_gives_the_offline_frames(model: Tokenizer, frames: np
     offline_low = video_to_frames(model.decode(torch.from_numpy(low)[None], bits=4))
     streamed_low = np.stack(list(StreamingDecoder(TorchEngine(model), bits=4).decode_chunk(low)))
     assert np.abs(streamed_low.astype(int) - offline_low).max() <= 1
+
+
+def test_torch_engine_uint8_steps_equal_the_numpy_conversions(model: Tokenizer, frames: np.ndarray) -> None:
+    """encode_frames/decode_frames convert with torch where the model is; the
+    values must be exactly those of to_float/to_uint8 around the float steps."""
+    engine = TorchEngine(model)
+    z_fast, enc_fast = engine.encode_frames(frames[:1], None)
+    z_ref, enc_ref = engine.encode_step(to_float(frames[:1]), None)
+    assert np.array_equal(z_fast, z_ref)
+    z_fast, _ = engine.encode_frames(frames[1:5], enc_fast)
+    z_ref, _ = engine.encode_step(to_float(frames[1:5]), enc_ref)
+    assert np.array_equal(z_fast, z_ref)
+    tokens = np.random.default_rng(0).integers(0, 1 << 10, (1, 1, 6, 8))
+    latent = latent_of(tokens, 10, 10).transpose(0, 2, 1, 3, 4).copy()  # (1, K, 1, H', W')
+    out_fast, dec_fast = engine.decode_frames(latent, None)
+    video, dec_ref = engine.decode_step(latent, None)
+    assert out_fast.dtype == np.uint8 and out_fast.shape == (1, 48, 64, 3)
+    assert np.array_equal(out_fast, to_uint8(video))
+    out_fast, _ = engine.decode_frames(latent, dec_fast)
+    video, _ = engine.decode_step(latent, dec_ref)
+    assert np.array_equal(out_fast, to_uint8(video))
 
 
 @pytest.fixture(scope="module")
