@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--clip-frames", type=int, default=17)
     ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--disc-start", type=int, default=10**9, help="step the 3D discriminator starts at (default: off)")
+    ap.add_argument("--disc-weight", type=float, default=0.1)
     ap.add_argument("--probe-steps", type=int, default=12)
     ap.add_argument("--opencv", action="store_true", help="decode with OpenCV even where PyAV is installed")
     ap.add_argument("--join", nargs=2, metavar=("FOLDER", "NAME"), help="join parts into a shipped model")
@@ -133,12 +135,15 @@ def main() -> None:
     data = DataConfig(paths=(args.data,), clip_frames=args.clip_frames, crop=args.crop)
     cfg = TrainConfig(model=PRESETS[args.preset], data=data, batch=args.batch, lr=args.lr, lr_warmup=100,
                       quant_start=0, quant_ramp=1, eval_every=100, ckpt_every=10**9,
+                      disc_start=args.disc_start, disc_weight=args.disc_weight,
                       init_from=str(Path(args.init_from).resolve()) if args.init_from else "")
     sampler = ClipSampler(data)
     print(f"decoded {sampler.frames} frames in {time.monotonic() - began:.0f} s", flush=True)
 
     # Probe: the steady rate of this batch shape on this device, data included.
-    probe = Trainer(replace(cfg, steps=10**6), args.out / "probe", device)
+    # With a discriminator in the run, time steps that train it too (the slower kind).
+    gan = cfg.disc_start < 10**9
+    probe = Trainer(replace(cfg, steps=10**6, disc_start=0 if gan else cfg.disc_start), args.out / "probe", device)
     rng = np.random.default_rng(0)
     for i in range(args.probe_steps + 3):
         if i == 3:
