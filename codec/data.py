@@ -97,6 +97,11 @@ class ClipSampler:
 
     def sample(self, batch: int, rng: np.random.Generator, frames: int | None = None) -> torch.Tensor:
         """One batch; all clips share one length (1 frame with probability image_prob)."""
+        return to_unit(self.sample_uint8(batch, rng, frames))
+
+    def sample_uint8(self, batch: int, rng: np.random.Generator, frames: int | None = None) -> torch.Tensor:
+        """`sample` before its conversion to float: (B, 3, T, crop, crop) uint8, a
+        quarter of the bytes to move to a GPU (then `to_unit` there)."""
         cfg = self.config
         if frames is None:
             frames = 1 if rng.random() < cfg.image_prob else cfg.clip_frames
@@ -112,4 +117,9 @@ class ClipSampler:
                 clip = clip[:, :, ::-1]
             clips.append(clip)
         x = torch.from_numpy(np.ascontiguousarray(np.stack(clips)))  # (B, T, H, W, 3)
-        return x.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1)
+        return x.permute(0, 4, 1, 2, 3)
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float in [-1, 1]."""
+    return x.float().div_(127.5).sub_(1)

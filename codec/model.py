@@ -151,7 +151,9 @@ class Tokenizer(nn.Module):
         `quant_mix` < 1 only during the continuous warm-up of training;
         `keep` (B,): latent channels kept per sample (the rate ladder's levels).
         """
-        q = self.quantizer(self.encoder(video), mix=quant_mix, keep=keep)
+        z = self.encoder(video)
+        with torch.autocast(video.device.type, enabled=False):  # mixed-precision training: LFQ's entropy terms in float32
+            q = self.quantizer(z.float(), mix=quant_mix, keep=keep)
         return TokenizerOutput(self.decoder(q.quantized), q)
 
     def level_bits(self, quality: int | None = None) -> int:

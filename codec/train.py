@@ -38,7 +38,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .config import PRESETS, TokenizerConfig
-from .data import ClipSampler, DataConfig
+from .data import ClipSampler, DataConfig, to_unit
 from .losses import Discriminator3d, LeCam, generator_adv_loss, hinge_d_loss, psnr, reconstruction_loss
 from .model import Tokenizer
 from .registry import save_tokenizer
@@ -72,6 +72,7 @@ class TrainConfig:
     ckpt_every: int = 200
     seed: int = 0
     threads: int = 0  # CPU threads for torch (0: leave torch's default)
+    amp: str = ""  # "bf16": the networks run under bfloat16 autocast (GPUs); losses and LFQ stay float32
     init_from: str = ""  # checkpoint.pt or .safetensors to start a new run from (see grow_state)
 
     @classmethod
@@ -179,12 +180,16 @@ class Trainer:
         levels = cfg.model.lfq.levels
         if levels:  # nested dropout: each sample is trained at a random level of the ladder
             keep = torch.from_numpy(self.rng.choice(np.array(levels), size=batch.shape[0])).to(batch.device)
-        out = self.train_model(batch, quant_mix=mix, keep=keep)
-        rec, parts = reconstruction_loss(out.reconstruction, batch, cfg.l1, cfg.l2, cfg.ssim)
+        with self._autocast():
+            out = self.train_model(batch, quant_mix=mix, keep=keep)
+        recon = out.reconstruction.float()
+        rec, parts = reconstruction_loss(recon, batch, cfg.l1, cfg.l2, cfg.ssim)
         loss = rec + out.lfq.loss
         use_disc = step >= cfg.disc_start
         if use_disc:
-            g_adv = generator_adv_loss(self.disc(out.reconstruction))
+            with self._autocast():
+                logits = self.disc(recon)
+            g_adv = generator_adv_loss(logits.float())
             loss = loss + cfg.disc_weight * g_adv
             parts["g_adv"] = g_adv.item()
         self.opt.zero_grad(set_to_none=True)
@@ -193,7 +198,7 @@ class Trainer:
         self.opt.step()
         self._update_ema()
         if use_disc:
-            parts.update(self._disc_step(batch, out.reconstruction.detach()))
+            parts.update(self._disc_step(batch, recon.detach()))
         self.step += 1
         parts.update(
             loss=loss.item(), lr=lr, quant_mix=mix, grad_norm=grad_norm, commit=out.lfq.commitment.item(),
@@ -201,8 +206,13 @@ class Trainer:
         )
         return parts
 
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
+
     def _disc_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
-        d_real, d_fake = self.disc(real), self.disc(fake)
+        with self._autocast():
+            d_real, d_fake = self.disc(real), self.disc(fake)
+        d_real, d_fake = d_real.float(), d_fake.float()
         d_loss = hinge_d_loss(d_real, d_fake) + self.cfg.lecam_weight * self.lecam(d_real, d_fake)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -351,11 +361,12 @@ def train(cfg: TrainConfig, run: Path, stop_after: float | None = None, sampler:
     if rank == 0:
         print(f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters, "
               f"{sampler.frames} training frames, device {device}, world {world}")
-    eval_batch = sampler.sample(min(cfg.batch, 8), np.random.default_rng(12345), frames=cfg.data.clip_frames).to(device)
+    eval_batch = to_unit(sampler.sample_uint8(min(cfg.batch, 8), np.random.default_rng(12345),
+                                              frames=cfg.data.clip_frames).to(device))
     log = (run / "log.jsonl").open("a") if rank == 0 else None
     began, start_step = time.monotonic(), trainer.step
     while trainer.step < cfg.steps:
-        parts = trainer.train_step(sampler.sample(cfg.batch, trainer.rng).to(device))
+        parts = trainer.train_step(to_unit(sampler.sample_uint8(cfg.batch, trainer.rng).to(device)))
         step = trainer.step
         if rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
             parts.update(trainer.evaluate(eval_batch))
@@ -442,6 +453,7 @@ def parser() -> argparse.ArgumentParser:
         if f.type in ("int", "float") and f.name not in ("steps",):
             ap.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float)
     ap.add_argument("--steps", type=int)
+    ap.add_argument("--amp", choices=["bf16"], help="bfloat16 autocast for the networks (GPUs with bf16 units)")
     return ap
 
 

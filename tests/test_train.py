@@ -12,7 +12,7 @@ import torch
 from media import smooth_frames
 
 from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig
-from tokcodec.codec.data import ClipSampler, DataConfig
+from tokcodec.codec.data import ClipSampler, DataConfig, to_unit
 from tokcodec.codec.io import write_video
 from tokcodec.codec.train import TrainConfig, export, grow_state, learning_rate, quant_mix, train
 
@@ -42,6 +42,9 @@ def test_sampler_cuts_random_clips(media: Path) -> None:
     x = s.sample(3, rng)
     assert x.shape == (3, 3, 5, 32, 32) and x.min() >= -1 and x.max() <= 1
     assert s.sample(2, rng, frames=1).shape == (2, 3, 1, 32, 32)
+    # the uint8 batch (what moves to a GPU) is the same draw before its conversion
+    u = s.sample_uint8(3, np.random.default_rng(5))
+    assert u.dtype == torch.uint8 and torch.equal(to_unit(u), s.sample(3, np.random.default_rng(5)))
     with pytest.raises(ValueError, match="no usable training media"):
         ClipSampler(DataConfig(paths=(str(media / "notes.txt"),)), log=False)
 
@@ -78,6 +81,22 @@ def test_resume_is_exact_and_export_loads(media: Path, tmp_path: Path) -> None:
             assert torch.equal(loaded.state_dict()[key], value.half().float()), key
     finally:
         registry.MODELS_DIR = saved
+
+
+def test_bf16_autocast_trains_with_float32_quantiser(media: Path, tmp_path: Path) -> None:
+    """--amp bf16 (meant for GPUs; CPU autocast runs the same code): the
+    networks run in bfloat16, the LFQ terms and losses stay float32, and the
+    discriminator trains too."""
+    cfg = replace(tiny_config(media), amp="bf16")
+    trainer = train(cfg, tmp_path / "amp")
+    rows = [json.loads(line) for line in (tmp_path / "amp" / "log.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and "d_loss" in rows[-1]
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = trainer.model(video)
+    assert out.reconstruction.dtype == torch.bfloat16
+    assert out.lfq.quantized.dtype == torch.float32 and out.lfq.loss.dtype == torch.float32
 
 
 def test_a_run_folder_refuses_another_config(media: Path, tmp_path: Path) -> None:

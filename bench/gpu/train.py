@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--disc-start", type=int, default=10**9, help="step the 3D discriminator starts at (default: off)")
     ap.add_argument("--disc-weight", type=float, default=0.1)
+    ap.add_argument("--amp", choices=["bf16"], help="bfloat16 autocast (see TrainConfig.amp)")
     ap.add_argument("--probe-steps", type=int, default=12)
     ap.add_argument("--opencv", action="store_true", help="decode with OpenCV even where PyAV is installed")
     ap.add_argument("--join", nargs=2, metavar=("FOLDER", "NAME"), help="join parts into a shipped model")
@@ -120,7 +121,7 @@ def main() -> None:
 
     from tokcodec.codec import data as data_mod
     from tokcodec.codec.config import PRESETS
-    from tokcodec.codec.data import ClipSampler, DataConfig
+    from tokcodec.codec.data import ClipSampler, DataConfig, to_unit
     from tokcodec.codec.train import Trainer, TrainConfig, train
 
     if use_opencv:
@@ -135,7 +136,7 @@ def main() -> None:
     data = DataConfig(paths=(args.data,), clip_frames=args.clip_frames, crop=args.crop)
     cfg = TrainConfig(model=PRESETS[args.preset], data=data, batch=args.batch, lr=args.lr, lr_warmup=100,
                       quant_start=0, quant_ramp=1, eval_every=100, ckpt_every=10**9,
-                      disc_start=args.disc_start, disc_weight=args.disc_weight,
+                      disc_start=args.disc_start, disc_weight=args.disc_weight, amp=args.amp or "",
                       init_from=str(Path(args.init_from).resolve()) if args.init_from else "")
     sampler = ClipSampler(data)
     print(f"decoded {sampler.frames} frames in {time.monotonic() - began:.0f} s", flush=True)
@@ -148,7 +149,7 @@ def main() -> None:
     for i in range(args.probe_steps + 3):
         if i == 3:
             t0 = time.monotonic()
-        probe.train_step(sampler.sample(cfg.batch, rng, frames=cfg.data.clip_frames).to(device))
+        probe.train_step(to_unit(sampler.sample_uint8(cfg.batch, rng, frames=cfg.data.clip_frames).to(device)))
     rate = args.probe_steps / (time.monotonic() - t0)
     del probe
     if device.type == "cuda":
