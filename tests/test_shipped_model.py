@@ -42,8 +42,8 @@ def test_streaming_model_reconstructs_the_sample(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_hysteresis_saves_bits_at_almost_no_cost_on_the_sample(tmp_path: Path) -> None:
-    """The encoder's default hysteresis (measured on the sample on 2026-11-27: 19.3% fewer bytes,
-    0.007 dB lower PSNR) must keep paying for itself with the shipped default model."""
+    """The encoder's default hysteresis (measured on the sample on 2026-11-27 with the shipped
+    weights: 23.7% fewer bytes, 0.05 dB lower PSNR) must keep paying for itself."""
     from tokcodec.api import video_psnr
     from tokcodec.files import decode_file, encode_file
 
@@ -53,5 +53,5 @@ def test_hysteresis_saves_bits_at_almost_no_cost_on_the_sample(tmp_path: Path) -
         size[h] = encode_file(SAMPLE, tok, hysteresis=h).bytes
         decode_file(tok, mp4, lossless=True)
         psnr[h] = video_psnr(SAMPLE, mp4)
-    assert size[None] <= 0.9 * size[0.0]
+    assert size[None] <= 0.85 * size[0.0]
     assert psnr[None] >= psnr[0.0] - 0.1
