@@ -28,6 +28,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from checkout import ROOT, import_checkout
+
+DISC_OFF = 10**9  # TrainConfig.disc_start's "never"
 PART_BYTES = 12 << 20  # the device tool brings back files of at most 16 MiB
 
 
@@ -100,7 +102,7 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--clip-frames", type=int, default=17)
     ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--disc-start", type=int, default=10**9, help="step the 3D discriminator starts at (default: off)")
+    ap.add_argument("--disc-start", type=int, default=DISC_OFF, help="step the 3D discriminator starts at (default: off)")
     ap.add_argument("--disc-weight", type=float, default=0.1)
     ap.add_argument("--amp", choices=["bf16"], help="bfloat16 autocast (see TrainConfig.amp)")
     ap.add_argument("--probe-steps", type=int, default=12)
@@ -143,7 +145,7 @@ def main() -> None:
 
     # Probe: the steady rate of this batch shape on this device, data included.
     # With a discriminator in the run, time steps that train it too (the slower kind).
-    gan = cfg.disc_start < 10**9
+    gan = cfg.disc_start < DISC_OFF
     probe = Trainer(replace(cfg, steps=10**6, disc_start=0 if gan else cfg.disc_start), args.out / "probe", device)
     rng = np.random.default_rng(0)
     for i in range(args.probe_steps + 3):
