@@ -14,6 +14,9 @@ PyAV and no package index, and a session gets one short call. So this driver
     python bench/gpu/train.py --data DIR --init-from codec/models/NAME.safetensors \\
         --out OUT --budget 480
 
+The training videos travel with the call: copy them into `.gpu_data/` (git
+ignores it) and name it in the device tool's `carry`.
+
 Join the parts afterwards with `--join OUT NAME` (here, with tokcodec installed).
 """
 
