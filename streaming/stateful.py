@@ -130,34 +130,35 @@ class TorchEngine:
 
     @torch.no_grad()
     def encode_step(self, frames: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
-        with self.lock:
-            z, *new = self._enc[caches is None](torch.from_numpy(frames).to(self.device), *(caches or []))
-        return z.cpu().numpy(), new
-
-    @torch.no_grad()
-    def decode_step(self, latent: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
-        with self.lock:
-            video, *new = self._dec[caches is None].forward_latent(torch.from_numpy(latent).to(self.device),
-                                                                  *(caches or []))
-        return video.cpu().numpy(), new
+        return self._encode(torch.from_numpy(frames).to(self.device), caches)
 
     @torch.no_grad()
     def encode_frames(self, frames: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
-        # the same float32 operations as to_float, so the same values
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(3, 0, 1, 2)[None]
-        x = x.float() / 127.5 - 1
+        return self._encode(x.float() / 127.5 - 1, caches)  # to_float's float32 operations: the same values
+
+    @torch.no_grad()
+    def decode_step(self, latent: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
+        video, new = self._decode(latent, caches)
+        return video.cpu().numpy(), new
+
+    @torch.no_grad()
+    def decode_frames(self, latent: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
+        video, new = self._decode(latent, caches)
+        # as to_uint8: round half to even, then clip
+        frames = ((video[0] + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 3, 0)
+        return frames.cpu().numpy(), new
+
+    def _encode(self, x: torch.Tensor, caches: list | None) -> tuple[np.ndarray, list]:
         with self.lock:
             z, *new = self._enc[caches is None](x, *(caches or []))
         return z.cpu().numpy(), new
 
-    @torch.no_grad()
-    def decode_frames(self, latent: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
+    def _decode(self, latent: np.ndarray, caches: list | None) -> tuple[torch.Tensor, list]:
         with self.lock:
             video, *new = self._dec[caches is None].forward_latent(torch.from_numpy(latent).to(self.device),
                                                                   *(caches or []))
-        # as to_uint8: round half to even, then clip
-        frames = ((video[0] + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 3, 0)
-        return frames.cpu().numpy(), new
+        return video, new
 
 
 def latent_of(tokens: np.ndarray, bits: int, total_bits: int) -> np.ndarray:
