@@ -95,13 +95,15 @@ class ClipSampler:
     def frames(self) -> int:
         return sum(len(v) for v in self.videos)
 
-    def sample(self, batch: int, rng: np.random.Generator, frames: int | None = None) -> torch.Tensor:
-        """One batch; all clips share one length (1 frame with probability image_prob)."""
-        return to_unit(self.sample_uint8(batch, rng, frames))
+    def sample(self, batch: int, rng: np.random.Generator, frames: int | None = None,
+               device: torch.device | str = "cpu") -> torch.Tensor:
+        """One batch on `device`; all clips share one length (1 frame with
+        probability image_prob). The pixels cross to the device as uint8 (a
+        quarter of the bytes) and become floats there."""
+        return to_unit(self.sample_uint8(batch, rng, frames).to(device))
 
     def sample_uint8(self, batch: int, rng: np.random.Generator, frames: int | None = None) -> torch.Tensor:
-        """`sample` before its conversion to float: (B, 3, T, crop, crop) uint8, a
-        quarter of the bytes to move to a GPU (then `to_unit` there)."""
+        """`sample` before its conversion to float: (B, 3, T, crop, crop) uint8."""
         cfg = self.config
         if frames is None:
             frames = 1 if rng.random() < cfg.image_prob else cfg.clip_frames

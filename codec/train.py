@@ -38,7 +38,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .config import PRESETS, TokenizerConfig
-from .data import ClipSampler, DataConfig, to_unit
+from .data import ClipSampler, DataConfig
 from .losses import Discriminator3d, LeCam, generator_adv_loss, hinge_d_loss, psnr, reconstruction_loss
 from .model import Tokenizer
 from .registry import save_tokenizer
@@ -361,12 +361,12 @@ def train(cfg: TrainConfig, run: Path, stop_after: float | None = None, sampler:
     if rank == 0:
         print(f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters, "
               f"{sampler.frames} training frames, device {device}, world {world}")
-    eval_batch = to_unit(sampler.sample_uint8(min(cfg.batch, 8), np.random.default_rng(12345),
-                                              frames=cfg.data.clip_frames).to(device))
+    eval_batch = sampler.sample(min(cfg.batch, 8), np.random.default_rng(12345), frames=cfg.data.clip_frames,
+                                device=device)
     log = (run / "log.jsonl").open("a") if rank == 0 else None
     began, start_step = time.monotonic(), trainer.step
     while trainer.step < cfg.steps:
-        parts = trainer.train_step(to_unit(sampler.sample_uint8(cfg.batch, trainer.rng).to(device)))
+        parts = trainer.train_step(sampler.sample(cfg.batch, trainer.rng, device=device))
         step = trainer.step
         if rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
             parts.update(trainer.evaluate(eval_batch))

@@ -189,6 +189,14 @@ def _encode_frames(engine, frames: np.ndarray, caches: list | None) -> tuple[np.
     return engine.encode_step(to_float(frames), caches)
 
 
+def _decode_frames(engine, latent: np.ndarray, caches: list | None) -> tuple[np.ndarray, list]:
+    """An engine's decode step to uint8 frames, through its own conversion where it has one."""
+    if hasattr(engine, "decode_frames"):
+        return engine.decode_frames(latent, caches)
+    video, caches = engine.decode_step(latent, caches)
+    return to_uint8(video), caches
+
+
 class StreamingEncoder:
     """Encode chunks of 1 + t*k frames as the frames arrive.
 
@@ -264,12 +272,8 @@ class StreamingDecoder:
 
     def push(self, tokens: np.ndarray) -> np.ndarray:
         latent = latent_of(np.asarray(tokens)[None, None], self.bits, self.engine.bits)  # (1, 1, K, H', W')
-        latent = latent.transpose(0, 2, 1, 3, 4).copy()
-        if hasattr(self.engine, "decode_frames"):
-            frames, self.caches = self.engine.decode_frames(latent, self.caches)
-            return frames
-        video, self.caches = self.engine.decode_step(latent, self.caches)
-        return to_uint8(video)
+        frames, self.caches = _decode_frames(self.engine, latent.transpose(0, 2, 1, 3, 4).copy(), self.caches)
+        return frames
 
     def decode_chunk(self, grid: np.ndarray) -> Iterator[np.ndarray]:
         """Frames of a whole chunk's token grid (T', H', W'), one at a time."""

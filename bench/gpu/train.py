@@ -126,7 +126,7 @@ def main() -> None:
 
     from tokcodec.codec import data as data_mod
     from tokcodec.codec.config import PRESETS
-    from tokcodec.codec.data import ClipSampler, DataConfig, to_unit
+    from tokcodec.codec.data import ClipSampler, DataConfig
     from tokcodec.codec.train import Trainer, TrainConfig, train
 
     if use_opencv:
@@ -154,7 +154,7 @@ def main() -> None:
     for i in range(args.probe_steps + 3):
         if i == 3:
             t0 = time.monotonic()
-        probe.train_step(to_unit(sampler.sample_uint8(cfg.batch, rng, frames=cfg.data.clip_frames).to(device)))
+        probe.train_step(sampler.sample(cfg.batch, rng, frames=cfg.data.clip_frames, device=device))
     rate = args.probe_steps / (time.monotonic() - t0)
     del probe
     if device.type == "cuda":
