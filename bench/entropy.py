@@ -6,9 +6,11 @@ Each eval clip of ../shared/corpus is tokenized as `tokcodec encode` does
 (chunks of 17 frames, default model, the encoder's default hysteresis
 unless --hysteresis says otherwise) and every chunk is coded on its own
 with: raw K-bit codes (the anchor), zstd -19, zlib -9 and lzma -9e on the
-bit-packed tokens, the context model from uniform counts ("context"), and
-the context model starting from the model's shipped entropy prior ("prior",
-what `tokcodec encode` uses; the prior is fitted on the train split only).
+bit-packed tokens, the context model from uniform counts ("ctx-m1": entropy
+model 1, binary decisions; "context": model 2, the same probabilities in
+8-ary symbols), and the context model starting from the model's shipped
+entropy prior ("prior-m1" with model 1; "prior" with model 2, what
+`tokcodec encode` writes; the prior is fitted on the train split only).
 Throughput is measured on one thread (the coder has no threads of its
 own): tokens per second, best of --repeat.
 """

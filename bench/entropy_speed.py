@@ -9,7 +9,9 @@ throughput (tokens per second, best of --repeat, one thread) for
   raw      model 0: bit-packed tokens (K bits per token, the anchor)
   zstd-19  zstandard level 19 on the raw bytes (only if `zstandard` imports)
   zlib-9   / lzma-9e on the raw bytes (standard library general-purpose anchors)
-  context  model 1: the context model + range coder (tokcodec.bitstream.entropy)
+  ctx-m1   model 1: the context model, one binary decision per coder call
+  context  model 2 (what `tokcodec encode` writes): model 1's probabilities,
+           three bit planes per 8-ary coder symbol (tokcodec.bitstream.entropy)
 
 Synthetic data (no trained tokenizer is needed):
 
@@ -26,6 +28,7 @@ Synthetic data (no trained tokenizer is needed):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import lzma
 import os
@@ -108,8 +111,9 @@ def _best(fn, repeat):
 def _methods(K, prior=None, frame_tokens=0):
     """(name, encode, decode) of each method; "prior" (the context model
     starting from a tokenizer's `EntropyPrior`, with the params `tokcodec
-    encode` uses for frames of `frame_tokens` tokens) only when one is given."""
-    raw, ctx = EntropyParams(model_id=0), EntropyParams()
+    encode` uses for frames of `frame_tokens` tokens) and "prior-m1" (the
+    same with model 1) only when one is given."""
+    raw, ctx, ctx1 = EntropyParams(model_id=0), EntropyParams(), EntropyParams(model_id=1)
 
     def via_raw(compress, decompress):
         def enc(tokens):
@@ -130,9 +134,13 @@ def _methods(K, prior=None, frame_tokens=0):
         ms.append(("zstd-19", *via_raw(cctx.compress, dctx.decompress)))
     ms.append(("zlib-9", *via_raw(lambda b: zlib.compress(b, 9), zlib.decompress)))
     ms.append(("lzma-9e", *via_raw(lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress)))
+    ms.append(("ctx-m1", lambda t: encode_tokens(t, K, ctx1), lambda d, s: decode_tokens(d, s, K, ctx1)))
     ms.append(("context", lambda t: encode_tokens(t, K, ctx), lambda d, s: decode_tokens(d, s, K, ctx)))
     if prior is not None:
         pp = EntropyParams.for_encoding(prior, frame_tokens)  # as `tokcodec encode` codes
+        p1 = dataclasses.replace(pp, model_id=1)
+        ms.append(("prior-m1", lambda t: encode_tokens(t, K, p1, prior),
+                   lambda d, s: decode_tokens(d, s, K, p1, prior)))
         ms.append(("prior", lambda t: encode_tokens(t, K, pp, prior), lambda d, s: decode_tokens(d, s, K, pp, prior)))
     return ms
 

@@ -41,7 +41,7 @@ def write(path: Path, h: Header, frames=(9, 9, 4), **kw) -> list[np.ndarray]:
     return gs
 
 
-@pytest.mark.parametrize("model_id", [0, 1])
+@pytest.mark.parametrize("model_id", [0, 1, 2])
 def test_round_trip_tokens_audio_and_header(tmp_path: Path, model_id: int) -> None:
     h = header(entropy=EntropyParams(model_id=model_id))
     gs = write(tmp_path / "a.tok", h)

@@ -40,7 +40,7 @@ def _seed_file(model_id: int) -> bytes:
         return path.read_bytes()
 
 
-SEEDS = [_seed_file(0), _seed_file(1)]
+SEEDS = [_seed_file(0), _seed_file(1), _seed_file(2)]
 
 mutation = st.one_of(
     st.tuples(st.just("flip"), st.integers(0, 1 << 20), st.integers(1, 255)),
@@ -80,7 +80,7 @@ def read_everything(path: Path) -> None:
 
 
 @settings(max_examples=EXAMPLES, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.sampled_from([0, 1]), ops=st.lists(mutation, min_size=1, max_size=4))
+@given(seed=st.sampled_from(range(len(SEEDS))), ops=st.lists(mutation, min_size=1, max_size=4))
 def test_reader_survives_mutated_files(tmp_path: Path, seed: int, ops: list) -> None:
     path = tmp_path / "f.tok"
     path.write_bytes(mutate(SEEDS[seed], ops))
