@@ -3,7 +3,7 @@
     .venv/bin/python bench/entropy.py [--model NAME] [--quality 0,2,4] [--hysteresis H] [--repeat 3]
 
 Each eval clip of ../shared/corpus is tokenized as `tokcodec encode` does
-(chunks of 17 frames, default model, the encoder's default hysteresis
+(chunks of the default 33 frames, default model, the encoder's default hysteresis
 unless --hysteresis says otherwise) and every chunk is coded on its own
 with: raw K-bit codes (the anchor), zstd -19, zlib -9 and lzma -9e on the
 bit-packed tokens, the context model from uniform counts ("ctx-m1": entropy
@@ -35,11 +35,14 @@ from tokcodec.codec.clips import frames_to_video  # noqa: E402
 from tokcodec.codec.io import read_clips  # noqa: E402
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS  # noqa: E402
 from tokcodec.priors import model_prior  # noqa: E402
+from tokcodec.streaming.stateful import encode_chunk  # noqa: E402
+from tokcodec import DEFAULT_CHUNK_FRAMES  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "tokcodec" / "bench-tokens"
 
 
-def clip_tokens(path: Path, model_name: str | None, hysteresis: float, chunk_frames: int = 17) -> list[np.ndarray]:
+def clip_tokens(path: Path, model_name: str | None, hysteresis: float,
+                chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> list[np.ndarray]:
     """Token grids of every chunk of a clip, cached per model fingerprint and hysteresis."""
     model = load_tokenizer(model_name)
     tag = "" if hysteresis == 0 else f"-h{hysteresis:g}"  # h0: the name caches had before hysteresis
@@ -47,7 +50,7 @@ def clip_tokens(path: Path, model_name: str | None, hysteresis: float, chunk_fra
     if cache.is_file():
         with np.load(cache) as z:
             return [z[k] for k in sorted(z.files)]
-    grids = [model.encode(frames_to_video(c.frames), hysteresis=hysteresis)[0].numpy()
+    grids = [encode_chunk(model, frames_to_video(c.frames), hysteresis=hysteresis)[0].numpy()
              for c in read_clips(path, chunk_frames, model.temporal_factor)]
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **{f"{i:05d}": g for i, g in enumerate(grids)})
@@ -80,7 +83,8 @@ def measure(model, model_name: str | None, quality: int, paths: list[Path], repe
     """Print the table for one quality level (its tokens: the first `bits` bits of the full tokens)."""
     k = model.level_bits(quality)
     print(f"# {datetime.date.today()}  {platform.node()}  {platform.machine()}  model {model.config.name} "
-          f"({fingerprint(model)})  quality {quality}: {k}-bit tokens, hysteresis {hysteresis:g}, chunks of 17 frames, "
+          f"({fingerprint(model)})  quality {quality}: {k}-bit tokens, hysteresis {hysteresis:g}, "
+          f"chunks of {DEFAULT_CHUNK_FRAMES} frames, "
           f"best of {repeat}")
     print(f"{'clip':24} {'method':8} {'tokens':>8} {'bits/token':>10} {'vs raw':>7} {'enc Mtok/s':>10} {'dec Mtok/s':>10}")
     totals: dict[str, list[float]] = {}

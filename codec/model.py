@@ -198,13 +198,7 @@ class Tokenizer(nn.Module):
         if tokens.dtype.is_floating_point or tokens.min() < 0 or tokens.max() >= 2**bits:
             raise ValueError(f"tokens must be integers in [0, 2^{bits})")
         zq = level_codes(tokens, bits, self.config.bits).to(self._dtype)
-        video = self.decoder(zq).clamp(-1, 1)
-        if size is not None:
-            t, h, w = size
-            if any(a > b for a, b in zip(size, video.shape[-3:])):
-                raise ValueError(f"size {size} is larger than the decoded clip {tuple(video.shape[-3:])}")
-            video = video[:, :, :t, :h, :w]
-        return video
+        return crop(self.decoder(zq).clamp(-1, 1), size)
 
     def _check_bits(self, bits: int | None) -> int:
         if bits is None:
@@ -216,6 +210,16 @@ class Tokenizer(nn.Module):
     @property
     def _dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+
+def crop(video: torch.Tensor, size: tuple[int, int, int] | None) -> torch.Tensor:
+    """A decoded (padded) video cropped to `size` = (T, H, W); None keeps it whole."""
+    if size is None:
+        return video
+    if any(a > b for a, b in zip(size, video.shape[-3:])):
+        raise ValueError(f"size {size} is larger than the decoded clip {tuple(video.shape[-3:])}")
+    t, h, w = size
+    return video[:, :, :t, :h, :w]
 
 
 def _check_video(video: torch.Tensor) -> None:

@@ -10,7 +10,9 @@ step. The result is the same token grid as encoding the whole chunk at once
 `EncoderStep` / `DecoderStep` are those steps as plain modules, with the
 caches as explicit tensors in and out: what ONNX export traces (one graph
 for a chunk's first step, one for the steps after it). `StreamingEncoder` /
-`StreamingDecoder` drive them frame by frame for Python callers.
+`StreamingDecoder` drive them frame by frame for Python callers;
+`encode_chunk` / `decode_chunk` drive them segment by segment, so that a
+long chunk is coded offline in the memory of a short one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import nn
 
 from tokcodec.codec.layers import AdaptiveGroupNorm, CausalConv3d, StreamSlot
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS, bits_to_indices, hysteresis_signs, level_codes
-from tokcodec.codec.model import Tokenizer
+from tokcodec.codec.model import Tokenizer, crop
 
 
 _LOCKS: "weakref.WeakKeyDictionary[Tokenizer, threading.Lock]" = weakref.WeakKeyDictionary()
@@ -280,3 +282,78 @@ class StreamingDecoder:
         self.reset()
         for t in range(grid.shape[0]):
             yield from self.push(grid[t])
+
+
+# ---------------------------------------------------------------- long chunks offline
+
+def segment_frames_for(height: int, width: int) -> int:
+    """Frames per segment of `encode_chunk` / `decode_chunk` for a frame size.
+
+    Measured on one core (bench/RESULTS.md, "Chunk length"): at 960x540 a
+    33-frame chunk in segments of 5 frames peaks at 2.0 GB and codes in 36 s,
+    in segments of 17 at 3.8 GB in 47 s (whole: 3.5 GB); at 320x240, where
+    per-step overhead outweighs memory traffic, segments of 17 are faster.
+    """
+    return 17 if height * width <= 160_000 else 5
+
+
+@torch.no_grad()
+def encode_chunk(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None = None,
+                 hysteresis: float = 0.0, segment_frames: int | None = None) -> torch.Tensor:
+    """`Tokenizer.encode` of one chunk (1, 3, T, H, W), run in segments of at
+    most `segment_frames` frames (None: `segment_frames_for` the frame size)
+    with the causal caches carried between them: the same tokens (up to
+    float rounding) in memory that does not grow with T.
+    """
+    t = tokenizer.temporal_factor
+    segment_frames = segment_frames or segment_frames_for(*video.shape[-2:])
+    if segment_frames < 1 + t or (segment_frames - 1) % t:
+        raise ValueError(f"segment_frames must be 1 + {t}k with k >= 1, got {segment_frames}")
+    video = tokenizer.pad(video)
+    if video.shape[2] <= segment_frames:
+        return tokenizer.encode(video, bits, hysteresis)
+    K = tokenizer._check_bits(bits)
+    steps = {True: EncoderStep(tokenizer, True), False: EncoderStep(tokenizer, False)}
+    caches: list | None = None
+    previous, out = None, []
+    with _LOCKS.setdefault(tokenizer, threading.Lock()):
+        for a, b in _segments(video.shape[2], segment_frames):
+            z, *caches = steps[caches is None](video[:, :, a:b], *(caches or []))
+            signs = hysteresis_signs(z, hysteresis, previous)
+            previous = signs[:, :, -1]
+            out.append(bits_to_indices(signs, dim=1))
+    tokens = torch.cat(out, dim=1)
+    return tokens if K == tokenizer.config.bits else tokens & ((1 << K) - 1)
+
+
+@torch.no_grad()
+def decode_chunk(tokenizer: Tokenizer, tokens: torch.Tensor, size: tuple[int, int, int] | None = None,
+                 bits: int | None = None, segment_frames: int | None = None) -> torch.Tensor:
+    """`Tokenizer.decode` of one chunk's tokens (1, T', H', W'), run in
+    segments of at most `segment_frames` frames (see `encode_chunk`)."""
+    t, s = tokenizer.temporal_factor, tokenizer.spatial_factor
+    segment_frames = segment_frames or segment_frames_for(tokens.shape[-2] * s, tokens.shape[-1] * s)
+    per = (segment_frames - 1) // t  # latent frames per segment after the first's 1 + per
+    if tokens.dim() != 4 or tokens.shape[1] <= 1 + per:
+        return tokenizer.decode(tokens, size, bits)
+    K = tokenizer._check_bits(bits)
+    if tokens.dtype.is_floating_point or tokens.min() < 0 or tokens.max() >= 2**K:
+        raise ValueError(f"tokens must be integers in [0, 2^{K})")
+    latent = level_codes(tokens, K, tokenizer.config.bits).to(tokenizer._dtype)
+    steps = {True: DecoderStep(tokenizer, True), False: DecoderStep(tokenizer, False)}
+    caches: list | None = None
+    out = []
+    with _LOCKS.setdefault(tokenizer, threading.Lock()):
+        for a, b in _segments(tokens.shape[1], 1 + per):
+            video, *caches = steps[caches is None].forward_latent(latent[:, :, a:b], *(caches or []))
+            out.append(video)
+    return crop(torch.cat(out, dim=2), size)
+
+
+def _segments(n: int, first: int) -> Iterator[tuple[int, int]]:
+    """[a, b) ranges covering 0..n: the first `first` long, then `first - 1`
+    each (frames: 1 + t k, then t k; latent frames: 1 + k, then k)."""
+    a, b = 0, min(n, first)
+    while a < n:
+        yield a, b
+        a, b = b, min(n, b + first - 1)

@@ -14,7 +14,16 @@ from tokcodec.cli import main
 from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
-from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, TorchEngine, latent_of, to_float, to_uint8
+from tokcodec.streaming.stateful import (
+    StreamingDecoder,
+    StreamingEncoder,
+    TorchEngine,
+    decode_chunk,
+    encode_chunk,
+    latent_of,
+    to_float,
+    to_uint8,
+)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -102,6 +111,28 @@ def test_streaming_decoder_gives_the_offline_frames(model: Tokenizer, frames: np
     offline_low = video_to_frames(model.decode(torch.from_numpy(low)[None], bits=4))
     streamed_low = np.stack(list(StreamingDecoder(TorchEngine(model), bits=4).decode_chunk(low)))
     assert np.abs(streamed_low.astype(int) - offline_low).max() <= 1
+
+
+@pytest.mark.parametrize("segment", [5, 9, 13])
+def test_segmented_chunks_equal_whole_chunks(model: Tokenizer, frames: np.ndarray, segment: int) -> None:
+    # a 13-frame chunk (4 latent frames) in segments of 5 or 9 frames, or whole (13)
+    video = frames_to_video(frames[:13])
+    h = median_latent(model, frames)
+    whole = model.encode(video, hysteresis=h)
+    parts = encode_chunk(model, video, hysteresis=h, segment_frames=segment)
+    assert parts.shape == whole.shape == (1, 4, 6, 8) and torch.equal(parts, whole)
+    low = encode_chunk(model, video, bits=4, hysteresis=h, segment_frames=segment)
+    assert torch.equal(low, whole & 15)
+    # an odd length is padded as Tokenizer.encode pads it
+    assert torch.equal(encode_chunk(model, frames_to_video(frames[:11]), segment_frames=segment),
+                       model.encode(frames_to_video(frames[:11])))
+    for bits, tokens in ((None, whole), (4, whole & 15)):
+        offline = model.decode(tokens, size=(13, 48, 64), bits=bits)
+        segmented = decode_chunk(model, tokens, (13, 48, 64), bits, segment_frames=segment)
+        assert segmented.shape == offline.shape == (1, 3, 13, 48, 64)
+        assert (segmented - offline).abs().max() < 1e-4  # float rounding only
+    with pytest.raises(ValueError, match="segment_frames"):
+        encode_chunk(model, video, segment_frames=4)
 
 
 def test_torch_engine_uint8_steps_equal_the_numpy_conversions(model: Tokenizer, frames: np.ndarray) -> None:

@@ -15,6 +15,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# Frames per independently decodable chunk of `tokcodec encode` (1 + 4k).
+# 33 frames cost 4-14% fewer bits than 17 at the same quality and are coded
+# in segments with the causal caches carried over, so memory does not grow
+# with them (bench/RESULTS.md, "Chunk length"); a seek decodes at most 32
+# frames it does not show.
+DEFAULT_CHUNK_FRAMES = 33
+
 _LAZY = {
     "encode_file": "tokcodec.files",
     "decode_file": "tokcodec.files",

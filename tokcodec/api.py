@@ -16,9 +16,11 @@ from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.io import VideoWriter, iter_frames, probe, read_clips
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 
+from tokcodec.streaming.stateful import decode_chunk, encode_chunk
+
+from . import DEFAULT_CHUNK_FRAMES
 from .progress import Progress
 
-DEFAULT_CLIP_FRAMES = 17
 
 
 @dataclass
@@ -56,7 +58,7 @@ def reconstruct_file(
     output: str | os.PathLike,
     *,
     model: Tokenizer | str | None = None,
-    clip_frames: int = DEFAULT_CLIP_FRAMES,
+    clip_frames: int = DEFAULT_CHUNK_FRAMES,
     lossless: bool = False,
     hysteresis: float | None = None,
     force: bool = False,
@@ -81,8 +83,8 @@ def reconstruct_file(
     ) as writer:
         for clip in read_clips(source, clip_frames, tokenizer.temporal_factor):
             video = frames_to_video(clip.frames)
-            codes = tokenizer.encode(video, bits=bits, hysteresis=hysteresis)
-            decoded = video_to_frames(tokenizer.decode(codes, size=tuple(video.shape[-3:]), bits=bits))
+            codes = encode_chunk(tokenizer, video, bits, hysteresis)
+            decoded = video_to_frames(decode_chunk(tokenizer, codes, tuple(video.shape[-3:]), bits))
             for frame in decoded[: clip.valid]:
                 writer.write(frame)
             diff = decoded[: clip.valid].astype(np.float64) - clip.frames[: clip.valid]

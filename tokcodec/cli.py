@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import click
 
-from tokcodec import __version__
+from tokcodec import DEFAULT_CHUNK_FRAMES, __version__
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn expected failures into one line on stderr and exit status 1 (no traceback)."""
@@ -48,7 +48,7 @@ def main() -> None:
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="mp4 to write")
 @click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
-@click.option("--clip-frames", default=17, show_default=True, help="frames per clip (1 + 4k)")
+@click.option("--clip-frames", default=DEFAULT_CHUNK_FRAMES, show_default=True, help="frames per clip (1 + 4k)")
 @click.option("--lossless", is_flag=True, help="write the output losslessly (H.264 RGB, qp 0)")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
@@ -117,7 +117,8 @@ def _print_report(r: Any) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".tok file to write")
 @click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
 @click.option("--quality", default=None, type=int, help="level of the model's rate ladder, 0 = lowest rate [default: the model's, see `tokcodec models`]")
-@click.option("--chunk-frames", default=17, show_default=True, help="frames per independently decodable chunk (1 + 4k)")
+@click.option("--chunk-frames", default=DEFAULT_CHUNK_FRAMES, show_default=True,
+              help="frames per independently decodable chunk (1 + 4k); shorter: finer seeking, more bits")
 @click.option("--hysteresis", default=None, type=click.FloatRange(min=0),
               help="latents smaller than this keep the previous latent frame's bit: fewer bits for a little "
                    "distortion; 0 = off [default: 0.2]")
@@ -246,7 +247,8 @@ def export_onnx(model: str | None, output: str, force: bool) -> None:
 @click.option("-o", "--output", "directory", required=True, type=click.Path(file_okay=False, exists=True),
               help="folder to write NAME.prior-kB.npz into (one per quality level)")
 @click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
-@click.option("--max-chunks", default=6, show_default=True, help="chunks of 17 frames used per video")
+@click.option("--max-chunks", default=3, show_default=True,
+              help=f"chunks of {DEFAULT_CHUNK_FRAMES} frames (as `encode` cuts them) used per video")
 @user_errors
 def fit_prior(videos: tuple[str, ...], directory: str, model: str | None, max_chunks: int) -> None:
     """Fit a model's entropy priors on (training) VIDEOS; ship them in codec/models/."""

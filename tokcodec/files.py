@@ -25,6 +25,8 @@ from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
+from tokcodec.streaming.stateful import decode_chunk as segmented_decode
+from tokcodec.streaming.stateful import encode_chunk
 from tokcodec.codec.io import (
     AudioPacketData,
     AudioStreamInfo,
@@ -36,11 +38,11 @@ from tokcodec.codec.io import (
     read_clips,
 )
 
+from . import DEFAULT_CHUNK_FRAMES
 from .api import check_output
 from .priors import model_prior, prior_for
 from .progress import Progress
 
-DEFAULT_CHUNK_FRAMES = 17
 
 T = TypeVar("T")
 
@@ -103,7 +105,9 @@ def encode_file(
     """Encode a video file (or its first `max_frames` frames) to a .tok file.
 
     Each chunk of `chunk_frames` frames (1 + 4k for the default model) is
-    tokenized and coded on its own, so it can be decoded without the others.
+    tokenized and coded on its own, so it can be decoded without the others
+    (in segments of a few frames with the causal caches carried over, so
+    memory does not grow with the chunk).
     The source's audio packets are stored alongside. `quality` picks a level
     of the model's rate ladder (0 = lowest rate; None = the model's default).
     `hysteresis`: latents smaller than it keep their previous latent frame's
@@ -130,7 +134,7 @@ def encode_file(
     tokens = 0
     with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer:
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames)):
-            codes = tokenizer.encode(frames_to_video(clip.frames), bits=bits, hysteresis=hysteresis)[0].numpy()
+            codes = encode_chunk(tokenizer, frames_to_video(clip.frames), bits, hysteresis)[0].numpy()
             end = clip.start + clip.valid
             # The last chunk of the whole source also takes the audio that outlasts the video.
             whole = last and (max_frames is None or end < max_frames)
@@ -295,7 +299,7 @@ def decode_file(
 
 def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frames: int) -> np.ndarray:
     """uint8 frames (frames, height, width, 3) of one chunk's token grid."""
-    video = tokenizer.decode(torch.from_numpy(tokens)[None], size=(frames, header.height, header.width), bits=header.bits)
+    video = segmented_decode(tokenizer, torch.from_numpy(tokens)[None], (frames, header.height, header.width), header.bits)
     return video_to_frames(video)
 
 

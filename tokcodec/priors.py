@@ -31,6 +31,9 @@ from tokcodec.codec.clips import frames_to_video
 from tokcodec.codec.io import read_clips
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.codec.registry import MODELS_DIR
+from tokcodec.streaming.stateful import encode_chunk
+
+from . import DEFAULT_CHUNK_FRAMES
 
 PRIOR_WEIGHT = 128  # half units: a fitted context starts as if it had seen 64 decisions
 
@@ -94,15 +97,15 @@ def video_token_chunks(
         clips = read_clips(video, chunk_frames, tokenizer.temporal_factor)
         for clip in itertools.islice(clips, max_chunks):
             with torch.no_grad():
-                yield tokenizer.encode(frames_to_video(clip.frames), hysteresis=hysteresis)[0].numpy()
+                yield encode_chunk(tokenizer, frames_to_video(clip.frames), hysteresis=hysteresis)[0].numpy()
 
 
 def fit_model_priors(
     videos: Sequence[str | os.PathLike],
     directory: str | os.PathLike,
     model: str | None = None,
-    chunk_frames: int = 17,
-    max_chunks: int | None = 6,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    max_chunks: int | None = 3,
     weight: int = PRIOR_WEIGHT,
     hysteresis: float = DEFAULT_HYSTERESIS,
 ) -> list[tuple[Path, EntropyPrior]]:
