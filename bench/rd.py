@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/rd.py [--clips NAME,...] [--frames N] [--codecs tokcodec,x264,x265,svtav1]
         [--crf-x264 18,23,...] [--crf-x265 ...] [--crf-svtav1 ...] [--tok-quality 0,...] [--model NAME]
-        [--tok-hysteresis H]
+        [--tok-hysteresis H] [--tok-refine N]
         [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
         [--out bench/rd] [--no-vmaf] [--threads N] [--keep] [--quiet] [--traceback]
 
@@ -16,7 +16,8 @@ stderr. A codec point that fails is reported and skipped.
 How each number is made:
 
 - Codecs. tokcodec: `tokcodec.encode_file` at each quality level of the
-  model (with the encoder's hysteresis threshold, --tok-hysteresis), `tokcodec.decode_file(lossless=True)` (RGB, libx264rgb qp 0, so the
+  model (with the encoder's hysteresis threshold, --tok-hysteresis, and
+  --tok-refine steps of encoder-side refinement, default 0), `tokcodec.decode_file(lossless=True)` (RGB, libx264rgb qp 0, so the
   metric sees the decoder's own pixels). Anchors, through PyAV's FFmpeg:
   libx264 (preset medium), libx265 (preset medium), libsvtav1 (preset 8),
   each over a CRF sweep, yuv420p, written to .mp4 and decoded with PyAV;
@@ -234,14 +235,15 @@ def run_anchor(src: Source, anchor: Anchor, crf: int, preset: str, work: Path) -
     return Measured(path.stat().st_size, y, enc, dec)
 
 
-def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | None = None) -> Measured:
+def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | None = None,
+                 refine_steps: int = 0) -> Measured:
     import tokcodec
 
     tok = work / f"{src.path.stem}-tokcodec-q{quality}.tok"
     mp4 = work / f"{src.path.stem}-tokcodec-q{quality}.mp4"
     start = time.perf_counter()
     report = tokcodec.encode_file(src.path, tok, model=model, quality=quality, max_frames=src.frames,
-                                  hysteresis=hysteresis, force=True)
+                                  hysteresis=hysteresis, refine_steps=refine_steps, force=True)
     enc = time.perf_counter() - start
     start = time.perf_counter()
     tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True)
@@ -318,7 +320,8 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
     for codec in sorted(args.codecs, key=lambda c: c == "tokcodec"):
         if codec == "tokcodec":
             for q in args.tok_quality:
-                jobs.append((codec, "quality", q, lambda q=q: run_tokcodec(src, q, model, work, args.tok_hysteresis)))
+                jobs.append((codec, "quality", q, lambda q=q: run_tokcodec(src, q, model, work, args.tok_hysteresis,
+                                                                               args.tok_refine)))
         else:
             a = ANCHORS[codec]
             for crf in getattr(args, f"crf_{codec}"):
@@ -422,7 +425,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Command: `{results['command']}`, {m['description']}, {results['date']} "
         f"(load average {m['loadavg_start']} at the start: other work on the machine slows every codec's fps).",
         (f"tokcodec model `{s['tokcodec_model']}` (fingerprint {s['tokcodec_fingerprint']}), quality levels "
-         f"{', '.join(map(str, s['tok_quality']))}, encoder hysteresis {s.get('tok_hysteresis', 0)}; "
+         f"{', '.join(map(str, s['tok_quality']))}, encoder hysteresis {s.get('tok_hysteresis', 0)}, "
+         f"refinement steps {s.get('tok_refine', 0)}; "
          if s["tok_quality"] else "")
         + f"anchors via PyAV {m['versions']['av']} (FFmpeg {m['versions']['ffmpeg']}): "
         + ", ".join(f"{ANCHORS[c].label} preset {s['presets'][c]} CRF {','.join(map(str, s['crf'][c]))}"
@@ -575,6 +579,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tok-quality", type=_ints, default=None, help="tokcodec quality levels (default: every level of the model)")
     ap.add_argument("--tok-hysteresis", type=float, default=None,
                     help="tokcodec encoder's hysteresis threshold (default: the codec's default)")
+    ap.add_argument("--tok-refine", type=int, default=0,
+                    help="tokcodec encoder's refinement steps per segment (tokcodec encode --refine; default 0)")
     ap.add_argument("--model", default=None, help="tokcodec model name (default: the shipped default)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "rd", help="output folder (default bench/rd)")
     ap.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the slowest metric)")
@@ -649,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 
         settings["tok_hysteresis"] = DEFAULT_HYSTERESIS if args.tok_hysteresis is None else args.tok_hysteresis
+        settings["tok_refine"] = args.tok_refine
     for c in ANCHORS:
         if c in args.codecs:
             settings["crf"][c] = getattr(args, f"crf_{c}")

@@ -298,31 +298,36 @@ def segment_frames_for(height: int, width: int) -> int:
 
 
 @torch.no_grad()
-def encode_chunk(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None = None,
-                 hysteresis: float = 0.0, segment_frames: int | None = None) -> torch.Tensor:
-    """`Tokenizer.encode` of one chunk (1, 3, T, H, W), run in segments of at
-    most `segment_frames` frames (None: `segment_frames_for` the frame size)
-    with the causal caches carried between them: the same tokens (up to
-    float rounding) in memory that does not grow with T.
-    """
+def encode_latent(tokenizer: Tokenizer, video: torch.Tensor, segment_frames: int | None = None) -> torch.Tensor:
+    """The encoder's latent z (1, K, T', H', W') of one chunk (1, 3, T, H, W),
+    padded as `Tokenizer.encode` pads it, run in segments of at most
+    `segment_frames` frames (None: `segment_frames_for` the frame size) with
+    the causal caches carried between them: the same latent (up to float
+    rounding) in memory that does not grow with T."""
     t = tokenizer.temporal_factor
     segment_frames = segment_frames or segment_frames_for(*video.shape[-2:])
     if segment_frames < 1 + t or (segment_frames - 1) % t:
         raise ValueError(f"segment_frames must be 1 + {t}k with k >= 1, got {segment_frames}")
     video = tokenizer.pad(video)
     if video.shape[2] <= segment_frames:
-        return tokenizer.encode(video, bits, hysteresis)
-    K = tokenizer._check_bits(bits)
+        return tokenizer.encoder(video)
     steps = {True: EncoderStep(tokenizer, True), False: EncoderStep(tokenizer, False)}
     caches: list | None = None
-    previous, out = None, []
+    out = []
     with _LOCKS.setdefault(tokenizer, threading.Lock()):
         for a, b in _segments(video.shape[2], segment_frames):
             z, *caches = steps[caches is None](video[:, :, a:b], *(caches or []))
-            signs = hysteresis_signs(z, hysteresis, previous)
-            previous = signs[:, :, -1]
-            out.append(bits_to_indices(signs, dim=1))
-    tokens = torch.cat(out, dim=1)
+            out.append(z)
+    return torch.cat(out, dim=2)
+
+
+def encode_chunk(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None = None,
+                 hysteresis: float = 0.0, segment_frames: int | None = None) -> torch.Tensor:
+    """`Tokenizer.encode` of one chunk (1, 3, T, H, W) through `encode_latent`:
+    the same tokens in memory that does not grow with T."""
+    K = tokenizer._check_bits(bits)
+    z = encode_latent(tokenizer, video, segment_frames)
+    tokens = bits_to_indices(hysteresis_signs(z, hysteresis), dim=1)
     return tokens if K == tokenizer.config.bits else tokens & ((1 << K) - 1)
 
 

@@ -14,6 +14,7 @@ from tokcodec.cli import main
 from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
+from tokcodec.streaming.refine import RefineConfig, encode_refined
 from tokcodec.streaming.stateful import (
     StreamingDecoder,
     StreamingEncoder,
@@ -133,6 +134,25 @@ def test_segmented_chunks_equal_whole_chunks(model: Tokenizer, frames: np.ndarra
         assert (segmented - offline).abs().max() < 1e-4  # float rounding only
     with pytest.raises(ValueError, match="segment_frames"):
         encode_chunk(model, video, segment_frames=4)
+
+
+def test_refinement_finds_tokens_that_decode_closer(model: Tokenizer, frames: np.ndarray) -> None:
+    video = frames_to_video(frames[:13])
+    h = median_latent(model, frames)
+    plain = encode_chunk(model, video, hysteresis=h)
+    assert torch.equal(encode_refined(model, video, None, h, RefineConfig(steps=0)), plain)
+
+    def error(tokens: torch.Tensor, bits: int | None = None) -> float:
+        return float(((decode_chunk(model, tokens, (13, 48, 64), bits) - video) ** 2).mean())
+
+    refined = encode_refined(model, video, None, h, RefineConfig(steps=8))
+    assert refined.shape == plain.shape and not torch.equal(refined, plain)
+    assert error(refined) < 0.95 * error(plain)  # measured: 0.88 x (level 4 below: 0.94 x)
+    low = encode_refined(model, video, 4, h, RefineConfig(steps=8))  # a lower level: its own search
+    assert int(low.max()) < 16 and error(low, 4) < error(plain & 15, 4)
+    assert all(p.requires_grad for p in model.parameters())  # left as it was
+    with pytest.raises(ValueError):
+        RefineConfig(steps=-1)
 
 
 def test_torch_engine_uint8_steps_equal_the_numpy_conversions(model: Tokenizer, frames: np.ndarray) -> None:

@@ -25,8 +25,8 @@ from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
+from tokcodec.streaming.refine import RefineConfig, encode_refined
 from tokcodec.streaming.stateful import decode_chunk as segmented_decode
-from tokcodec.streaming.stateful import encode_chunk
 from tokcodec.codec.io import (
     AudioPacketData,
     AudioStreamInfo,
@@ -99,6 +99,7 @@ def encode_file(
     max_frames: int | None = None,
     entropy: EntropyParams | None = None,
     hysteresis: float | None = None,
+    refine_steps: int = 0,
     force: bool = False,
     quiet: bool = True,
 ) -> EncodeReport:
@@ -112,8 +113,11 @@ def encode_file(
     of the model's rate ladder (0 = lowest rate; None = the model's default).
     `hysteresis`: latents smaller than it keep their previous latent frame's
     bit (`Tokenizer.encode`); 0 is plain sign quantisation, None the default.
+    `refine_steps` > 0: search, per segment, for the tokens the decoder
+    reconstructs best (`streaming.refine`): better quality, slower encoding.
     """
     check_output(output, force)
+    refine = RefineConfig(steps=refine_steps)
     hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
     bits = tokenizer.level_bits(quality)  # refuses a level the model lacks before any work
@@ -134,7 +138,9 @@ def encode_file(
     tokens = 0
     with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer:
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames)):
-            codes = encode_chunk(tokenizer, frames_to_video(clip.frames), bits, hysteresis)[0].numpy()
+            video = frames_to_video(clip.frames)
+            size = (clip.valid, *video.shape[-2:])
+            codes = encode_refined(tokenizer, video, bits, hysteresis, refine, size)[0].numpy()
             end = clip.start + clip.valid
             # The last chunk of the whole source also takes the audio that outlasts the video.
             whole = last and (max_frames is None or end < max_frames)
