@@ -44,19 +44,22 @@ class RefineConfig:
 
 
 def encode_refined(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None, hysteresis: float,
-                   config: RefineConfig, size: tuple[int, int, int] | None = None) -> torch.Tensor:
+                   config: RefineConfig, size: tuple[int, int, int] | None = None,
+                   segment_frames: int | None = None) -> torch.Tensor:
     """`stateful.encode_chunk` with refinement: tokens (1, T', H', W') of one
     chunk (1, 3, T, H, W) whose first `size` = (T, H, W) frames are the clip
-    (default: all of it)."""
+    (default: all of it); `segment_frames` as in `encode_chunk`."""
     if not config.steps:
-        return encode_chunk(tokenizer, video, bits, hysteresis)
+        return encode_chunk(tokenizer, video, bits, hysteresis, segment_frames)
     bits = tokenizer._check_bits(bits)
-    z = encode_latent(tokenizer, video)
-    return refine_tokens(tokenizer, tokenizer.pad(video), z, bits, hysteresis, config, size or video.shape[-3:])
+    z = encode_latent(tokenizer, video, segment_frames)
+    return refine_tokens(tokenizer, tokenizer.pad(video), z, bits, hysteresis, config, size or video.shape[-3:],
+                         segment_frames)
 
 
 def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bits: int, hysteresis: float,
-                  config: RefineConfig, size: tuple[int, int, int] | None = None) -> torch.Tensor:
+                  config: RefineConfig, size: tuple[int, int, int] | None = None,
+                  segment_frames: int | None = None) -> torch.Tensor:
     """Tokens (1, T', H', W') of `bits` bits for the padded chunk `video`
     (1, 3, T, H, W) in [-1, 1], starting from the encoder's latent z (1, K,
     T', H', W'). Per decoder segment: `config.steps` Adam steps on the mean
@@ -68,7 +71,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
     t = tokenizer.temporal_factor
     n, h, w = size or video.shape[-3:]
     keep = (torch.arange(z.shape[1], device=z.device) < bits).view(1, -1, 1, 1, 1).to(z.dtype)
-    per = (segment_frames_for(*video.shape[-2:]) - 1) // t
+    per = ((segment_frames or segment_frames_for(*video.shape[-2:])) - 1) // t
     steps = {True: DecoderStep(tokenizer, True), False: DecoderStep(tokenizer, False)}
     frozen = [p for p in tokenizer.decoder.parameters() if p.requires_grad]
     caches: list | None = None

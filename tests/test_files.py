@@ -231,6 +231,20 @@ def test_encode_only_the_first_frames(source: Path, tmp_path: Path) -> None:
     assert abs(audio_seconds(tmp_path / "a.mp4") - 10 / 25) < 0.05  # the audio follows the frames
 
 
+def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
+    # the search itself is tested in test_streaming.py; here: the option reaches it
+    plain, refined = tmp_path / "plain.tok", tmp_path / "refined.tok"
+    for out, extra in ((plain, []), (refined, ["--refine", "2"])):
+        r = cli("encode", str(source), "-o", str(out), "--frames", "9", "--chunk-frames", "9", "-q", *extra)
+        assert r.exit_code == 0, r.output
+    a, b = (next(tokcodec.read_tokens(p)).tokens for p in (plain, refined))
+    assert a.shape == b.shape and not np.array_equal(a, b)
+    tokcodec.decode_file(refined, tmp_path / "a.mp4")
+    assert probe(tmp_path / "a.mp4").frames == 9
+    r = cli("encode", str(source), "-o", str(tmp_path / "bad.tok"), "--refine", "-1")
+    assert r.exit_code == 2 and not (tmp_path / "bad.tok").exists()
+
+
 def test_token_archive_is_a_plain_npz(tok: Path, tmp_path: Path) -> None:
     npz = tmp_path / "t.npz"
     tokcodec.export_tokens(tok, npz)
