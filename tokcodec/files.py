@@ -99,7 +99,7 @@ def encode_file(
     max_frames: int | None = None,
     entropy: EntropyParams | None = None,
     hysteresis: float | None = None,
-    refine_steps: int = 0,
+    refine: RefineConfig = RefineConfig(),
     force: bool = False,
     quiet: bool = True,
 ) -> EncodeReport:
@@ -113,11 +113,11 @@ def encode_file(
     of the model's rate ladder (0 = lowest rate; None = the model's default).
     `hysteresis`: latents smaller than it keep their previous latent frame's
     bit (`Tokenizer.encode`); 0 is plain sign quantisation, None the default.
-    `refine_steps` > 0: search, per segment, for the tokens the decoder
-    reconstructs best (`streaming.refine`): better quality, slower encoding.
+    `refine` with steps > 0: search, per segment, for the tokens the decoder
+    reconstructs best (`streaming.refine.RefineConfig`): better quality and
+    fewer bits, much slower encoding.
     """
     check_output(output, force)
-    refine = RefineConfig(steps=refine_steps)
     hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
     bits = tokenizer.level_bits(quality)  # refuses a level the model lacks before any work
