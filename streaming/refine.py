@@ -7,8 +7,8 @@ error of the decoded clip plus a rate term (the bits that change from one
 latent frame to the next, which is what the entropy coder pays for),
 through the quantiser with a straight-through gradient (forward: the signs
 the encoder will send, hysteresis included; backward: identity), then
-quantises as before. The decoder and the format
-do not change: it is an encoder-side search, like a slower x264 preset.
+quantises as before. The decoder and the format do not change: it is an
+encoder-side search, like a slower x264 preset.
 
 A chunk is refined a decoder segment at a time (the segments of
 `stateful.decode_chunk`): the caches of the decoder's causal convolutions

@@ -124,7 +124,7 @@ def _print_report(r: Any) -> None:
                    "distortion; 0 = off [default: 0.2]")
 @click.option("--refine", default=0, show_default=True, type=click.IntRange(min=0),
               help="encoder-side search: N gradient steps per segment for the tokens the decoder reconstructs best "
-                   "(about +1.5 dB at 20 steps; encoding gets about 40x slower; the decoder is unchanged)")
+                   "(20 steps: about +1.5 dB and fewer bits, encoding about 45x slower; the decoder is unchanged)")
 @click.option("--refine-rate", default=0.3, show_default=True, type=click.FloatRange(min=0),
               help="the search's weight on bits that change between latent frames: higher, fewer bits")
 @click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1), help="encode only the first N frames")
