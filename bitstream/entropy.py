@@ -637,8 +637,7 @@ def _walk(K, H, W, T, params, code, frames_in=None, frames_out=None, prior=None)
     """Visit every decision of a chunk in coding order (shared by both sides).
 
     ``code(prob, decisions)`` codes one vectorised step: the encoder passes the
-    decisions (int32) and gets them back, the decoder passes None and gets the
-    decoded ones. Encoder: ``frames_in[t]`` is frame t's tokens. Decoder:
+    decisions (int32), the decoder passes None and gets the decoded ones. Encoder: ``frames_in[t]`` is frame t's tokens. Decoder:
     ``frames_out[t]`` receives them. ``prior`` maps table keys to initial
     counts. Returns the tables (their final counts fit priors).
     """
@@ -833,23 +832,20 @@ def _signs_token(s: np.ndarray, K: int) -> np.ndarray:
     return b.view("<u4")[:, :, 0].astype(np.int64)
 
 
+# model id -> (walk, constriction model, bit planes per coded symbol)
+_CODERS = {1: (_walk, _BERNOULLI, 1), 2: (_walk2, _CATEGORICAL, _kernels.GROUP)}
+
+
 def _ctx_encode(tokens: np.ndarray, bits: int, params: EntropyParams, prior) -> bytes:
     T, H, W = tokens.shape
+    walk, model, _ = _CODERS[params.model_id]
     enc = constriction.stream.queue.RangeEncoder()
     if tokens.size:
-        if params.model_id == 1:
 
-            def code(prob, x):
-                enc.encode(x, _BERNOULLI, prob)
-                return x
+        def code(probabilities, symbols):
+            enc.encode(symbols, model, probabilities)
 
-            _walk(bits, H, W, T, params, code, frames_in=tokens, prior=prior)
-        else:
-
-            def code(joint, sym):
-                enc.encode(sym, _CATEGORICAL, joint)
-
-            _walk2(bits, H, W, T, params, code, frames_in=tokens, prior=prior)
+        walk(bits, H, W, T, params, code, frames_in=tokens, prior=prior)
     return enc.get_compressed().astype("<u4", copy=False).tobytes()
 
 
@@ -862,10 +858,10 @@ def _min_payload_bits(n_decisions: int, params: EntropyParams) -> int:
 def _ctx_decode(data: memoryview, shape, bits: int, params: EntropyParams, prior) -> np.ndarray:
     T, H, W = shape
     n = T * H * W
+    walk, model, planes_per_call = _CODERS[params.model_id]
     if len(data) % 4:
         raise EntropyError(f"payload of {len(data)} bytes is not a whole number of 32-bit words")
-    coded = n * bits if params.model_id == 1 else n * -(-bits // _kernels.GROUP)  # decisions / symbols
-    if 8 * len(data) < _min_payload_bits(coded, params):
+    if 8 * len(data) < _min_payload_bits(n * -(-bits // planes_per_call), params):  # coded decisions / symbols
         raise EntropyError(f"payload of {len(data)} bytes is too short for {shape} x {bits} bits")
     out = np.zeros(shape, np.int64)
     if n == 0:
@@ -875,7 +871,6 @@ def _ctx_decode(data: memoryview, shape, bits: int, params: EntropyParams, prior
     if not len(data):  # the range coder emits at least one word for any decision
         raise EntropyError("empty payload for a non-empty chunk")
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(data, "<u4").astype(np.uint32))
-    model = _BERNOULLI if params.model_id == 1 else _CATEGORICAL
 
     def code(prob, x):
         try:
@@ -883,7 +878,7 @@ def _ctx_decode(data: memoryview, shape, bits: int, params: EntropyParams, prior
         except Exception as e:  # constriction reports undecodable data this way
             raise EntropyError(f"entropy decoding failed: {e}") from None
 
-    (_walk if params.model_id == 1 else _walk2)(bits, H, W, T, params, code, frames_out=out, prior=prior)
+    walk(bits, H, W, T, params, code, frames_out=out, prior=prior)
     if not dec.maybe_exhausted():
         raise EntropyError("payload has data after the last token")
     return out

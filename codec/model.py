@@ -192,13 +192,17 @@ class Tokenizer(nn.Module):
         `size` = (T, H, W) of the original clip crops the padding away;
         without it the padded size is returned.
         """
+        return crop(self.decoder(self.latent_codes(tokens, bits)).clamp(-1, 1), size)
+
+    def latent_codes(self, tokens: torch.Tensor, bits: int | None = None) -> torch.Tensor:
+        """The decoder's input (B, K, T', H', W') for tokens (B, T', H', W') of
+        `bits` bits: +-1 per kept channel, 0 for those a lower level drops."""
         bits = self._check_bits(bits)
         if tokens.dim() != 4:
             raise ValueError(f"tokens must be (B, T', H', W'), got shape {tuple(tokens.shape)}")
         if tokens.dtype.is_floating_point or tokens.min() < 0 or tokens.max() >= 2**bits:
             raise ValueError(f"tokens must be integers in [0, 2^{bits})")
-        zq = level_codes(tokens, bits, self.config.bits).to(self._dtype)
-        return crop(self.decoder(zq).clamp(-1, 1), size)
+        return level_codes(tokens, bits, self.config.bits).to(self._dtype)
 
     def _check_bits(self, bits: int | None) -> int:
         if bits is None:

@@ -341,10 +341,7 @@ def decode_chunk(tokenizer: Tokenizer, tokens: torch.Tensor, size: tuple[int, in
     per = (segment_frames - 1) // t  # latent frames per segment after the first's 1 + per
     if tokens.dim() != 4 or tokens.shape[1] <= 1 + per:
         return tokenizer.decode(tokens, size, bits)
-    K = tokenizer._check_bits(bits)
-    if tokens.dtype.is_floating_point or tokens.min() < 0 or tokens.max() >= 2**K:
-        raise ValueError(f"tokens must be integers in [0, 2^{K})")
-    latent = level_codes(tokens, K, tokenizer.config.bits).to(tokenizer._dtype)
+    latent = tokenizer.latent_codes(tokens, bits)
     steps = {True: DecoderStep(tokenizer, True), False: DecoderStep(tokenizer, False)}
     caches: list | None = None
     out = []

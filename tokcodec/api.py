@@ -15,12 +15,10 @@ from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.io import VideoWriter, iter_frames, probe, read_clips
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
-
 from tokcodec.streaming.stateful import decode_chunk, encode_chunk
 
 from . import DEFAULT_CHUNK_FRAMES
 from .progress import Progress
-
 
 
 @dataclass

@@ -25,8 +25,6 @@ from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
-from tokcodec.streaming.refine import RefineConfig, encode_refined
-from tokcodec.streaming.stateful import decode_chunk as segmented_decode
 from tokcodec.codec.io import (
     AudioPacketData,
     AudioStreamInfo,
@@ -37,6 +35,8 @@ from tokcodec.codec.io import (
     probe,
     read_clips,
 )
+from tokcodec.streaming.refine import RefineConfig, encode_refined
+from tokcodec.streaming.stateful import decode_chunk as segmented_decode
 
 from . import DEFAULT_CHUNK_FRAMES
 from .api import check_output
