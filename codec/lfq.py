@@ -114,6 +114,18 @@ def hysteresis_signs(z: torch.Tensor, threshold: float, previous: torch.Tensor |
     return out
 
 
+def bit_changes(codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """How many kept bits differ between consecutive latent frames of `codes`
+    (B, K, T, H, W) of +-1 (straight-through codes: differentiable); `mask`
+    (broadcastable to codes) is 1 for kept channels, 0 for dropped ones.
+
+    The entropy coder's temporal contexts make a repeated bit cheap and a
+    changed one expensive, so this counts what a latent costs to send: the
+    rate term of training (`TrainConfig.rate`) and of refinement."""
+    change = (1 - codes[:, :, 1:] * codes[:, :, :-1]) / 2
+    return (change * mask).sum()
+
+
 def level_mask(keep: torch.Tensor, channels: int, like: torch.Tensor) -> torch.Tensor:
     """(B, channels, 1, 1, 1) mask, 1 for the first keep[b] channels of sample b."""
     idx = torch.arange(channels, device=like.device).view(1, -1, 1, 1, 1)

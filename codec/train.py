@@ -39,6 +39,7 @@ from torch import nn
 
 from .config import PRESETS, TokenizerConfig
 from .data import ClipSampler, DataConfig
+from .lfq import bit_changes, level_mask
 from .losses import Discriminator3d, LeCam, generator_adv_loss, hinge_d_loss, psnr, reconstruction_loss
 from .model import Tokenizer
 from .registry import save_tokenizer
@@ -74,6 +75,10 @@ class TrainConfig:
     threads: int = 0  # CPU threads for torch (0: leave torch's default)
     amp: str = ""  # "bf16": the networks run under bfloat16 autocast (GPUs); losses and LFQ stay float32
     init_from: str = ""  # checkpoint.pt or .safetensors to start a new run from (see grow_state)
+    # Encoder-only training: the decoder (and so every .tok already written) stays
+    # exactly as it is, and the encoder learns to give it better latents.
+    freeze_decoder: bool = False
+    rate: float = 0.0  # weight of bit_changes per pixel: latents that cost fewer bits to send
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -82,6 +87,8 @@ class TrainConfig:
         d["data"] = DataConfig(**{**d["data"], "paths": tuple(d["data"]["paths"])})
         d["betas"] = tuple(d["betas"])
         d.setdefault("init_from", "")
+        d.setdefault("freeze_decoder", False)
+        d.setdefault("rate", 0.0)
         return cls(**d)
 
 
@@ -112,7 +119,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = Tokenizer(cfg.model).to(device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        if cfg.freeze_decoder:
+            self.model.decoder.requires_grad_(False)
+        self.trained = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.trained, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         self.disc = Discriminator3d().to(device)
         self.lecam = LeCam().to(device)
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.99), weight_decay=0.0)
@@ -185,6 +195,11 @@ class Trainer:
         recon = out.reconstruction.float()
         rec, parts = reconstruction_loss(recon, batch, cfg.l1, cfg.l2, cfg.ssim)
         loss = rec + out.lfq.loss
+        if cfg.rate:
+            mask = level_mask(keep, cfg.model.lfq.bits, recon) if keep is not None else 1
+            changes = bit_changes(out.lfq.quantized.float(), mask) / (batch.numel() / batch.shape[1])
+            loss = loss + cfg.rate * changes
+            parts["changes"] = changes.item()
         use_disc = step >= cfg.disc_start
         if use_disc:
             with self._autocast():
@@ -194,7 +209,7 @@ class Trainer:
             parts["g_adv"] = g_adv.item()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip).item()
+        grad_norm = nn.utils.clip_grad_norm_(self.trained, cfg.grad_clip).item()
         self.opt.step()
         self._update_ema()
         if use_disc:
@@ -453,6 +468,8 @@ def parser() -> argparse.ArgumentParser:
         if f.type in ("int", "float") and f.name not in ("steps",):
             ap.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float)
     ap.add_argument("--steps", type=int)
+    ap.add_argument("--freeze-decoder", action="store_true", default=None,
+                    help="train the encoder only: the decoder, and so existing .tok files, stay valid")
     ap.add_argument("--amp", choices=["bf16"], help="bfloat16 autocast for the networks (GPUs with bf16 units)")
     return ap
 

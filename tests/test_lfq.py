@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tokcodec.codec import LFQ, LFQConfig, bits_to_indices, indices_to_bits, merge_tokens, split_tokens
-from tokcodec.codec.lfq import entropy_terms, hysteresis_signs, indices_to_codes
+from tokcodec.codec.lfq import bit_changes, entropy_terms, hysteresis_signs, indices_to_codes
 
 
 @pytest.mark.parametrize("k", [1, 4, 10])
@@ -143,3 +143,13 @@ def test_hysteresis_continues_from_a_previous_step():
     assert torch.equal(torch.cat([first, rest], dim=2), whole)
     with pytest.raises(ValueError, match=">= 0"):
         hysteresis_signs(z, -0.1)
+
+
+def test_bit_changes_counts_kept_bits_that_flip_between_latent_frames():
+    codes = torch.tensor([1.0, 1, -1, -1, 1]).view(1, 1, 5, 1, 1).repeat(1, 3, 1, 1, 1)
+    codes[:, 1] = 1  # a channel that never changes
+    mask = torch.tensor([1.0, 1, 0]).view(1, 3, 1, 1, 1)  # the third channel is dropped
+    assert bit_changes(codes, mask).item() == 2  # channel 0 flips twice; channel 2 is not counted
+    z = codes.clone().requires_grad_(True)
+    bit_changes(z, mask).backward()
+    assert z.grad[:, 2].abs().sum() == 0 and z.grad[:, 0].abs().sum() > 0

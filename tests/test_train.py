@@ -153,3 +153,18 @@ def test_torchrun_ddp_on_cpu(media: Path, tmp_path: Path) -> None:
     assert "resumed" in second.stdout and "step 4/6" in second.stdout and "step 5/6" not in second.stdout
     state = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert state["step"] == 4
+
+
+def test_encoder_only_training_keeps_the_decoder_and_logs_the_rate(media: Path, tmp_path: Path) -> None:
+    """--freeze-decoder: every .tok written with the starting weights still
+    decodes the same (the decoder, model and EMA, is bit-identical), while
+    the encoder moves; --rate logs the latent's bit changes it trades off."""
+    cfg = replace(tiny_config(media, steps=3), freeze_decoder=True, rate=0.3, disc_start=10**9)
+    torch.manual_seed(cfg.seed)  # as the Trainer seeds its model: the same starting weights
+    start = {k: v.clone() for k, v in Tokenizer(cfg.model).state_dict().items()}
+    trainer = train(cfg, tmp_path / "enc")
+    for weights in (trainer.model.state_dict(), trainer.ema.state_dict()):
+        assert all(torch.equal(weights[k], v) for k, v in start.items() if k.startswith("decoder."))
+    assert any(not torch.equal(trainer.model.state_dict()[k], v) for k, v in start.items() if k.startswith("encoder."))
+    rows = [json.loads(line) for line in (tmp_path / "enc" / "log.jsonl").read_text().splitlines()]
+    assert all(0 <= r["changes"] < 1 for r in rows) and any(r["changes"] > 0 for r in rows)  # 0: 1-frame clips
