@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/rd.py [--clips NAME,...] [--frames N] [--codecs tokcodec,x264,x265,svtav1]
         [--crf-x264 18,23,...] [--crf-x265 ...] [--crf-svtav1 ...] [--tok-quality 0,...] [--model NAME]
-        [--tok-hysteresis H] [--tok-refine N] [--tok-refine-rate R]
+        [--tok-hysteresis H] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S]
         [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
         [--out bench/rd] [--no-vmaf] [--threads N] [--keep] [--quiet] [--traceback]
 
@@ -236,7 +236,7 @@ def run_anchor(src: Source, anchor: Anchor, crf: int, preset: str, work: Path) -
 
 
 def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | None = None,
-                 refine_steps: int = 0, refine_rate: float = 0.3) -> Measured:
+                 refine_steps: int = 0, refine_rate: float = 0.15, refine_ssim: float = 0.0) -> Measured:
     import tokcodec
     from tokcodec.streaming.refine import RefineConfig
 
@@ -244,8 +244,8 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
     mp4 = work / f"{src.path.stem}-tokcodec-q{quality}.mp4"
     start = time.perf_counter()
     report = tokcodec.encode_file(src.path, tok, model=model, quality=quality, max_frames=src.frames,
-                                  hysteresis=hysteresis, refine=RefineConfig(steps=refine_steps, rate=refine_rate),
-                                  force=True)
+                                  hysteresis=hysteresis, force=True,
+                                  refine=RefineConfig(steps=refine_steps, rate=refine_rate, ssim=refine_ssim))
     enc = time.perf_counter() - start
     start = time.perf_counter()
     tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True)
@@ -323,7 +323,8 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
         if codec == "tokcodec":
             for q in args.tok_quality:
                 jobs.append((codec, "quality", q, lambda q=q: run_tokcodec(src, q, model, work, args.tok_hysteresis,
-                                                                               args.tok_refine, args.tok_refine_rate)))
+                                                                               args.tok_refine, args.tok_refine_rate,
+                                                                               args.tok_refine_ssim)))
         else:
             a = ANCHORS[codec]
             for crf in getattr(args, f"crf_{codec}"):
@@ -428,7 +429,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"(load average {m['loadavg_start']} at the start: other work on the machine slows every codec's fps).",
         (f"tokcodec model `{s['tokcodec_model']}` (fingerprint {s['tokcodec_fingerprint']}), quality levels "
          f"{', '.join(map(str, s['tok_quality']))}, encoder hysteresis {s.get('tok_hysteresis', 0)}, "
-         f"refinement steps {s.get('tok_refine', 0)} (rate weight {s.get('tok_refine_rate', 0)}); "
+         f"refinement steps {s.get('tok_refine', 0)} (rate weight {s.get('tok_refine_rate', 0)}, "
+         f"SSIM weight {s.get('tok_refine_ssim', 0)}); "
          if s["tok_quality"] else "")
         + f"anchors via PyAV {m['versions']['av']} (FFmpeg {m['versions']['ffmpeg']}): "
         + ", ".join(f"{ANCHORS[c].label} preset {s['presets'][c]} CRF {','.join(map(str, s['crf'][c]))}"
@@ -583,8 +585,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="tokcodec encoder's hysteresis threshold (default: the codec's default)")
     ap.add_argument("--tok-refine", type=int, default=0,
                     help="tokcodec encoder's refinement steps per segment (tokcodec encode --refine; default 0)")
-    ap.add_argument("--tok-refine-rate", type=float, default=0.3,
-                    help="weight of changed bits in the refinement (tokcodec encode --refine-rate; default 0.3)")
+    ap.add_argument("--tok-refine-rate", type=float, default=0.15,
+                    help="weight of changed bits in the refinement (tokcodec encode --refine-rate; default 0.15)")
+    ap.add_argument("--tok-refine-ssim", type=float, default=0.0,
+                    help="weight of 1 - SSIM in the refinement (tokcodec encode --refine-ssim; default 0)")
     ap.add_argument("--model", default=None, help="tokcodec model name (default: the shipped default)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "rd", help="output folder (default bench/rd)")
     ap.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the slowest metric)")
@@ -661,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["tok_hysteresis"] = DEFAULT_HYSTERESIS if args.tok_hysteresis is None else args.tok_hysteresis
         settings["tok_refine"] = args.tok_refine
         settings["tok_refine_rate"] = args.tok_refine_rate
+        settings["tok_refine_ssim"] = args.tok_refine_ssim
     for c in ANCHORS:
         if c in args.codecs:
             settings["crf"][c] = getattr(args, f"crf_{c}")

@@ -3,8 +3,9 @@
 The encoder's latent z is trained to quantise well on average; for one
 clip, the tokens sign(z) are not the ones whose decoding is closest to it.
 Refinement starts from z and takes a few Adam steps on the reconstruction
-error of the decoded clip plus a rate term (the bits that change from one
-latent frame to the next, which is what the entropy coder pays for),
+error of the decoded clip (squared error and SSIM) plus a rate term (the bits that change from one
+latent frame to the next, which is what the entropy coder pays for, each
+priced at what a change of its bit plane costs in this chunk),
 through the quantiser with a straight-through gradient (forward: the signs
 the encoder will send, hysteresis included; backward: identity), then
 quantises as before. The decoder and the format do not change: it is an
@@ -24,7 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from tokcodec.codec.lfq import bits_to_indices, hysteresis_signs
+from tokcodec.codec.lfq import bit_changes, bits_to_indices, hysteresis_signs
+from tokcodec.codec.losses import ssim as structural_similarity
 from tokcodec.codec.model import Tokenizer
 
 from .stateful import _LOCKS, DecoderStep, _segments, encode_chunk, encode_latent, segment_frames_for
@@ -34,15 +36,24 @@ from .stateful import _LOCKS, DecoderStep, _segments, encode_chunk, encode_laten
 class RefineConfig:
     """steps: Adam steps per segment (0: no refinement); lr: their step size
     on the latent (the encoder's latents are of order 1); rate: weight of the
-    bits that change from one latent frame to the next, per pixel (what the
-    entropy coder pays for), against the squared error in [-1, 1] units.
-    0.3 was chosen on carphone (bench/RESULTS.md): 30% fewer bits than 0 for
-    0.05 dB; without it the search flips bits freely and a static picture
-    costs 3.6 times the bits."""
+    estimated bits per pixel of the changes from one latent frame to the next
+    (what the entropy coder pays for), against the squared error in [-1, 1]
+    units. A change of bit plane k is priced log2((1 - p_k) / p_k) bits, p_k
+    being the share of plane k's bits that change in the unrefined chunk: a
+    change is dear where the picture stands still. 0.15 was chosen on
+    carphone, realshort and a test card (bench/RESULTS.md): against the flat
+    price per change it replaced (0.3 per change), 4% fewer bits and +0.05 dB
+    on carphone, 22% fewer and +0.06 dB on the card, 6% more and +0.09 dB on
+    realshort; without a rate term a static picture costs 3.6 times the bits.
+    ssim: weight of 1 - SSIM of the decoded segment (the training's
+    structural term), 0 by default: 0.05 raised MS-SSIM by 0.004 to 0.008
+    for 3% to 9% more bits at the same PSNR and VMAF, which is better by
+    MS-SSIM but worse by PSNR-Y and VMAF at equal bits (bench/RESULTS.md)."""
 
     steps: int = 0
     lr: float = 0.1
-    rate: float = 0.3
+    rate: float = 0.15
+    ssim: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -51,6 +62,8 @@ class RefineConfig:
             raise ValueError(f"refine lr must be > 0, got {self.lr}")
         if not self.rate >= 0:
             raise ValueError(f"refine rate must be >= 0, got {self.rate}")
+        if not self.ssim >= 0:
+            raise ValueError(f"refine ssim weight must be >= 0, got {self.ssim}")
 
 
 def encode_refined(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None, hysteresis: float,
@@ -67,15 +80,26 @@ def encode_refined(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None, 
                          segment_frames)
 
 
-def _changes(latent: torch.Tensor, previous: torch.Tensor | None, keep: torch.Tensor) -> torch.Tensor:
-    """How many kept bits of `latent` (+-1, straight through) differ from the
-    latent frame before (`previous` bits before the first; none for a
-    chunk's first), differentiable in `latent`."""
-    before = latent[:, :, :-1]
+def change_prices(signs: torch.Tensor) -> torch.Tensor:
+    """(1, K, 1, 1, 1): bits a change of each plane costs, log2((1 - p) / p),
+    p = the share of the plane's bits (B, K, T, H, W) that change from one
+    latent frame to the next (with half a change added to every plane, so a
+    plane that never changes is dear but finite): the extra cost of coding
+    "changed" rather than "kept" under a plane's own frequency, which is
+    what the entropy coder's temporal contexts come to on average."""
+    changed = (signs[:, :, 1:] != signs[:, :, :-1]).to(torch.float32)
+    n = changed[:, 0].numel()
+    p = (changed.sum(dim=(0, 2, 3, 4)) + 0.5) / (n + 1)
+    return torch.log2((1 - p) / p).clamp_min(0).view(1, -1, 1, 1, 1)
+
+
+def _changes(latent: torch.Tensor, previous: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor:
+    """`bit_changes` of a segment's latent (dropped channels 0), counted from the
+    last bits of the segment before (`previous`; none for a chunk's first
+    segment), each plane's changes weighted by `weight` (0 for dropped planes)."""
     if previous is not None:
-        before = torch.cat([((previous.to(latent.dtype) * 2 - 1) * keep[:, :, 0])[:, :, None], before], dim=2)
-    now = latent[:, :, latent.shape[2] - before.shape[2]:]
-    return ((1 - now * before) / 2 * keep).sum()
+        latent = torch.cat([(previous.to(latent.dtype) * 2 - 1)[:, :, None], latent], dim=2)
+    return bit_changes(latent, weight)
 
 
 def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bits: int, hysteresis: float,
@@ -85,14 +109,16 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
     (1, 3, T, H, W) in [-1, 1], starting from the encoder's latent z (1, K,
     T', H', W'). Per decoder segment: `config.steps` Adam steps on the mean
     squared error of the decoded segment (over the first `size` = (T, H, W)
-    of the chunk, the unpadded clip) plus `config.rate` times the changed
-    bits per pixel, each step's latent quantised with `hysteresis` as
+    of the chunk, the unpadded clip) plus `config.ssim` times its 1 - SSIM
+    plus `config.rate` times the bits per pixel its changes cost
+    (`change_prices`), each step's latent quantised with `hysteresis` as
     `Tokenizer.encode` quantises; the tokens of the step with the lowest
     loss are kept, so a segment's loss is never above the unrefined
     tokens' given the segments before it."""
     t = tokenizer.temporal_factor
     n, h, w = size or video.shape[-3:]
     keep = (torch.arange(z.shape[1], device=z.device) < bits).view(1, -1, 1, 1, 1).to(z.dtype)
+    price = change_prices(hysteresis_signs(z, hysteresis)) * keep
     per = ((segment_frames or segment_frames_for(*video.shape[-2:])) - 1) // t
     steps = {True: DecoderStep(tokenizer, True), False: DecoderStep(tokenizer, False)}
     frozen = [p for p in tokenizer.decoder.parameters() if p.requires_grad]
@@ -117,8 +143,10 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                     latent = zs + (code - zs).detach()  # straight through
                     y, *_ = step.forward_latent(latent, *(caches or []))
                     loss = F.mse_loss(y[:, :, : f1 - f0, :h, :w], target)
+                    if config.ssim:
+                        loss = loss + config.ssim * (1 - structural_similarity(y[:, :, : f1 - f0, :h, :w], target))
                     if config.rate:
-                        loss = loss + config.rate * _changes(latent, previous, keep) / target[0, 0].numel()
+                        loss = loss + config.rate * _changes(latent, previous, price) / target[0, 0].numel()
                     if loss.item() < best_loss:
                         best, best_loss = hard, loss.item()
                     if i < config.steps:

@@ -241,8 +241,9 @@ def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
     assert a.shape == b.shape and not np.array_equal(a, b)
     tokcodec.decode_file(refined, tmp_path / "a.mp4")
     assert probe(tmp_path / "a.mp4").frames == 9
-    r = cli("encode", str(source), "-o", str(tmp_path / "bad.tok"), "--refine", "-1")
-    assert r.exit_code == 2 and not (tmp_path / "bad.tok").exists()
+    for bad in (["--refine", "-1"], ["--refine", "2", "--refine-ssim", "-1"], ["--refine-rate", "-0.5"]):
+        r = cli("encode", str(source), "-o", str(tmp_path / "bad.tok"), *bad)
+        assert r.exit_code == 2 and not (tmp_path / "bad.tok").exists(), bad
 
 
 def test_token_archive_is_a_plain_npz(tok: Path, tmp_path: Path) -> None:

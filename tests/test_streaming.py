@@ -14,7 +14,7 @@ from tokcodec.cli import main
 from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
-from tokcodec.streaming.refine import RefineConfig, encode_refined
+from tokcodec.streaming.refine import RefineConfig, change_prices, encode_refined
 from tokcodec.streaming.stateful import (
     StreamingDecoder,
     StreamingEncoder,
@@ -136,6 +136,19 @@ def test_segmented_chunks_equal_whole_chunks(model: Tokenizer, frames: np.ndarra
         encode_chunk(model, video, segment_frames=4)
 
 
+def test_change_prices_make_changes_dear_where_a_plane_stands_still() -> None:
+    """A change costs log2((1 - p) / p) bits for a plane whose bits change a
+    share p of the time (plus half a change): ~0 at p = 1/2, dear but finite
+    for a plane that never changes, and never negative."""
+    signs = torch.zeros(1, 3, 5, 2, 2, dtype=torch.bool)  # 16 (frame, position) pairs per plane
+    signs[:, 0, 1::2] = True  # plane 0 flips at every frame: 16 of 16 change
+    signs[:, 1, 1:3, :, 0] = True  # plane 1: 4 of 16
+    price = change_prices(signs).flatten()
+    p = torch.tensor([16.5, 4.5, 0.5]) / 17
+    assert torch.allclose(price, torch.log2((1 - p) / p).clamp_min(0))
+    assert price[0] == 0 and 0 < price[1] < price[2] < 6
+
+
 def test_refinement_finds_tokens_that_decode_closer(model: Tokenizer, frames: np.ndarray) -> None:
     video = frames_to_video(frames[:13])
     h = median_latent(model, frames)
@@ -157,6 +170,8 @@ def test_refinement_finds_tokens_that_decode_closer(model: Tokenizer, frames: np
     assert segmented.shape == plain.shape and error(segmented) < 0.95 * error(plain)  # measured: 0.90 x
     with pytest.raises(ValueError):
         RefineConfig(steps=-1)
+    with pytest.raises(ValueError):
+        RefineConfig(ssim=-0.1)
 
 
 def test_torch_engine_uint8_steps_equal_the_numpy_conversions(model: Tokenizer, frames: np.ndarray) -> None:

@@ -125,21 +125,23 @@ def _print_report(r: Any) -> None:
 @click.option("--refine", default=0, show_default=True, type=click.IntRange(min=0),
               help="encoder-side search: N gradient steps per segment for the tokens the decoder reconstructs best "
                    "(20 steps: about +1.5 dB and fewer bits, encoding about 45x slower; the decoder is unchanged)")
-@click.option("--refine-rate", default=0.3, show_default=True, type=click.FloatRange(min=0),
-              help="the search's weight on bits that change between latent frames: higher, fewer bits")
+@click.option("--refine-rate", default=0.15, show_default=True, type=click.FloatRange(min=0),
+              help="the search's weight on what the bits that change between latent frames cost: higher, fewer bits")
+@click.option("--refine-ssim", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="the search's weight on 1 - SSIM next to the squared error (higher MS-SSIM, lower PSNR and VMAF at equal bits)")
 @click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1), help="encode only the first N frames")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
 @user_errors
 def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int, hysteresis: float | None,
-           refine: int, refine_rate: float, max_frames: int | None, force: bool, quiet: bool) -> None:
+           refine: int, refine_rate: float, refine_ssim: float, max_frames: int | None, force: bool, quiet: bool) -> None:
     """Encode a video file to a .tok bitstream."""
     from tokcodec.files import encode_file
     from tokcodec.streaming.refine import RefineConfig
 
     r = encode_file(source, output, model=model, quality=quality, chunk_frames=chunk_frames, max_frames=max_frames,
-                    hysteresis=hysteresis, refine=RefineConfig(steps=refine, rate=refine_rate), force=force,
-                    quiet=quiet)
+                    hysteresis=hysteresis, force=force, quiet=quiet,
+                    refine=RefineConfig(steps=refine, rate=refine_rate, ssim=refine_ssim))
     for warning in r.warnings:
         click.echo(f"tokcodec: warning: {warning}", err=True)
     if not quiet:
