@@ -59,8 +59,9 @@ def test_hysteresis_saves_bits_at_almost_no_cost_on_the_sample(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_refinement_buys_quality_and_bits_on_the_sample(tmp_path: Path) -> None:
-    """`encode --refine 5` (measured on the sample on 2026-11-27 with the shipped weights:
-    22.07 against 21.35 dB, 6,074 against 6,706 bytes) must keep paying for itself."""
+    """`encode --refine 5` (measured on the sample on 2026-11-27 with the shipped weights and
+    priced bit changes: 22.05 against 21.35 dB, 5,682 against 6,706 bytes) must keep paying
+    for itself."""
     from tokcodec.api import video_psnr
     from tokcodec.files import decode_file, encode_file
     from tokcodec.streaming.refine import RefineConfig
@@ -72,4 +73,4 @@ def test_refinement_buys_quality_and_bits_on_the_sample(tmp_path: Path) -> None:
         decode_file(tok, mp4, lossless=True)
         psnr[steps] = video_psnr(SAMPLE, mp4)
     assert psnr[5] >= psnr[0] + 0.5
-    assert size[5] <= size[0]
+    assert size[5] <= 0.9 * size[0]
