@@ -297,3 +297,23 @@ def test_quality_levels_pick_bits_of_the_ladder(source: Path, tmp_path: Path) ->
     assert not (tmp_path / "x.tok").exists()
     r = cli("encode", str(source), "-o", str(tmp_path / "y.tok"), "--quality", "7")
     assert r.exit_code == 1 and "quality 7 is not available" in r.output and not (tmp_path / "y.tok").exists()
+
+
+def test_decode_with_onnxruntime(tok: Path, tmp_path: Path) -> None:
+    """`decode --onnx DIR`: onnxruntime gives torch's frames (within a level
+    or two of rounding); an export of other weights is refused in one line."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    export = tmp_path / "onnx"
+    r = cli("export-onnx", "-o", str(export))
+    assert r.exit_code == 0, r.output
+    for out, extra in ((tmp_path / "torch.mp4", []), (tmp_path / "ort.mp4", ["--onnx", str(export)])):
+        r = cli("decode", str(tok), "-o", str(out), "--lossless", "-q", *extra)
+        assert r.exit_code == 0, r.output
+    a, b = (np.stack(list(iter_frames(tmp_path / f))).astype(int) for f in ("torch.mp4", "ort.mp4"))
+    assert a.shape == b.shape == (22, 48, 64, 3)
+    assert np.abs(a - b).max() <= 2 and np.abs(a - b).mean() < 0.01
+    manifest = json.loads((export / "manifest.json").read_text())
+    (export / "manifest.json").write_text(json.dumps({**manifest, "fingerprint": "0" * 16}))
+    r = cli("decode", str(tok), "-o", str(tmp_path / "bad.mp4"), "--onnx", str(export))
+    assert r.exit_code == 1 and "an export of" in r.output and not (tmp_path / "bad.mp4").exists()

@@ -157,12 +157,16 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
 @click.option("--lossless", is_flag=True, help="write the mp4 losslessly (H.264 RGB, qp 0)")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
+@click.option("--onnx", "onnx_dir", type=click.Path(file_okay=False, exists=True),
+              help="folder from `tokcodec export-onnx` of the file's model: decode with onnxruntime (faster)")
 @user_errors
-def decode(source: str, output: str, start: int, frames: int | None, lossless: bool, force: bool, quiet: bool) -> None:
+def decode(source: str, output: str, start: int, frames: int | None, lossless: bool, force: bool, quiet: bool,
+           onnx_dir: str | None) -> None:
     """Decode a .tok bitstream (or a range of its frames) to an mp4."""
     from tokcodec.files import decode_file
 
-    r = decode_file(source, output, start=start, frames=frames, lossless=lossless, force=force, quiet=quiet)
+    r = decode_file(source, output, start=start, frames=frames, lossless=lossless, force=force, quiet=quiet,
+                    onnx=onnx_dir)
     if not quiet:
         click.echo(f"{r.output}: frames {r.start}..{r.start + r.frames - 1} from {r.chunks} chunks, "
                    f"{r.frames / r.seconds:.1f} fps")

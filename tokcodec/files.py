@@ -36,6 +36,7 @@ from tokcodec.codec.io import (
     read_clips,
 )
 from tokcodec.streaming.refine import RefineConfig, encode_refined
+from tokcodec.streaming.stateful import StreamingDecoder
 from tokcodec.streaming.stateful import decode_chunk as segmented_decode
 
 from . import DEFAULT_CHUNK_FRAMES
@@ -273,8 +274,14 @@ def decode_file(
     lossless: bool = False,
     force: bool = False,
     quiet: bool = True,
+    onnx: str | os.PathLike | None = None,
 ) -> DecodeReport:
-    """Decode a .tok file (or a frame range of it, found through the index) to an mp4."""
+    """Decode a .tok file (or a frame range of it, found through the index) to an mp4.
+
+    `onnx`: a folder from `tokcodec export-onnx` of the file's weights:
+    decode with onnxruntime, frame by frame (the 'stream' extra; 1.2x to
+    1.5x faster on a CPU, frames within one level of torch's).
+    """
     check_output(output, force)
     if frames is not None and frames < 1:
         raise ValueError("--frames must be at least 1")
@@ -282,6 +289,7 @@ def decode_file(
     with named_errors(source), open_tok(source) as reader:
         h = reader.header
         tokenizer = model_for(h, model)
+        engine = onnx_engine_for(h, onnx) if onnx is not None else None
         entries = reader.entries_for(start, frames)
         end = min(reader.frames, start + frames) if frames is not None else reader.frames
         audio = None
@@ -295,7 +303,7 @@ def decode_file(
         ) as writer:
             for e in entries:
                 chunk = reader.read_chunk(e.index)
-                for frame in decode_chunk(tokenizer, h, chunk.tokens, chunk.frames)[
+                for frame in decode_chunk(tokenizer, h, chunk.tokens, chunk.frames, engine)[
                     max(start - chunk.first_frame, 0) : end - chunk.first_frame
                 ]:
                     writer.write(frame)
@@ -303,10 +311,29 @@ def decode_file(
     return DecodeReport(str(output), start, end - start, len(entries), time.monotonic() - began)
 
 
-def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frames: int) -> np.ndarray:
-    """uint8 frames (frames, height, width, 3) of one chunk's token grid."""
+def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frames: int,
+                 engine: Any = None) -> np.ndarray:
+    """uint8 frames (frames, height, width, 3) of one chunk's token grid, with
+    torch (in segments) or, given one, an onnxruntime `engine` (frame by frame)."""
+    if engine is not None:
+        decoded = np.stack(list(StreamingDecoder(engine, header.bits).decode_chunk(tokens)))
+        return decoded[:frames, : header.height, : header.width]
     video = segmented_decode(tokenizer, torch.from_numpy(tokens)[None], (frames, header.height, header.width), header.bits)
     return video_to_frames(video)
+
+
+def onnx_engine_for(header: Header, directory: str | os.PathLike) -> Any:
+    """The onnxruntime engine of the export in `directory`, refusing an
+    export of other weights than the file's."""
+    try:
+        from tokcodec.streaming.onnx_runtime import OnnxEngine
+    except ImportError as exc:  # onnxruntime is in the 'stream' extra
+        raise ValueError(f"--onnx needs onnxruntime ({exc}): pip install 'tokcodec[stream]'") from None
+    engine = OnnxEngine(directory)
+    if (engine.model, engine.fingerprint) != (header.model, header.fingerprint):
+        raise TokError(f"{directory}: an export of {engine.model} (weights {engine.fingerprint}); the file was made "
+                       f"with {header.model} (weights {header.fingerprint})")
+    return engine
 
 
 # ---------------------------------------------------------------- info
