@@ -299,14 +299,22 @@ def test_quality_levels_pick_bits_of_the_ladder(source: Path, tmp_path: Path) ->
     assert r.exit_code == 1 and "quality 7 is not available" in r.output and not (tmp_path / "y.tok").exists()
 
 
-def test_decode_with_onnxruntime(tok: Path, tmp_path: Path) -> None:
-    """`decode --onnx DIR`: onnxruntime gives torch's frames (within a level
-    or two of rounding); an export of other weights is refused in one line."""
+def test_onnxruntime_encodes_and_decodes_files(source: Path, tok: Path, tmp_path: Path) -> None:
+    """`encode`/`decode --onnx DIR`: onnxruntime gives torch's tokens (but for
+    rare latents at a threshold) and frames (within a level or two of
+    rounding); an export of other weights is refused in one line, and so is
+    refinement, which needs torch."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     export = tmp_path / "onnx"
     r = cli("export-onnx", "-o", str(export))
     assert r.exit_code == 0, r.output
+    r = cli("encode", str(source), "-o", str(tmp_path / "ort.tok"), "--chunk-frames", "9", "-q", "--onnx", str(export))
+    assert r.exit_code == 0, r.output
+    a, b = (np.concatenate([c.tokens for c in tokcodec.read_tokens(p)]) for p in (tok, tmp_path / "ort.tok"))
+    assert a.shape == b.shape and (a != b).mean() < 0.01
+    r = cli("encode", str(source), "-o", str(tmp_path / "no.tok"), "--refine", "2", "--onnx", str(export))
+    assert r.exit_code == 1 and "cannot refine" in r.output and not (tmp_path / "no.tok").exists()
     for out, extra in ((tmp_path / "torch.mp4", []), (tmp_path / "ort.mp4", ["--onnx", str(export)])):
         r = cli("decode", str(tok), "-o", str(out), "--lossless", "-q", *extra)
         assert r.exit_code == 0, r.output
@@ -317,3 +325,5 @@ def test_decode_with_onnxruntime(tok: Path, tmp_path: Path) -> None:
     (export / "manifest.json").write_text(json.dumps({**manifest, "fingerprint": "0" * 16}))
     r = cli("decode", str(tok), "-o", str(tmp_path / "bad.mp4"), "--onnx", str(export))
     assert r.exit_code == 1 and "an export of" in r.output and not (tmp_path / "bad.mp4").exists()
+    r = cli("encode", str(source), "-o", str(tmp_path / "bad.tok"), "--onnx", str(export))
+    assert r.exit_code == 1 and "an export of" in r.output and not (tmp_path / "bad.tok").exists()

@@ -132,15 +132,18 @@ def _print_report(r: Any) -> None:
 @click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1), help="encode only the first N frames")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
+@click.option("--onnx", "onnx_dir", type=click.Path(file_okay=False, exists=True),
+              help="folder from `tokcodec export-onnx` of the model: encode with onnxruntime (faster; no --refine)")
 @user_errors
 def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int, hysteresis: float | None,
-           refine: int, refine_rate: float, refine_ssim: float, max_frames: int | None, force: bool, quiet: bool) -> None:
+           refine: int, refine_rate: float, refine_ssim: float, max_frames: int | None, force: bool, quiet: bool,
+           onnx_dir: str | None) -> None:
     """Encode a video file to a .tok bitstream."""
     from tokcodec.files import encode_file
     from tokcodec.streaming.refine import RefineConfig
 
     r = encode_file(source, output, model=model, quality=quality, chunk_frames=chunk_frames, max_frames=max_frames,
-                    hysteresis=hysteresis, force=force, quiet=quiet,
+                    hysteresis=hysteresis, force=force, quiet=quiet, onnx=onnx_dir,
                     refine=RefineConfig(steps=refine, rate=refine_rate, ssim=refine_ssim))
     for warning in r.warnings:
         click.echo(f"tokcodec: warning: {warning}", err=True)

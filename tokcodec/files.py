@@ -36,7 +36,7 @@ from tokcodec.codec.io import (
     read_clips,
 )
 from tokcodec.streaming.refine import RefineConfig, encode_refined
-from tokcodec.streaming.stateful import StreamingDecoder
+from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder
 from tokcodec.streaming.stateful import decode_chunk as segmented_decode
 
 from . import DEFAULT_CHUNK_FRAMES
@@ -103,6 +103,7 @@ def encode_file(
     refine: RefineConfig = RefineConfig(),
     force: bool = False,
     quiet: bool = True,
+    onnx: str | os.PathLike | None = None,
 ) -> EncodeReport:
     """Encode a video file (or its first `max_frames` frames) to a .tok file.
 
@@ -117,10 +118,18 @@ def encode_file(
     `refine` with steps > 0: search, per segment, for the tokens the decoder
     reconstructs best (`streaming.refine.RefineConfig`): better quality and
     fewer bits, much slower encoding.
+    `onnx`: a folder from `tokcodec export-onnx` of the model: encode with
+    onnxruntime, frame by frame (the 'stream' extra; faster from about
+    640x272 up; no refinement, which needs torch's gradients).
     """
     check_output(output, force)
     hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
+    engine = None
+    if onnx is not None:
+        if refine.steps:
+            raise ValueError("--onnx cannot refine (the search needs torch): leave out one of them")
+        engine = onnx_engine(onnx, tokenizer.config.name, fingerprint(tokenizer))
     bits = tokenizer.level_bits(quality)  # refuses a level the model lacks before any work
     t = tokenizer.temporal_factor
     if chunk_frames < 1 or (chunk_frames - 1) % t:
@@ -141,7 +150,10 @@ def encode_file(
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames)):
             video = frames_to_video(clip.frames)
             size = (clip.valid, *video.shape[-2:])
-            codes = encode_refined(tokenizer, video, bits, hysteresis, refine, size)[0].numpy()
+            if engine is None:
+                codes = encode_refined(tokenizer, video, bits, hysteresis, refine, size)[0].numpy()
+            else:
+                codes = onnx_encode_chunk(engine, clip.frames, bits, hysteresis, tokenizer.spatial_factor)
             end = clip.start + clip.valid
             # The last chunk of the whole source also takes the audio that outlasts the video.
             whole = last and (max_frames is None or end < max_frames)
@@ -289,7 +301,7 @@ def decode_file(
     with named_errors(source), open_tok(source) as reader:
         h = reader.header
         tokenizer = model_for(h, model)
-        engine = onnx_engine_for(h, onnx) if onnx is not None else None
+        engine = onnx_engine(onnx, h.model, h.fingerprint) if onnx is not None else None
         entries = reader.entries_for(start, frames)
         end = min(reader.frames, start + frames) if frames is not None else reader.frames
         audio = None
@@ -322,18 +334,28 @@ def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frame
     return video_to_frames(video)
 
 
-def onnx_engine_for(header: Header, directory: str | os.PathLike) -> Any:
+def onnx_engine(directory: str | os.PathLike, model: str, weights: str) -> Any:
     """The onnxruntime engine of the export in `directory`, refusing an
-    export of other weights than the file's."""
+    export of another model or other weights (`fingerprint`)."""
     try:
         from tokcodec.streaming.onnx_runtime import OnnxEngine
     except ImportError as exc:  # onnxruntime is in the 'stream' extra
         raise ValueError(f"--onnx needs onnxruntime ({exc}): pip install 'tokcodec[stream]'") from None
     engine = OnnxEngine(directory)
-    if (engine.model, engine.fingerprint) != (header.model, header.fingerprint):
-        raise TokError(f"{directory}: an export of {engine.model} (weights {engine.fingerprint}); the file was made "
-                       f"with {header.model} (weights {header.fingerprint})")
+    if (engine.model, engine.fingerprint) != (model, weights):
+        raise TokError(f"{directory}: an export of {engine.model} (weights {engine.fingerprint}), "
+                       f"not of {model} (weights {weights})")
     return engine
+
+
+def onnx_encode_chunk(engine: Any, frames: np.ndarray, bits: int, hysteresis: float, stride: int) -> np.ndarray:
+    """Tokens (T', H', W') of a chunk's uint8 frames (1 + t*k, H, W, 3) by the
+    streaming encoder on `engine`, the frames padded to the spatial `stride`
+    by repeating the last row and column, as `Tokenizer.pad` does."""
+    h, w = frames.shape[1:3]
+    frames = np.pad(frames, ((0, 0), (0, -h % stride), (0, -w % stride), (0, 0)), mode="edge")
+    encoder = StreamingEncoder(engine, len(frames), bits, hysteresis)
+    return np.stack([t for t in map(encoder.push, frames) if t is not None])
 
 
 # ---------------------------------------------------------------- info
