@@ -327,3 +327,21 @@ def test_onnxruntime_encodes_and_decodes_files(source: Path, tok: Path, tmp_path
     assert r.exit_code == 1 and "an export of" in r.output and not (tmp_path / "bad.mp4").exists()
     r = cli("encode", str(source), "-o", str(tmp_path / "bad.tok"), "--onnx", str(export))
     assert r.exit_code == 1 and "an export of" in r.output and not (tmp_path / "bad.tok").exists()
+    r = cli("decode", str(tok), "-o", str(tmp_path / "bad.mp4"), "--onnx", str(tmp_path / "none"))
+    assert r.exit_code == 2 and "no such folder" in r.output
+
+
+def test_onnx_auto_exports_once_into_the_cache(tok: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    monkeypatch.setenv("TOKCODEC_CACHE", str(tmp_path / "cache"))
+    r = cli("decode", str(tok), "-o", str(tmp_path / "a.mp4"), "-q", "--lossless", "--onnx", "auto")
+    assert r.exit_code == 0, r.output
+    (export,) = (tmp_path / "cache" / "onnx").iterdir()
+    info = tokcodec.tok_info(tok)
+    assert export.name == f"{info['model']}-{info['fingerprint']}" and (export / "manifest.json").is_file()
+    made = (export / "manifest.json").stat().st_mtime_ns
+    r = cli("decode", str(tok), "-o", str(tmp_path / "b.mp4"), "-q", "--lossless", "--onnx", "auto")
+    assert r.exit_code == 0 and (export / "manifest.json").stat().st_mtime_ns == made  # reused
+    a, b = (np.stack(list(iter_frames(tmp_path / f))).astype(int) for f in ("a.mp4", "b.mp4"))
+    assert a.shape == b.shape == (22, 48, 64, 3) and np.abs(a - b).max() <= 1  # onnxruntime's float rounding

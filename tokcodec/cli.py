@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +37,13 @@ def _one_line(exc: BaseException) -> str:
         return f"{exc.filename}: {exc.strerror}"
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _onnx_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--onnx: 'auto' or an existing folder."""
+    if value is not None and value != "auto" and not os.path.isdir(value):
+        raise click.BadParameter(f"{value}: no such folder (give an export from `tokcodec export-onnx`, or 'auto')")
+    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -132,8 +140,9 @@ def _print_report(r: Any) -> None:
 @click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1), help="encode only the first N frames")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
-@click.option("--onnx", "onnx_dir", type=click.Path(file_okay=False, exists=True),
-              help="folder from `tokcodec export-onnx` of the model: encode with onnxruntime (faster; no --refine)")
+@click.option("--onnx", "onnx_dir", callback=_onnx_option,
+              help="folder from `tokcodec export-onnx` of the model, or 'auto' (an export cached on first use): "
+                   "encode with onnxruntime (faster; no --refine)")
 @user_errors
 def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int, hysteresis: float | None,
            refine: int, refine_rate: float, refine_ssim: float, max_frames: int | None, force: bool, quiet: bool,
@@ -160,8 +169,9 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
 @click.option("--lossless", is_flag=True, help="write the mp4 losslessly (H.264 RGB, qp 0)")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
-@click.option("--onnx", "onnx_dir", type=click.Path(file_okay=False, exists=True),
-              help="folder from `tokcodec export-onnx` of the file's model: decode with onnxruntime (faster)")
+@click.option("--onnx", "onnx_dir", callback=_onnx_option,
+              help="folder from `tokcodec export-onnx` of the file's model, or 'auto' (an export cached on first "
+                   "use): decode with onnxruntime (faster)")
 @user_errors
 def decode(source: str, output: str, start: int, frames: int | None, lossless: bool, force: bool, quiet: bool,
            onnx_dir: str | None) -> None:

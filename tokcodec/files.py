@@ -118,7 +118,8 @@ def encode_file(
     `refine` with steps > 0: search, per segment, for the tokens the decoder
     reconstructs best (`streaming.refine.RefineConfig`): better quality and
     fewer bits, much slower encoding.
-    `onnx`: a folder from `tokcodec export-onnx` of the model: encode with
+    `onnx`: a folder from `tokcodec export-onnx` of the model, or "auto" (an
+    export kept in `cache_dir()`, made on first use): encode with
     onnxruntime, frame by frame (the 'stream' extra; faster from about
     640x272 up; no refinement, which needs torch's gradients).
     """
@@ -129,7 +130,7 @@ def encode_file(
     if onnx is not None:
         if refine.steps:
             raise ValueError("--onnx cannot refine (the search needs torch): leave out one of them")
-        engine = onnx_engine(onnx, tokenizer.config.name, fingerprint(tokenizer))
+        engine = onnx_engine(onnx, tokenizer.config.name, fingerprint(tokenizer), tokenizer)
     bits = tokenizer.level_bits(quality)  # refuses a level the model lacks before any work
     t = tokenizer.temporal_factor
     if chunk_frames < 1 or (chunk_frames - 1) % t:
@@ -290,8 +291,8 @@ def decode_file(
 ) -> DecodeReport:
     """Decode a .tok file (or a frame range of it, found through the index) to an mp4.
 
-    `onnx`: a folder from `tokcodec export-onnx` of the file's weights:
-    decode with onnxruntime, frame by frame (the 'stream' extra; 1.4x to
+    `onnx`: a folder from `tokcodec export-onnx` of the file's weights, or
+    "auto" (as in `encode_file`): decode with onnxruntime, frame by frame (the 'stream' extra; 1.4x to
     1.8x torch's fps from about 640x272 up on 2 CPU cores, no faster on
     small frames; frames within a level of torch's).
     """
@@ -302,7 +303,7 @@ def decode_file(
     with named_errors(source), open_tok(source) as reader:
         h = reader.header
         tokenizer = model_for(h, model)
-        engine = onnx_engine(onnx, h.model, h.fingerprint) if onnx is not None else None
+        engine = onnx_engine(onnx, h.model, h.fingerprint, tokenizer) if onnx is not None else None
         entries = reader.entries_for(start, frames)
         end = min(reader.frames, start + frames) if frames is not None else reader.frames
         audio = None
@@ -335,13 +336,29 @@ def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frame
     return video_to_frames(video)
 
 
-def onnx_engine(directory: str | os.PathLike, model: str, weights: str) -> Any:
+def cache_dir() -> Path:
+    """Where tokcodec keeps what it can remake: $TOKCODEC_CACHE, else
+    $XDG_CACHE_HOME/tokcodec, else ~/.cache/tokcodec."""
+    if os.environ.get("TOKCODEC_CACHE"):
+        return Path(os.environ["TOKCODEC_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokcodec"
+
+
+def onnx_engine(directory: str | os.PathLike, model: str, weights: str, tokenizer: Tokenizer | None = None) -> Any:
     """The onnxruntime engine of the export in `directory`, refusing an
-    export of another model or other weights (`fingerprint`)."""
+    export of another model or other weights (`fingerprint`). "auto": the
+    export of `tokenizer` kept under `cache_dir()/onnx`, made on first use
+    (about 2 s)."""
     try:
         from tokcodec.streaming.onnx_runtime import OnnxEngine
     except ImportError as exc:  # onnxruntime is in the 'stream' extra
         raise ValueError(f"--onnx needs onnxruntime ({exc}): pip install 'tokcodec[stream]'") from None
+    if str(directory) == "auto":
+        directory = cache_dir() / "onnx" / f"{model}-{weights}"
+        if not (directory / "manifest.json").is_file():
+            from tokcodec.streaming.onnx_export import export_onnx
+
+            export_onnx(tokenizer or load_tokenizer(model), directory)
     engine = OnnxEngine(directory)
     if (engine.model, engine.fingerprint) != (model, weights):
         raise TokError(f"{directory}: an export of {engine.model} (weights {engine.fingerprint}), "
