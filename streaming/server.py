@@ -270,11 +270,13 @@ class Ingest:
 class TokServer:
     """State of one `tokcodec serve`: the folder, the engines, the live connections."""
 
-    def __init__(self, directory: Path, onnx_dir: Path | None = None, ingest: IngestConfig = IngestConfig()) -> None:
+    def __init__(self, directory: Path, onnx_dir: Path | str | None = None,
+                 ingest: IngestConfig = IngestConfig()) -> None:
         self.directory, self.onnx_dir, self.ingest_cfg = directory, onnx_dir, ingest
         self.pcs: set[RTCPeerConnection] = set()
         self.tasks: set[asyncio.Task] = set()
         self._tokenizers: dict[str, Tokenizer] = {}
+        self._onnx_engines: dict[tuple[str, str] | None, Any] = {}  # None: the one --onnx folder
 
     # -- engines -------------------------------------------------------
     def tokenizer(self, name: str | None = None) -> Tokenizer:
@@ -287,20 +289,28 @@ class TokServer:
         """The engine that decodes a file: the ONNX export when it is of the file's weights, else torch."""
         from tokcodec.files import model_for
 
-        tokenizer = model_for(header, self.tokenizer(header.model))
-        onnx = self._onnx()
-        if onnx is not None and onnx.fingerprint == header.fingerprint:
-            return onnx
-        return TorchEngine(tokenizer)
+        return self.engine(model_for(header, self.tokenizer(header.model)))
 
-    def _onnx(self):
+    def engine(self, tokenizer: Tokenizer) -> Any:
+        """The ONNX export of `tokenizer`'s weights if `--onnx` gave one ("auto":
+        made on first use and cached per model and weights), else torch."""
+        from tokcodec.codec import fingerprint
+
         if self.onnx_dir is None:
-            return None
-        if not hasattr(self, "_onnx_engine"):
+            return TorchEngine(tokenizer)
+        key = (tokenizer.config.name, fingerprint(tokenizer))
+        if str(self.onnx_dir) == "auto":
+            if key not in self._onnx_engines:
+                from tokcodec.files import onnx_engine
+
+                self._onnx_engines[key] = onnx_engine("auto", *key, tokenizer)
+            return self._onnx_engines[key]
+        if None not in self._onnx_engines:
             from .onnx_runtime import OnnxEngine
 
-            self._onnx_engine = OnnxEngine(self.onnx_dir)
-        return self._onnx_engine
+            self._onnx_engines[None] = OnnxEngine(self.onnx_dir)
+        onnx = self._onnx_engines[None]
+        return onnx if (onnx.model, onnx.fingerprint) == key else TorchEngine(tokenizer)
 
     # -- routes --------------------------------------------------------
     async def index(self, request: web.Request) -> web.Response:
@@ -407,10 +417,7 @@ class TokServer:
             output = output.with_name(f"{output.stem.split('.')[0]}-{n}.tok")
             n += 1
         tokenizer = self.tokenizer(cfg.model)
-        onnx = self._onnx()
-        from tokcodec.codec import fingerprint
-
-        engine = onnx if onnx is not None and onnx.fingerprint == fingerprint(tokenizer) else TorchEngine(tokenizer)
+        engine = self.engine(tokenizer)
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -544,6 +551,6 @@ def serve(directory: str | os.PathLike, host: str = "127.0.0.1", port: int = 808
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"{directory}: not a folder")
-    server = TokServer(directory, Path(onnx_dir) if onnx_dir else None, ingest)
+    server = TokServer(directory, (onnx_dir if onnx_dir == "auto" else Path(onnx_dir)) if onnx_dir else None, ingest)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     web.run_app(server.app(), host=host, port=port, print=lambda msg: log.info(msg))

@@ -208,3 +208,27 @@ def test_token_transport_sends_chunks_that_form_the_same_tok(folder: Path, tmp_p
     a = list(tokcodec.read_tokens(folder / "clip.tok"))
     b = list(tokcodec.read_tokens(tmp_path / "got.tok"))
     assert len(a) == len(b) == 1 and all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, b))
+
+
+def test_engines_follow_the_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--onnx auto: one export per model and weights, made once into the
+    cache; a fixed --onnx folder serves only its own weights (torch the rest)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from tokcodec.codec import fingerprint
+    from tokcodec.streaming.onnx_export import export_onnx
+    from tokcodec.streaming.stateful import TorchEngine
+
+    monkeypatch.setenv("TOKCODEC_CACHE", str(tmp_path / "cache"))
+    server = TokServer(tmp_path, "auto")
+    default, stream = server.tokenizer(None), server.tokenizer("magvit2-4x16x16-k18-stream")
+    for tokenizer in (default, stream):
+        engine = server.engine(tokenizer)
+        assert (engine.model, engine.fingerprint) == (tokenizer.config.name, fingerprint(tokenizer))
+        assert server.engine(tokenizer) is engine
+    assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 2
+    export_onnx(stream, tmp_path / "stream")
+    server = TokServer(tmp_path, tmp_path / "stream")
+    assert server.engine(server.tokenizer("magvit2-4x16x16-k18-stream")).model == "magvit2-4x16x16-k18-stream"
+    assert isinstance(server.engine(server.tokenizer(None)), TorchEngine)
+    assert TokServer(tmp_path).engine(default).__class__ is TorchEngine

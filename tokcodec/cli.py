@@ -234,8 +234,9 @@ def pack(source: str, output: str, force: bool) -> None:
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True)
-@click.option("--onnx", "onnx_dir", type=click.Path(file_okay=False, exists=True),
-              help="folder from `tokcodec export-onnx`: encode and decode with onnxruntime")
+@click.option("--onnx", "onnx_dir", callback=_onnx_option,
+              help="folder from `tokcodec export-onnx`, or 'auto' (exports cached on first use): encode and decode "
+                   "with onnxruntime")
 @click.option("--ingest-fps", default=10, show_default=True, help="frame rate at which a live camera is recorded")
 @click.option("--ingest-size", default=256, show_default=True, help="a live camera is scaled to at most this many pixels")
 @click.option("--ingest-model", default=None, help="shipped tokenizer that records live cameras (default: the default model)")
