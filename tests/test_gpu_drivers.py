@@ -45,3 +45,14 @@ def test_weights_come_back_in_parts_and_ship_as_one_model(tmp_path: Path, monkey
     for key, value in state.items():
         expected = value.half() if value.is_floating_point() else value
         assert torch.equal(weights[key], expected), key
+
+
+def test_refine_speed_runs_on_the_cpu(tmp_path: Path) -> None:
+    """bench/gpu/refine_speed.py falls back to the CPU, so a GPU call does not meet it for the first time."""
+    import subprocess
+
+    out = tmp_path / "refine.json"
+    subprocess.run([sys.executable, str(GPU / "refine_speed.py"), "--sizes", "64x48", "--steps", "0,1",
+                    "--frames", "5", "--json", str(out)], check=True, capture_output=True, timeout=300)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["steps"] for r in rows] == [0, 1] and all(r["encode_fps"] > 0 for r in rows)

@@ -108,6 +108,9 @@ def main() -> None:
     ap.add_argument("--disc-start", type=int, default=DISC_OFF, help="step the 3D discriminator starts at (default: off)")
     ap.add_argument("--disc-weight", type=float, default=0.1)
     ap.add_argument("--amp", choices=["bf16"], help="bfloat16 autocast (see TrainConfig.amp)")
+    ap.add_argument("--freeze-decoder", action="store_true",
+                    help="train the encoder only (TrainConfig.freeze_decoder: existing .tok files stay valid)")
+    ap.add_argument("--rate", type=float, default=0.0, help="TrainConfig.rate: weight of bit changes per pixel")
     ap.add_argument("--probe-steps", type=int, default=12)
     ap.add_argument("--opencv", action="store_true", help="decode with OpenCV even where PyAV is installed")
     ap.add_argument("--join", nargs=2, metavar=("FOLDER", "NAME"), help="join parts into a shipped model")
@@ -142,6 +145,7 @@ def main() -> None:
     cfg = TrainConfig(model=PRESETS[args.preset], data=data, batch=args.batch, lr=args.lr, lr_warmup=100,
                       quant_start=0, quant_ramp=1, eval_every=100, ckpt_every=10**9,
                       disc_start=args.disc_start, disc_weight=args.disc_weight, amp=args.amp or "",
+                      freeze_decoder=args.freeze_decoder, rate=args.rate,
                       init_from=str(Path(args.init_from).resolve()) if args.init_from else "")
     sampler = ClipSampler(data)
     print(f"decoded {sampler.frames} frames in {time.monotonic() - began:.0f} s", flush=True)
