@@ -3,9 +3,10 @@
 The encoder's latent z is trained to quantise well on average; for one
 clip, the tokens sign(z) are not the ones whose decoding is closest to it.
 Refinement starts from z and takes a few Adam steps on the reconstruction
-error of the decoded clip (squared error and SSIM) plus a rate term (the bits that change from one
-latent frame to the next, which is what the entropy coder pays for, each
-priced at what a change of its bit plane costs in this chunk),
+error of the decoded clip (squared error, optionally SSIM) plus a rate term
+(the bits that change from one latent frame to the next, which is what the
+entropy coder pays for, each priced at what a change of its bit plane
+costs in this chunk),
 through the quantiser with a straight-through gradient (forward: the signs
 the encoder will send, hysteresis included; backward: identity), then
 quantises as before. The decoder and the format do not change: it is an
