@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/rd.py [--clips NAME,...] [--frames N] [--codecs tokcodec,x264,x265,svtav1]
         [--crf-x264 18,23,...] [--crf-x265 ...] [--crf-svtav1 ...] [--tok-quality 0,...] [--model NAME]
-        [--tok-hysteresis H] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S]
+        [--tok-hysteresis H] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S] [--tok-onnx DIR|auto]
         [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
         [--out bench/rd] [--no-vmaf] [--threads N] [--keep] [--quiet] [--traceback]
 
@@ -236,7 +236,9 @@ def run_anchor(src: Source, anchor: Anchor, crf: int, preset: str, work: Path) -
 
 
 def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | None = None,
-                 refine_steps: int = 0, refine_rate: float = 0.15, refine_ssim: float = 0.0) -> Measured:
+                 refine: Any = None, onnx: str | None = None) -> Measured:
+    """`refine`: a `streaming.refine.RefineConfig` (None: no refinement);
+    `onnx`: an export folder or "auto" (`encode_file`/`decode_file`'s)."""
     import tokcodec
     from tokcodec.streaming.refine import RefineConfig
 
@@ -244,11 +246,10 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
     mp4 = work / f"{src.path.stem}-tokcodec-q{quality}.mp4"
     start = time.perf_counter()
     report = tokcodec.encode_file(src.path, tok, model=model, quality=quality, max_frames=src.frames,
-                                  hysteresis=hysteresis, force=True,
-                                  refine=RefineConfig(steps=refine_steps, rate=refine_rate, ssim=refine_ssim))
+                                  hysteresis=hysteresis, force=True, refine=refine or RefineConfig(), onnx=onnx)
     enc = time.perf_counter() - start
     start = time.perf_counter()
-    tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True)
+    tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True, onnx=onnx)
     dec = time.perf_counter() - start
     y, _ = decode_luma(mp4, src.matrix, src.full_range)
     return Measured(tok.stat().st_size - report.audio_bytes, y, enc, dec,
@@ -317,14 +318,16 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
         except Exception as exc:  # noqa: BLE001
             clip["errors"].append({"codec": "tokcodec", "rgb_ceiling": True, "error": _one_line(exc)})
     jobs: list[tuple[str, str, int, Callable[[], Measured]]] = []
+    from tokcodec.streaming.refine import RefineConfig
+
+    refine = RefineConfig(steps=args.tok_refine, rate=args.tok_refine_rate, ssim=args.tok_refine_ssim)
     # Anchors first: libx264's output was seen to change by a few tenths of a percent
     # once torch had run in the process (see the report of issue 4).
     for codec in sorted(args.codecs, key=lambda c: c == "tokcodec"):
         if codec == "tokcodec":
             for q in args.tok_quality:
                 jobs.append((codec, "quality", q, lambda q=q: run_tokcodec(src, q, model, work, args.tok_hysteresis,
-                                                                               args.tok_refine, args.tok_refine_rate,
-                                                                               args.tok_refine_ssim)))
+                                                                               refine, args.tok_onnx)))
         else:
             a = ANCHORS[codec]
             for crf in getattr(args, f"crf_{codec}"):
@@ -430,7 +433,8 @@ def markdown(results: dict[str, Any]) -> str:
         (f"tokcodec model `{s['tokcodec_model']}` (fingerprint {s['tokcodec_fingerprint']}), quality levels "
          f"{', '.join(map(str, s['tok_quality']))}, encoder hysteresis {s.get('tok_hysteresis', 0)}, "
          f"refinement steps {s.get('tok_refine', 0)} (rate weight {s.get('tok_refine_rate', 0)}, "
-         f"SSIM weight {s.get('tok_refine_ssim', 0)}); "
+         f"SSIM weight {s.get('tok_refine_ssim', 0)})"
+         + (f", networks on onnxruntime (--onnx {s['tok_onnx']})" if s.get("tok_onnx") else "") + "; "
          if s["tok_quality"] else "")
         + f"anchors via PyAV {m['versions']['av']} (FFmpeg {m['versions']['ffmpeg']}): "
         + ", ".join(f"{ANCHORS[c].label} preset {s['presets'][c]} CRF {','.join(map(str, s['crf'][c]))}"
@@ -589,6 +593,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="weight of changed bits in the refinement (tokcodec encode --refine-rate; default 0.15)")
     ap.add_argument("--tok-refine-ssim", type=float, default=0.0,
                     help="weight of 1 - SSIM in the refinement (tokcodec encode --refine-ssim; default 0)")
+    ap.add_argument("--tok-onnx", help="tokcodec on onnxruntime: an export folder or 'auto' "
+                                       "(tokcodec encode/decode --onnx; default: torch)")
     ap.add_argument("--model", default=None, help="tokcodec model name (default: the shipped default)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "rd", help="output folder (default bench/rd)")
     ap.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the slowest metric)")
@@ -666,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["tok_refine"] = args.tok_refine
         settings["tok_refine_rate"] = args.tok_refine_rate
         settings["tok_refine_ssim"] = args.tok_refine_ssim
+        settings["tok_onnx"] = args.tok_onnx
     for c in ANCHORS:
         if c in args.codecs:
             settings["crf"][c] = getattr(args, f"crf_{c}")
