@@ -119,7 +119,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
     t = tokenizer.temporal_factor
     n, h, w = size or video.shape[-3:]
     keep = (torch.arange(z.shape[1], device=z.device) < bits).view(1, -1, 1, 1, 1).to(z.dtype)
-    price = change_prices(hysteresis_signs(z, hysteresis)) * keep
+    price = change_prices(hysteresis_signs(z, hysteresis)) * keep if config.rate else None
     per = ((segment_frames or segment_frames_for(*video.shape[-2:])) - 1) // t
     steps = {True: DecoderStep(tokenizer, True), False: DecoderStep(tokenizer, False)}
     frozen = [p for p in tokenizer.decoder.parameters() if p.requires_grad]

@@ -6,21 +6,15 @@ model, hysteresis 0.2, one thread) for each SSIM weight, decodes the tokens and 
 and VMAF (bench/metrics.py; Y' of the RGB source and output, bt601 limited range: not rd.py's
 reference, so compare within a run), the bpp of the entropy-coded tokens and the encoding time.
 Result in bench/RESULTS.md ("Rate-distortion with refinement")."""
-import itertools
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from chunk_coding import decoded_and_bpp, first_frames
 
-from tokcodec.bitstream.entropy import EntropyParams, encode_tokens
 from tokcodec.codec import load_tokenizer
-from tokcodec.codec.clips import frames_to_video, video_to_frames
-from tokcodec.codec.io import iter_frames
-from tokcodec.priors import model_prior
 from tokcodec.streaming.refine import RefineConfig, encode_refined
-from tokcodec.streaming.stateful import decode_chunk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import metrics  # noqa: E402
@@ -28,19 +22,15 @@ import metrics  # noqa: E402
 path, n, bits, steps, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 torch.set_num_threads(1)
 tok = load_tokenizer(None).eval()
-frames = np.stack(list(itertools.islice(iter_frames(path), n)))
-video = frames_to_video(frames)
+frames, video = first_frames(path, n)
 T, H, W = video.shape[-3:]
-prior = model_prior(tok, bits)
 vmaf = metrics.Vmaf()
 ref_y = metrics.rgb_to_y(frames)
 for w in map(float, sys.argv[6].split(",")):
     t0 = time.time()
     tokens = encode_refined(tok, video, bits, 0.2, RefineConfig(steps=steps, rate=rate, ssim=w), (T, H, W))
     sec = time.time() - t0
-    out = video_to_frames(decode_chunk(tok, tokens, (T, H, W), bits))
+    out, bpp = decoded_and_bpp(tok, tokens, bits, (T, H, W))
     y = metrics.rgb_to_y(out)
-    grid = tokens[0].numpy()
-    coded = encode_tokens(grid, bits, EntropyParams.for_encoding(prior, grid.shape[1] * grid.shape[2]), prior)
-    print(f"ssim {w}: PSNR-Y {metrics.psnr_y(ref_y, y):.3f} MS-SSIM {metrics.ms_ssim(ref_y, y):.4f} VMAF {vmaf(ref_y, y):.2f} "
-          f"{8 * len(coded) / (T * H * W):.4f} bpp {sec:.0f} s", flush=True)
+    print(f"ssim {w}: PSNR-Y {metrics.psnr_y(ref_y, y):.3f} MS-SSIM {metrics.ms_ssim(ref_y, y):.4f} "
+          f"VMAF {vmaf(ref_y, y):.2f} {bpp:.4f} bpp {sec:.0f} s", flush=True)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from checkout import ROOT, import_checkout
+from runtime import Device
 
 
 def main() -> None:
@@ -37,38 +38,26 @@ def main() -> None:
     from tokcodec.streaming.refine import RefineConfig, encode_refined
     from tokcodec.streaming.stateful import to_float
 
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    label = torch.cuda.get_device_name() if cuda else "cpu"
-    print(f"torch {torch.__version__} on {label} (TF32 on)", flush=True)
-    tok = load_tokenizer(None, device=device)
+    gpu = Device.setup()
+    tok = load_tokenizer(None, device=gpu.device)
     bits = tok.level_bits(None)
     rows = []
     for size in args.sizes.split(","):
         w, h = map(int, size.split("x"))
-        video = torch.from_numpy(to_float(frames(args.frames, h, w))).to(device)
+        video = torch.from_numpy(to_float(frames(args.frames, h, w))).to(gpu.device)
         for steps in map(int, args.steps.split(",")):
             config = RefineConfig(steps=steps)
             encode_refined(tok, video, bits, 0.2, config)  # warm-up: cuDNN picks its algorithms
-            sync()
+            gpu.sync()
             start = time.perf_counter()
             encode_refined(tok, video, bits, 0.2, config)
-            sync()
+            gpu.sync()
             seconds = time.perf_counter() - start
             row = {"size": size, "frames": args.frames, "steps": steps, "encode_fps": round(args.frames / seconds, 2),
-                   "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if cuda else None}
+                   "peak_gib": gpu.take_peak_gib()}
             rows.append(row)
             print(json.dumps(row), flush=True)
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-    if args.json:
-        args.json.write_text(json.dumps({"device": label, "torch": torch.__version__,
-                                         "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=2) + "\n")
-
+    gpu.save_rows(args.json, rows)
 
 if __name__ == "__main__":
     main()

@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from checkout import ROOT, import_checkout
+from runtime import Device
 
 
 def main() -> None:
@@ -35,44 +35,33 @@ def main() -> None:
     from tokcodec.codec import load_tokenizer
     from tokcodec.streaming.stateful import TorchEngine, to_float
 
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")  # the CPU only to try the script out
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    label = torch.cuda.get_device_name() if cuda else "cpu"
-    print(f"torch {torch.__version__} on {label} (TF32 on)", flush=True)
+    gpu = Device.setup()
     rows = []
     for name in args.models.split(","):
-        tok = load_tokenizer(name, device=device)
+        tok = load_tokenizer(name, device=gpu.device)
         engine = TorchEngine(tok)
         for size in args.sizes.split(","):
             w, h = map(int, size.split("x"))
             clip = frames(17, h, w)
             pipeline_fps(engine, clip, 1)  # warm-up: cuDNN picks its algorithms
             enc, dec = pipeline_fps(engine, clip, args.repeat)
-            video = torch.from_numpy(to_float(clip)).to(device)
+            video = torch.from_numpy(to_float(clip)).to(gpu.device)
 
             def offline() -> None:
                 tok.decode(tok.encode(video))
-                sync()
+                gpu.sync()
 
             offline()
             t = best(offline, args.repeat)
             row = {"model": name, "size": size, "stream_encode_fps": round(enc, 1), "stream_decode_fps": round(dec, 1),
                    "offline_roundtrip_fps": round(17 / t, 1),
-                   "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if cuda else None}
+                   "peak_gib": gpu.take_peak_gib()}
             rows.append(row)
             print(json.dumps(row), flush=True)
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
         del engine, tok
-        if cuda:
+        if gpu.cuda:
             torch.cuda.empty_cache()
-    if args.json:
-        args.json.write_text(json.dumps({"device": label, "torch": torch.__version__,
-                                         "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=2) + "\n")
+    gpu.save_rows(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from checkout import ROOT, import_checkout
+from runtime import Device
 
 DISC_OFF = 10**9  # TrainConfig.disc_start's "never"
 PART_BYTES = 12 << 20  # the device tool brings back files of at most 16 MiB
@@ -134,12 +135,7 @@ def main() -> None:
 
     if use_opencv:
         data_mod.iter_frames = _opencv_frames
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(f"torch {torch.__version__}, device {device}"
-          + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""), flush=True)
+    device = Device.setup().device
 
     data = DataConfig(paths=(args.data,), clip_frames=args.clip_frames, crop=args.crop)
     cfg = TrainConfig(model=PRESETS[args.preset], data=data, batch=args.batch, lr=args.lr, lr_warmup=100,

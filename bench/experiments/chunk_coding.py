@@ -1,0 +1,38 @@
+"""What the refinement experiments share: a clip's first frames as one chunk, and the
+chunk's tokens coded (decoded and entropy-coded) as `tokcodec encode` codes a chunk."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+from tokcodec.bitstream.entropy import EntropyParams, encode_tokens
+from tokcodec.codec import Tokenizer
+from tokcodec.codec.clips import frames_to_video, video_to_frames
+from tokcodec.codec.io import iter_frames
+from tokcodec.priors import model_prior
+from tokcodec.streaming.stateful import decode_chunk
+
+
+def first_frames(path: str, n: int) -> tuple[np.ndarray, torch.Tensor]:
+    """uint8 frames (n, H, W, 3) of a video's start and the float chunk (1, 3, n, H, W) they make."""
+    frames = np.stack(list(itertools.islice(iter_frames(path), n)))
+    return frames, frames_to_video(frames)
+
+
+def decoded_and_bpp(tokenizer: Tokenizer, tokens: torch.Tensor, bits: int, size: tuple[int, int, int]
+                    ) -> tuple[np.ndarray, float]:
+    """The uint8 frames (T, H, W, 3) a chunk's tokens (1, T', H', W') decode to, and
+    the bits per pixel of the tokens entropy-coded with the model's shipped prior."""
+    frames = video_to_frames(decode_chunk(tokenizer, tokens, size, bits))
+    prior = model_prior(tokenizer, bits)
+    grid = tokens[0].numpy()
+    coded = encode_tokens(grid, bits, EntropyParams.for_encoding(prior, grid.shape[1] * grid.shape[2]), prior)
+    return frames, 8 * len(coded) / np.prod(size)
+
+
+def psnr(frames: np.ndarray, reference: np.ndarray) -> float:
+    """RGB PSNR (dB) of uint8 frames against the reference."""
+    return float(10 * np.log10(255**2 / np.mean((frames.astype(np.float64) - reference) ** 2)))
