@@ -276,19 +276,49 @@ def grow_state(new: dict[str, torch.Tensor], old: dict[str, torch.Tensor]) -> di
     (dim 1) grew, the new part is zeroed, so that the grown model computes
     what the old one did until training moves it; new output channels (dim
     0) keep their fresh initialisation so that they carry a signal.
+
+    A model re-cut to another architecture starts from the old weights too:
+    - a tensor that shrank keeps the old one's leading slice (fewer bits: the
+      ladder orders latent channels by importance);
+    - a decoder upsampling projection that lost a 2x2 spatial depth-to-space
+      (a finer latent grid) gives the mean of the old one's four sub-pixel
+      outputs, and one that gained it gives the old output in all four
+      (nearest-neighbour upsampling);
+    - a patch size halved (4 -> 2: the first level at twice the resolution)
+      turns the stem's 4x4 kernel into a 2x2 one that sums its 2x2 blocks and
+      the decoder's 4x4 output patch into a 2x2 one that averages them, so the
+      new first and last levels start as the old ones on a 2x-upscaled frame.
     """
     out = {}
     for key, fresh in new.items():
         src = old.get(key)
-        if src is None or src.dim() != fresh.dim() or any(a > b for a, b in zip(src.shape, fresh.shape)):
+        if src is not None and src.dim() == fresh.dim():
+            src = _recut(key, src, fresh.shape)
+        if src is None or src.dim() != fresh.dim():
             out[key] = fresh
             continue
+        src = src[tuple(slice(0, n) for n in fresh.shape)]
         t = fresh.clone()
         if fresh.dim() >= 2 and src.shape[1] < fresh.shape[1]:
             t[:, src.shape[1]:] = 0
         t[tuple(slice(0, n) for n in src.shape)] = src.to(t.dtype)
         out[key] = t
     return out
+
+
+def _recut(key: str, src: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """`src` mapped onto a re-cut layer's `shape` (see grow_state); unchanged if no rule applies."""
+    if key.startswith("decoder.ups.") and src.shape[0] == 4 * shape[0]:
+        return src.reshape(shape[0], 2, 2, *src.shape[1:]).mean(dim=(1, 2))
+    if key.startswith("decoder.ups.") and 4 * src.shape[0] == shape[0]:
+        return src.repeat_interleave(4, dim=0)
+    if key == "encoder.stem.weight" and src.shape[-1] == 2 * shape[-1]:
+        p = shape[-1]
+        return src.reshape(*src.shape[:3], p, 2, p, 2).sum(dim=(4, 6))
+    if key.startswith("decoder.conv_out.") and src.shape[0] == 4 * shape[0] and shape[0] % 3 == 0:
+        p = math.isqrt(shape[0] // 3)  # channels are (rgb, row, column) of the output patch
+        return src.reshape(3, p, 2, p, 2, *src.shape[1:]).mean(dim=(2, 4)).reshape(shape[0], *src.shape[1:])
+    return src
 
 
 # ---------------------------------------------------------------- logging
@@ -427,14 +457,19 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     model = PRESETS[args.preset]
     if args.channels:
         model = replace(model, channels=tuple(int(c) for c in args.channels.split(",")))
-    if args.bits:
-        model = replace(model, lfq=replace(model.lfq, bits=args.bits))
-    if args.levels:
-        model = replace(model, lfq=replace(model.lfq, levels=tuple(int(b) for b in args.levels.split(","))))
+    if args.bits or args.levels:  # together: a ladder must end at the bits
+        bits = args.bits or model.lfq.bits
+        levels = tuple(int(b) for b in args.levels.split(",")) if args.levels else ()
+        default = model.lfq.default_level if -len(levels) <= model.lfq.default_level < len(levels) else -1
+        model = replace(model, lfq=replace(model.lfq, bits=bits, levels=levels, default_level=default))
     if args.blocks:
         model = replace(model, blocks_per_level=args.blocks)
     if args.patch:
         model = replace(model, patch_size=args.patch)
+    if args.spatial_downsample:
+        model = replace(model, spatial_downsample=args.spatial_downsample)
+    if args.default_level is not None:
+        model = replace(model, lfq=replace(model.lfq, default_level=args.default_level))
     if args.name:
         model = replace(model, name=args.name)
     data = DataConfig(paths=tuple(args.data), clip_frames=args.clip_frames, crop=args.crop, max_side=args.max_side)
@@ -457,6 +492,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--patch", type=int, help="override the patch-embedding size (spatial stride of the stem)")
     ap.add_argument("--bits", type=int, help="override LFQ codebook bits")
     ap.add_argument("--levels", help="rate ladder: bits kept per quality level, e.g. 6,12,18,24,30")
+    ap.add_argument("--default-level", type=int, help="the quality level encode uses by default (index into --levels)")
+    ap.add_argument("--spatial-downsample", type=int, help="override the total spatial factor, e.g. 4 for a 4x4x4 grid")
     ap.add_argument("--init-from", help="start a new run from this checkpoint.pt (EMA) or .safetensors")
     ap.add_argument("--clip-frames", type=int, default=9)
     ap.add_argument("--crop", type=int, default=64)

@@ -14,7 +14,7 @@ from media import smooth_frames
 from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig
 from tokcodec.codec.data import ClipSampler, DataConfig, to_unit
 from tokcodec.codec.io import write_video
-from tokcodec.codec.train import TrainConfig, export, grow_state, learning_rate, quant_mix, train
+from tokcodec.codec.train import TrainConfig, build_config, export, grow_state, learning_rate, parser, quant_mix, train
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,75 @@ def test_grow_state_keeps_what_the_old_model_computed() -> None:
     assert torch.equal(big.encode(video, bits=6), tokens)
     assert torch.allclose(big.decode(tokens, bits=6), small.decode(tokens), atol=1e-6)
     assert torch.allclose(big.decode(big.encode(video)), small.decode(tokens), atol=1e-6)
+
+
+def test_grow_state_cuts_a_ladder_to_its_leading_bits() -> None:
+    """A model cut from 10 to its first 6 bits codes exactly as the old one's level of 6 bits."""
+    cfg = TokenizerConfig(name="t", channels=(16, 16, 32), blocks_per_level=1, norm_groups=8,
+                          lfq=LFQConfig(bits=10, levels=(6, 10)))
+    big = Tokenizer(cfg).eval()
+    small = Tokenizer(replace(cfg, lfq=LFQConfig(bits=6))).eval()
+    small.load_state_dict(grow_state(small.state_dict(), big.state_dict()))
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    tokens = small.encode(video)
+    assert torch.equal(big.encode(video, bits=6), tokens)
+    assert torch.allclose(small.decode(tokens), big.decode(tokens, bits=6), atol=1e-6)
+
+
+def test_grow_state_recuts_an_upsampling_to_a_finer_grid() -> None:
+    """Halving spatial_downsample drops the decoder's 2x2 depth-to-space: the new
+    projection gives the old upsampled features averaged over each 2x2 block."""
+    from tokcodec.codec.layers import depth_to_space
+
+    cfg = TokenizerConfig(name="t", channels=(16, 16, 32), blocks_per_level=1, norm_groups=8, lfq=LFQConfig(bits=6))
+    coarse = Tokenizer(cfg).eval()
+    fine = Tokenizer(replace(cfg, spatial_downsample=4)).eval()
+    state = grow_state(fine.state_dict(), coarse.state_dict())
+    fine.load_state_dict(state)
+    assert torch.equal(state["encoder.downs.0.conv.weight"], coarse.state_dict()["encoder.downs.0.conv.weight"])
+    h = torch.randn(1, 16, 3, 4, 5)
+    with torch.no_grad():
+        up_coarse = depth_to_space(coarse.decoder.ups[1](h), 2, 2)
+        up_fine = depth_to_space(fine.decoder.ups[1](h), 2, 1)
+    assert torch.allclose(torch.nn.functional.avg_pool3d(up_coarse, (1, 2, 2)), up_fine, atol=1e-6)
+
+
+def test_grow_state_recuts_a_patch_4_model_to_patch_2() -> None:
+    """Patch 4 -> 2: the new stem sees the frame as the old one sees it upscaled 2x (nearest),
+    and the new output patch is the old one averaged over 2x2 pixels."""
+    from tokcodec.codec.layers import depth_to_space
+
+    cfg = TokenizerConfig(name="t", channels=(16, 16, 32), blocks_per_level=1, norm_groups=8, lfq=LFQConfig(bits=6))
+    p4 = Tokenizer(cfg).eval()
+    p2 = Tokenizer(replace(cfg, patch_size=2)).eval()
+    assert [s for _, s in p2.config.transition_strides()] == [2, 2]
+    p2.load_state_dict(grow_state(p2.state_dict(), p4.state_dict()))
+    frame = torch.rand(1, 3, 1, 8, 12)
+    with torch.no_grad():
+        upscaled = frame.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
+        assert torch.allclose(p2.encoder.stem(frame), p4.encoder.stem(upscaled), atol=1e-5)
+        h = torch.randn(1, 16, 3, 4, 5)
+        out4 = depth_to_space(p4.decoder.conv_out(h), 1, 4)
+        out2 = depth_to_space(p2.decoder.conv_out(h), 1, 2)
+        assert torch.allclose(torch.nn.functional.avg_pool3d(out4, (1, 2, 2)), out2, atol=1e-5)
+        h = torch.randn(1, 32, 3, 4, 5)
+        up4 = depth_to_space(p4.decoder.ups[0](h), 2, 1)
+        up2 = depth_to_space(p2.decoder.ups[0](h), 2, 2)
+        assert torch.allclose(up2[..., ::2, ::2], up4, atol=1e-6) and torch.allclose(up2[..., 1::2, 1::2], up4, atol=1e-6)
+
+
+def test_command_line_recuts_the_preset() -> None:
+    """`tokcodec train --spatial-downsample 4 --bits 12 --levels ...` re-cuts the default preset
+    (its 30-bit ladder is replaced whole, the default level kept where it still exists)."""
+    cfg = build_config(parser().parse_args(
+        ["v.mp4", "--run", "r", "--spatial-downsample", "4", "--bits", "12", "--levels", "2,4,6,9,12"]))
+    assert (cfg.model.spatial_downsample, cfg.model.lfq.bits, cfg.model.lfq.levels) == (4, 12, (2, 4, 6, 9, 12))
+    assert cfg.model.lfq.default_quality == 2 and cfg.model.transition_strides() == [(2, 1), (2, 1)]
+    cfg = build_config(parser().parse_args(["v.mp4", "--run", "r", "--bits", "8", "--levels", "4,8"]))
+    assert cfg.model.lfq.levels == (4, 8) and cfg.model.lfq.default_quality == 1  # level 2 is gone: the top
+    cfg = build_config(parser().parse_args(["v.mp4", "--run", "r", "--levels", "4,8", "--bits", "8",
+                                            "--default-level", "0"]))
+    assert cfg.model.lfq.default_quality == 0
 
 
 def test_ladder_training_logs_every_level(media: Path, tmp_path: Path) -> None:
