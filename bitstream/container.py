@@ -26,7 +26,7 @@ MAGIC = b"TOKC"
 CHUNK_MAGIC = b"CHNK"
 INDEX_MAGIC = b"TIDX"
 TRAILER_MAGIC = b"TEND"
-VERSION = (1, 2)
+VERSION = (1, 3)
 
 MAX_HEADER_BODY = 1 << 20
 MAX_AUDIO_BYTES = 16 << 20
@@ -83,6 +83,15 @@ class Header:
     quality: int = 0
     entropy: EntropyParams = field(default_factory=EntropyParams)
     audio: AudioTrack | None = None
+    # The size frames were resampled to before the tokenizer (`encode --scale`);
+    # 0: the displayed size (files before version 1.3, and unscaled ones).
+    coded_width: int = 0
+    coded_height: int = 0
+
+    @property
+    def coded_size(self) -> tuple[int, int]:
+        """(width, height) the tokenizer coded; the decoder resamples its output to (width, height)."""
+        return self.coded_width or self.width, self.coded_height or self.height
 
     @property
     def token_grid(self) -> tuple[int, int, int]:
@@ -103,8 +112,10 @@ class Header:
             (0 < len(self.model.encode()) <= 64, "model name"),
             (1 <= self.width <= MAX_SIZE and 1 <= self.height <= MAX_SIZE, "frame size"),
             (self.temporal_factor >= 1 and self.spatial_factor >= 1, "compression factors"),
-            (self.padded_width == -(-self.width // self.spatial_factor) * self.spatial_factor, "padded width"),
-            (self.padded_height == -(-self.height // self.spatial_factor) * self.spatial_factor, "padded height"),
+            (0 <= self.coded_width <= MAX_SIZE and 0 <= self.coded_height <= MAX_SIZE, "coded size"),
+            (self.padded_width == -(-self.coded_size[0] // self.spatial_factor) * self.spatial_factor, "padded width"),
+            (self.padded_height == -(-self.coded_size[1] // self.spatial_factor) * self.spatial_factor,
+             "padded height"),
             (self.fps > 0, "frame rate"),
             (self.chunk_frames >= 1 and (self.chunk_frames - 1) % self.temporal_factor == 0, "chunk frames"),
             (self.chunk_token_frames(self.chunk_frames) < 1 << 16, "chunk frames"),
@@ -154,6 +165,7 @@ class Header:
             body += b"\x01" + _str8(a.codec) + struct.pack("<I", a.rate) + _str8(a.layout)
             body += struct.pack("<III", a.time_base.numerator, a.time_base.denominator, len(a.extradata))
             body += a.extradata
+        body += struct.pack("<II", self.coded_width, self.coded_height)  # since 1.3; 0: the displayed size
         head = _PREFIX.pack(MAGIC, *VERSION, len(body)) + bytes(body)
         return head + _CRC.pack(zlib.crc32(head))
 
@@ -200,10 +212,11 @@ class Header:
             if n_extra > MAX_EXTRADATA:
                 raise ValueError("audio extradata too large")
             audio = AudioTrack(codec, rate, layout, Fraction(tb_num, tb_den), c.take(n_extra))
+        coded = c.unpack("<II") if c.remaining() >= 8 else (0, 0)  # absent before 1.3
         if fps_den == 0:
             raise ValueError("zero frame rate denominator")
         return cls(model, fingerprint, width, height, pw, ph, Fraction(fps_num, fps_den), frames, chunk_frames,
-                   tf, sf, bits, quality, entropy, audio)
+                   tf, sf, bits, quality, entropy, audio, *coded)
 
 
 def _str8(s: str) -> bytes:
@@ -247,6 +260,9 @@ class _Cursor:
 
     def unpack(self, fmt: str) -> tuple:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
+
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
 
     def str8(self) -> str:
         return self.take(self.take(1)[0]).decode()

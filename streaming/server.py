@@ -59,6 +59,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from tokcodec.bitstream.container import TokError, TokWriter
 from tokcodec.codec import Tokenizer, load_tokenizer
+from tokcodec.codec.clips import resize_frames
 
 from .stateful import StreamingDecoder, StreamingEncoder, TorchEngine
 
@@ -131,7 +132,8 @@ class TokFileTrack(MediaStreamTrack):
             for i, frame in enumerate(decoder.decode_chunk(chunk.tokens)):
                 if i == chunk.frames:
                     break
-                yield frame[: h.height, : h.width]
+                cw, ch = h.coded_size
+                yield resize_frames(frame[None, :ch, :cw], h.height, h.width)[0]
 
     def _next(self) -> np.ndarray | None:
         with self.lock:

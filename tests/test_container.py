@@ -166,3 +166,22 @@ def test_header_validation_rejects_inconsistent_fields() -> None:
         header(padded_width=60).validate()
     with pytest.raises(TokError, match="chunk frames"):
         header(chunk_frames=8).validate()
+
+
+def test_a_coded_size_round_trips_and_is_checked() -> None:
+    """`encode --scale`: the tokenizer's size is stored beside the displayed one (version 1.3)."""
+    h = header(coded_width=90, coded_height=45, padded_width=96, padded_height=48)
+    back = Header.read(__import__("io").BytesIO(h.to_bytes()))
+    assert back == h and back.coded_size == (90, 45) and back.token_grid[1:] == (6, 12)
+    with pytest.raises(TokError, match="padded width"):
+        header(coded_width=90, coded_height=45).validate()
+    assert header().coded_size == (60, 30)
+
+
+def test_a_version_1_2_header_reads_as_unscaled() -> None:
+    """Files written before 1.3 end their header body before the coded size."""
+    data = header().to_bytes()
+    body = data[10:-4][:-8]
+    head = b"TOKC" + bytes([1, 2]) + struct.pack("<I", len(body)) + body
+    old = Header.read(__import__("io").BytesIO(head + struct.pack("<I", zlib.crc32(head))))
+    assert old == header() and old.coded_size == (60, 30)

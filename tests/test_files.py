@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import struct
 import subprocess
@@ -244,6 +245,40 @@ def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
     for bad in (["--refine", "-1"], ["--refine", "2", "--refine-ssim", "-1"], ["--refine-rate", "-0.5"]):
         r = cli("encode", str(source), "-o", str(tmp_path / "bad.tok"), *bad)
         assert r.exit_code == 2 and not (tmp_path / "bad.tok").exists(), bad
+
+
+def test_encode_at_a_finer_grid_decodes_to_the_source_size(source: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`encode --scale 2`: the tokenizer codes the frames at twice the size (a token grid
+    twice as fine each way); the decoder returns the source's size, torch or onnxruntime."""
+    plain, scaled = tmp_path / "plain.tok", tmp_path / "scaled.tok"
+    for out, extra in ((plain, []), (scaled, ["--scale", "2"])):
+        r = cli("encode", str(source), "-o", str(out), "--frames", "9", "--chunk-frames", "9", "-q", *extra)
+        assert r.exit_code == 0, r.output
+    d = json.loads(cli("info", str(scaled), "--json").output)
+    assert (d["width"], d["height"], d["coded_size"]) == (64, 48, [128, 96]) and d["token_grid"] == [3, 12, 16]
+    assert json.loads(cli("info", str(plain), "--json").output)["token_grid"] == [3, 6, 8]
+    assert "coded at 128x96" in cli("info", str(scaled)).output
+    reference = np.stack(list(iter_frames(source)))[:9].astype(float)
+    psnr = {}
+    for tok in (plain, scaled):
+        tokcodec.decode_file(tok, tmp_path / "out.mp4", lossless=True, force=True)
+        frames = np.stack(list(iter_frames(tmp_path / "out.mp4"))).astype(float)
+        assert frames.shape == (9, 48, 64, 3)
+        psnr[tok] = 10 * np.log10(255**2 / np.mean((frames - reference) ** 2))
+    assert psnr[scaled] > psnr[plain] - 1.0, psnr  # resampling both ways costs little on smooth frames
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+        monkeypatch.setenv("TOKCODEC_CACHE", str(tmp_path / "cache"))
+        r = cli("decode", str(scaled), "-o", str(tmp_path / "ort.mp4"), "--lossless", "--onnx", "auto", "-q")
+        assert r.exit_code == 0, r.output
+        frames = np.stack(list(iter_frames(tmp_path / "ort.mp4"))).astype(float)
+        assert frames.shape == (9, 48, 64, 3)
+    for bad in ("5", "0.1", "x"):
+        r = cli("encode", str(source), "-o", str(tmp_path / "bad.tok"), "--scale", bad)
+        assert r.exit_code == 2 and not (tmp_path / "bad.tok").exists(), bad
+    with pytest.raises(ValueError, match="--scale"):
+        tokcodec.encode_file(source, tmp_path / "bad.tok", scale=8.0)
+    assert not (tmp_path / "bad.tok").exists()
 
 
 def test_token_archive_is_a_plain_npz(tok: Path, tmp_path: Path) -> None:

@@ -232,3 +232,20 @@ def test_engines_follow_the_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert server.engine(server.tokenizer("magvit2-4x16x16-k18-stream")).model == "magvit2-4x16x16-k18-stream"
     assert isinstance(server.engine(server.tokenizer(None)), TorchEngine)
     assert TokServer(tmp_path).engine(default).__class__ is TorchEngine
+
+
+def test_a_file_coded_at_a_finer_grid_plays_at_its_own_size(tmp_path: Path) -> None:
+    """`encode --scale`: the player resamples the decoded frames back to the displayed size."""
+    from tokcodec.codec import load_tokenizer
+    from tokcodec.files import encode_file
+    from tokcodec.streaming.server import TokFileTrack
+    from tokcodec.streaming.stateful import TorchEngine
+
+    make_av_source(tmp_path / "in.mp4", n=9, fps=10)
+    encode_file(tmp_path / "in.mp4", tmp_path / "s.tok", chunk_frames=9, scale=1.5)
+    track = TokFileTrack(tmp_path / "s.tok", lambda h: TorchEngine(load_tokenizer(h.model)))
+    try:
+        frames = list(track.frames)
+    finally:
+        track.reader.close()
+    assert len(frames) == 9 and {f.shape for f in frames} == {(48, 64, 3)}

@@ -137,6 +137,9 @@ def _print_report(r: Any) -> None:
               help="the search's weight on what the bits that change between latent frames cost: higher, fewer bits")
 @click.option("--refine-ssim", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="the search's weight on 1 - SSIM next to the squared error (higher MS-SSIM, lower PSNR and VMAF at equal bits)")
+@click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(0.25, 4.0),
+              help="code the frames resampled by this factor (decoded back to the source size): above 1 a finer "
+                   "token grid, more bits and compute, better quality for small detailed video (1.5 to 2)")
 @click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1), help="encode only the first N frames")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
@@ -145,14 +148,14 @@ def _print_report(r: Any) -> None:
                    "encode with onnxruntime (faster; no --refine)")
 @user_errors
 def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int, hysteresis: float | None,
-           refine: int, refine_rate: float, refine_ssim: float, max_frames: int | None, force: bool, quiet: bool,
-           onnx_dir: str | None) -> None:
+           refine: int, refine_rate: float, refine_ssim: float, scale: float, max_frames: int | None, force: bool,
+           quiet: bool, onnx_dir: str | None) -> None:
     """Encode a video file to a .tok bitstream."""
     from tokcodec.files import encode_file
     from tokcodec.streaming.refine import RefineConfig
 
     r = encode_file(source, output, model=model, quality=quality, chunk_frames=chunk_frames, max_frames=max_frames,
-                    hysteresis=hysteresis, force=force, quiet=quiet, onnx=onnx_dir,
+                    hysteresis=hysteresis, force=force, quiet=quiet, onnx=onnx_dir, scale=scale,
                     refine=RefineConfig(steps=refine, rate=refine_rate, ssim=refine_ssim))
     for warning in r.warnings:
         click.echo(f"tokcodec: warning: {warning}", err=True)
@@ -197,7 +200,9 @@ def info(source: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
-    click.echo(f"{source}: {d['width']}x{d['height']}, {d['frames']} frames @ {d['fps']} fps ({d['duration']:.2f} s)")
+    coded = "" if d["coded_size"] == [d["width"], d["height"]] else " (coded at {}x{})".format(*d["coded_size"])
+    click.echo(f"{source}: {d['width']}x{d['height']}{coded}, {d['frames']} frames @ {d['fps']} fps "
+               f"({d['duration']:.2f} s)")
     click.echo(f"  model {d['model']} (weights {d['fingerprint']}), quality {d['quality']}, "
                f"{d['bits']}-bit tokens, grid {'x'.join(map(str, d['token_grid']))} per chunk")
     click.echo(f"  {d['chunks']} chunks of {d['chunk_frames']} frames, {d['bytes']} bytes, "

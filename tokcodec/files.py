@@ -23,7 +23,7 @@ import torch
 from tokcodec.bitstream.container import AudioPacket, AudioTrack, Header, TokError, TokReader, TokWriter
 from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
-from tokcodec.codec.clips import frames_to_video, video_to_frames
+from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, resize_video, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.codec.io import (
     AudioPacketData,
@@ -44,6 +44,8 @@ from .api import check_output
 from .priors import model_prior, prior_for
 from .progress import Progress
 
+
+MIN_SCALE, MAX_SCALE = 0.25, 4.0  # `encode --scale`: resampling factors accepted
 
 T = TypeVar("T")
 
@@ -101,6 +103,7 @@ def encode_file(
     entropy: EntropyParams | None = None,
     hysteresis: float | None = None,
     refine: RefineConfig = RefineConfig(),
+    scale: float = 1.0,
     force: bool = False,
     quiet: bool = True,
     onnx: str | os.PathLike | None = None,
@@ -118,6 +121,10 @@ def encode_file(
     `refine` with steps > 0: search, per segment, for the tokens the decoder
     reconstructs best (`streaming.refine.RefineConfig`): better quality and
     fewer bits, much slower encoding.
+    `scale`: code the frames resampled by this factor (bicubic); the decoder
+    resamples its output back to the source size. Above 1 the token grid is
+    finer than the model's: more bits and more compute, better quality for
+    small, detailed frames (bench/RESULTS.md, "Coding at a finer token grid").
     `onnx`: a folder from `tokcodec export-onnx` of the model, or "auto" (an
     export kept in `cache_dir()`, made on first use): encode with
     onnxruntime, frame by frame (the 'stream' extra; faster from about
@@ -132,6 +139,8 @@ def encode_file(
             raise ValueError("--onnx cannot refine (the search needs torch): leave out one of them")
         engine = onnx_engine(onnx, tokenizer.config.name, fingerprint(tokenizer), tokenizer)
     bits = tokenizer.level_bits(quality)  # refuses a level the model lacks before any work
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        raise ValueError(f"--scale must be in {MIN_SCALE}..{MAX_SCALE}, got {scale}")
     t = tokenizer.temporal_factor
     if chunk_frames < 1 or (chunk_frames - 1) % t:
         raise ValueError(f"--chunk-frames must be 1 + {t}k for model {tokenizer.config.name}, got {chunk_frames}")
@@ -142,19 +151,21 @@ def encode_file(
         warnings.append(f"{source}: {audio_info.codec} audio cannot be stored in a .tok; the output has no audio")
         audio_info = None
     header, prior = new_header(tokenizer, info.width, info.height, info.fps, chunk_frames, quality, entropy,
-                               _audio_track(audio_info))
+                               _audio_track(audio_info), coded_size(info.width, info.height, scale))
+    cw, ch = header.coded_size
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)
     tokens = 0
     with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer:
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames)):
-            video = frames_to_video(clip.frames)
-            size = (clip.valid, *video.shape[-2:])
+            video = resize_video(frames_to_video(clip.frames), ch, cw)
+            size = (clip.valid, ch, cw)
             if engine is None:
                 codes = encode_refined(tokenizer, video, bits, hysteresis, refine, size)[0].numpy()
             else:
-                codes = onnx_encode_chunk(engine, clip.frames, bits, hysteresis, tokenizer.spatial_factor)
+                frames = resize_frames(clip.frames, ch, cw)
+                codes = onnx_encode_chunk(engine, frames, bits, hysteresis, tokenizer.spatial_factor)
             end = clip.start + clip.valid
             # The last chunk of the whole source also takes the audio that outlasts the video.
             whole = last and (max_frames is None or end < max_frames)
@@ -176,22 +187,27 @@ def new_header(
     quality: int | None,
     entropy: EntropyParams | None = None,
     audio: AudioTrack | None = None,
+    coded: tuple[int, int] | None = None,
 ) -> tuple[Header, EntropyPrior | None]:
     """The header of a new .tok file (frames 0 until written) and the entropy
     prior its chunks are coded with (the model's shipped one by default).
-    `quality` None is the model's default level."""
+    `quality` None is the model's default level; `coded` = (width, height)
+    the frames are resampled to before the tokenizer (None: not resampled)."""
     if quality is None:
         quality = tokenizer.config.lfq.default_quality
     bits = tokenizer.level_bits(quality)
-    _, ph, pw = tokenizer.padded_size(1, height, width)
+    cw, ch = coded or (width, height)
+    _, ph, pw = tokenizer.padded_size(1, ch, cw)
     prior = model_prior(tokenizer, bits) if entropy is None or entropy.prior else None
     if entropy is None:
-        _, th, tw = tokenizer.token_shape(1, height, width)
+        _, th, tw = tokenizer.token_shape(1, ch, cw)
         entropy = EntropyParams.for_encoding(prior, th * tw)
     header = Header(model=tokenizer.config.name, fingerprint=fingerprint(tokenizer), width=width, height=height,
                     padded_width=pw, padded_height=ph, fps=fps, frames=0, chunk_frames=chunk_frames,
                     temporal_factor=tokenizer.temporal_factor, spatial_factor=tokenizer.spatial_factor, bits=bits,
-                    quality=quality, entropy=entropy, audio=audio)
+                    quality=quality, entropy=entropy, audio=audio,
+                    coded_width=0 if (cw, ch) == (width, height) else cw,
+                    coded_height=0 if (cw, ch) == (width, height) else ch)
     return header, prior
 
 
@@ -329,11 +345,12 @@ def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frame
                  engine: Any = None) -> np.ndarray:
     """uint8 frames (frames, height, width, 3) of one chunk's token grid, with
     torch (in segments) or, given one, an onnxruntime `engine` (frame by frame)."""
+    cw, ch = header.coded_size
     if engine is not None:
         decoded = np.stack(list(StreamingDecoder(engine, header.bits).decode_chunk(tokens)))
-        return decoded[:frames, : header.height, : header.width]
-    video = segmented_decode(tokenizer, torch.from_numpy(tokens)[None], (frames, header.height, header.width), header.bits)
-    return video_to_frames(video)
+        return resize_frames(decoded[:frames, :ch, :cw], header.height, header.width)
+    video = segmented_decode(tokenizer, torch.from_numpy(tokens)[None], (frames, ch, cw), header.bits)
+    return video_to_frames(resize_video(video, header.height, header.width))
 
 
 def cache_dir() -> Path:
@@ -392,6 +409,7 @@ def tok_info(path: str | os.PathLike) -> dict[str, Any]:
         return {
             "width": h.width,
             "height": h.height,
+            "coded_size": list(h.coded_size),
             "frames": reader.frames,
             "fps": f"{h.fps.numerator}/{h.fps.denominator}",
             "fps_float": float(h.fps),
