@@ -242,6 +242,17 @@ def _curve(rate: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray,
     return uq, lr
 
 
+def _quality_curve(rate: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(log10 rate, quality) sorted by rate, finite points only, equal rates merged (mean quality)."""
+    r = np.asarray(rate, dtype=np.float64)
+    q = np.asarray(quality, dtype=np.float64)
+    if r.shape != q.shape or r.ndim != 1:
+        raise ValueError("rates and qualities must be 1-D sequences of one length")
+    ok = np.isfinite(r) & np.isfinite(q) & (r > 0)
+    ur, inverse = np.unique(np.log10(r[ok]), return_inverse=True)
+    return ur, np.bincount(inverse, weights=q[ok]) / np.bincount(inverse)
+
+
 def bd_rate(
     rate_anchor: Sequence[float],
     quality_anchor: Sequence[float],
@@ -269,6 +280,35 @@ def bd_rate(
     ia = PchipInterpolator(qa, la).integrate(lo, hi)
     it = PchipInterpolator(qt, lt).integrate(lo, hi)
     return float((10 ** ((it - ia) / (hi - lo)) - 1.0) * 100.0)
+
+
+def bd_quality(
+    rate_anchor: Sequence[float],
+    quality_anchor: Sequence[float],
+    rate_test: Sequence[float],
+    quality_test: Sequence[float],
+) -> float:
+    """Bjontegaard delta quality (BD-PSNR for PSNR): the mean quality difference
+    of the test curve over the anchor at equal rate.
+
+    Each curve is quality as a function of log10(rate), interpolated with a
+    PCHIP polynomial and integrated over the log-rate interval both cover (so
+    it is defined where bd_rate is not: curves that share rates but not
+    qualities). Positive: the test is better at the same rate. Raises
+    ValueError as bd_rate does, for rate ranges that do not overlap.
+    """
+    from scipy.interpolate import PchipInterpolator
+
+    ra, la = _quality_curve(rate_anchor, quality_anchor)
+    rt, lt = _quality_curve(rate_test, quality_test)
+    if len(ra) < 2 or len(rt) < 2:
+        raise ValueError("needs >= 2 points")
+    lo, hi = max(ra[0], rt[0]), min(ra[-1], rt[-1])
+    if not hi > lo:
+        raise ValueError("rate ranges do not overlap")
+    ia = PchipInterpolator(ra, la).integrate(lo, hi)
+    it = PchipInterpolator(rt, lt).integrate(lo, hi)
+    return float((it - ia) / (hi - lo))
 
 
 # ---------------------------------------------------------------- helpers

@@ -3,6 +3,7 @@
     .venv/bin/python bench/rd.py [--clips NAME,...] [--frames N] [--codecs tokcodec,x264,x265,svtav1]
         [--crf-x264 18,23,...] [--crf-x265 ...] [--crf-svtav1 ...] [--tok-quality 0,...] [--model NAME]
         [--tok-hysteresis H] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S] [--tok-onnx DIR|auto]
+        [--tok-scale S]
         [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
         [--out bench/rd] [--no-vmaf] [--threads N] [--keep] [--quiet] [--traceback]
 
@@ -17,7 +18,8 @@ How each number is made:
 
 - Codecs. tokcodec: `tokcodec.encode_file` at each quality level of the
   model (with the encoder's hysteresis threshold, --tok-hysteresis, and
-  --tok-refine steps of encoder-side refinement, default 0), `tokcodec.decode_file(lossless=True)` (RGB, libx264rgb qp 0, so the
+  --tok-refine steps of encoder-side refinement, default 0; coded at
+  --tok-scale times the source size, default 1), `tokcodec.decode_file(lossless=True)` (RGB, libx264rgb qp 0, so the
   metric sees the decoder's own pixels). Anchors, through PyAV's FFmpeg:
   libx264 (preset medium), libx265 (preset medium), libsvtav1 (preset 8),
   each over a CRF sweep, yuv420p, written to .mp4 and decoded with PyAV;
@@ -236,9 +238,9 @@ def run_anchor(src: Source, anchor: Anchor, crf: int, preset: str, work: Path) -
 
 
 def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | None = None,
-                 refine: Any = None, onnx: str | None = None) -> Measured:
+                 refine: Any = None, onnx: str | None = None, scale: float = 1.0) -> Measured:
     """`refine`: a `streaming.refine.RefineConfig` (None: no refinement);
-    `onnx`: an export folder or "auto" (`encode_file`/`decode_file`'s)."""
+    `onnx`: an export folder or "auto"; `scale`: `encode_file`'s (the decoder scales back)."""
     import tokcodec
     from tokcodec.streaming.refine import RefineConfig
 
@@ -246,7 +248,8 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
     mp4 = work / f"{src.path.stem}-tokcodec-q{quality}.mp4"
     start = time.perf_counter()
     report = tokcodec.encode_file(src.path, tok, model=model, quality=quality, max_frames=src.frames,
-                                  hysteresis=hysteresis, force=True, refine=refine or RefineConfig(), onnx=onnx)
+                                  hysteresis=hysteresis, force=True, refine=refine or RefineConfig(), onnx=onnx,
+                                  scale=scale)
     enc = time.perf_counter() - start
     start = time.perf_counter()
     tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True, onnx=onnx)
@@ -327,7 +330,8 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
         if codec == "tokcodec":
             for q in args.tok_quality:
                 jobs.append((codec, "quality", q, lambda q=q: run_tokcodec(src, q, model, work, args.tok_hysteresis,
-                                                                               refine, args.tok_onnx)))
+                                                                               refine, args.tok_onnx,
+                                                                               args.tok_scale)))
         else:
             a = ANCHORS[codec]
             for crf in getattr(args, f"crf_{codec}"):
@@ -434,7 +438,8 @@ def markdown(results: dict[str, Any]) -> str:
          f"{', '.join(map(str, s['tok_quality']))}, encoder hysteresis {s.get('tok_hysteresis', 0)}, "
          f"refinement steps {s.get('tok_refine', 0)} (rate weight {s.get('tok_refine_rate', 0)}, "
          f"SSIM weight {s.get('tok_refine_ssim', 0)})"
-         + (f", networks on onnxruntime (--onnx {s['tok_onnx']})" if s.get("tok_onnx") else "") + "; "
+         + (f", networks on onnxruntime (--onnx {s['tok_onnx']})" if s.get("tok_onnx") else "")
+         + (f", coded at {s['tok_scale']}x the source size (--scale)" if s.get("tok_scale", 1) != 1 else "") + "; "
          if s["tok_quality"] else "")
         + f"anchors via PyAV {m['versions']['av']} (FFmpeg {m['versions']['ffmpeg']}): "
         + ", ".join(f"{ANCHORS[c].label} preset {s['presets'][c]} CRF {','.join(map(str, s['crf'][c]))}"
@@ -595,6 +600,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="weight of 1 - SSIM in the refinement (tokcodec encode --refine-ssim; default 0)")
     ap.add_argument("--tok-onnx", help="tokcodec on onnxruntime: an export folder or 'auto' "
                                        "(tokcodec encode/decode --onnx; default: torch)")
+    ap.add_argument("--tok-scale", type=float, default=1.0,
+                    help="tokcodec codes the frames resampled by this factor (tokcodec encode --scale; default 1)")
     ap.add_argument("--model", default=None, help="tokcodec model name (default: the shipped default)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "rd", help="output folder (default bench/rd)")
     ap.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the slowest metric)")
@@ -673,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["tok_refine_rate"] = args.tok_refine_rate
         settings["tok_refine_ssim"] = args.tok_refine_ssim
         settings["tok_onnx"] = args.tok_onnx
+        settings["tok_scale"] = args.tok_scale
     for c in ANCHORS:
         if c in args.codecs:
             settings["crf"][c] = getattr(args, f"crf_{c}")

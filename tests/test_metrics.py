@@ -212,3 +212,17 @@ def test_rd_measures_codecs_and_reports_a_failing_point(tmp_path: Path, capsys: 
     assert {Path(p).name for p in res["plots"]} == {"psnr_y.png", "msssim.png"}
     md = capsys.readouterr().out
     assert md.startswith("## Rate-distortion") and "| libx264 | CRF 30 |" in md and "failed:" in md
+
+
+def test_bd_quality_is_the_mean_gain_at_equal_rate() -> None:
+    q = np.array([30.0, 34.0, 38.0, 42.0])
+    rate = 1000 * 2 ** ((q - 30) / 6)
+    assert metrics.bd_quality(rate, q, rate, q + 1) == pytest.approx(1.0, abs=1e-9)
+    assert metrics.bd_quality(RATE_A, PSNR_A, RATE_A, PSNR_A) == pytest.approx(0.0, abs=1e-12)
+    # Defined for curves that share rates but not qualities (where bd_rate is not):
+    # 20 dB more for 1.5x the bits is 20 - 6 log2(1.5) dB more at equal rate.
+    assert metrics.bd_quality(rate, q, rate * 1.5, q + 20) == pytest.approx(20 - 6 * np.log2(1.5), abs=1e-9)
+    with pytest.raises(ValueError, match="quality ranges do not overlap"):
+        metrics.bd_rate(rate, q, rate * 1.5, q + 20)
+    with pytest.raises(ValueError, match="rate ranges do not overlap"):
+        metrics.bd_quality(rate, q, rate * 100, q)
