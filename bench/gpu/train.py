@@ -102,6 +102,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="folder for the weights' parts, config, log and plot")
     ap.add_argument("--budget", type=float, default=480, help="seconds for everything from start to saved weights")
     ap.add_argument("--preset", default="magvit2-4x8x8-k30")
+    ap.add_argument("--patch", type=int, help="re-cut the preset: patch size (2: the first level at half resolution)")
+    ap.add_argument("--spatial-downsample", type=int, help="re-cut the preset: total spatial factor (4: a 4x4 grid)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--clip-frames", type=int, default=17)
@@ -138,7 +140,12 @@ def main() -> None:
     device = Device.setup().device
 
     data = DataConfig(paths=(args.data,), clip_frames=args.clip_frames, crop=args.crop)
-    cfg = TrainConfig(model=PRESETS[args.preset], data=data, batch=args.batch, lr=args.lr, lr_warmup=100,
+    model = PRESETS[args.preset]
+    if args.patch:
+        model = replace(model, patch_size=args.patch)
+    if args.spatial_downsample:
+        model = replace(model, spatial_downsample=args.spatial_downsample)
+    cfg = TrainConfig(model=model, data=data, batch=args.batch, lr=args.lr, lr_warmup=100,
                       quant_start=0, quant_ramp=1, eval_every=100, ckpt_every=10**9,
                       disc_start=args.disc_start, disc_weight=args.disc_weight, amp=args.amp or "",
                       freeze_decoder=args.freeze_decoder, rate=args.rate,
