@@ -279,6 +279,10 @@ def test_encode_at_a_finer_grid_decodes_to_the_source_size(source: Path, tmp_pat
     with pytest.raises(ValueError, match="--scale"):
         tokcodec.encode_file(source, tmp_path / "bad.tok", scale=8.0)
     assert not (tmp_path / "bad.tok").exists()
+    monkeypatch.setattr(tokcodec.files, "MAX_SIZE", 100)  # 64x48 at 2x is 128 wide
+    with pytest.raises(ValueError, match="larger than the 100 pixels"):
+        tokcodec.encode_file(source, tmp_path / "bad.tok", scale=2.0)
+    assert not (tmp_path / "bad.tok").exists()
 
 
 def test_token_archive_is_a_plain_npz(tok: Path, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from tokcodec.bitstream.container import AudioPacket, AudioTrack, Header, TokError, TokReader, TokWriter
+from tokcodec.bitstream.container import MAX_SIZE, AudioPacket, AudioTrack, Header, TokError, TokReader, TokWriter
 from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
 from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, resize_video, video_to_frames
@@ -150,8 +150,12 @@ def encode_file(
     if audio_info is not None and not audio_packets_decodable(audio_info):
         warnings.append(f"{source}: {audio_info.codec} audio cannot be stored in a .tok; the output has no audio")
         audio_info = None
+    coded = coded_size(info.width, info.height, scale)
+    if max(coded) > MAX_SIZE:
+        raise ValueError(f"--scale {scale} makes {info.width}x{info.height} frames {coded[0]}x{coded[1]}, "
+                         f"larger than the {MAX_SIZE} pixels a .tok allows")
     header, prior = new_header(tokenizer, info.width, info.height, info.fps, chunk_frames, quality, entropy,
-                               _audio_track(audio_info), coded_size(info.width, info.height, scale))
+                               _audio_track(audio_info), coded)
     cw, ch = header.coded_size
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
