@@ -229,28 +229,31 @@ class Vmaf:
 # ---------------------------------------------------------------- BD-rate
 
 
-def _curve(rate: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """(quality, log10 rate) sorted by quality, finite points only, equal qualities merged."""
+def _points(rate: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(log10 rate, quality) of the finite points with a positive rate."""
     r = np.asarray(rate, dtype=np.float64)
     q = np.asarray(quality, dtype=np.float64)
     if r.shape != q.shape or r.ndim != 1:
         raise ValueError("rates and qualities must be 1-D sequences of one length")
     ok = np.isfinite(r) & np.isfinite(q) & (r > 0)
-    r, q = np.log10(r[ok]), q[ok]
-    uq, inverse = np.unique(q, return_inverse=True)  # sorted; equal qualities: mean log-rate
-    lr = np.bincount(inverse, weights=r) / np.bincount(inverse)
-    return uq, lr
+    return np.log10(r[ok]), q[ok]
+
+
+def _merged(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) sorted by x, points of equal x merged into their mean y."""
+    ux, inverse = np.unique(x, return_inverse=True)
+    return ux, np.bincount(inverse, weights=y) / np.bincount(inverse)
+
+
+def _curve(rate: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(quality, log10 rate) sorted by quality, finite points only, equal qualities merged."""
+    lr, q = _points(rate, quality)
+    return _merged(q, lr)
 
 
 def _quality_curve(rate: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """(log10 rate, quality) sorted by rate, finite points only, equal rates merged (mean quality)."""
-    r = np.asarray(rate, dtype=np.float64)
-    q = np.asarray(quality, dtype=np.float64)
-    if r.shape != q.shape or r.ndim != 1:
-        raise ValueError("rates and qualities must be 1-D sequences of one length")
-    ok = np.isfinite(r) & np.isfinite(q) & (r > 0)
-    ur, inverse = np.unique(np.log10(r[ok]), return_inverse=True)
-    return ur, np.bincount(inverse, weights=q[ok]) / np.bincount(inverse)
+    return _merged(*_points(rate, quality))
 
 
 def bd_rate(
@@ -268,18 +271,8 @@ def bd_rate(
     for the same quality. Raises ValueError when either curve has fewer than
     two distinct finite points or the quality ranges do not overlap.
     """
-    from scipy.interpolate import PchipInterpolator
-
-    qa, la = _curve(rate_anchor, quality_anchor)
-    qt, lt = _curve(rate_test, quality_test)
-    if len(qa) < 2 or len(qt) < 2:
-        raise ValueError("needs >= 2 points")
-    lo, hi = max(qa[0], qt[0]), min(qa[-1], qt[-1])
-    if not hi > lo:
-        raise ValueError("quality ranges do not overlap")
-    ia = PchipInterpolator(qa, la).integrate(lo, hi)
-    it = PchipInterpolator(qt, lt).integrate(lo, hi)
-    return float((10 ** ((it - ia) / (hi - lo)) - 1.0) * 100.0)
+    diff = _mean_gap(*_curve(rate_anchor, quality_anchor), *_curve(rate_test, quality_test), "quality")
+    return float((10**diff - 1.0) * 100.0)
 
 
 def bd_quality(
@@ -297,17 +290,21 @@ def bd_quality(
     qualities). Positive: the test is better at the same rate. Raises
     ValueError as bd_rate does, for rate ranges that do not overlap.
     """
+    return _mean_gap(*_quality_curve(rate_anchor, quality_anchor), *_quality_curve(rate_test, quality_test), "rate")
+
+
+def _mean_gap(xa: np.ndarray, ya: np.ndarray, xt: np.ndarray, yt: np.ndarray, axis: str) -> float:
+    """Mean of y_test - y_anchor over the x interval both curves cover (PCHIP, integrated exactly);
+    `axis` names x in the error raised when the curves do not overlap."""
     from scipy.interpolate import PchipInterpolator
 
-    ra, la = _quality_curve(rate_anchor, quality_anchor)
-    rt, lt = _quality_curve(rate_test, quality_test)
-    if len(ra) < 2 or len(rt) < 2:
+    if len(xa) < 2 or len(xt) < 2:
         raise ValueError("needs >= 2 points")
-    lo, hi = max(ra[0], rt[0]), min(ra[-1], rt[-1])
+    lo, hi = max(xa[0], xt[0]), min(xa[-1], xt[-1])
     if not hi > lo:
-        raise ValueError("rate ranges do not overlap")
-    ia = PchipInterpolator(ra, la).integrate(lo, hi)
-    it = PchipInterpolator(rt, lt).integrate(lo, hi)
+        raise ValueError(f"{axis} ranges do not overlap")
+    ia = PchipInterpolator(xa, ya).integrate(lo, hi)
+    it = PchipInterpolator(xt, yt).integrate(lo, hi)
     return float((it - ia) / (hi - lo))
 
 
