@@ -126,13 +126,13 @@ class TokFileTrack(MediaStreamTrack):
 
     def _frames(self) -> Iterator[np.ndarray]:
         h = self.header
+        cw, ch = h.coded_size
         decoder = StreamingDecoder(self.engine, bits=h.bits)
         for entry in self.reader.entries:
             chunk = self.reader.read_chunk(entry.index)
             for i, frame in enumerate(decoder.decode_chunk(chunk.tokens)):
                 if i == chunk.frames:
                     break
-                cw, ch = h.coded_size
                 yield resize_frames(frame[None, :ch, :cw], h.height, h.width)[0]
 
     def _next(self) -> np.ndarray | None:

@@ -163,10 +163,9 @@ def encode_file(
     tokens = 0
     with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer:
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames)):
-            video = resize_video(frames_to_video(clip.frames), ch, cw)
-            size = (clip.valid, ch, cw)
             if engine is None:
-                codes = encode_refined(tokenizer, video, bits, hysteresis, refine, size)[0].numpy()
+                video = resize_video(frames_to_video(clip.frames), ch, cw)
+                codes = encode_refined(tokenizer, video, bits, hysteresis, refine, (clip.valid, ch, cw))[0].numpy()
             else:
                 frames = resize_frames(clip.frames, ch, cw)
                 codes = onnx_encode_chunk(engine, frames, bits, hysteresis, tokenizer.spatial_factor)
