@@ -3,7 +3,7 @@
     .venv/bin/python bench/rd.py [--clips NAME,...] [--frames N] [--codecs tokcodec,x264,x265,svtav1]
         [--crf-x264 18,23,...] [--crf-x265 ...] [--crf-svtav1 ...] [--tok-quality 0,...] [--model NAME]
         [--tok-hysteresis H] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S] [--tok-onnx DIR|auto]
-        [--tok-scale S]
+        [--tok-scale S] [--tok-level L]
         [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
         [--out bench/rd] [--no-vmaf] [--threads N] [--keep] [--quiet] [--traceback]
 
@@ -17,9 +17,10 @@ stderr. A codec point that fails is reported and skipped.
 How each number is made:
 
 - Codecs. tokcodec: `tokcodec.encode_file` at each quality level of the
-  model (with the encoder's hysteresis threshold, --tok-hysteresis, and
-  --tok-refine steps of encoder-side refinement, default 0; coded at
-  --tok-scale times the source size, default 1), `tokcodec.decode_file(lossless=True)` (RGB, libx264rgb qp 0, so the
+  model's rate ladder (each a coding scale and LFQ level, `tokcodec.ladder`;
+  --tok-scale and --tok-level override them for experiments; with the
+  encoder's hysteresis threshold, --tok-hysteresis, and --tok-refine steps of
+  encoder-side refinement, default 0), `tokcodec.decode_file(lossless=True)` (RGB, libx264rgb qp 0, so the
   metric sees the decoder's own pixels). Anchors, through PyAV's FFmpeg:
   libx264 (preset medium), libx265 (preset medium), libsvtav1 (preset 8),
   each over a CRF sweep, yuv420p, written to .mp4 and decoded with PyAV;
@@ -238,9 +239,11 @@ def run_anchor(src: Source, anchor: Anchor, crf: int, preset: str, work: Path) -
 
 
 def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | None = None,
-                 refine: Any = None, onnx: str | None = None, scale: float = 1.0) -> Measured:
+                 refine: Any = None, onnx: str | None = None, scale: float | None = None,
+                 level: int | None = None) -> Measured:
     """`refine`: a `streaming.refine.RefineConfig` (None: no refinement);
-    `onnx`: an export folder or "auto"; `scale`: `encode_file`'s (the decoder scales back)."""
+    `onnx`: an export folder or "auto"; `scale`, `level`: `encode_file`'s overrides of the
+    ladder point (None: the point's; the decoder scales back)."""
     import tokcodec
     from tokcodec.streaming.refine import RefineConfig
 
@@ -249,19 +252,24 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
     start = time.perf_counter()
     report = tokcodec.encode_file(src.path, tok, model=model, quality=quality, max_frames=src.frames,
                                   hysteresis=hysteresis, force=True, refine=refine or RefineConfig(), onnx=onnx,
-                                  scale=scale)
+                                  scale=scale, level=level)
     enc = time.perf_counter() - start
+    info = tokcodec.tok_info(tok)
     start = time.perf_counter()
     tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True, onnx=onnx)
     dec = time.perf_counter() - start
     y, _ = decode_luma(mp4, src.matrix, src.full_range)
     return Measured(tok.stat().st_size - report.audio_bytes, y, enc, dec,
-                    {"tokens": report.tokens, "token_bytes": report.token_bytes, "audio_bytes": report.audio_bytes})
+                    {"tokens": report.tokens, "token_bytes": report.token_bytes, "audio_bytes": report.audio_bytes,
+                     "bits": info["bits"], "coded_size": info["coded_size"],
+                     "scale": round(info["coded_size"][0] / src.width, 3)})
 
 
 def tok_quality_levels(model: Any) -> list[int]:
-    """The quality levels (rate ladder) of a tokcodec model."""
-    return list(range(len(model.config.lfq.level_bits)))
+    """The quality levels (the points of the rate ladder) of a tokcodec model."""
+    from tokcodec.ladder import model_ladder
+
+    return list(range(len(model_ladder(model.config).points)))
 
 
 # ---------------------------------------------------------------- measuring
@@ -331,7 +339,7 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
             for q in args.tok_quality:
                 jobs.append((codec, "quality", q, lambda q=q: run_tokcodec(src, q, model, work, args.tok_hysteresis,
                                                                                refine, args.tok_onnx,
-                                                                               args.tok_scale)))
+                                                                               args.tok_scale, args.tok_level)))
         else:
             a = ANCHORS[codec]
             for crf in getattr(args, f"crf_{codec}"):
@@ -439,7 +447,8 @@ def markdown(results: dict[str, Any]) -> str:
          f"refinement steps {s.get('tok_refine', 0)} (rate weight {s.get('tok_refine_rate', 0)}, "
          f"SSIM weight {s.get('tok_refine_ssim', 0)})"
          + (f", networks on onnxruntime (--onnx {s['tok_onnx']})" if s.get("tok_onnx") else "")
-         + (f", coded at {s['tok_scale']}x the source size (--scale)" if s.get("tok_scale", 1) != 1 else "") + "; "
+         + (f", coded at {s['tok_scale']}x the source size (--scale)" if s.get("tok_scale") not in (1, None) else "")
+         + (f", LFQ level {s['tok_level']} (--level)" if s.get("tok_level") is not None else "") + "; "
          if s["tok_quality"] else "")
         + f"anchors via PyAV {m['versions']['av']} (FFmpeg {m['versions']['ffmpeg']}): "
         + ", ".join(f"{ANCHORS[c].label} preset {s['presets'][c]} CRF {','.join(map(str, s['crf'][c]))}"
@@ -538,7 +547,7 @@ def _label(codec: str) -> str:
 
 def _setting(p: dict[str, Any]) -> str:
     if "quality" in p:
-        return f"quality {p['quality']}"
+        return f"quality {p['quality']}" + (f" ({p['bits']} bits, {p['scale']:g}x)" if "bits" in p else "")
     return f"CRF {p['crf']}" if "crf" in p else "RGB ceiling"
 
 
@@ -600,8 +609,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="weight of 1 - SSIM in the refinement (tokcodec encode --refine-ssim; default 0)")
     ap.add_argument("--tok-onnx", help="tokcodec on onnxruntime: an export folder or 'auto' "
                                        "(tokcodec encode/decode --onnx; default: torch)")
-    ap.add_argument("--tok-scale", type=float, default=1.0,
-                    help="tokcodec codes the frames resampled by this factor (tokcodec encode --scale; default 1)")
+    ap.add_argument("--tok-scale", type=float, default=None,
+                    help="tokcodec codes the frames resampled by this factor (tokcodec encode --scale; "
+                         "default: each quality point's)")
+    ap.add_argument("--tok-level", type=int, default=None,
+                    help="tokcodec keeps this LFQ level's bits (tokcodec encode --level; default: each quality point's)")
     ap.add_argument("--model", default=None, help="tokcodec model name (default: the shipped default)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "rd", help="output folder (default bench/rd)")
     ap.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the slowest metric)")
@@ -681,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["tok_refine_ssim"] = args.tok_refine_ssim
         settings["tok_onnx"] = args.tok_onnx
         settings["tok_scale"] = args.tok_scale
+        settings["tok_level"] = args.tok_level
     for c in ANCHORS:
         if c in args.codecs:
             settings["crf"][c] = getattr(args, f"crf_{c}")

@@ -33,13 +33,18 @@ class ModelInfo:
 
 def available_models() -> list[ModelInfo]:
     """All tokenizers shipped inside the package."""
-    return [_info(p.stem) for p in sorted(MODELS_DIR.glob("*.json"))]
+    return [_info(name) for name in _shipped_names()]
+
+
+def _shipped_names() -> list[str]:
+    # NAME.json is a model's config; NAME.ladder.json and other dotted names are data beside it.
+    return [p.stem for p in sorted(MODELS_DIR.glob("*.json")) if "." not in p.stem]
 
 
 def _info(name: str) -> ModelInfo:
     path = MODELS_DIR / f"{name}.json"
     if not path.is_file():
-        known = ", ".join(p.stem for p in sorted(MODELS_DIR.glob("*.json")))
+        known = ", ".join(_shipped_names())
         raise ValueError(f"unknown model {name!r} (shipped models: {known})")
     return ModelInfo(name, TokenizerConfig.load(path), (MODELS_DIR / f"{name}.safetensors").is_file())
 

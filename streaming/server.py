@@ -75,7 +75,8 @@ class IngestConfig:
     fps: int = 10  # frames per second sampled from the camera (the .tok's frame rate)
     max_side: int = 256  # the camera is scaled down to at most this many pixels on its long side
     chunk_frames: int = 17
-    quality: int | None = None  # level of the rate ladder (None: the model's default)
+    quality: int | None = None  # point of the rate ladder (None: the model's default); live ingest keeps
+    # its LFQ level only: the ingest size, not the point's scale, sets the grid
     model: str | None = None  # shipped tokenizer to encode with (None: the default one)
 
 

@@ -82,9 +82,12 @@ def test_models_json() -> None:
     default = [r for r in rows if r["default"]]
     assert len(default) == 1 and default[0]["name"] == DEFAULT_MODEL
     assert {r["compression"] for r in rows} >= {"4x8x8", "1x8x8", "4x16x16"}
-    for r in rows:  # the rate ladder: bits per level ascend to the model's bits; the default is the top
-        bits = [lv["bits"] for lv in r["quality_levels"]]
-        assert bits == sorted(bits) and bits[-1] == r["bits"] and 0 <= r["default_quality"] < len(bits)
+    for r in rows:  # the rate ladder: LFQ levels ascend to the model's bits; the ladder's points ascend in bits and scale
+        assert r["levels"] == sorted(r["levels"]) and r["levels"][-1] == r["bits"]
+        points = r["quality_levels"]
+        assert all(r["levels"][p["level"]] == p["bits"] for p in points) and 0 <= r["default_quality"] < len(points)
+        for key in ("bits", "scale"):
+            assert [p[key] for p in points] == sorted(p[key] for p in points)
 
 
 @pytest.mark.slow

@@ -62,7 +62,9 @@ def reconstruct_file(
     force: bool = False,
     quiet: bool = True,
 ) -> RoundTripReport:
-    """Encode a video to tokens and decode them back to an mp4, clip by clip.
+    """Encode a video to tokens and decode them back to an mp4, clip by clip: the
+    model itself at its default LFQ level and native grid (`encode_file`'s
+    rate ladder may also resample the frames; this does not).
 
     Memory is bounded by one clip. The source's audio is copied through. The
     output appears only when the whole video is done. `hysteresis` as in
@@ -70,7 +72,7 @@ def reconstruct_file(
     """
     check_output(output, force)
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
-    bits = tokenizer.level_bits()  # the default level, as `tokcodec encode` uses
+    bits = tokenizer.level_bits()  # the model's default LFQ level, on its own grid (no ladder scale)
     hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
     info = probe(source)
     start = time.monotonic()

@@ -124,7 +124,9 @@ def _print_report(r: Any) -> None:
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".tok file to write")
 @click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
-@click.option("--quality", default=None, type=int, help="level of the model's rate ladder, 0 = lowest rate [default: the model's, see `tokcodec models`]")
+@click.option("--quality", default=None, type=int,
+              help="point of the model's rate ladder, 0 = lowest rate: a coding scale and bits per token "
+                   "[default: the model's, see `tokcodec models`]")
 @click.option("--chunk-frames", default=DEFAULT_CHUNK_FRAMES, show_default=True,
               help="frames per independently decodable chunk (1 + 4k); shorter: finer seeking, more bits")
 @click.option("--hysteresis", default=None, type=click.FloatRange(min=0),
@@ -137,9 +139,11 @@ def _print_report(r: Any) -> None:
               help="the search's weight on what the bits that change between latent frames cost: higher, fewer bits")
 @click.option("--refine-ssim", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="the search's weight on 1 - SSIM next to the squared error (higher MS-SSIM, lower PSNR and VMAF at equal bits)")
-@click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(0.25, 4.0),
+@click.option("--scale", default=None, type=click.FloatRange(0.25, 4.0),
               help="code the frames resampled by this factor (decoded back to the source size): above 1 a finer "
-                   "token grid, more bits and compute, better quality for small detailed video (1.5 to 2)")
+                   "token grid, more bits and compute, better quality [default: the --quality point's]")
+@click.option("--level", default=None, type=click.IntRange(min=0),
+              help="keep this LFQ level's bits per token [default: the --quality point's, see `tokcodec models`]")
 @click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1), help="encode only the first N frames")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
@@ -148,14 +152,14 @@ def _print_report(r: Any) -> None:
                    "encode with onnxruntime (faster; no --refine)")
 @user_errors
 def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int, hysteresis: float | None,
-           refine: int, refine_rate: float, refine_ssim: float, scale: float, max_frames: int | None, force: bool,
-           quiet: bool, onnx_dir: str | None) -> None:
+           refine: int, refine_rate: float, refine_ssim: float, scale: float | None, level: int | None,
+           max_frames: int | None, force: bool, quiet: bool, onnx_dir: str | None) -> None:
     """Encode a video file to a .tok bitstream."""
     from tokcodec.files import encode_file
     from tokcodec.streaming.refine import RefineConfig
 
     r = encode_file(source, output, model=model, quality=quality, chunk_frames=chunk_frames, max_frames=max_frames,
-                    hysteresis=hysteresis, force=force, quiet=quiet, onnx=onnx_dir, scale=scale,
+                    hysteresis=hysteresis, force=force, quiet=quiet, onnx=onnx_dir, scale=scale, level=level,
                     refine=RefineConfig(steps=refine, rate=refine_rate, ssim=refine_ssim))
     for warning in r.warnings:
         click.echo(f"tokcodec: warning: {warning}", err=True)
@@ -304,6 +308,7 @@ def train(ctx: click.Context) -> None:
 def models(as_json: bool) -> None:
     """List the tokenizers that ship with tokcodec."""
     from tokcodec.codec import DEFAULT_MODEL, available_models
+    from tokcodec.ladder import model_ladder
 
     rows = [
         {
@@ -312,21 +317,28 @@ def models(as_json: bool) -> None:
             "trained": m.trained,
             "bits": m.config.bits,
             "compression": f"{m.config.temporal_downsample}x{m.config.spatial_downsample}x{m.config.spatial_downsample}",
+            "levels": list(m.config.lfq.level_bits),  # bits per token of each LFQ level (`encode --level`)
             "quality_levels": [
-                {"quality": q, "bits": b, "entropy_prior": _prior_id(m.name, b)}
-                for q, b in enumerate(m.config.lfq.level_bits)
+                {"quality": q, "scale": p.scale, "level": p.level, "bits": m.config.lfq.level_bits[p.level],
+                 "entropy_prior": _prior_id(m.name, m.config.lfq.level_bits[p.level])}
+                for q, p in enumerate(ladder.points)
             ],
-            "default_quality": m.config.lfq.default_quality,
+            "default_quality": ladder.default,
+            "max_upscaled_pixels": ladder.max_upscaled_pixels,
         }
         for m in available_models()
+        for ladder in [model_ladder(m.config)]
     ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
         flags = ("default, " if r["default"] else "") + ("trained" if r["trained"] else "untrained (fixed seed)")
-        levels = ", ".join(f"{lv['quality']}: {lv['bits']} bits" for lv in r["quality_levels"])
-        click.echo(f"{r['name']:24s} {r['compression']:8s} {r['bits']}-bit tokens  {flags}; quality levels {levels}")
+        scaled = any(lv["scale"] != 1 for lv in r["quality_levels"])
+        levels = ", ".join(f"{lv['quality']}: {lv['bits']} bits" + (f" at {lv['scale']:g}x" if scaled else "")
+                           for lv in r["quality_levels"])
+        click.echo(f"{r['name']:24s} {r['compression']:8s} {r['bits']}-bit tokens  {flags}; quality levels {levels} "
+                   f"(default {r['default_quality']})")
 
 
 def _prior_id(model: str, bits: int) -> str | None:

@@ -23,7 +23,7 @@ import torch
 from tokcodec.bitstream.container import MAX_SIZE, AudioPacket, AudioTrack, Header, TokError, TokReader, TokWriter
 from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
-from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, resize_video, video_to_frames
+from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.codec.io import (
     AudioPacketData,
@@ -41,11 +41,10 @@ from tokcodec.streaming.stateful import decode_chunk as segmented_decode
 
 from . import DEFAULT_CHUNK_FRAMES
 from .api import check_output
+from .ladder import MAX_SCALE, MIN_SCALE, model_ladder
 from .priors import model_prior, prior_for
 from .progress import Progress
 
-
-MIN_SCALE, MAX_SCALE = 0.25, 4.0  # `encode --scale`: resampling factors accepted
 
 T = TypeVar("T")
 
@@ -103,7 +102,8 @@ def encode_file(
     entropy: EntropyParams | None = None,
     hysteresis: float | None = None,
     refine: RefineConfig = RefineConfig(),
-    scale: float = 1.0,
+    scale: float | None = None,
+    level: int | None = None,
     force: bool = False,
     quiet: bool = True,
     onnx: str | os.PathLike | None = None,
@@ -114,8 +114,10 @@ def encode_file(
     tokenized and coded on its own, so it can be decoded without the others
     (in segments of a few frames with the causal caches carried over, so
     memory does not grow with the chunk).
-    The source's audio packets are stored alongside. `quality` picks a level
-    of the model's rate ladder (0 = lowest rate; None = the model's default).
+    The source's audio packets are stored alongside. `quality` picks a point
+    of the model's rate ladder (0 = lowest rate; None = the model's default;
+    `tokcodec.ladder`): a coding scale and a number of bits per token.
+    `scale` and `level` override the point's scale and LFQ level.
     `hysteresis`: latents smaller than it keep their previous latent frame's
     bit (`Tokenizer.encode`); 0 is plain sign quantisation, None the default.
     `refine` with steps > 0: search, per segment, for the tokens the decoder
@@ -123,8 +125,8 @@ def encode_file(
     fewer bits, much slower encoding.
     `scale`: code the frames resampled by this factor (bicubic); the decoder
     resamples its output back to the source size. Above 1 the token grid is
-    finer than the model's: more bits and more compute, better quality for
-    small, detailed frames (bench/RESULTS.md, "Coding at a finer token grid").
+    finer than the model's: more bits and more compute, better quality
+    (bench/RESULTS.md, "The rate ladder").
     `onnx`: a folder from `tokcodec export-onnx` of the model, or "auto" (an
     export kept in `cache_dir()`, made on first use): encode with
     onnxruntime, frame by frame (the 'stream' extra; faster from about
@@ -138,8 +140,13 @@ def encode_file(
         if refine.steps:
             raise ValueError("--onnx cannot refine (the search needs torch): leave out one of them")
         engine = onnx_engine(onnx, tokenizer.config.name, fingerprint(tokenizer), tokenizer)
-    bits = tokenizer.level_bits(quality)  # refuses a level the model lacks before any work
-    if not MIN_SCALE <= scale <= MAX_SCALE:
+    ladder = model_ladder(tokenizer.config)
+    point = ladder.point(quality)  # refuses a point or level the model lacks before any work
+    if level is not None and not 0 <= level < len(tokenizer.config.lfq.level_bits):
+        raise ValueError(f"--level {level} is not a level of {tokenizer.config.name} "
+                         f"(0..{len(tokenizer.config.lfq.level_bits) - 1}, see `tokcodec models`)")
+    bits = tokenizer.level_bits(point.level if level is None else level)
+    if scale is not None and not MIN_SCALE <= scale <= MAX_SCALE:
         raise ValueError(f"--scale must be in {MIN_SCALE}..{MAX_SCALE}, got {scale}")
     t = tokenizer.temporal_factor
     if chunk_frames < 1 or (chunk_frames - 1) % t:
@@ -150,12 +157,14 @@ def encode_file(
     if audio_info is not None and not audio_packets_decodable(audio_info):
         warnings.append(f"{source}: {audio_info.codec} audio cannot be stored in a .tok; the output has no audio")
         audio_info = None
+    if scale is None:
+        scale = ladder.scale(quality, info.width, info.height)
     coded = coded_size(info.width, info.height, scale)
     if max(coded) > MAX_SIZE:
         raise ValueError(f"--scale {scale} makes {info.width}x{info.height} frames {coded[0]}x{coded[1]}, "
                          f"larger than the {MAX_SIZE} pixels a .tok allows")
     header, prior = new_header(tokenizer, info.width, info.height, info.fps, chunk_frames, quality, entropy,
-                               _audio_track(audio_info), coded)
+                               _audio_track(audio_info), coded, level)
     cw, ch = header.coded_size
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
@@ -163,11 +172,12 @@ def encode_file(
     tokens = 0
     with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer:
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames)):
+            # Both engines see the same 8-bit resampled frames, so they give the same tokens.
+            frames = resize_frames(clip.frames, ch, cw)
             if engine is None:
-                video = resize_video(frames_to_video(clip.frames), ch, cw)
+                video = frames_to_video(frames)
                 codes = encode_refined(tokenizer, video, bits, hysteresis, refine, (clip.valid, ch, cw))[0].numpy()
             else:
-                frames = resize_frames(clip.frames, ch, cw)
                 codes = onnx_encode_chunk(engine, frames, bits, hysteresis, tokenizer.spatial_factor)
             end = clip.start + clip.valid
             # The last chunk of the whole source also takes the audio that outlasts the video.
@@ -191,14 +201,17 @@ def new_header(
     entropy: EntropyParams | None = None,
     audio: AudioTrack | None = None,
     coded: tuple[int, int] | None = None,
+    level: int | None = None,
 ) -> tuple[Header, EntropyPrior | None]:
     """The header of a new .tok file (frames 0 until written) and the entropy
     prior its chunks are coded with (the model's shipped one by default).
-    `quality` None is the model's default level; `coded` = (width, height)
-    the frames are resampled to before the tokenizer (None: not resampled)."""
-    if quality is None:
-        quality = tokenizer.config.lfq.default_quality
-    bits = tokenizer.level_bits(quality)
+    `quality`: the point of the model's ladder (None: its default), whose
+    LFQ level the tokens keep unless `level` is given; `coded` = (width,
+    height) the frames are resampled to before the tokenizer (None: not
+    resampled; the caller applies the point's scale)."""
+    ladder = model_ladder(tokenizer.config)
+    quality = ladder.default if quality is None else quality
+    bits = tokenizer.level_bits(ladder.point(quality).level if level is None else level)
     cw, ch = coded or (width, height)
     _, ph, pw = tokenizer.padded_size(1, ch, cw)
     prior = model_prior(tokenizer, bits) if entropy is None or entropy.prior else None
@@ -347,13 +360,16 @@ def decode_file(
 def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frames: int,
                  engine: Any = None) -> np.ndarray:
     """uint8 frames (frames, height, width, 3) of one chunk's token grid, with
-    torch (in segments) or, given one, an onnxruntime `engine` (frame by frame)."""
+    torch (in segments) or, given one, an onnxruntime `engine` (frame by frame).
+    Both round to 8 bits at the coded size before resampling to the displayed
+    one, so that they give the same frames."""
     cw, ch = header.coded_size
     if engine is not None:
-        decoded = np.stack(list(StreamingDecoder(engine, header.bits).decode_chunk(tokens)))
-        return resize_frames(decoded[:frames, :ch, :cw], header.height, header.width)
-    video = segmented_decode(tokenizer, torch.from_numpy(tokens)[None], (frames, ch, cw), header.bits)
-    return video_to_frames(resize_video(video, header.height, header.width))
+        decoded = np.stack(list(StreamingDecoder(engine, header.bits).decode_chunk(tokens)))[:frames, :ch, :cw]
+    else:
+        decoded = video_to_frames(segmented_decode(tokenizer, torch.from_numpy(tokens)[None], (frames, ch, cw),
+                                                   header.bits))
+    return resize_frames(decoded, header.height, header.width)
 
 
 def cache_dir() -> Path:
