@@ -35,7 +35,7 @@ def cli(*args: str):
 def default_grid(width: int = 64, height: int = 48) -> tuple[int, int]:
     """(H', W') of the tokens `encode` makes of a frame at the default point of the shipped ladder."""
     model = load_tokenizer(DEFAULT_MODEL)
-    w, h = coded_size(width, height, model_ladder(model.config).scale(None, width, height))
+    w, h = coded_size(width, height, model_ladder(model.config).for_frame(None, width, height).scale)
     return model.token_shape(1, h, w)[1:]
 
 

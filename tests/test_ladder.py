@@ -24,31 +24,40 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+BITS = (6, 12, 18, 24, 30)
+
+
 def test_point_lookup_and_refusal() -> None:
-    ladder = Ladder((OperatingPoint(0, 0.5), OperatingPoint(0, 1.0), OperatingPoint(1, 2.0)), default=1)
+    ladder = Ladder((OperatingPoint(0, 0.5), OperatingPoint(0, 1.0), OperatingPoint(1, 2.0)), 1, BITS)
     assert ladder.point(None) == OperatingPoint(0, 1.0)
     assert ladder.point(2) == OperatingPoint(1, 2.0)
     for bad in (-1, 3):
         with pytest.raises(ValueError, match=f"quality {bad} is not available"):
             ladder.point(bad)
     with pytest.raises(ValueError, match="default quality 3"):
-        Ladder(ladder.points, default=3)
+        Ladder(ladder.points, 3, BITS)
+    with pytest.raises(ValueError, match="levels \\[5\\] are not levels"):
+        Ladder((OperatingPoint(5),), 0, BITS)
     with pytest.raises(ValueError, match="scale"):
         OperatingPoint(0, 5.0)
 
 
-def test_upscaling_is_capped_by_the_coded_pixels_but_never_below_1() -> None:
-    ladder = Ladder((OperatingPoint(0, 0.5), OperatingPoint(0, 2.0)), default=1, max_upscaled_pixels=1920 * 1080)
-    assert ladder.scale(1, 176, 144) == 2.0  # small frames: the point's scale
-    assert ladder.scale(1, 1920, 1080) == 1.0  # already at the cap: coded as is, not shrunk
-    assert ladder.scale(1, 3840, 2160) == 1.0
-    assert ladder.scale(1, 1280, 720) == 1.5  # 2x would be 2560x1440: lowered to 1080p's pixels
-    assert ladder.scale(1, 800, 600) == 2.0  # 2.08x would fit: the quarter step below
-    assert ladder.scale(1, 1000, 700) == 1.5  # 1.72x would fit
+def test_upscaling_is_capped_by_the_coded_pixels_and_goes_on_in_bits() -> None:
+    """Above the pixel cap a point takes the largest quarter-step scale that fits (never below 1)
+    and as many more bits per token as keep its raw bits per source pixel."""
+    points = (OperatingPoint(0, 0.5), OperatingPoint(0, 2.0), OperatingPoint(0, 3.0), OperatingPoint(1, 3.0))
+    ladder = Ladder(points, 1, BITS, max_upscaled_pixels=1920 * 1080)
+    assert ladder.for_frame(1, 176, 144) == OperatingPoint(0, 2.0)  # small frames: the point as it is
+    assert ladder.for_frame(1, 800, 600) == OperatingPoint(0, 2.0)  # 2.08x would fit: the quarter step below
+    assert ladder.for_frame(2, 800, 600) == OperatingPoint(1, 2.0)  # 3x -> 2x: 6 x 2.25 = 13.5 bits -> 12
+    assert ladder.for_frame(3, 800, 600) == OperatingPoint(3, 2.0)  # 12 x 2.25 = 27 -> 24
+    assert ladder.for_frame(1, 1280, 720) == OperatingPoint(0, 1.5)  # 6 x (2/1.5)^2 = 10.7 bits: still 6
+    assert ladder.for_frame(1, 1920, 1080) == OperatingPoint(3, 1.0)  # 6 x 4 = 24 bits at 1x
+    assert ladder.for_frame(3, 3840, 2160) == OperatingPoint(4, 1.0)  # 108 bits wanted: the top level
+    assert ladder.for_frame(0, 3840, 2160) == OperatingPoint(0, 0.5)  # downscaling points are not capped
     for w, h in ((1000, 700), (800, 600), (1280, 720), (1366, 768)):
-        cw, ch = coded_size(w, h, ladder.scale(1, w, h))
+        cw, ch = coded_size(w, h, ladder.for_frame(2, w, h).scale)
         assert cw * ch <= 1920 * 1080
-    assert ladder.scale(0, 3840, 2160) == 0.5  # downscaling points are not capped
 
 
 def test_a_model_without_a_ladder_file_has_its_levels_at_scale_1() -> None:
@@ -87,7 +96,7 @@ def test_encode_codes_at_the_points_scale_and_level_and_overrides_win(source: Pa
     tokcodec.encode_file(source, out, model=model, chunk_frames=9)
     info = tokcodec.tok_info(out)
     assert info["quality"] == ladder.default
-    assert tuple(info["coded_size"]) == coded_size(64, 48, ladder.scale(None, 64, 48))
+    assert tuple(info["coded_size"]) == coded_size(64, 48, ladder.for_frame(None, 64, 48).scale)
     assert info["bits"] == model.config.lfq.level_bits[point.level]
     r = CliRunner().invoke(main, ["encode", str(source), "-o", str(tmp_path / "o.tok"), "--chunk-frames", "9",
                                   "--scale", "1", "--level", "0", "-q"])
@@ -123,7 +132,7 @@ def test_a_tiny_model_ladder_from_a_file(source: Path, tmp_path: Path, monkeypat
             tokcodec.encode_file(source, tmp_path / "x.tok", model=model, quality=3)
         ladder_path("tiny-ladder", tmp_path).write_text(json.dumps({"points": [{"level": 5, "scale": 1}], "default": 0}))
         ladder_module._shipped.cache_clear()
-        with pytest.raises(ValueError, match="levels \\[5\\] are not levels of tiny-ladder"):
+        with pytest.raises(ValueError, match="levels \\[5\\] are not levels of the model .*tiny-ladder"):
             tokcodec.encode_file(source, tmp_path / "x.tok", model=model)
     finally:
         ladder_module._shipped.cache_clear()

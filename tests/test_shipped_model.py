@@ -29,6 +29,20 @@ def test_default_model_reconstructs_the_sample(tmp_path: Path) -> None:
     assert report.psnr_rgb >= PSNR_FLOOR_DB
 
 
+DEFAULT_ENCODE_FLOOR_DB = 22.3  # `tokcodec encode` at the ladder's default point (6 bits at 2x): 22.80 dB on 2026-11-27
+
+
+@pytest.mark.slow
+def test_default_encoding_of_the_sample_is_above_a_floor(tmp_path: Path) -> None:
+    """What `tokcodec encode` + `decode` give by default: the shipped weights at the ladder's default point."""
+    from tokcodec.api import video_psnr
+    from tokcodec.files import decode_file, encode_file
+
+    encode_file(SAMPLE, tmp_path / "s.tok")
+    decode_file(tmp_path / "s.tok", tmp_path / "s.mp4", lossless=True)
+    assert video_psnr(SAMPLE, tmp_path / "s.mp4") >= DEFAULT_ENCODE_FLOOR_DB
+
+
 STREAM_MODEL = "magvit2-4x16x16-k18-stream"
 STREAM_PSNR_FLOOR_DB = 17.6  # 18.19 dB measured on 2026-11-27, 18.11 with the encoder hysteresis (bench/RESULTS.md)
 
@@ -42,8 +56,9 @@ def test_streaming_model_reconstructs_the_sample(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_hysteresis_saves_bits_at_almost_no_cost_on_the_sample(tmp_path: Path) -> None:
-    """The encoder's default hysteresis (measured on the sample on 2026-11-27 with the shipped
-    weights: 23.7% fewer bytes, 0.05 dB lower PSNR) must keep paying for itself."""
+    """The encoder's default hysteresis at the default point of the ladder (measured on the
+    sample on 2026-11-27 with the shipped weights: 27% fewer bytes, 0.08 dB lower PSNR; at the
+    old default, 18 bits at 1x: 23.7% and 0.05 dB) must keep paying for itself."""
     from tokcodec.api import video_psnr
     from tokcodec.files import decode_file, encode_file
 
@@ -59,9 +74,10 @@ def test_hysteresis_saves_bits_at_almost_no_cost_on_the_sample(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_refinement_buys_quality_and_bits_on_the_sample(tmp_path: Path) -> None:
-    """`encode --refine 5` (measured on the sample on 2026-11-27 with the shipped weights and
-    priced bit changes: 22.05 against 21.35 dB, 5,682 against 6,706 bytes) must keep paying
-    for itself."""
+    """`encode --refine 5` at the default point of the ladder (6 bits at 2x; measured on the
+    sample on 2026-11-27 with the shipped weights: 23.88 against 22.80 dB, 7,346 against 7,514
+    bytes; at the old default, 18 bits at 1x, it saved 15% of the bytes) must keep paying for
+    itself: better quality for no more bits."""
     from tokcodec.api import video_psnr
     from tokcodec.files import decode_file, encode_file
     from tokcodec.streaming.refine import RefineConfig
@@ -73,4 +89,4 @@ def test_refinement_buys_quality_and_bits_on_the_sample(tmp_path: Path) -> None:
         decode_file(tok, mp4, lossless=True)
         psnr[steps] = video_psnr(SAMPLE, mp4)
     assert psnr[5] >= psnr[0] + 0.5
-    assert size[5] <= 0.9 * size[0]
+    assert size[5] <= size[0]

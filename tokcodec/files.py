@@ -141,11 +141,10 @@ def encode_file(
             raise ValueError("--onnx cannot refine (the search needs torch): leave out one of them")
         engine = onnx_engine(onnx, tokenizer.config.name, fingerprint(tokenizer), tokenizer)
     ladder = model_ladder(tokenizer.config)
-    point = ladder.point(quality)  # refuses a point or level the model lacks before any work
+    ladder.point(quality)  # refuses a point or level the model lacks before any work
     if level is not None and not 0 <= level < len(tokenizer.config.lfq.level_bits):
         raise ValueError(f"--level {level} is not a level of {tokenizer.config.name} "
                          f"(0..{len(tokenizer.config.lfq.level_bits) - 1}, see `tokcodec models`)")
-    bits = tokenizer.level_bits(point.level if level is None else level)
     if scale is not None and not MIN_SCALE <= scale <= MAX_SCALE:
         raise ValueError(f"--scale must be in {MIN_SCALE}..{MAX_SCALE}, got {scale}")
     t = tokenizer.temporal_factor
@@ -157,15 +156,16 @@ def encode_file(
     if audio_info is not None and not audio_packets_decodable(audio_info):
         warnings.append(f"{source}: {audio_info.codec} audio cannot be stored in a .tok; the output has no audio")
         audio_info = None
-    if scale is None:
-        scale = ladder.scale(quality, info.width, info.height)
+    point = ladder.for_frame(quality, info.width, info.height)
+    scale = point.scale if scale is None else scale
+    level = point.level if level is None else level
     coded = coded_size(info.width, info.height, scale)
     if max(coded) > MAX_SIZE:
         raise ValueError(f"--scale {scale} makes {info.width}x{info.height} frames {coded[0]}x{coded[1]}, "
                          f"larger than the {MAX_SIZE} pixels a .tok allows")
     header, prior = new_header(tokenizer, info.width, info.height, info.fps, chunk_frames, quality, entropy,
                                _audio_track(audio_info), coded, level)
-    cw, ch = header.coded_size
+    cw, ch, bits = *header.coded_size, header.bits
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)

@@ -40,16 +40,19 @@ class OperatingPoint:
 
 @dataclass(frozen=True)
 class Ladder:
-    """A model's operating points, lowest rate first.
+    """A model's operating points, lowest rate first, over its LFQ levels (`level_bits`).
 
     `max_upscaled_pixels`: a point that upscales never makes a coded frame
-    larger than this (its scale is lowered to the largest quarter step that
-    fits, never below 1): compute and memory grow with the coded pixels. On
-    frames where the cap bites, upper points can coincide.
+    larger than this (the scale drops to the largest quarter step that fits,
+    never below 1): compute and memory grow with the coded pixels. The point
+    then keeps its raw token bits per source pixel where the model's levels
+    allow, by taking more bits per token (`for_frame`): on large frames the
+    ladder goes on in bits once it cannot go on in scale.
     """
 
     points: tuple[OperatingPoint, ...]
     default: int
+    level_bits: tuple[int, ...]
     max_upscaled_pixels: int = 1920 * 1080
 
     def __post_init__(self) -> None:
@@ -57,6 +60,9 @@ class Ladder:
             raise ValueError("a ladder needs at least one operating point")
         if not 0 <= self.default < len(self.points):
             raise ValueError(f"default quality {self.default} is not a point of the ladder (0..{len(self.points) - 1})")
+        bad = [p.level for p in self.points if not 0 <= p.level < len(self.level_bits)]
+        if bad:
+            raise ValueError(f"levels {bad} are not levels of the model (0..{len(self.level_bits) - 1})")
 
     def point(self, quality: int | None = None) -> OperatingPoint:
         """The operating point of `quality` (None: the default); refuses one the ladder lacks."""
@@ -66,20 +72,23 @@ class Ladder:
             raise ValueError(f"quality {quality} is not available (levels 0..{len(self.points) - 1}, see `tokcodec models`)")
         return self.points[quality]
 
-    def scale(self, quality: int | None, width: int, height: int) -> float:
-        """The scale `quality` codes a `width` x `height` video at (capped by `max_upscaled_pixels`)."""
-        s = self.point(quality).scale
-        if s > 1 and width * height * s * s > self.max_upscaled_pixels:
-            # Down to a quarter step: a resampling ratio like 2.079 cost the 800x600 test
-            # card 8 VMAF points against 2 (bench/RESULTS.md, "The rate ladder").
-            s = max(1.0, math.floor(4 * math.sqrt(self.max_upscaled_pixels / (width * height))) / 4)
-        return s
+    def for_frame(self, quality: int | None, width: int, height: int) -> OperatingPoint:
+        """The point `quality` codes a `width` x `height` video at, after the pixel cap."""
+        point = self.point(quality)
+        s = point.scale
+        if s <= 1 or width * height * s * s <= self.max_upscaled_pixels:
+            return point
+        # Down to a quarter step: a resampling ratio like 2.08 cost the 800x600 test
+        # card 8 VMAF points against 2 (bench/RESULTS.md, "The rate ladder").
+        capped = max(1.0, math.floor(4 * math.sqrt(self.max_upscaled_pixels / (width * height))) / 4)
+        budget = self.level_bits[point.level] * (s / capped) ** 2  # raw bits per token that keep bits per pixel
+        return OperatingPoint(max([point.level] + [i for i, b in enumerate(self.level_bits) if b <= budget]), capped)
 
     @classmethod
     def of_levels(cls, config: TokenizerConfig) -> "Ladder":
         """The ladder of a model that ships none: its LFQ levels at scale 1."""
         lfq = config.lfq
-        return cls(tuple(OperatingPoint(i) for i in range(len(lfq.level_bits))), lfq.default_quality)
+        return cls(tuple(OperatingPoint(i) for i in range(len(lfq.level_bits))), lfq.default_quality, lfq.level_bits)
 
 
 def ladder_path(model: str, directory: Path | None = None) -> Path:
@@ -89,17 +98,18 @@ def ladder_path(model: str, directory: Path | None = None) -> Path:
 
 def model_ladder(config: TokenizerConfig) -> Ladder:
     """The rate ladder of the model `config` describes: its shipped one, else its LFQ levels at scale 1."""
-    return _shipped(config.name, len(config.lfq.level_bits)) or Ladder.of_levels(config)
+    return _shipped(config.name, config.lfq.level_bits) or Ladder.of_levels(config)
 
 
 @functools.lru_cache(maxsize=8)
-def _shipped(model: str, levels: int) -> Ladder | None:
+def _shipped(model: str, level_bits: tuple[int, ...]) -> Ladder | None:
     path = ladder_path(model)
     if not path.is_file():
         return None
     d = json.loads(path.read_text())
     points = tuple(OperatingPoint(int(p["level"]), float(p["scale"])) for p in d["points"])
-    bad = [p.level for p in points if not 0 <= p.level < levels]
-    if bad:
-        raise ValueError(f"{path}: levels {bad} are not levels of {model} (0..{levels - 1})")
-    return Ladder(points, int(d["default"]), int(d.get("max_upscaled_pixels", Ladder.max_upscaled_pixels)))
+    try:
+        return Ladder(points, int(d["default"]), level_bits,
+                      int(d.get("max_upscaled_pixels", Ladder.max_upscaled_pixels)))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc} ({model})") from None
