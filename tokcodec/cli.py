@@ -281,7 +281,7 @@ def export_onnx(model: str | None, output: str, force: bool) -> None:
 @main.command("fit-prior")
 @click.argument("videos", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
 @click.option("-o", "--output", "directory", required=True, type=click.Path(file_okay=False, exists=True),
-              help="folder to write NAME.prior-kB.npz into (one per quality level)")
+              help="folder to write NAME.prior-kB.npz into (one per LFQ level)")
 @click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
 @click.option("--max-chunks", default=3, show_default=True,
               help=f"chunks of {DEFAULT_CHUNK_FRAMES} frames (as `encode` cuts them) used per video")
