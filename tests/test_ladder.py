@@ -99,8 +99,9 @@ def test_encode_codes_at_the_points_scale_and_level_and_overrides_win(source: Pa
     assert tuple(info["coded_size"]) == coded_size(64, 48, ladder.for_frame(None, 64, 48).scale)
     assert info["bits"] == model.config.lfq.level_bits[point.level]
     r = CliRunner().invoke(main, ["encode", str(source), "-o", str(tmp_path / "o.tok"), "--chunk-frames", "9",
-                                  "--scale", "1", "--level", "0", "-q"])
+                                  "--scale", "1", "--level", "0"])
     assert r.exit_code == 0, r.output
+    assert f"quality {ladder.default} ({model.config.lfq.level_bits[0]}-bit tokens, coded at 64x48)" in r.output
     info = tokcodec.tok_info(tmp_path / "o.tok")
     assert tuple(info["coded_size"]) == (64, 48) and info["bits"] == model.config.lfq.level_bits[0]
     r = CliRunner().invoke(main, ["encode", str(source), "-o", str(tmp_path / "bad.tok"), "--level", "9"])

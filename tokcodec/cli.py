@@ -164,8 +164,9 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
     for warning in r.warnings:
         click.echo(f"tokcodec: warning: {warning}", err=True)
     if not quiet:
-        click.echo(f"{r.output}: {r.frames} frames in {r.chunks} chunks, {r.bytes} bytes, "
-                   f"{8 * r.token_bytes / r.tokens:.2f} bits/token, {r.frames / r.seconds:.1f} fps")
+        click.echo(f"{r.output}: {r.frames} frames in {r.chunks} chunks, {r.bytes} bytes, quality {r.quality} "
+                   f"({r.bits}-bit tokens, coded at {r.coded_size[0]}x{r.coded_size[1]}), "
+                   f"{8 * r.token_bytes / r.tokens:.2f} bits/token after entropy coding, {r.frames / r.seconds:.1f} fps")
 
 
 @main.command()

@@ -62,6 +62,9 @@ class EncodeReport:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     audio_bytes: int = 0  # part of `bytes` that is the source's audio
+    quality: int = 0  # the point of the rate ladder
+    bits: int = 0  # bits per token coded
+    coded_size: tuple[int, int] = (0, 0)  # (width, height) the tokenizer saw
 
 
 @dataclass
@@ -188,7 +191,8 @@ def encode_file(
         if not writer.entries:
             raise ValueError(f"{source}: no frames could be decoded")
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
-                        writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes)
+                        writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes,
+                        header.quality, bits, (cw, ch))
 
 
 def new_header(
