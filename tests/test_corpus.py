@@ -1,9 +1,10 @@
 """Every corpus video round-trips through encode, info, tokens, pack and decode.
 
-The first 41 frames of each (two full chunks and a short one) keep the run
-within minutes on a CPU; geometry, frame rate, rotation and audio are what
-differ between the files. TOKCODEC_CORPUS_FRAMES=0 runs the whole videos
-(about an hour on one core).
+The first 41 frames of each (two full chunks and a short one), coded at the
+default point of the rate ladder as users get it (2x, or 1.5x for the 720p
+videos: 18 minutes for all of them on 2 cores, 2026-11-27); geometry, frame
+rate, rotation and audio are what differ between the files.
+TOKCODEC_CORPUS_FRAMES=0 runs the whole videos (hours on a CPU).
 
 Marked `corpus` (and slow): run with `make test-all` after
 ../shared/corpus/fetch.sh; skips when the corpus is absent.
