@@ -75,8 +75,8 @@ class IngestConfig:
     fps: int = 10  # frames per second sampled from the camera (the .tok's frame rate)
     max_side: int = 256  # the camera is scaled down to at most this many pixels on its long side
     chunk_frames: int = 17
-    quality: int | None = None  # point of the rate ladder (None: the model's default); live ingest keeps
-    # its LFQ level only: the ingest size, not the point's scale, sets the grid
+    quality: int | None = None  # point of the rate ladder (None: the model's default); coded at the ingest
+    # size, an upscaling point taking more bits per token instead (`Ladder.for_frame(max_scale=1)`)
     model: str | None = None  # shipped tokenizer to encode with (None: the default one)
 
 
@@ -244,9 +244,12 @@ class Ingest:
 
     def _open(self, width: int, height: int) -> None:
         from tokcodec.files import new_header
+        from tokcodec.ladder import model_ladder
 
+        # Live video is coded at the ingest size: a point that upscales takes more bits per token instead.
+        point = model_ladder(self.tokenizer.config).for_frame(self.cfg.quality, width, height, max_scale=1.0)
         header, prior = new_header(self.tokenizer, width, height, Fraction(self.cfg.fps), self.cfg.chunk_frames,
-                                   self.cfg.quality)
+                                   self.cfg.quality, level=point.level)
         self.writer = TokWriter(self.output, header, atomic=False, prior=prior)
         self.encoder = StreamingEncoder(self.engine, self.cfg.chunk_frames, header.bits)
         self.decoder = StreamingDecoder(self.engine, bits=header.bits)

@@ -55,6 +55,8 @@ def test_upscaling_is_capped_by_the_coded_pixels_and_goes_on_in_bits() -> None:
     assert ladder.for_frame(1, 1920, 1080) == OperatingPoint(3, 1.0)  # 6 x 4 = 24 bits at 1x
     assert ladder.for_frame(3, 3840, 2160) == OperatingPoint(4, 1.0)  # 108 bits wanted: the top level
     assert ladder.for_frame(0, 3840, 2160) == OperatingPoint(0, 0.5)  # downscaling points are not capped
+    assert ladder.for_frame(1, 176, 144, max_scale=1.0) == OperatingPoint(3, 1.0)  # live ingest: no upscaling
+    assert ladder.for_frame(0, 176, 144, max_scale=1.0) == OperatingPoint(0, 0.5)
     for w, h in ((1000, 700), (800, 600), (1280, 720), (1366, 768)):
         cw, ch = coded_size(w, h, ladder.for_frame(2, w, h).scale)
         assert cw * ch <= 1920 * 1080

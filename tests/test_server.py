@@ -166,6 +166,13 @@ def test_live_ingest_writes_a_decodable_tok_and_sends_back_the_reconstruction(fo
     name = run(main_())
     info = tokcodec.tok_info(folder / name)
     assert (info["width"], info["height"], info["fps"]) == (64, 48, "10/1") and info["frames"] >= 12
+    # Coded at the ingest size; the default point's upscaling became bits per token (Ladder.for_frame).
+    from tokcodec.codec import load_tokenizer
+    from tokcodec.ladder import model_ladder
+
+    config = load_tokenizer().config
+    point = model_ladder(config).for_frame(None, 64, 48, max_scale=1.0)
+    assert info["coded_size"] == [64, 48] and info["bits"] == config.lfq.level_bits[point.level]
     out = tmp_path / "live.mp4"
     tokcodec.decode_file(folder / name, out)
     assert tokcodec.codec.io.probe(out).frames == info["frames"]

@@ -72,15 +72,17 @@ class Ladder:
             raise ValueError(f"quality {quality} is not available (levels 0..{len(self.points) - 1}, see `tokcodec models`)")
         return self.points[quality]
 
-    def for_frame(self, quality: int | None, width: int, height: int) -> OperatingPoint:
-        """The point `quality` codes a `width` x `height` video at, after the pixel cap."""
+    def for_frame(self, quality: int | None, width: int, height: int, max_scale: float = MAX_SCALE) -> OperatingPoint:
+        """The point `quality` codes a `width` x `height` video at, after the pixel cap
+        (and `max_scale`: 1 for live ingest, which codes at the ingest size)."""
         point = self.point(quality)
         s = point.scale
-        if s <= 1 or width * height * s * s <= self.max_upscaled_pixels:
+        if s <= 1 or (s <= max_scale and width * height * s * s <= self.max_upscaled_pixels):
             return point
         # Down to a quarter step: a resampling ratio like 2.08 cost the 800x600 test
         # card 8 VMAF points against 2 (bench/RESULTS.md, "The rate ladder").
-        capped = max(1.0, math.floor(4 * math.sqrt(self.max_upscaled_pixels / (width * height))) / 4)
+        fits = math.floor(4 * math.sqrt(self.max_upscaled_pixels / (width * height))) / 4
+        capped = max(1.0, min(s, fits, max_scale))
         budget = self.level_bits[point.level] * (s / capped) ** 2  # raw bits per token that keep bits per pixel
         return OperatingPoint(max([point.level] + [i for i, b in enumerate(self.level_bits) if b <= budget]), capped)
 
