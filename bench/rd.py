@@ -254,15 +254,14 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
                                   hysteresis=hysteresis, force=True, refine=refine or RefineConfig(), onnx=onnx,
                                   scale=scale, level=level)
     enc = time.perf_counter() - start
-    info = tokcodec.tok_info(tok)
     start = time.perf_counter()
     tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True, onnx=onnx)
     dec = time.perf_counter() - start
     y, _ = decode_luma(mp4, src.matrix, src.full_range)
     return Measured(tok.stat().st_size - report.audio_bytes, y, enc, dec,
                     {"tokens": report.tokens, "token_bytes": report.token_bytes, "audio_bytes": report.audio_bytes,
-                     "bits": info["bits"], "coded_size": info["coded_size"],
-                     "scale": round(info["coded_size"][0] / src.width, 3)})
+                     "bits": report.bits, "coded_size": list(report.coded_size),
+                     "scale": round(report.coded_size[0] / src.width, 3)})
 
 
 def tok_quality_levels(model: Any) -> list[int]:

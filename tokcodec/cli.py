@@ -321,9 +321,9 @@ def models(as_json: bool) -> None:
             "compression": f"{m.config.temporal_downsample}x{m.config.spatial_downsample}x{m.config.spatial_downsample}",
             "levels": list(m.config.lfq.level_bits),  # bits per token of each LFQ level (`encode --level`)
             "quality_levels": [
-                {"quality": q, "scale": p.scale, "level": p.level, "bits": m.config.lfq.level_bits[p.level],
-                 "entropy_prior": _prior_id(m.name, m.config.lfq.level_bits[p.level])}
+                {"quality": q, "scale": p.scale, "level": p.level, "bits": bits, "entropy_prior": _prior_id(m.name, bits)}
                 for q, p in enumerate(ladder.points)
+                for bits in [m.config.lfq.level_bits[p.level]]
             ],
             "default_quality": ladder.default,
             "max_upscaled_pixels": ladder.max_upscaled_pixels,
