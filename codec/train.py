@@ -37,11 +37,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .clips import coded_size, resize_video
 from .config import PRESETS, TokenizerConfig
 from .data import ClipSampler, DataConfig
 from .lfq import bit_changes, level_mask
 from .losses import Discriminator3d, LeCam, generator_adv_loss, hinge_d_loss, psnr, reconstruction_loss
-from .model import Tokenizer
+from .model import Tokenizer, crop
 from .registry import save_tokenizer
 
 
@@ -79,6 +80,13 @@ class TrainConfig:
     # exactly as it is, and the encoder learns to give it better latents.
     freeze_decoder: bool = False
     rate: float = 0.0  # weight of bit_changes per pixel: latents that cost fewer bits to send
+    # Decoder-only training: the encoder stays exactly as it is, so the tokens of
+    # every clip, and so the entropy priors fitted to them, stay valid.
+    freeze_encoder: bool = False
+    # Coding scales to train at (`encode --scale`): each step draws one, codes its
+    # crops resampled by it and takes the loss after resampling back, as decode does.
+    scales: tuple[float, ...] = ()
+    level_weights: tuple[float, ...] = ()  # how often each ladder level is drawn (default: equally)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -89,7 +97,18 @@ class TrainConfig:
         d.setdefault("init_from", "")
         d.setdefault("freeze_decoder", False)
         d.setdefault("rate", 0.0)
+        d.setdefault("freeze_encoder", False)
+        d["scales"] = tuple(d.get("scales", ()))
+        d["level_weights"] = tuple(d.get("level_weights", ()))
         return cls(**d)
+
+    def __post_init__(self) -> None:
+        if self.freeze_encoder and self.freeze_decoder:
+            raise ValueError("freeze the encoder or the decoder, not both")
+        if self.level_weights and len(self.level_weights) != len(self.model.lfq.levels):
+            raise ValueError(f"{len(self.level_weights)} level weights for {len(self.model.lfq.levels)} levels")
+        if any(s <= 0 for s in self.scales):
+            raise ValueError(f"scales must be positive, got {self.scales}")
 
 
 # ---------------------------------------------------------------- schedule
@@ -121,6 +140,9 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         if cfg.freeze_decoder:
             self.model.decoder.requires_grad_(False)
+        if cfg.freeze_encoder:  # no gradient reaches the encoder, so autograd skips it: a cheaper step
+            self.model.encoder.requires_grad_(False)
+            self.model.quantizer.requires_grad_(False)
         self.trained = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.trained, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         self.disc = Discriminator3d().to(device)
@@ -189,12 +211,12 @@ class Trainer:
         keep = None
         levels = cfg.model.lfq.levels
         if levels:  # nested dropout: each sample is trained at a random level of the ladder
-            keep = torch.from_numpy(self.rng.choice(np.array(levels), size=batch.shape[0])).to(batch.device)
-        with self._autocast():
-            out = self.train_model(batch, quant_mix=mix, keep=keep)
-        recon = out.reconstruction.float()
+            p = np.array(cfg.level_weights) / sum(cfg.level_weights) if cfg.level_weights else None
+            keep = torch.from_numpy(self.rng.choice(np.array(levels), size=batch.shape[0], p=p)).to(batch.device)
+        scale = float(self.rng.choice(cfg.scales)) if cfg.scales else 1.0
+        out, recon = self._scaled_forward(self.train_model, batch, scale, mix, keep)
         rec, parts = reconstruction_loss(recon, batch, cfg.l1, cfg.l2, cfg.ssim)
-        loss = rec + out.lfq.loss
+        loss = rec if cfg.freeze_encoder else rec + out.lfq.loss  # LFQ's terms only move the encoder
         if cfg.rate:
             mask = level_mask(keep, cfg.model.lfq.bits, recon) if keep is not None else 1
             changes = bit_changes(out.lfq.quantized.float(), mask) / (batch.numel() / batch.shape[1])
@@ -220,6 +242,22 @@ class Trainer:
             per_sample_entropy=out.lfq.per_sample_entropy.item(), codebook_entropy=out.lfq.codebook_entropy.item(),
         )
         return parts
+
+    def _scaled_forward(self, model: nn.Module, batch: torch.Tensor, scale: float, mix: float = 1.0,
+                        keep: torch.Tensor | None = None) -> tuple[Any, torch.Tensor]:
+        """The model's output for `batch` coded at `scale`, and its reconstruction
+        (float32) at the batch's own size: resampled to the coded size and rounded
+        to 8 bits as `encode` does, padded to the stride, decoded and resampled back."""
+        t, h, w = batch.shape[-3:]
+        x = batch
+        if scale != 1:
+            cw, ch = coded_size(w, h, scale)
+            x = (resize_video(batch, ch, cw).add(1).mul(127.5).round().div(127.5).sub(1))
+        size = x.shape[-3:]
+        with self._autocast():
+            out = model(self.model.pad(x), quant_mix=mix, keep=keep)
+        recon = crop(out.reconstruction.float(), tuple(size))
+        return out, resize_video(recon, h, w) if scale != 1 else recon
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
@@ -249,9 +287,15 @@ class Trainer:
         self.model.eval()
         out = {"psnr_ema": psnr(self.ema(batch).reconstruction, batch),
                "psnr": psnr(self.model(batch).reconstruction, batch)}
-        for b in self.cfg.model.lfq.levels[:-1]:
+        levels = self.cfg.model.lfq.levels
+        for b in levels[:-1]:
             keep = torch.full((batch.shape[0],), b, device=batch.device)
             out[f"psnr_ema_{b}"] = psnr(self.ema(batch, keep=keep).reconstruction, batch)
+        for s in self.cfg.scales:  # the lowest level at each coding scale trained
+            if s != 1:
+                keep = torch.full((batch.shape[0],), levels[0], device=batch.device) if levels else None
+                out[f"psnr_ema_{levels[0] if levels else self.cfg.model.lfq.bits}_x{s:g}"] = psnr(
+                    self._scaled_forward(self.ema, batch, s, keep=keep)[1], batch)
         self.model.train()
         return out
 
@@ -480,6 +524,13 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(model=model, data=data, **overrides)
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tokcodec train", description="Train the tokenizer on a folder of videos.")
     ap.add_argument("data", nargs="*", help="video/image files or folders")
@@ -507,6 +558,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int)
     ap.add_argument("--freeze-decoder", action="store_true", default=None,
                     help="train the encoder only: the decoder, and so existing .tok files, stay valid")
+    ap.add_argument("--freeze-encoder", action="store_true", default=None,
+                    help="train the decoder only: tokens, and so the fitted entropy priors, stay the same")
+    ap.add_argument("--scales", type=_floats, help="coding scales to train at, e.g. 0.5,1,2 (`encode --scale`)")
+    ap.add_argument("--level-weights", type=_floats, help="relative frequency of each --levels level, e.g. 4,1,1,1,1")
     ap.add_argument("--amp", choices=["bf16"], help="bfloat16 autocast for the networks (GPUs with bf16 units)")
     return ap
 

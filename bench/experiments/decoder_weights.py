@@ -1,0 +1,73 @@
+"""Experiment: the same tokens decoded by other decoder weights (decoder-only training).
+
+Run: .venv/bin/python bench/experiments/decoder_weights.py [--decoder RUN/checkpoint.pt|W.safetensors]...
+         [--quality 0,2,4] CLIP:FRAMES...
+Codes the first FRAMES frames of each CLIP as one chunk at each ladder point of the default model, as
+`tokcodec encode --quality Q` does (frames resampled to the point's scale, hysteresis 0.2, the shipped
+encoder), then decodes the same tokens with the shipped decoder and with each given one (a training
+checkpoint's EMA or a safetensors file whose encoder must be the shipped one), resamples back and
+prints PSNR-Y (BT.601) and RGB PSNR against the source, and the bpp of the entropy-coded tokens (the
+shipped priors: the tokens are the same for every decoder, so is the rate).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from chunk_coding import decoded_and_bpp, first_frames, psnr
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from metrics import psnr_y, rgb_to_y  # noqa: E402
+
+from tokcodec.codec import load_tokenizer  # noqa: E402
+from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames  # noqa: E402
+from tokcodec.ladder import model_ladder  # noqa: E402
+from tokcodec.streaming.stateful import encode_chunk  # noqa: E402
+
+
+def load_state(path: str) -> dict[str, torch.Tensor]:
+    state = (load_file(path) if path.endswith(".safetensors")
+             else torch.load(path, map_location="cpu", weights_only=False)["ema"])
+    return {k: v.float() for k, v in state.items()}
+
+
+ap = argparse.ArgumentParser()
+ap.add_argument("clips", nargs="+")
+ap.add_argument("--decoder", action="append", default=[])
+ap.add_argument("--quality", help="ladder points (default: all)")
+args = ap.parse_args()
+torch.set_num_threads(2)
+tokenizer = load_tokenizer(None).eval()
+shipped = {k: v.clone() for k, v in tokenizer.state_dict().items()}
+decoders = {"shipped": shipped}
+for path in args.decoder:
+    state = load_state(path)
+    for key, value in shipped.items():
+        if not key.startswith("decoder.") and not torch.equal(value, state[key]):
+            raise SystemExit(f"{path}: another encoder ({key} differs)")
+    decoders[path] = state
+ladder = model_ladder(tokenizer.config)
+qualities = [int(q) for q in args.quality.split(",")] if args.quality else range(len(ladder.points))
+for spec in args.clips:
+    path, n = spec.rsplit(":", 1)
+    frames, _ = first_frames(path, int(n))
+    T, H, W = frames.shape[:3]
+    y_ref = rgb_to_y(frames)
+    for q in qualities:
+        point = ladder.for_frame(q, W, H)
+        bits = tokenizer.config.lfq.level_bits[point.level]
+        cw, ch = coded_size(W, H, point.scale)
+        tokenizer.load_state_dict(shipped)
+        tokens = encode_chunk(tokenizer, frames_to_video(resize_frames(frames, ch, cw)), bits, 0.2)
+        row = []
+        for name, state in decoders.items():
+            tokenizer.load_state_dict(state)
+            out, bpp = decoded_and_bpp(tokenizer, tokens, bits, (T, ch, cw))
+            out = resize_frames(out, H, W)
+            row.append(f"{psnr_y(y_ref, rgb_to_y(out)):.3f}/{psnr(out, frames):.3f}")
+        print(f"{Path(path).name} q{q} {point.scale:g}x {bits} bits {bpp * ch * cw / (H * W):.4f} bpp: "
+              f"PSNR-Y/RGB " + "  ".join(row), flush=True)
+print("decoders: " + ", ".join(decoders), flush=True)
