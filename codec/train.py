@@ -248,7 +248,7 @@ class Trainer:
         """The model's output for `batch` coded at `scale`, and its reconstruction
         (float32) at the batch's own size: resampled to the coded size and rounded
         to 8 bits as `encode` does, padded to the stride, decoded and resampled back."""
-        t, h, w = batch.shape[-3:]
+        h, w = batch.shape[-2:]
         x = batch
         if scale != 1:
             cw, ch = coded_size(w, h, scale)

@@ -14,18 +14,17 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from chunk_coding import decoded_and_bpp, first_frames, psnr
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from metrics import psnr_y, rgb_to_y  # noqa: E402
+from metrics import psnr_y, rgb_to_y
 
-from tokcodec.codec import load_tokenizer  # noqa: E402
-from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames  # noqa: E402
-from tokcodec.ladder import model_ladder  # noqa: E402
-from tokcodec.streaming.stateful import encode_chunk  # noqa: E402
+from tokcodec.codec import load_tokenizer
+from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames
+from tokcodec.ladder import model_ladder
+from tokcodec.streaming.stateful import encode_chunk
 
 
 def load_state(path: str) -> dict[str, torch.Tensor]:
@@ -63,7 +62,7 @@ for spec in args.clips:
         tokenizer.load_state_dict(shipped)
         tokens = encode_chunk(tokenizer, frames_to_video(resize_frames(frames, ch, cw)), bits, 0.2)
         row = []
-        for name, state in decoders.items():
+        for state in decoders.values():
             tokenizer.load_state_dict(state)
             out, bpp = decoded_and_bpp(tokenizer, tokens, bits, (T, ch, cw))
             out = resize_frames(out, H, W)
