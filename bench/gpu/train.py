@@ -95,6 +95,10 @@ def join_parts(folder: Path, name: str, out_dir: Path) -> Path:
     return save_tokenizer(model, out_dir, torch.float16)  # as `codec.train.export` ships weights
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", help="folder of training videos")
@@ -114,6 +118,10 @@ def main() -> None:
     ap.add_argument("--freeze-decoder", action="store_true",
                     help="train the encoder only (TrainConfig.freeze_decoder: existing .tok files stay valid)")
     ap.add_argument("--rate", type=float, default=0.0, help="TrainConfig.rate: weight of bit changes per pixel")
+    ap.add_argument("--freeze-encoder", action="store_true",
+                    help="train the decoder only (TrainConfig.freeze_encoder: tokens and priors stay valid)")
+    ap.add_argument("--scales", type=_floats, help="TrainConfig.scales: coding scales to train at, e.g. 0.5,1,2,3")
+    ap.add_argument("--level-weights", type=_floats, help="TrainConfig.level_weights, e.g. 6,1,1,1,1")
     ap.add_argument("--probe-steps", type=int, default=12)
     ap.add_argument("--opencv", action="store_true", help="decode with OpenCV even where PyAV is installed")
     ap.add_argument("--join", nargs=2, metavar=("FOLDER", "NAME"), help="join parts into a shipped model")
@@ -148,7 +156,8 @@ def main() -> None:
     cfg = TrainConfig(model=model, data=data, batch=args.batch, lr=args.lr, lr_warmup=100,
                       quant_start=0, quant_ramp=1, eval_every=100, ckpt_every=10**9,
                       disc_start=args.disc_start, disc_weight=args.disc_weight, amp=args.amp or "",
-                      freeze_decoder=args.freeze_decoder, rate=args.rate,
+                      freeze_decoder=args.freeze_decoder, rate=args.rate, freeze_encoder=args.freeze_encoder,
+                      scales=args.scales or (), level_weights=args.level_weights or (),
                       init_from=str(Path(args.init_from).resolve()) if args.init_from else "")
     sampler = ClipSampler(data)
     print(f"decoded {sampler.frames} frames in {time.monotonic() - began:.0f} s", flush=True)
