@@ -107,6 +107,8 @@ class TrainConfig:
             raise ValueError("freeze the encoder or the decoder, not both")
         if self.level_weights and len(self.level_weights) != len(self.model.lfq.levels):
             raise ValueError(f"{len(self.level_weights)} level weights for {len(self.model.lfq.levels)} levels")
+        if self.level_weights and (min(self.level_weights) < 0 or sum(self.level_weights) <= 0):
+            raise ValueError(f"level weights must be >= 0 with a positive sum, got {self.level_weights}")
         if any(s <= 0 for s in self.scales):
             raise ValueError(f"scales must be positive, got {self.scales}")
 
@@ -252,7 +254,7 @@ class Trainer:
         x = batch
         if scale != 1:
             cw, ch = coded_size(w, h, scale)
-            x = (resize_video(batch, ch, cw).add(1).mul(127.5).round().div(127.5).sub(1))
+            x = resize_video(batch, ch, cw).add(1).mul(127.5).round().div(127.5).sub(1)
         size = x.shape[-3:]
         with self._autocast():
             out = model(self.model.pad(x), quant_mix=mix, keep=keep)

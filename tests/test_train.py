@@ -268,6 +268,9 @@ def test_train_options_are_checked(media: Path) -> None:
         replace(cfg, freeze_encoder=True, freeze_decoder=True)
     with pytest.raises(ValueError, match="level weights"):
         replace(cfg, level_weights=(1.0, 2.0))
+    ladder = replace(cfg, model=replace(cfg.model, lfq=replace(cfg.model.lfq, levels=(4, 10))))
+    with pytest.raises(ValueError, match="positive sum"):
+        replace(ladder, level_weights=(0.0, 0.0))
     with pytest.raises(ValueError, match="positive"):
         replace(cfg, scales=(0.0,))
     args = parser().parse_args([str(media), "--run", "r", "--scales", "0.5,2", "--levels", "6,12", "--bits", "12",
