@@ -293,11 +293,11 @@ class Trainer:
         for b in levels[:-1]:
             keep = torch.full((batch.shape[0],), b, device=batch.device)
             out[f"psnr_ema_{b}"] = psnr(self.ema(batch, keep=keep).reconstruction, batch)
-        for s in self.cfg.scales:  # the lowest level at each coding scale trained
+        low = levels[0] if levels else self.cfg.model.lfq.bits  # the lowest level at each coding scale trained
+        keep = torch.full((batch.shape[0],), low, device=batch.device) if levels else None
+        for s in self.cfg.scales:
             if s != 1:
-                keep = torch.full((batch.shape[0],), levels[0], device=batch.device) if levels else None
-                out[f"psnr_ema_{levels[0] if levels else self.cfg.model.lfq.bits}_x{s:g}"] = psnr(
-                    self._scaled_forward(self.ema, batch, s, keep=keep)[1], batch)
+                out[f"psnr_ema_{low}_x{s:g}"] = psnr(self._scaled_forward(self.ema, batch, s, keep=keep)[1], batch)
         self.model.train()
         return out
 

@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/experiments/decoder_weights.py [--decoder RUN/checkpoint.pt|W.safetensors]...
          [--quality 0,2,4] CLIP:FRAMES...
 Codes the first FRAMES frames of each CLIP as one chunk at each ladder point of the default model, as
-`tokcodec encode --quality Q` does (frames resampled to the point's scale, hysteresis 0.2, the shipped
+`tokcodec encode --quality Q` does (frames resampled to the point's scale, the default hysteresis, the shipped
 encoder), then decodes the same tokens with the shipped decoder and with each given one (a training
 checkpoint's EMA or a safetensors file whose encoder must be the shipped one), resamples back and
 prints PSNR-Y (BT.601) and RGB PSNR against the source, and the bpp of the entropy-coded tokens (the
@@ -22,9 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from metrics import psnr_y, rgb_to_y
 
 from tokcodec.codec import load_tokenizer
-from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames
+from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, video_to_frames
+from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.ladder import model_ladder
-from tokcodec.streaming.stateful import encode_chunk
+from tokcodec.streaming.stateful import decode_chunk, encode_chunk
 
 
 def load_state(path: str) -> dict[str, torch.Tensor]:
@@ -60,12 +61,12 @@ for spec in args.clips:
         bits = tokenizer.config.lfq.level_bits[point.level]
         cw, ch = coded_size(W, H, point.scale)
         tokenizer.load_state_dict(shipped)
-        tokens = encode_chunk(tokenizer, frames_to_video(resize_frames(frames, ch, cw)), bits, 0.2)
+        tokens = encode_chunk(tokenizer, frames_to_video(resize_frames(frames, ch, cw)), bits, DEFAULT_HYSTERESIS)
+        _, bpp = decoded_and_bpp(tokenizer, tokens, bits, (T, ch, cw))  # the rate: the same for every decoder
         row = []
         for state in decoders.values():
             tokenizer.load_state_dict(state)
-            out, bpp = decoded_and_bpp(tokenizer, tokens, bits, (T, ch, cw))
-            out = resize_frames(out, H, W)
+            out = resize_frames(video_to_frames(decode_chunk(tokenizer, tokens, (T, ch, cw), bits)), H, W)
             row.append(f"{psnr_y(y_ref, rgb_to_y(out)):.3f}/{psnr(out, frames):.3f}")
         print(f"{Path(path).name} q{q} {point.scale:g}x {bits} bits {bpp * ch * cw / (H * W):.4f} bpp: "
               f"PSNR-Y/RGB " + "  ".join(row), flush=True)
