@@ -179,16 +179,19 @@ class LFQ(nn.Module):
         self.config = config
 
     def forward(
-        self, z: torch.Tensor, with_entropy: bool | None = None, mix: float = 1.0, keep: torch.Tensor | None = None
+        self, z: torch.Tensor, with_entropy: bool | None = None, mix: float = 1.0, keep: torch.Tensor | None = None,
+        hysteresis: float = 0.0,
     ) -> LFQOutput:
         """Quantise z. `mix` < 1 blends towards the continuous latent (a
         training warm-up: z + mix * (q - z) forward, identity gradient).
         `keep` (B,) = channels kept per sample (nested dropout): the others
-        are 0 in `quantized`, as a decoder sees them at a lower level."""
+        are 0 in `quantized`, as a decoder sees them at a lower level.
+        `hysteresis` > 0 picks the signs as the encoder does (`hysteresis_signs`),
+        so a decoder can be trained on the tokens that `encode` writes."""
         cfg = self.config
         if z.shape[1] != cfg.bits:
             raise ValueError(f"LFQ expects {cfg.bits} channels, got {z.shape[1]}")
-        positive = z > 0
+        positive = hysteresis_signs(z.detach(), hysteresis)
         q = positive.to(z.dtype) * 2 - 1
         quantized = z + (mix * (q - z)).detach()  # straight-through estimator
         if keep is not None:

@@ -145,15 +145,18 @@ class Tokenizer(nn.Module):
         return F.pad(video, (0, wp - w, 0, hp - h, 0, tp - t), mode="replicate")
 
     # -- training ---------------------------------------------------------
-    def forward(self, video: torch.Tensor, quant_mix: float = 1.0, keep: torch.Tensor | None = None) -> TokenizerOutput:
+    def forward(
+        self, video: torch.Tensor, quant_mix: float = 1.0, keep: torch.Tensor | None = None, hysteresis: float = 0.0
+    ) -> TokenizerOutput:
         """Encode, quantise and decode a padded clip (training and evaluation).
 
         `quant_mix` < 1 only during the continuous warm-up of training;
-        `keep` (B,): latent channels kept per sample (the rate ladder's levels).
+        `keep` (B,): latent channels kept per sample (the rate ladder's levels);
+        `hysteresis` as in `encode`.
         """
         z = self.encoder(video)
         with torch.autocast(video.device.type, enabled=False):  # mixed-precision training: LFQ's entropy terms in float32
-            q = self.quantizer(z.float(), mix=quant_mix, keep=keep)
+            q = self.quantizer(z.float(), mix=quant_mix, keep=keep, hysteresis=hysteresis)
         return TokenizerOutput(self.decoder(q.quantized), q)
 
     def level_bits(self, quality: int | None = None) -> int:

@@ -87,6 +87,9 @@ class TrainConfig:
     # crops resampled by it and takes the loss after resampling back, as decode does.
     scales: tuple[float, ...] = ()
     level_weights: tuple[float, ...] = ()  # how often each ladder level is drawn (default: equally)
+    # The encoder's sign hysteresis in training steps (`encode --hysteresis`): with the
+    # encoder frozen, the decoder learns from the very tokens that `encode` writes.
+    hysteresis: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -100,6 +103,7 @@ class TrainConfig:
         d.setdefault("freeze_encoder", False)
         d["scales"] = tuple(d.get("scales", ()))
         d["level_weights"] = tuple(d.get("level_weights", ()))
+        d.setdefault("hysteresis", 0.0)
         return cls(**d)
 
     def __post_init__(self) -> None:
@@ -109,6 +113,8 @@ class TrainConfig:
             raise ValueError(f"{len(self.level_weights)} level weights for {len(self.model.lfq.levels)} levels")
         if self.level_weights and (min(self.level_weights) < 0 or sum(self.level_weights) <= 0):
             raise ValueError(f"level weights must be >= 0 with a positive sum, got {self.level_weights}")
+        if self.hysteresis < 0:
+            raise ValueError(f"hysteresis must be >= 0, got {self.hysteresis}")
         if any(s <= 0 for s in self.scales):
             raise ValueError(f"scales must be positive, got {self.scales}")
 
@@ -216,7 +222,7 @@ class Trainer:
             p = np.array(cfg.level_weights) / sum(cfg.level_weights) if cfg.level_weights else None
             keep = torch.from_numpy(self.rng.choice(np.array(levels), size=batch.shape[0], p=p)).to(batch.device)
         scale = float(self.rng.choice(cfg.scales)) if cfg.scales else 1.0
-        out, recon = self._scaled_forward(self.train_model, batch, scale, mix, keep)
+        out, recon = self._scaled_forward(self.train_model, batch, scale, mix, keep, cfg.hysteresis)
         rec, parts = reconstruction_loss(recon, batch, cfg.l1, cfg.l2, cfg.ssim)
         loss = rec if cfg.freeze_encoder else rec + out.lfq.loss  # LFQ's terms only move the encoder
         if cfg.rate:
@@ -246,10 +252,11 @@ class Trainer:
         return parts
 
     def _scaled_forward(self, model: nn.Module, batch: torch.Tensor, scale: float, mix: float = 1.0,
-                        keep: torch.Tensor | None = None) -> tuple[Any, torch.Tensor]:
+                        keep: torch.Tensor | None = None, hysteresis: float = 0.0) -> tuple[Any, torch.Tensor]:
         """The model's output for `batch` coded at `scale`, and its reconstruction
         (float32) at the batch's own size: resampled to the coded size and rounded
-        to 8 bits as `encode` does, padded to the stride, decoded and resampled back."""
+        to 8 bits as `encode` does, padded to the stride, quantised (with the
+        encoder's `hysteresis`), decoded and resampled back."""
         h, w = batch.shape[-2:]
         x = batch
         if scale != 1:
@@ -257,7 +264,7 @@ class Trainer:
             x = resize_video(batch, ch, cw).add(1).mul(127.5).round().div(127.5).sub(1)
         size = x.shape[-3:]
         with self._autocast():
-            out = model(self.model.pad(x), quant_mix=mix, keep=keep)
+            out = model(self.model.pad(x), quant_mix=mix, keep=keep, hysteresis=hysteresis)
         recon = crop(out.reconstruction.float(), tuple(size))
         return out, resize_video(recon, h, w) if scale != 1 else recon
 

@@ -243,10 +243,12 @@ def test_decoder_only_training_at_coding_scales(media: Path, tmp_path: Path) -> 
     """--freeze-encoder: the encoder (so every clip's tokens, and the priors
     fitted to them) is bit-identical while the decoder moves; --scales trains
     on crops coded at those scales, the loss at the crop's own size, and the
-    evaluation logs the lowest level's PSNR at each scale."""
+    evaluation logs the lowest level's PSNR at each scale; --hysteresis
+    trains on the tokens `encode --hysteresis` writes."""
     cfg = tiny_config(media, steps=4)
     cfg = replace(cfg, model=replace(cfg.model, lfq=replace(cfg.model.lfq, levels=(4, 10))), freeze_encoder=True,
-                  scales=(0.5, 1.5), level_weights=(1.0, 0.0), quant_start=0, quant_ramp=1, disc_start=10**9)
+                  scales=(0.5, 1.5), level_weights=(1.0, 0.0), quant_start=0, quant_ramp=1, disc_start=10**9,
+                  hysteresis=0.2)
     torch.manual_seed(cfg.seed)
     start = {k: v.clone() for k, v in Tokenizer(cfg.model).state_dict().items()}
     trainer = train(cfg, tmp_path / "dec")
@@ -260,6 +262,10 @@ def test_decoder_only_training_at_coding_scales(media: Path, tmp_path: Path) -> 
     batch = ClipSampler(cfg.data, log=False).sample(2, np.random.default_rng(0))
     out, recon = trainer._scaled_forward(trainer.ema, batch, 1.5)
     assert recon.shape == batch.shape and out.reconstruction.shape[-2:] == (48, 48)
+    # the training forward quantises with the encoder's hysteresis, and it holds latents here
+    held = trainer.ema(batch, hysteresis=0.5).lfq.tokens
+    assert torch.equal(held, trainer.ema.encode(batch, hysteresis=0.5))
+    assert not torch.equal(held, trainer.ema.encode(batch))
 
 
 def test_train_options_are_checked(media: Path) -> None:
@@ -273,8 +279,11 @@ def test_train_options_are_checked(media: Path) -> None:
         replace(ladder, level_weights=(0.0, 0.0))
     with pytest.raises(ValueError, match="positive"):
         replace(cfg, scales=(0.0,))
+    with pytest.raises(ValueError, match="hysteresis"):
+        replace(cfg, hysteresis=-0.1)
     args = parser().parse_args([str(media), "--run", "r", "--scales", "0.5,2", "--levels", "6,12", "--bits", "12",
-                                "--level-weights", "3,1", "--freeze-encoder"])
+                                "--level-weights", "3,1", "--freeze-encoder", "--hysteresis", "0.2"])
     built = build_config(args)
     assert built.scales == (0.5, 2.0) and built.level_weights == (3.0, 1.0) and built.freeze_encoder
+    assert built.hysteresis == 0.2
     assert TrainConfig.from_dict(json.loads(json.dumps(asdict(built)))) == built

@@ -122,6 +122,8 @@ def main() -> None:
                     help="train the decoder only (TrainConfig.freeze_encoder: tokens and priors stay valid)")
     ap.add_argument("--scales", type=_floats, help="TrainConfig.scales: coding scales to train at, e.g. 0.5,1,2,3")
     ap.add_argument("--level-weights", type=_floats, help="TrainConfig.level_weights, e.g. 6,1,1,1,1")
+    ap.add_argument("--hysteresis", type=float, default=0.0,
+                    help="TrainConfig.hysteresis: train on the tokens `encode` writes (0.2 with --freeze-encoder)")
     ap.add_argument("--probe-steps", type=int, default=12)
     ap.add_argument("--opencv", action="store_true", help="decode with OpenCV even where PyAV is installed")
     ap.add_argument("--join", nargs=2, metavar=("FOLDER", "NAME"), help="join parts into a shipped model")
@@ -157,7 +159,7 @@ def main() -> None:
                       quant_start=0, quant_ramp=1, eval_every=100, ckpt_every=10**9,
                       disc_start=args.disc_start, disc_weight=args.disc_weight, amp=args.amp or "",
                       freeze_decoder=args.freeze_decoder, rate=args.rate, freeze_encoder=args.freeze_encoder,
-                      scales=args.scales or (), level_weights=args.level_weights or (),
+                      scales=args.scales or (), level_weights=args.level_weights or (), hysteresis=args.hysteresis,
                       init_from=str(Path(args.init_from).resolve()) if args.init_from else "")
     sampler = ClipSampler(data)
     print(f"decoded {sampler.frames} frames in {time.monotonic() - began:.0f} s", flush=True)
