@@ -38,6 +38,11 @@ def resize_video(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return out.reshape(b, t, c, height, width).permute(0, 2, 1, 3, 4)
 
 
+def round_to_8_bits(video: torch.Tensor) -> torch.Tensor:
+    """float video in [-1, 1] snapped to the 256 levels uint8 frames hold (as `resize_frames` returns them)."""
+    return video.add(1).mul(127.5).round().div(127.5).sub(1)
+
+
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 frames (T, H, W, 3) resampled as `resize_video` does (rounded back to uint8)."""
     if frames.shape[1:3] == (height, width):

@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .clips import coded_size, resize_video
+from .clips import coded_size, resize_video, round_to_8_bits
 from .config import PRESETS, TokenizerConfig
 from .data import ClipSampler, DataConfig
 from .lfq import bit_changes, level_mask
@@ -261,7 +261,7 @@ class Trainer:
         x = batch
         if scale != 1:
             cw, ch = coded_size(w, h, scale)
-            x = resize_video(batch, ch, cw).add(1).mul(127.5).round().div(127.5).sub(1)
+            x = round_to_8_bits(resize_video(batch, ch, cw))
         size = x.shape[-3:]
         with self._autocast():
             out = model(self.model.pad(x), quant_mix=mix, keep=keep, hysteresis=hysteresis)

@@ -60,7 +60,7 @@ for spec in args.clips:
         point = ladder.for_frame(q, W, H)
         bits = tokenizer.config.lfq.level_bits[point.level]
         cw, ch = coded_size(W, H, point.scale)
-        tokenizer.load_state_dict(shipped)
+        # whichever state is loaded, its encoder is the shipped one (checked above)
         tokens = encode_chunk(tokenizer, frames_to_video(resize_frames(frames, ch, cw)), bits, DEFAULT_HYSTERESIS)
         _, bpp = decoded_and_bpp(tokenizer, tokens, bits, (T, ch, cw))  # the rate: the same for every decoder
         row = []
