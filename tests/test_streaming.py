@@ -9,9 +9,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 from media import smooth_frames
+from models import jittered_tokenizer
 
 from tokcodec.cli import main
-from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig, load_tokenizer
+from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.streaming.refine import RefineConfig, change_prices, encode_refined
@@ -33,20 +34,9 @@ from tokcodec.streaming.onnx_export import GRAPHS, export_onnx  # noqa: E402
 from tokcodec.streaming.onnx_runtime import OnnxEngine, choose_providers  # noqa: E402
 
 
-def tiny() -> Tokenizer:
-    torch.manual_seed(0)
-    cfg = TokenizerConfig(name="tiny", channels=(16, 32, 32), blocks_per_level=1, norm_groups=8,
-                          lfq=LFQConfig(bits=10, levels=(4, 10)))
-    model = Tokenizer(cfg).eval()
-    with torch.no_grad():  # zero-initialised adaptive norms would hide the decoder's dependence on the latent
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
-
-
 @pytest.fixture(scope="module")
 def model() -> Tokenizer:
-    return tiny()
+    return jittered_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +242,7 @@ def test_provider_choice() -> None:
 
 
 def test_export_onnx_cli_keeps_what_it_must_not_replace(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("tokcodec.codec.load_tokenizer", lambda name=None: tiny())
+    monkeypatch.setattr("tokcodec.codec.load_tokenizer", lambda name=None: jittered_tokenizer())
     out = tmp_path / "m"
     r = CliRunner().invoke(main, ["export-onnx", "-o", str(out)])
     assert r.exit_code == 0, r.output
