@@ -137,25 +137,27 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                 step = steps[caches is None]
                 zs = z[:, :, a:b].detach().clone().requires_grad_(True)
                 opt = torch.optim.Adam([zs], lr=config.lr)
-                best, best_loss = None, float("inf")
+                best, best_loss, best_caches = None, float("inf"), None
                 for i in range(config.steps + 1):
+                    last = i == config.steps  # only scored: no graph
                     hard = hysteresis_signs(zs.detach(), hysteresis, previous)
                     code = (hard.to(zs.dtype) * 2 - 1) * keep
-                    latent = zs + (code - zs).detach()  # straight through
-                    y, *_ = step.forward_latent(latent, *(caches or []))
-                    loss = F.mse_loss(y[:, :, : f1 - f0, :h, :w], target)
-                    if config.ssim:
-                        loss = loss + config.ssim * (1 - structural_similarity(y[:, :, : f1 - f0, :h, :w], target))
-                    if config.rate:
-                        loss = loss + config.rate * _changes(latent, previous, price) / target[0, 0].numel()
-                    if loss.item() < best_loss:
-                        best, best_loss = hard, loss.item()
-                    if i < config.steps:
+                    with torch.set_grad_enabled(not last):
+                        latent = zs + (code - zs).detach()  # straight through
+                        y, *new_caches = step.forward_latent(latent, *(caches or []))
+                        y = y[:, :, : f1 - f0, :h, :w].float()
+                        loss = F.mse_loss(y, target)
+                        if config.ssim:
+                            loss = loss + config.ssim * (1 - structural_similarity(y, target))
+                        if config.rate:
+                            loss = loss + config.rate * _changes(latent, previous, price) / target[0, 0].numel()
+                    if loss.item() < best_loss:  # the caches of its forward carry on to the next segment
+                        best, best_loss, best_caches = hard, loss.item(), [c.detach() for c in new_caches]
+                    if not last:
                         opt.zero_grad()
                         loss.backward()
                         opt.step()
-                with torch.no_grad():
-                    _, *caches = step.forward_latent((best.to(zs.dtype) * 2 - 1) * keep, *(caches or []))
+                caches = best_caches
                 previous = best[:, :, -1]
                 out.append(bits_to_indices(best, dim=1))
         finally:
