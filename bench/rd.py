@@ -3,7 +3,7 @@
     .venv/bin/python bench/rd.py [--clips NAME,...] [--frames N] [--codecs tokcodec,x264,x265,svtav1]
         [--crf-x264 18,23,...] [--crf-x265 ...] [--crf-svtav1 ...] [--tok-quality 0,...] [--model NAME]
         [--tok-hysteresis H] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S] [--tok-onnx DIR|auto]
-        [--tok-scale S] [--tok-level L]
+        [--tok-scale S] [--tok-level L] [--tok-precision auto|fp32|bf16]
         [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
         [--out bench/rd] [--no-vmaf] [--threads N] [--keep] [--quiet] [--traceback]
 
@@ -240,10 +240,11 @@ def run_anchor(src: Source, anchor: Anchor, crf: int, preset: str, work: Path) -
 
 def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | None = None,
                  refine: Any = None, onnx: str | None = None, scale: float | None = None,
-                 level: int | None = None) -> Measured:
+                 level: int | None = None, precision: str = "auto") -> Measured:
     """`refine`: a `streaming.refine.RefineConfig` (None: no refinement);
     `onnx`: an export folder or "auto"; `scale`, `level`: `encode_file`'s overrides of the
-    ladder point (None: the point's; the decoder scales back)."""
+    ladder point (None: the point's; the decoder scales back); `precision`: torch's
+    ("auto", "fp32" or "bf16", `codec.precision`)."""
     import tokcodec
     from tokcodec.streaming.refine import RefineConfig
 
@@ -252,10 +253,10 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
     start = time.perf_counter()
     report = tokcodec.encode_file(src.path, tok, model=model, quality=quality, max_frames=src.frames,
                                   hysteresis=hysteresis, force=True, refine=refine or RefineConfig(), onnx=onnx,
-                                  scale=scale, level=level)
+                                  scale=scale, level=level, precision=precision)
     enc = time.perf_counter() - start
     start = time.perf_counter()
-    tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True, onnx=onnx)
+    tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True, onnx=onnx, precision=precision)
     dec = time.perf_counter() - start
     y, _ = decode_luma(mp4, src.matrix, src.full_range)
     return Measured(tok.stat().st_size - report.audio_bytes, y, enc, dec,
@@ -338,7 +339,8 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
             for q in args.tok_quality:
                 jobs.append((codec, "quality", q, lambda q=q: run_tokcodec(src, q, model, work, args.tok_hysteresis,
                                                                                refine, args.tok_onnx,
-                                                                               args.tok_scale, args.tok_level)))
+                                                                               args.tok_scale, args.tok_level,
+                                                                               args.tok_precision)))
         else:
             a = ANCHORS[codec]
             for crf in getattr(args, f"crf_{codec}"):
@@ -445,7 +447,8 @@ def markdown(results: dict[str, Any]) -> str:
          f"{', '.join(map(str, s['tok_quality']))}, encoder hysteresis {s.get('tok_hysteresis', 0)}, "
          f"refinement steps {s.get('tok_refine', 0)} (rate weight {s.get('tok_refine_rate', 0)}, "
          f"SSIM weight {s.get('tok_refine_ssim', 0)})"
-         + (f", networks on onnxruntime (--onnx {s['tok_onnx']})" if s.get("tok_onnx") else "")
+         + (f", networks on onnxruntime (--onnx {s['tok_onnx']})" if s.get("tok_onnx") else
+            f", networks in {s['tok_precision']}" if s.get("tok_precision") else "")
          + (f", coded at {s['tok_scale']}x the source size (--scale)" if s.get("tok_scale") not in (1, None) else "")
          + (f", LFQ level {s['tok_level']} (--level)" if s.get("tok_level") is not None else "") + "; "
          if s["tok_quality"] else "")
@@ -613,6 +616,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "default: each quality point's)")
     ap.add_argument("--tok-level", type=int, default=None,
                     help="tokcodec keeps this LFQ level's bits (tokcodec encode --level; default: each quality point's)")
+    ap.add_argument("--tok-precision", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="what torch's networks compute in (tokcodec encode/decode --precision; default auto: "
+                         "bfloat16 where the hardware has it)")
     ap.add_argument("--model", default=None, help="tokcodec model name (default: the shipped default)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "rd", help="output folder (default bench/rd)")
     ap.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the slowest metric)")
@@ -693,6 +699,10 @@ def main(argv: list[str] | None = None) -> int:
         settings["tok_onnx"] = args.tok_onnx
         settings["tok_scale"] = args.tok_scale
         settings["tok_level"] = args.tok_level
+        if not args.tok_onnx:
+            from tokcodec.codec.precision import resolve_precision
+
+            settings["tok_precision"] = resolve_precision(args.tok_precision)  # what "auto" came to here
     for c in ANCHORS:
         if c in args.codecs:
             settings["crf"][c] = getattr(args, f"crf_{c}")

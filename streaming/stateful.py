@@ -310,7 +310,7 @@ def encode_latent(tokenizer: Tokenizer, video: torch.Tensor, segment_frames: int
         raise ValueError(f"segment_frames must be 1 + {t}k with k >= 1, got {segment_frames}")
     video = tokenizer.pad(video)
     if video.shape[2] <= segment_frames:
-        return tokenizer.encoder(video)
+        return tokenizer.encoder(video).float()  # float32 under a bfloat16 autocast too
     steps = {True: EncoderStep(tokenizer, True), False: EncoderStep(tokenizer, False)}
     caches: list | None = None
     out = []
@@ -318,7 +318,7 @@ def encode_latent(tokenizer: Tokenizer, video: torch.Tensor, segment_frames: int
         for a, b in _segments(video.shape[2], segment_frames):
             z, *caches = steps[caches is None](video[:, :, a:b], *(caches or []))
             out.append(z)
-    return torch.cat(out, dim=2)
+    return torch.cat(out, dim=2).float()
 
 
 def encode_chunk(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None = None,
@@ -340,7 +340,7 @@ def decode_chunk(tokenizer: Tokenizer, tokens: torch.Tensor, size: tuple[int, in
     segment_frames = segment_frames or segment_frames_for(tokens.shape[-2] * s, tokens.shape[-1] * s)
     per = (segment_frames - 1) // t  # latent frames per segment after the first's 1 + per
     if tokens.dim() != 4 or tokens.shape[1] <= 1 + per:
-        return tokenizer.decode(tokens, size, bits)
+        return tokenizer.decode(tokens, size, bits).float()  # float32 under a bfloat16 autocast too
     latent = tokenizer.latent_codes(tokens, bits)
     steps = {True: DecoderStep(tokenizer, True), False: DecoderStep(tokenizer, False)}
     caches: list | None = None
@@ -349,7 +349,7 @@ def decode_chunk(tokenizer: Tokenizer, tokens: torch.Tensor, size: tuple[int, in
         for a, b in _segments(tokens.shape[1], 1 + per):
             video, *caches = steps[caches is None].forward_latent(latent[:, :, a:b], *(caches or []))
             out.append(video)
-    return crop(torch.cat(out, dim=2), size)
+    return crop(torch.cat(out, dim=2), size).float()
 
 
 def _segments(n: int, first: int) -> Iterator[tuple[int, int]]:

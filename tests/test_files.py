@@ -354,22 +354,26 @@ def test_quality_levels_pick_bits_of_the_ladder(source: Path, tmp_path: Path) ->
 
 
 def test_onnxruntime_encodes_and_decodes_files(source: Path, tok: Path, tmp_path: Path) -> None:
-    """`encode`/`decode --onnx DIR`: onnxruntime gives torch's tokens (but for
-    rare latents at a threshold) and frames (within a level or two of
-    rounding); an export of other weights is refused in one line, and so is
-    refinement, which needs torch."""
+    """`encode`/`decode --onnx DIR`: onnxruntime gives torch's float32 tokens
+    (but for rare latents at a threshold) and frames (within a level or two
+    of rounding); an export of other weights is refused in one line, and so
+    are refinement, which needs torch, and bfloat16."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     export = tmp_path / "onnx"
     r = cli("export-onnx", "-o", str(export))
     assert r.exit_code == 0, r.output
-    r = cli("encode", str(source), "-o", str(tmp_path / "ort.tok"), "--chunk-frames", "9", "-q", "--onnx", str(export))
-    assert r.exit_code == 0, r.output
-    a, b = (np.concatenate([c.tokens for c in tokcodec.read_tokens(p)]) for p in (tok, tmp_path / "ort.tok"))
+    fp32 = tmp_path / "fp32.tok"
+    for out, extra in ((fp32, ["--precision", "fp32"]), (tmp_path / "ort.tok", ["--onnx", str(export)])):
+        r = cli("encode", str(source), "-o", str(out), "--chunk-frames", "9", "-q", *extra)
+        assert r.exit_code == 0, r.output
+    a, b = (np.concatenate([c.tokens for c in tokcodec.read_tokens(p)]) for p in (fp32, tmp_path / "ort.tok"))
     assert a.shape == b.shape and (a != b).mean() < 0.01
     r = cli("encode", str(source), "-o", str(tmp_path / "no.tok"), "--refine", "2", "--onnx", str(export))
     assert r.exit_code == 1 and "cannot refine" in r.output and not (tmp_path / "no.tok").exists()
-    for out, extra in ((tmp_path / "torch.mp4", []), (tmp_path / "ort.mp4", ["--onnx", str(export)])):
+    r = cli("decode", str(tok), "-o", str(tmp_path / "no.mp4"), "--precision", "bf16", "--onnx", str(export))
+    assert r.exit_code == 1 and "computes in float32" in r.output and not (tmp_path / "no.mp4").exists()
+    for out, extra in ((tmp_path / "torch.mp4", ["--precision", "fp32"]), (tmp_path / "ort.mp4", ["--onnx", str(export)])):
         r = cli("decode", str(tok), "-o", str(out), "--lossless", "-q", *extra)
         assert r.exit_code == 0, r.output
     a, b = (np.stack(list(iter_frames(tmp_path / f))).astype(int) for f in ("torch.mp4", "ort.mp4"))
@@ -383,6 +387,23 @@ def test_onnxruntime_encodes_and_decodes_files(source: Path, tok: Path, tmp_path
     assert r.exit_code == 1 and "an export of" in r.output and not (tmp_path / "bad.tok").exists()
     r = cli("decode", str(tok), "-o", str(tmp_path / "bad.mp4"), "--onnx", str(tmp_path / "none"))
     assert r.exit_code == 2 and "no such folder" in r.output
+
+
+def test_precision_option_reaches_the_networks(source: Path, tok: Path, tmp_path: Path) -> None:
+    """`--precision bf16` codes and decodes within rounding of fp32 (the search
+    itself is tested in test_precision.py); a precision that is not one is refused."""
+    for cmd, src in (("encode", source), ("decode", tok)):
+        r = cli(cmd, str(src), "-o", str(tmp_path / "bad.out"), "--precision", "fp16")
+        assert r.exit_code == 2 and "fp16" in r.output and not (tmp_path / "bad.out").exists()
+    for p in ("fp32", "bf16"):
+        r = cli("encode", str(source), "-o", str(tmp_path / f"{p}.tok"), "--chunk-frames", "9", "-q", "--precision", p)
+        assert r.exit_code == 0, r.output
+        r = cli("decode", str(tok), "-o", str(tmp_path / f"{p}.mp4"), "--lossless", "-q", "--precision", p)
+        assert r.exit_code == 0, r.output
+    a, b = (np.concatenate([c.tokens for c in tokcodec.read_tokens(tmp_path / f"{p}.tok")]) for p in ("fp32", "bf16"))
+    assert a.shape == b.shape and (a != b).mean() < 0.1  # only latents near a threshold flip
+    a, b = (np.stack(list(iter_frames(tmp_path / f"{p}.mp4"))).astype(float) for p in ("fp32", "bf16"))
+    assert a.shape == b.shape == (22, 48, 64, 3) and 10 * np.log10(255**2 / np.mean((a - b) ** 2)) > 45
 
 
 def test_onnx_auto_exports_once_into_the_cache(tok: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -151,17 +151,20 @@ def _print_report(r: Any) -> None:
 @click.option("--onnx", "onnx_dir", callback=_onnx_option,
               help="folder from `tokcodec export-onnx` of the model, or 'auto' (an export cached on first use): "
                    "encode with onnxruntime (faster; no --refine)")
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]),
+              help="what torch's networks compute in: auto = bfloat16 where the hardware has it (CPUs with "
+                   "AVX512-BF16 or AMX, CUDA), about twice the speed for the same quality; else float32")
 @user_errors
 def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int, hysteresis: float | None,
            refine: int, refine_rate: float, refine_ssim: float, scale: float | None, level: int | None,
-           max_frames: int | None, force: bool, quiet: bool, onnx_dir: str | None) -> None:
+           max_frames: int | None, force: bool, quiet: bool, onnx_dir: str | None, precision: str) -> None:
     """Encode a video file to a .tok bitstream."""
     from tokcodec.files import encode_file
     from tokcodec.streaming.refine import RefineConfig
 
     r = encode_file(source, output, model=model, quality=quality, chunk_frames=chunk_frames, max_frames=max_frames,
                     hysteresis=hysteresis, force=force, quiet=quiet, onnx=onnx_dir, scale=scale, level=level,
-                    refine=RefineConfig(steps=refine, rate=refine_rate, ssim=refine_ssim))
+                    refine=RefineConfig(steps=refine, rate=refine_rate, ssim=refine_ssim), precision=precision)
     for warning in r.warnings:
         click.echo(f"tokcodec: warning: {warning}", err=True)
     if not quiet:
@@ -181,14 +184,17 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
 @click.option("--onnx", "onnx_dir", callback=_onnx_option,
               help="folder from `tokcodec export-onnx` of the file's model, or 'auto' (an export cached on first "
                    "use): decode with onnxruntime (faster)")
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]),
+              help="what torch's networks compute in: auto = bfloat16 where the hardware has it (CPUs with "
+                   "AVX512-BF16 or AMX, CUDA), about twice the speed for the same quality; else float32")
 @user_errors
 def decode(source: str, output: str, start: int, frames: int | None, lossless: bool, force: bool, quiet: bool,
-           onnx_dir: str | None) -> None:
+           onnx_dir: str | None, precision: str) -> None:
     """Decode a .tok bitstream (or a range of its frames) to an mp4."""
     from tokcodec.files import decode_file
 
     r = decode_file(source, output, start=start, frames=frames, lossless=lossless, force=force, quiet=quiet,
-                    onnx=onnx_dir)
+                    onnx=onnx_dir, precision=precision)
     if not quiet:
         click.echo(f"{r.output}: frames {r.start}..{r.start + r.frames - 1} from {r.chunks} chunks, "
                    f"{r.frames / r.seconds:.1f} fps")

@@ -35,6 +35,7 @@ from tokcodec.codec.io import (
     probe,
     read_clips,
 )
+from tokcodec.codec.precision import network_precision, resolve_precision
 from tokcodec.streaming.refine import RefineConfig, encode_refined
 from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder
 from tokcodec.streaming.stateful import decode_chunk as segmented_decode
@@ -110,6 +111,7 @@ def encode_file(
     force: bool = False,
     quiet: bool = True,
     onnx: str | os.PathLike | None = None,
+    precision: str = "auto",
 ) -> EncodeReport:
     """Encode a video file (or its first `max_frames` frames) to a .tok file.
 
@@ -134,10 +136,15 @@ def encode_file(
     export kept in `cache_dir()`, made on first use): encode with
     onnxruntime, frame by frame (the 'stream' extra; faster from about
     640x272 up; no refinement, which needs torch's gradients).
+    `precision`: what torch's networks compute in, "fp32", "bf16" or "auto"
+    (bfloat16 where the hardware has it, `codec.precision`: about twice the
+    speed on such a CPU; the tokens can differ from float32's where a latent
+    is near its threshold, for the same bits and quality).
     """
     check_output(output, force)
     hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
+    _check_precision(precision, onnx, tokenizer)
     engine = None
     if onnx is not None:
         if refine.steps:
@@ -179,7 +186,9 @@ def encode_file(
             frames = resize_frames(clip.frames, ch, cw)
             if engine is None:
                 video = frames_to_video(frames)
-                codes = encode_refined(tokenizer, video, bits, hysteresis, refine, (clip.valid, ch, cw))[0].numpy()
+                with network_precision(precision, _device(tokenizer)):
+                    codes = encode_refined(tokenizer, video, bits, hysteresis, refine, (clip.valid, ch, cw))
+                codes = codes[0].numpy()
             else:
                 codes = onnx_encode_chunk(engine, frames, bits, hysteresis, tokenizer.spatial_factor)
             end = clip.start + clip.valid
@@ -324,6 +333,7 @@ def decode_file(
     force: bool = False,
     quiet: bool = True,
     onnx: str | os.PathLike | None = None,
+    precision: str = "auto",
 ) -> DecodeReport:
     """Decode a .tok file (or a frame range of it, found through the index) to an mp4.
 
@@ -331,14 +341,19 @@ def decode_file(
     "auto" (as in `encode_file`): decode with onnxruntime, frame by frame (the 'stream' extra; 1.4x to
     1.8x torch's fps from about 640x272 up on 2 CPU cores, no faster on
     small frames; frames within a level of torch's).
+    `precision`: torch's, as in `encode_file` ("auto": bfloat16 where the
+    hardware has it, about twice the speed; frames within two levels of
+    float32's).
     """
     check_output(output, force)
     if frames is not None and frames < 1:
         raise ValueError("--frames must be at least 1")
+    resolve_precision(precision)  # refuses a bad value before any work
     began = time.monotonic()
     with named_errors(source), open_tok(source) as reader:
         h = reader.header
         tokenizer = model_for(h, model)
+        _check_precision(precision, onnx, tokenizer)
         engine = onnx_engine(onnx, h.model, h.fingerprint, tokenizer) if onnx is not None else None
         entries = reader.entries_for(start, frames)
         end = min(reader.frames, start + frames) if frames is not None else reader.frames
@@ -353,7 +368,7 @@ def decode_file(
         ) as writer:
             for e in entries:
                 chunk = reader.read_chunk(e.index)
-                for frame in decode_chunk(tokenizer, h, chunk.tokens, chunk.frames, engine)[
+                for frame in decode_chunk(tokenizer, h, chunk.tokens, chunk.frames, engine, precision)[
                     max(start - chunk.first_frame, 0) : end - chunk.first_frame
                 ]:
                     writer.write(frame)
@@ -362,18 +377,30 @@ def decode_file(
 
 
 def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frames: int,
-                 engine: Any = None) -> np.ndarray:
+                 engine: Any = None, precision: str = "fp32") -> np.ndarray:
     """uint8 frames (frames, height, width, 3) of one chunk's token grid, with
-    torch (in segments) or, given one, an onnxruntime `engine` (frame by frame).
-    Both round to 8 bits at the coded size before resampling to the displayed
-    one, so that they give the same frames."""
+    torch (in segments, in `precision`) or, given one, an onnxruntime `engine`
+    (frame by frame). Both round to 8 bits at the coded size before
+    resampling to the displayed one, so that in float32 they give the same frames."""
     cw, ch = header.coded_size
     if engine is not None:
         decoded = np.stack(list(StreamingDecoder(engine, header.bits).decode_chunk(tokens)))[:frames, :ch, :cw]
     else:
-        decoded = video_to_frames(segmented_decode(tokenizer, torch.from_numpy(tokens)[None], (frames, ch, cw),
-                                                   header.bits))
+        with network_precision(precision, _device(tokenizer)):
+            video = segmented_decode(tokenizer, torch.from_numpy(tokens)[None], (frames, ch, cw), header.bits)
+        decoded = video_to_frames(video)
     return resize_frames(decoded, header.height, header.width)
+
+
+def _device(tokenizer: Tokenizer) -> torch.device:
+    return next(tokenizer.parameters()).device
+
+
+def _check_precision(precision: str, onnx: str | os.PathLike | None, tokenizer: Tokenizer) -> None:
+    """Refuses a precision that is not one, and bfloat16 asked of onnxruntime (float32 only)."""
+    resolve_precision(precision, _device(tokenizer))
+    if onnx is not None and precision == "bf16":
+        raise ValueError("--precision bf16 is for torch; onnxruntime computes in float32: leave out one of them")
 
 
 def cache_dir() -> Path:
