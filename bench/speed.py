@@ -7,7 +7,8 @@ the live-ingest loopback's latency and sustained frame rate.
 Speeds are frames per second of the stateful streaming pipeline (what a live
 server runs: a chunk's first frame, then steps of 4 frames with cached
 context), on synthetic frames (speed does not depend on content), best of
---repeat runs of one 17-frame chunk. "torch offline" is `Tokenizer.encode` /
+--repeat runs of one 17-frame chunk; torch in float32, and in bfloat16 too
+where the CPU has it (`codec.precision`). "torch offline" is `Tokenizer.encode` /
 `decode` of the whole chunk at once, for reference.
 
 The loopback runs `tokcodec serve`'s ingest in-process with an aiortc client
@@ -32,6 +33,7 @@ import torch
 
 from tokcodec.codec import fingerprint, load_tokenizer
 from tokcodec.codec.clips import frames_to_video
+from tokcodec.codec.precision import bf16_native
 from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, TorchEngine
 
 
@@ -165,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {datetime.date.today()}  {platform.node()}  {platform.machine()}  torch {torch.__version__}  "
           f"{args.threads} threads  model {model.config.name} ({fingerprint(model)})")
     engines = {"torch": TorchEngine(model)}
+    if bf16_native():  # what `tokcodec serve --precision auto` runs on such a CPU
+        engines["torch bf16"] = TorchEngine(model, "bf16")
     with tempfile.TemporaryDirectory() as d:
         try:
             import onnxruntime as ort

@@ -60,6 +60,7 @@ from aiortc.mediastreams import MediaStreamError
 from tokcodec.bitstream.container import TokError, TokWriter
 from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import resize_frames
+from tokcodec.codec.precision import resolve_precision
 
 from .stateful import StreamingDecoder, StreamingEncoder, TorchEngine
 
@@ -277,8 +278,9 @@ class TokServer:
     """State of one `tokcodec serve`: the folder, the engines, the live connections."""
 
     def __init__(self, directory: Path, onnx_dir: Path | str | None = None,
-                 ingest: IngestConfig = IngestConfig()) -> None:
+                 ingest: IngestConfig = IngestConfig(), precision: str = "auto") -> None:
         self.directory, self.onnx_dir, self.ingest_cfg = directory, onnx_dir, ingest
+        self.precision = precision  # torch's engines' (`codec.precision`)
         self.pcs: set[RTCPeerConnection] = set()
         self.tasks: set[asyncio.Task] = set()
         self._tokenizers: dict[str, Tokenizer] = {}
@@ -303,7 +305,7 @@ class TokServer:
         from tokcodec.codec import fingerprint
 
         if self.onnx_dir is None:
-            return TorchEngine(tokenizer)
+            return TorchEngine(tokenizer, self.precision)
         key = (tokenizer.config.name, fingerprint(tokenizer))
         if str(self.onnx_dir) == "auto":
             if key not in self._onnx_engines:
@@ -316,7 +318,7 @@ class TokServer:
 
             self._onnx_engines[None] = OnnxEngine(self.onnx_dir)
         onnx = self._onnx_engines[None]
-        return onnx if (onnx.model, onnx.fingerprint) == key else TorchEngine(tokenizer)
+        return onnx if (onnx.model, onnx.fingerprint) == key else TorchEngine(tokenizer, self.precision)
 
     # -- routes --------------------------------------------------------
     async def index(self, request: web.Request) -> web.Response:
@@ -552,11 +554,13 @@ def _error(status: int, message: str) -> web.Response:
 
 
 def serve(directory: str | os.PathLike, host: str = "127.0.0.1", port: int = 8080, onnx_dir: str | None = None,
-          ingest: IngestConfig = IngestConfig()) -> None:
-    """Run the server until interrupted."""
+          ingest: IngestConfig = IngestConfig(), precision: str = "auto") -> None:
+    """Run the server until interrupted; `precision`: torch's engines' (`codec.precision`)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"{directory}: not a folder")
-    server = TokServer(directory, (onnx_dir if onnx_dir == "auto" else Path(onnx_dir)) if onnx_dir else None, ingest)
+    resolve_precision(precision)  # refuses a bad value before the server starts
+    server = TokServer(directory, (onnx_dir if onnx_dir == "auto" else Path(onnx_dir)) if onnx_dir else None, ingest,
+                       precision)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     web.run_app(server.app(), host=host, port=port, print=lambda msg: log.info(msg))

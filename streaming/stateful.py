@@ -28,6 +28,7 @@ from torch import nn
 from tokcodec.codec.layers import AdaptiveGroupNorm, CausalConv3d, StreamSlot
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS, bits_to_indices, hysteresis_signs, level_codes
 from tokcodec.codec.model import Tokenizer, crop
+from tokcodec.codec.precision import network_precision, resolve_precision
 
 
 _LOCKS: "weakref.WeakKeyDictionary[Tokenizer, threading.Lock]" = weakref.WeakKeyDictionary()
@@ -117,12 +118,14 @@ class TorchEngine:
     with the conversions of `to_float` / `to_uint8` done by torch where the
     tokenizer is: on a GPU, a quarter of the bytes cross and the host does
     no per-pixel work (an engine without them is fed through those numpy
-    functions).
+    functions). `precision` ("fp32", "bf16" or "auto", `codec.precision`):
+    what the networks compute in; the arrays stay float32.
     """
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, precision: str = "fp32") -> None:
         self.tokenizer = tokenizer.eval()
         self.device = next(tokenizer.parameters()).device
+        self.precision = resolve_precision(precision, self.device)  # `codec.precision`
         # Steps set per-call caches on the shared modules: one step at a time per tokenizer.
         self.lock = _LOCKS.setdefault(tokenizer, threading.Lock())
         self.temporal_factor, self.spatial_factor = tokenizer.temporal_factor, tokenizer.spatial_factor
@@ -152,15 +155,15 @@ class TorchEngine:
         return frames.cpu().numpy(), new
 
     def _encode(self, x: torch.Tensor, caches: list | None) -> tuple[np.ndarray, list]:
-        with self.lock:
+        with self.lock, network_precision(self.precision, self.device):
             z, *new = self._enc[caches is None](x, *(caches or []))
-        return z.cpu().numpy(), new
+        return z.float().cpu().numpy(), new
 
     def _decode(self, latent: np.ndarray, caches: list | None) -> tuple[torch.Tensor, list]:
-        with self.lock:
+        with self.lock, network_precision(self.precision, self.device):
             video, *new = self._dec[caches is None].forward_latent(torch.from_numpy(latent).to(self.device),
                                                                   *(caches or []))
-        return video, new
+        return video.float(), new
 
 
 def latent_of(tokens: np.ndarray, bits: int, total_bits: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from tokcodec.codec import Tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.precision import bf16_native, network_precision, resolve_precision
 from tokcodec.streaming.refine import RefineConfig, encode_refined
-from tokcodec.streaming.stateful import decode_chunk, encode_chunk, encode_latent
+from tokcodec.streaming.stateful import TorchEngine, decode_chunk, encode_chunk, encode_latent
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +67,18 @@ def test_refinement_in_bfloat16_still_finds_closer_tokens(model: Tokenizer, vide
         refined = encode_refined(model, video, None, 0.0, RefineConfig(steps=6, rate=0.0), size)
     plain = encode_chunk(model, video)
     assert refined.shape == plain.shape and error(refined) < 0.95 * error(plain)
+
+
+def test_streaming_torch_engine_in_bfloat16(model: Tokenizer, video: torch.Tensor) -> None:
+    """The engine of `tokcodec serve` (and the streaming coders) hands float32 arrays
+    back in either precision, within rounding of float32's."""
+    x = video[:, :, :1].numpy()
+    (z32, _), (z16, _) = (TorchEngine(model, p).encode_step(x, None) for p in ("fp32", "bf16"))
+    assert z16.dtype == np.float32 and np.abs(z16 - z32).max() < 0.05 * np.abs(z32).max()
+    latent = np.sign(z32).astype(np.float32)
+    (f32, _), (f16, _) = (TorchEngine(model, p).decode_frames(latent, None) for p in ("fp32", "bf16"))
+    diff = f16.astype(float) - f32
+    assert f16.dtype == np.uint8 and 10 * np.log10(255**2 / max(np.mean(diff**2), 1e-12)) > 45
+    assert TorchEngine(model, "auto").precision in ("fp32", "bf16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TorchEngine(model, "fp16")

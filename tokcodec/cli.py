@@ -257,16 +257,19 @@ def pack(source: str, output: str, force: bool) -> None:
 @click.option("--ingest-fps", default=10, show_default=True, help="frame rate at which a live camera is recorded")
 @click.option("--ingest-size", default=256, show_default=True, help="a live camera is scaled to at most this many pixels")
 @click.option("--ingest-model", default=None, help="shipped tokenizer that records live cameras (default: the default model)")
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]),
+              help="what torch's networks compute in (not onnxruntime's): auto = bfloat16 where the hardware has it")
 @user_errors
 def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps: int, ingest_size: int,
-          ingest_model: str | None) -> None:
+          ingest_model: str | None, precision: str) -> None:
     """Serve the .tok files in DIRECTORY to browsers over WebRTC, and record live cameras into it."""
     from tokcodec.codec import load_tokenizer
     from tokcodec.streaming.server import IngestConfig
     from tokcodec.streaming.server import serve as run
 
     load_tokenizer(ingest_model)  # an unknown model fails here, in one line, before the server starts
-    run(directory, host, port, onnx_dir, IngestConfig(fps=ingest_fps, max_side=ingest_size, model=ingest_model))
+    run(directory, host, port, onnx_dir, IngestConfig(fps=ingest_fps, max_side=ingest_size, model=ingest_model),
+        precision)
 
 
 @main.command("export-onnx")
