@@ -392,7 +392,7 @@ def test_onnxruntime_encodes_and_decodes_files(source: Path, tok: Path, tmp_path
 def test_precision_option_reaches_the_networks(source: Path, tok: Path, tmp_path: Path) -> None:
     """`--precision bf16` codes and decodes within rounding of fp32 (the search
     itself is tested in test_precision.py); a precision that is not one is refused."""
-    for cmd, src in (("encode", source), ("decode", tok)):
+    for cmd, src in (("encode", source), ("decode", tok), ("reconstruct", source)):
         r = cli(cmd, str(src), "-o", str(tmp_path / "bad.out"), "--precision", "fp16")
         assert r.exit_code == 2 and "fp16" in r.output and not (tmp_path / "bad.out").exists()
     for p in ("fp32", "bf16"):

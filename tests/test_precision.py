@@ -82,3 +82,14 @@ def test_streaming_torch_engine_in_bfloat16(model: Tokenizer, video: torch.Tenso
     assert TorchEngine(model, "auto").precision in ("fp32", "bf16")
     with pytest.raises(ValueError, match="precision must be one of"):
         TorchEngine(model, "fp16")
+
+
+def test_round_trip_refuses_a_precision_that_is_not_one(tmp_path) -> None:
+    from media import make_av_source
+
+    from tokcodec.api import reconstruct_file
+
+    make_av_source(tmp_path / "in.mp4", n=5)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        reconstruct_file(tmp_path / "in.mp4", tmp_path / "out.mp4", model=jittered_tokenizer(), precision="fp16")
+    assert not (tmp_path / "out.mp4").exists()

@@ -15,6 +15,7 @@ from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.io import VideoWriter, iter_frames, probe, read_clips
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
+from tokcodec.codec.precision import network_precision, resolve_precision
 from tokcodec.streaming.stateful import decode_chunk, encode_chunk
 
 from . import DEFAULT_CHUNK_FRAMES
@@ -61,6 +62,7 @@ def reconstruct_file(
     hysteresis: float | None = None,
     force: bool = False,
     quiet: bool = True,
+    precision: str = "auto",
 ) -> RoundTripReport:
     """Encode a video to tokens and decode them back to an mp4, clip by clip: the
     model itself at its default LFQ level and native grid (`encode_file`'s
@@ -69,9 +71,12 @@ def reconstruct_file(
     Memory is bounded by one clip. The source's audio is copied through. The
     output appears only when the whole video is done. `hysteresis` as in
     `encode_file` (None: the codec's default, what `tokcodec encode` uses).
+    `precision`: what the networks compute in, as in `encode_file`.
     """
     check_output(output, force)
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
+    device = next(tokenizer.parameters()).device
+    resolve_precision(precision, device)  # refuses a bad value before any work
     bits = tokenizer.level_bits()  # the model's default LFQ level, on its own grid (no ladder scale)
     hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
     info = probe(source)
@@ -83,8 +88,9 @@ def reconstruct_file(
     ) as writer:
         for clip in read_clips(source, clip_frames, tokenizer.temporal_factor):
             video = frames_to_video(clip.frames)
-            codes = encode_chunk(tokenizer, video, bits, hysteresis)
-            decoded = video_to_frames(decode_chunk(tokenizer, codes, tuple(video.shape[-3:]), bits))
+            with network_precision(precision, device):
+                codes = encode_chunk(tokenizer, video, bits, hysteresis)
+                decoded = video_to_frames(decode_chunk(tokenizer, codes, tuple(video.shape[-3:]), bits))
             for frame in decoded[: clip.valid]:
                 writer.write(frame)
             diff = decoded[: clip.valid].astype(np.float64) - clip.frames[: clip.valid]

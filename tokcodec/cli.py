@@ -46,6 +46,13 @@ def _onnx_option(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
+# `codec.precision`'s choices, spelled out so that the CLI need not import torch to parse them
+PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]),
+                         help="what torch's networks compute in (not onnxruntime's): auto = bfloat16 where the "
+                              "hardware has it (CPUs with AVX512-BF16 or AMX, CUDA), about twice the speed for the "
+                              "same quality; else float32")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tokcodec")
 def main() -> None:
@@ -60,12 +67,15 @@ def main() -> None:
 @click.option("--lossless", is_flag=True, help="write the output losslessly (H.264 RGB, qp 0)")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
+@PRECISION
 @user_errors
-def reconstruct(source: str, output: str, model: str | None, clip_frames: int, lossless: bool, force: bool, quiet: bool) -> None:
+def reconstruct(source: str, output: str, model: str | None, clip_frames: int, lossless: bool, force: bool, quiet: bool,
+                precision: str) -> None:
     """Encode SOURCE to tokens and decode them straight back to an mp4."""
     from tokcodec.api import reconstruct_file
 
-    report = reconstruct_file(source, output, model=model, clip_frames=clip_frames, lossless=lossless, force=force, quiet=quiet)
+    report = reconstruct_file(source, output, model=model, clip_frames=clip_frames, lossless=lossless, force=force,
+                              quiet=quiet, precision=precision)
     if not quiet:
         _print_report(report)
 
@@ -151,9 +161,7 @@ def _print_report(r: Any) -> None:
 @click.option("--onnx", "onnx_dir", callback=_onnx_option,
               help="folder from `tokcodec export-onnx` of the model, or 'auto' (an export cached on first use): "
                    "encode with onnxruntime (faster; no --refine)")
-@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]),
-              help="what torch's networks compute in: auto = bfloat16 where the hardware has it (CPUs with "
-                   "AVX512-BF16 or AMX, CUDA), about twice the speed for the same quality; else float32")
+@PRECISION
 @user_errors
 def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int, hysteresis: float | None,
            refine: int, refine_rate: float, refine_ssim: float, scale: float | None, level: int | None,
@@ -184,9 +192,7 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
 @click.option("--onnx", "onnx_dir", callback=_onnx_option,
               help="folder from `tokcodec export-onnx` of the file's model, or 'auto' (an export cached on first "
                    "use): decode with onnxruntime (faster)")
-@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]),
-              help="what torch's networks compute in: auto = bfloat16 where the hardware has it (CPUs with "
-                   "AVX512-BF16 or AMX, CUDA), about twice the speed for the same quality; else float32")
+@PRECISION
 @user_errors
 def decode(source: str, output: str, start: int, frames: int | None, lossless: bool, force: bool, quiet: bool,
            onnx_dir: str | None, precision: str) -> None:
@@ -257,8 +263,7 @@ def pack(source: str, output: str, force: bool) -> None:
 @click.option("--ingest-fps", default=10, show_default=True, help="frame rate at which a live camera is recorded")
 @click.option("--ingest-size", default=256, show_default=True, help="a live camera is scaled to at most this many pixels")
 @click.option("--ingest-model", default=None, help="shipped tokenizer that records live cameras (default: the default model)")
-@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]),
-              help="what torch's networks compute in (not onnxruntime's): auto = bfloat16 where the hardware has it")
+@PRECISION
 @user_errors
 def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps: int, ingest_size: int,
           ingest_model: str | None, precision: str) -> None:
