@@ -218,6 +218,11 @@ class Tokenizer(nn.Module):
     def _dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (and so where the networks run)."""
+        return next(self.parameters()).device
+
 
 def crop(video: torch.Tensor, size: tuple[int, int, int] | None) -> torch.Tensor:
     """A decoded (padded) video cropped to `size` = (T, H, W); None keeps it whole."""

@@ -124,7 +124,7 @@ class TorchEngine:
 
     def __init__(self, tokenizer: Tokenizer, precision: str = "fp32") -> None:
         self.tokenizer = tokenizer.eval()
-        self.device = next(tokenizer.parameters()).device
+        self.device = tokenizer.device
         self.precision = resolve_precision(precision, self.device)  # `codec.precision`
         # Steps set per-call caches on the shared modules: one step at a time per tokenizer.
         self.lock = _LOCKS.setdefault(tokenizer, threading.Lock())

@@ -75,8 +75,7 @@ def reconstruct_file(
     """
     check_output(output, force)
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
-    device = next(tokenizer.parameters()).device
-    resolve_precision(precision, device)  # refuses a bad value before any work
+    precision = resolve_precision(precision, tokenizer.device)  # refuses a bad value before any work
     bits = tokenizer.level_bits()  # the model's default LFQ level, on its own grid (no ladder scale)
     hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
     info = probe(source)
@@ -88,7 +87,7 @@ def reconstruct_file(
     ) as writer:
         for clip in read_clips(source, clip_frames, tokenizer.temporal_factor):
             video = frames_to_video(clip.frames)
-            with network_precision(precision, device):
+            with network_precision(precision, tokenizer.device):
                 codes = encode_chunk(tokenizer, video, bits, hysteresis)
                 decoded = video_to_frames(decode_chunk(tokenizer, codes, tuple(video.shape[-3:]), bits))
             for frame in decoded[: clip.valid]:

@@ -144,7 +144,7 @@ def encode_file(
     check_output(output, force)
     hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
-    _check_precision(precision, onnx, tokenizer)
+    precision = _check_precision(precision, onnx, tokenizer)
     engine = None
     if onnx is not None:
         if refine.steps:
@@ -186,7 +186,7 @@ def encode_file(
             frames = resize_frames(clip.frames, ch, cw)
             if engine is None:
                 video = frames_to_video(frames)
-                with network_precision(precision, _device(tokenizer)):
+                with network_precision(precision, tokenizer.device):
                     codes = encode_refined(tokenizer, video, bits, hysteresis, refine, (clip.valid, ch, cw))
                 codes = codes[0].numpy()
             else:
@@ -348,12 +348,11 @@ def decode_file(
     check_output(output, force)
     if frames is not None and frames < 1:
         raise ValueError("--frames must be at least 1")
-    resolve_precision(precision)  # refuses a bad value before any work
     began = time.monotonic()
     with named_errors(source), open_tok(source) as reader:
         h = reader.header
         tokenizer = model_for(h, model)
-        _check_precision(precision, onnx, tokenizer)
+        precision = _check_precision(precision, onnx, tokenizer)
         engine = onnx_engine(onnx, h.model, h.fingerprint, tokenizer) if onnx is not None else None
         entries = reader.entries_for(start, frames)
         end = min(reader.frames, start + frames) if frames is not None else reader.frames
@@ -386,21 +385,19 @@ def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frame
     if engine is not None:
         decoded = np.stack(list(StreamingDecoder(engine, header.bits).decode_chunk(tokens)))[:frames, :ch, :cw]
     else:
-        with network_precision(precision, _device(tokenizer)):
+        with network_precision(precision, tokenizer.device):
             video = segmented_decode(tokenizer, torch.from_numpy(tokens)[None], (frames, ch, cw), header.bits)
         decoded = video_to_frames(video)
     return resize_frames(decoded, header.height, header.width)
 
 
-def _device(tokenizer: Tokenizer) -> torch.device:
-    return next(tokenizer.parameters()).device
-
-
-def _check_precision(precision: str, onnx: str | os.PathLike | None, tokenizer: Tokenizer) -> None:
-    """Refuses a precision that is not one, and bfloat16 asked of onnxruntime (float32 only)."""
-    resolve_precision(precision, _device(tokenizer))
+def _check_precision(precision: str, onnx: str | os.PathLike | None, tokenizer: Tokenizer) -> str:
+    """"fp32" or "bf16", what `precision` comes to on the tokenizer's device (resolved once
+    per file, not per chunk); refuses a precision that is not one, and bfloat16 asked of
+    onnxruntime (float32 only)."""
     if onnx is not None and precision == "bf16":
         raise ValueError("--precision bf16 is for torch; onnxruntime computes in float32: leave out one of them")
+    return resolve_precision(precision, tokenizer.device)
 
 
 def cache_dir() -> Path:
