@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--level-weights", type=_floats, help="TrainConfig.level_weights, e.g. 6,1,1,1,1")
     ap.add_argument("--hysteresis", type=float, default=0.0,
                     help="TrainConfig.hysteresis: train on the tokens `encode` writes (0.2 with --freeze-encoder)")
-    ap.add_argument("--probe-steps", type=int, default=12)
+    ap.add_argument("--probe-steps", type=int, default=14)
     ap.add_argument("--opencv", action="store_true", help="decode with OpenCV even where PyAV is installed")
     ap.add_argument("--join", nargs=2, metavar=("FOLDER", "NAME"), help="join parts into a shipped model")
     args = ap.parse_args()
@@ -166,18 +166,36 @@ def main() -> None:
 
     # Probe: the steady rate of this batch shape on this device, data included.
     # With a discriminator in the run, time steps that train it too (the slower kind).
+    # One warm step per coding scale first, the largest first: it shows whether the
+    # batch fits the GPU's memory (halved until it does) and keeps cuDNN's first-shape
+    # autotuning out of the timed steps.
     gan = cfg.disc_start < DISC_OFF
-    probe = Trainer(replace(cfg, steps=10**6, disc_start=0 if gan else cfg.disc_start), args.out / "probe", device)
     rng = np.random.default_rng(0)
-    for i in range(args.probe_steps + 3):
-        if i == 3:
-            t0 = time.monotonic()
+    while True:
+        probe = Trainer(replace(cfg, steps=10**6, disc_start=0 if gan else cfg.disc_start), args.out / "probe", device)
+        try:
+            for s in sorted(cfg.scales or (1.0,), reverse=True):
+                probe.cfg = replace(probe.cfg, scales=(s,))
+                probe.train_step(sampler.sample(cfg.batch, rng, frames=cfg.data.clip_frames, device=device))
+            break
+        except torch.cuda.OutOfMemoryError:
+            if cfg.batch == 1:
+                raise
+            del probe
+            torch.cuda.empty_cache()
+            cfg = replace(cfg, batch=cfg.batch // 2)
+            print(f"out of GPU memory: batch {cfg.batch} instead", flush=True)
+    probe.cfg = replace(probe.cfg, scales=cfg.scales)
+    t0 = time.monotonic()
+    for _ in range(args.probe_steps):
         probe.train_step(sampler.sample(cfg.batch, rng, frames=cfg.data.clip_frames, device=device))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     rate = args.probe_steps / (time.monotonic() - t0)
     del probe
     if device.type == "cuda":
         torch.cuda.empty_cache()
-        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
+        print(f"batch {cfg.batch}: peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
     left = args.budget - (time.monotonic() - began) - 15  # 15 s for saving
     steps = max(50, int(rate * left * 0.93))  # evaluations and 1-frame batches cost a little
     # The EMA must forget the starting weights within the run: ~6 horizons.
