@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .graphics import graphics_clips
 from .io import VideoError, iter_frames
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".y4m", ".ogv"}
@@ -32,6 +33,12 @@ class DataConfig:
     image_prob: float = 0.1  # share of batches made of 1-frame clips
     max_side: int = 384
     max_frames_per_video: int = 1200
+    graphics: float = 0.0  # share of clips drawn from procedural graphics (codec.graphics) instead
+    graphics_clips: int = 48  # how many such clips are rendered (seed 0)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.graphics <= 1:
+            raise ValueError(f"the share of graphics clips must be in [0, 1], got {self.graphics}")
 
 
 def find_media(paths: tuple[str, ...] | list[str]) -> list[Path]:
@@ -90,6 +97,10 @@ class ClipSampler:
         self.clip_videos = [i for i, v in enumerate(self.videos) if len(v) >= config.clip_frames]
         if not self.clip_videos:
             raise ValueError(f"no training video has {config.clip_frames} frames")
+        self.graphics: list[np.ndarray] = []
+        if config.graphics:
+            side = max(config.max_side, config.crop)
+            self.graphics = graphics_clips(config.graphics_clips, max(config.clip_frames, 17), max(side * 3 // 4, config.crop), side)
 
     @property
     def frames(self) -> int:
@@ -110,7 +121,10 @@ class ClipSampler:
         pool = range(len(self.videos)) if frames == 1 else self.clip_videos
         clips = []
         for _ in range(batch):
-            v = self.videos[pool[rng.integers(len(pool))]]
+            if self.graphics and rng.random() < cfg.graphics:
+                v = self.graphics[rng.integers(len(self.graphics))]
+            else:
+                v = self.videos[pool[rng.integers(len(pool))]]
             t0 = rng.integers(len(v) - frames + 1)
             y0 = rng.integers(v.shape[1] - cfg.crop + 1)
             x0 = rng.integers(v.shape[2] - cfg.crop + 1)

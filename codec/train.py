@@ -525,7 +525,8 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         model = replace(model, lfq=replace(model.lfq, default_level=args.default_level))
     if args.name:
         model = replace(model, name=args.name)
-    data = DataConfig(paths=tuple(args.data), clip_frames=args.clip_frames, crop=args.crop, max_side=args.max_side)
+    data = DataConfig(paths=tuple(args.data), clip_frames=args.clip_frames, crop=args.crop, max_side=args.max_side,
+                      graphics=args.graphics)
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
                  if f.name not in ("model", "data", "betas") and getattr(args, f.name, None) is not None}
     if args.init_from:
@@ -558,6 +559,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--clip-frames", type=int, default=9)
     ap.add_argument("--crop", type=int, default=64)
     ap.add_argument("--max-side", type=int, default=384)
+    ap.add_argument("--graphics", type=float, default=0.0,
+                    help="share of training clips drawn from procedural graphics (bars, text, shapes), e.g. 0.2")
     ap.add_argument("--stop-after", type=float, help="stop (with a checkpoint) after this many seconds")
     ap.add_argument("--export", type=Path, help="only export the run's EMA weights into this folder")
     ap.add_argument("--name", help="model name for --export")

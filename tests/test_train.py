@@ -49,6 +49,23 @@ def test_sampler_cuts_random_clips(media: Path) -> None:
         ClipSampler(DataConfig(paths=(str(media / "notes.txt"),)), log=False)
 
 
+def test_sampler_mixes_in_procedural_graphics(media: Path) -> None:
+    cfg = DataConfig(paths=(str(media),), clip_frames=5, crop=32, image_prob=0.0, max_side=64, graphics_clips=4)
+    plain = ClipSampler(cfg, log=False)
+    assert plain.graphics == []  # off by default: a run's draws stay as they were
+    mixed = ClipSampler(replace(cfg, graphics=1.0), log=False)
+    assert len(mixed.graphics) == 4 and all(g.shape == (17, 48, 64, 3) for g in mixed.graphics)
+    x = mixed.sample_uint8(6, np.random.default_rng(0))
+    assert x.shape == (6, 3, 5, 32, 32)
+    # every clip is cut from a graphics clip (its first frame is a window of one, maybe mirrored)
+    for clip in x.permute(0, 2, 3, 4, 1).numpy():
+        first = clip[0]
+        assert any((np.lib.stride_tricks.sliding_window_view(g[t], first.shape) == f).all((-3, -2, -1)).any()
+                   for g in mixed.graphics for t in range(len(g) - 4) for f in (first, first[:, ::-1]))
+    with pytest.raises(ValueError, match="graphics"):
+        DataConfig(graphics=1.5)
+
+
 def test_schedules() -> None:
     cfg = TrainConfig(steps=100, lr=1.0, lr_warmup=10, quant_start=20, quant_ramp=10)
     assert learning_rate(cfg, 0) == pytest.approx(0.1) and learning_rate(cfg, 10) == pytest.approx(1.0)

@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--clip-frames", type=int, default=17)
     ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--graphics", type=float, default=0.0, help="DataConfig.graphics: share of procedural graphics clips")
     ap.add_argument("--disc-start", type=int, default=DISC_OFF, help="step the 3D discriminator starts at (default: off)")
     ap.add_argument("--disc-weight", type=float, default=0.1)
     ap.add_argument("--amp", choices=["bf16"], help="bfloat16 autocast (see TrainConfig.amp)")
@@ -149,7 +150,7 @@ def main() -> None:
         data_mod.iter_frames = _opencv_frames
     device = Device.setup().device
 
-    data = DataConfig(paths=(args.data,), clip_frames=args.clip_frames, crop=args.crop)
+    data = DataConfig(paths=(args.data,), clip_frames=args.clip_frames, crop=args.crop, graphics=args.graphics)
     model = PRESETS[args.preset]
     if args.patch:
         model = replace(model, patch_size=args.patch)
