@@ -42,13 +42,34 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> torch.Ten
     return s.mean()
 
 
+# BT.601 luma weights: the Y' that PSNR-Y, MS-SSIM and VMAF are measured on (bench/metrics.py)
+LUMA = (0.299, 0.587, 0.114)
+
+
+def luma(video: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma (B, 1, T, H, W) of RGB videos (B, 3, T, H, W), in their range."""
+    w = video.new_tensor(LUMA).view(1, 3, 1, 1, 1)
+    return (video * w).sum(1, keepdim=True)
+
+
 def reconstruction_loss(
-    recon: torch.Tensor, target: torch.Tensor, l1: float = 1.0, l2: float = 1.0, ssim_weight: float = 0.2
+    recon: torch.Tensor, target: torch.Tensor, l1: float = 1.0, l2: float = 1.0, ssim_weight: float = 0.2,
+    luma_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted L1 + L2 + (1 - SSIM), and its parts for logging."""
-    e1 = (recon - target).abs().mean()
-    e2 = F.mse_loss(recon, target)
-    s = ssim(recon, target) if ssim_weight else recon.new_ones(())
+    """Weighted L1 + L2 + (1 - SSIM), and its parts for logging.
+
+    A `luma_weight` share of each term is taken on luma alone and the rest
+    on RGB: the quality metrics users compare codecs by see luma only, so a
+    decoder trained that way spends its capacity where they look.
+    """
+
+    def terms(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (a - b).abs().mean(), F.mse_loss(a, b), ssim(a, b) if ssim_weight else a.new_ones(())
+
+    e1, e2, s = terms(recon, target)
+    if luma_weight:
+        y1, y2, ys = terms(luma(recon), luma(target))
+        e1, e2, s = (torch.lerp(rgb, y, luma_weight) for rgb, y in ((e1, y1), (e2, y2), (s, ys)))
     loss = l1 * e1 + l2 * e2 + ssim_weight * (1 - s)
     return loss, {"l1": e1.item(), "l2": e2.item(), "ssim": s.item()}
 

@@ -65,6 +65,7 @@ class TrainConfig:
     l1: float = 1.0
     l2: float = 1.0
     ssim: float = 0.2
+    luma_weight: float = 0.0  # share of the reconstruction terms taken on BT.601 luma instead of RGB
     disc_start: int = 10**9  # off unless asked for
     disc_weight: float = 0.1
     disc_lr: float = 1e-4
@@ -107,6 +108,8 @@ class TrainConfig:
         return cls(**d)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.luma_weight <= 1:
+            raise ValueError(f"luma weight must be in [0, 1], got {self.luma_weight}")
         if self.freeze_encoder and self.freeze_decoder:
             raise ValueError("freeze the encoder or the decoder, not both")
         if self.level_weights and len(self.level_weights) != len(self.model.lfq.levels):
@@ -223,7 +226,7 @@ class Trainer:
             keep = torch.from_numpy(self.rng.choice(np.array(levels), size=batch.shape[0], p=p)).to(batch.device)
         scale = float(self.rng.choice(cfg.scales)) if cfg.scales else 1.0
         out, recon = self._scaled_forward(self.train_model, batch, scale, mix, keep, cfg.hysteresis)
-        rec, parts = reconstruction_loss(recon, batch, cfg.l1, cfg.l2, cfg.ssim)
+        rec, parts = reconstruction_loss(recon, batch, cfg.l1, cfg.l2, cfg.ssim, cfg.luma_weight)
         loss = rec if cfg.freeze_encoder else rec + out.lfq.loss  # LFQ's terms only move the encoder
         if cfg.rate:
             mask = level_mask(keep, cfg.model.lfq.bits, recon) if keep is not None else 1

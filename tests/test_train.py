@@ -13,6 +13,7 @@ from media import smooth_frames
 
 from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig
 from tokcodec.codec.data import ClipSampler, DataConfig, to_unit
+from tokcodec.codec.losses import LUMA, luma, reconstruction_loss
 from tokcodec.codec.io import write_video
 from tokcodec.codec.train import TrainConfig, build_config, export, grow_state, learning_rate, parser, quant_mix, train
 
@@ -298,9 +299,30 @@ def test_train_options_are_checked(media: Path) -> None:
         replace(cfg, scales=(0.0,))
     with pytest.raises(ValueError, match="hysteresis"):
         replace(cfg, hysteresis=-0.1)
+    with pytest.raises(ValueError, match="luma weight"):
+        replace(cfg, luma_weight=1.5)
     args = parser().parse_args([str(media), "--run", "r", "--scales", "0.5,2", "--levels", "6,12", "--bits", "12",
                                 "--level-weights", "3,1", "--freeze-encoder", "--hysteresis", "0.2"])
     built = build_config(args)
     assert built.scales == (0.5, 2.0) and built.level_weights == (3.0, 1.0) and built.freeze_encoder
     assert built.hysteresis == 0.2
     assert TrainConfig.from_dict(json.loads(json.dumps(asdict(built)))) == built
+
+
+def test_luma_weighted_loss_ignores_what_luma_cannot_see() -> None:
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 3, 16, 16) * 1.6 - 0.8
+    # a chroma-only error: a colour shift whose BT.601 luma is zero everywhere
+    shift = torch.tensor([LUMA[1], -LUMA[0], 0.0]).view(1, 3, 1, 1, 1) * 0.3
+    recon = target + shift
+    assert torch.allclose(luma(recon), luma(target), atol=1e-6)
+    rgb_loss, rgb_parts = reconstruction_loss(recon, target)
+    y_loss, y_parts = reconstruction_loss(recon, target, luma_weight=1.0)
+    half, _ = reconstruction_loss(recon, target, luma_weight=0.5)
+    assert rgb_loss > 0.1 and y_loss.item() < 1e-5 and y_parts["ssim"] > 0.9999
+    assert torch.isclose(half, (rgb_loss + y_loss) / 2)
+    # the default is the plain RGB loss
+    assert rgb_parts["l1"] == pytest.approx((recon - target).abs().mean().item())
+    # a luma error counts in both
+    dark = target - 0.2
+    assert reconstruction_loss(dark, target, luma_weight=1.0)[1]["l1"] == pytest.approx(0.2, rel=1e-4)

@@ -112,6 +112,8 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--clip-frames", type=int, default=17)
     ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--luma-weight", type=float, default=0.0,
+                    help="TrainConfig.luma_weight: share of the reconstruction loss on BT.601 luma")
     ap.add_argument("--graphics", type=float, default=0.0, help="DataConfig.graphics: share of procedural graphics clips")
     ap.add_argument("--disc-start", type=int, default=DISC_OFF, help="step the 3D discriminator starts at (default: off)")
     ap.add_argument("--disc-weight", type=float, default=0.1)
@@ -160,7 +162,8 @@ def main() -> None:
                       quant_start=0, quant_ramp=1, eval_every=100, ckpt_every=10**9,
                       disc_start=args.disc_start, disc_weight=args.disc_weight, amp=args.amp or "",
                       freeze_decoder=args.freeze_decoder, rate=args.rate, freeze_encoder=args.freeze_encoder,
-                      scales=args.scales or (), level_weights=args.level_weights or (), hysteresis=args.hysteresis,
+                      luma_weight=args.luma_weight, scales=args.scales or (), level_weights=args.level_weights or (),
+                      hysteresis=args.hysteresis,
                       init_from=str(Path(args.init_from).resolve()) if args.init_from else "")
     sampler = ClipSampler(data)
     print(f"decoded {sampler.frames} frames in {time.monotonic() - began:.0f} s", flush=True)
