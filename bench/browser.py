@@ -1,13 +1,15 @@
 """Frame rate a real browser gets from `tokcodec serve` (issue 5).
 
     .venv/bin/python bench/browser.py [--model magvit2-4x16x16-k18-stream] [--size 640x360] [--fps 30]
-        [--seconds 15] [--torch]
+        [--seconds 15] [--torch [--precision auto|fp32|bf16]] [--quality N]
 
 Debian's chromium, headless (software video decoding), driven by selenium
 (streaming/browser.py), talks to a `tokcodec serve` running in this process:
 
 - playback: a synthetic clip of --size at --fps (a moving pattern, as in
-  bench/speed.py) is encoded with the model to a .tok; the server decodes it
+  bench/speed.py) is encoded with the model to a .tok (at --quality, default:
+  the model's default point, whose coding scale sets the decoded size: the
+  default model's quality 4 decodes 2x the size); the server decodes it
   frame by frame (onnxruntime with an export made for the run, or torch with
   --torch) and sends the frames over WebRTC at the file's rate;
 - live ingest: chromium's fake camera plays a y4m clip of the same size and
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fps", type=int, default=30)
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--torch", action="store_true", help="decode and encode with torch instead of onnxruntime")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="what torch computes in (`serve --precision`)")
+    ap.add_argument("--quality", type=int, help="ladder point of the played .tok (default: the model's default)")
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
 
@@ -100,14 +105,21 @@ def main(argv: list[str] | None = None) -> int:
         with VideoWriter(d / "clip.mp4", args.fps, w, h) as writer:
             for f in frames(n, h, w):
                 writer.write(f)
-        tokcodec.encode_file(d / "clip.mp4", folder / "clip.tok", model=model)
+        tokcodec.encode_file(d / "clip.mp4", folder / "clip.tok", model=model, quality=args.quality)
+        results["played"] = {k: v for k, v in tokcodec.tok_info(folder / "clip.tok").items()
+                             if k in ("quality", "coded_size", "bits", "bpp")}
         write_y4m(d / "camera.y4m", n=n, width=w, height=h, fps=args.fps)
         onnx_dir = None
         if not args.torch:
             from tokcodec.streaming.onnx_export import export_onnx
 
             onnx_dir = export_onnx(model, d / "onnx")
-        server = TokServer(folder, onnx_dir, IngestConfig(fps=args.fps, max_side=max(w, h), model=args.model))
+        if args.torch:
+            from tokcodec.codec.precision import resolve_precision
+
+            results["precision"] = resolve_precision(args.precision, model.device)
+        server = TokServer(folder, onnx_dir, IngestConfig(fps=args.fps, max_side=max(w, h), model=args.model),
+                           precision=args.precision)
         with ServerThread(server) as srv, chromium(d / "camera.y4m") as driver:
             driver.get(f"http://127.0.0.1:{srv.port}/")
             wait_for(driver, "return document.querySelector('button[data-file=\"clip.tok\"]') !== null")
