@@ -170,8 +170,8 @@ def main() -> None:
 
     # Probe: the steady rate of this batch shape on this device, data included.
     # With a discriminator in the run, time steps that train it too (the slower kind).
-    # One warm step per coding scale first, the largest first: it shows whether the
-    # batch fits the GPU's memory (halved until it does) and keeps cuDNN's first-shape
+    # Warm steps at each coding scale first, the largest first: they show whether the
+    # batch fits the GPU's memory (halved until it does) and keep cuDNN's first-shape
     # autotuning out of the timed steps.
     gan = cfg.disc_start < DISC_OFF
     rng = np.random.default_rng(0)
@@ -180,7 +180,8 @@ def main() -> None:
         try:
             for s in sorted(cfg.scales or (1.0,), reverse=True):
                 probe.cfg = replace(probe.cfg, scales=(s,))
-                probe.train_step(sampler.sample(cfg.batch, rng, frames=cfg.data.clip_frames, device=device))
+                for frames in (cfg.data.clip_frames, 1):  # clips, and the 1-frame (image) batches
+                    probe.train_step(sampler.sample(cfg.batch, rng, frames=frames, device=device))
             break
         except torch.cuda.OutOfMemoryError:
             if cfg.batch == 1:
