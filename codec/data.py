@@ -99,8 +99,11 @@ class ClipSampler:
             raise ValueError(f"no training video has {config.clip_frames} frames")
         self.graphics: list[np.ndarray] = []
         if config.graphics:
-            side = max(config.max_side, config.crop)
-            self.graphics = graphics_clips(config.graphics_clips, max(config.clip_frames, 17), max(side * 3 // 4, config.crop), side)
+            side = max(config.max_side, config.crop)  # 4:3 frames as large as the videos'
+            height = max(side * 3 // 4, config.crop)
+            self.graphics = graphics_clips(config.graphics_clips, max(config.clip_frames, 17), height, side)
+            if log:
+                print(f"rendered {len(self.graphics)} graphics clips ({config.graphics:.0%} of the training clips)")
 
     @property
     def frames(self) -> int:
