@@ -78,13 +78,12 @@ def graphics_clip(rng: np.random.Generator, frames: int, height: int, width: int
     margin = frames * 2 if motion == "pan" else 0  # at most 2 pixels a frame
     canvas = _background(rng, width + margin, height + margin)
     _decorate(rng, canvas)
+    base = np.asarray(canvas)
     if motion == "pan":
-        still = np.asarray(canvas)
         dx, dy = rng.integers(-2, 3, size=2)
         ox, oy = (margin if dx < 0 else 0), (margin if dy < 0 else 0)
-        return np.stack([still[oy + dy * t: oy + dy * t + height, ox + dx * t: ox + dx * t + width]
+        return np.stack([base[oy + dy * t: oy + dy * t + height, ox + dx * t: ox + dx * t + width]
                          for t in range(frames)])
-    base = np.asarray(canvas)
     if motion == "still":
         return np.repeat(base[None], frames, axis=0)
     # ticker: a line of text on a band crossing the frame at a few pixels a frame
