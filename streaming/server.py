@@ -331,8 +331,11 @@ class TokServer:
         for path in sorted(self.directory.glob("*.tok")):
             try:
                 info = await asyncio.to_thread(tok_info, path)
+                # the coded size is what the decoder computes at: a file coded above its size plays slower
                 out.append({"name": path.name, "width": info["width"], "height": info["height"],
-                            "frames": info["frames"], "fps": info["fps"], "bytes": info["bytes"]})
+                            "frames": info["frames"], "fps": info["fps"], "bytes": info["bytes"],
+                            "quality": info["quality"], "coded_size": info["coded_size"],
+                            "kbps": round(info["kbps"], 1)})
             except (TokError, ValueError, OSError) as exc:
                 out.append({"name": path.name, "error": str(exc)})
         return web.json_response(out)

@@ -40,6 +40,11 @@ def test_page_plays_a_tok_and_records_the_camera(tmp_path: Path) -> None:
         with chromium(tmp_path / "camera.y4m") as driver:
             driver.get(f"http://127.0.0.1:{srv.port}/")
             wait_for(driver, "return document.querySelector('button[data-file=\"clip.tok\"]') !== null")
+            listed = driver.execute_script(
+                "return document.querySelector('button[data-file=\"clip.tok\"]').parentElement.textContent")
+            info = tokcodec.tok_info(folder / "clip.tok")
+            cw, ch = info["coded_size"]
+            assert f"clip.tok: 64x48 (decoded at {cw}x{ch}), quality {info['quality']}," in listed, listed
             # playback: frames arrive, at the file's size
             driver.execute_script("window.tokcodecPlay('clip.tok')")
             wait_for(driver, "return window.tokcodec.framesShown >= 5")
