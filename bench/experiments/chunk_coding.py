@@ -1,5 +1,6 @@
-"""What the refinement experiments share: a clip's first frames as one chunk, and the
-chunk's tokens coded (decoded and entropy-coded) as `tokcodec encode` codes a chunk."""
+"""What the refinement and weights experiments share: a clip's first frames as one chunk, the
+chunk's tokens coded (decoded and entropy-coded) as `tokcodec encode` codes a chunk, and
+weights loaded from a safetensors file or a training checkpoint."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import numpy as np
 import torch
 
 from tokcodec.bitstream.entropy import EntropyParams, encode_tokens
+from safetensors.torch import load_file
+
 from tokcodec.codec import Tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.io import iter_frames
@@ -36,3 +39,12 @@ def decoded_and_bpp(tokenizer: Tokenizer, tokens: torch.Tensor, bits: int, size:
 def psnr(frames: np.ndarray, reference: np.ndarray) -> float:
     """RGB PSNR (dB) of uint8 frames against the reference."""
     return float(10 * np.log10(255**2 / np.mean((frames.astype(np.float64) - reference) ** 2)))
+
+
+def load_state(spec: str) -> dict[str, torch.Tensor]:
+    """float32 weights from W.safetensors, RUN/checkpoint.pt (its EMA weights) or
+    RUN/checkpoint.pt:model (its raw weights)."""
+    path, _, key = spec.partition(":") if spec.endswith(":model") else (spec, "", "")
+    state = (load_file(path) if path.endswith(".safetensors")
+             else torch.load(path, map_location="cpu", weights_only=False)[key or "ema"])
+    return {k: v.float() for k, v in state.items()}

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
-from chunk_coding import decoded_and_bpp, first_frames, psnr
-from safetensors.torch import load_file
+from chunk_coding import decoded_and_bpp, first_frames, load_state, psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from metrics import psnr_y, rgb_to_y
@@ -26,12 +25,6 @@ from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, vid
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.ladder import model_ladder
 from tokcodec.streaming.stateful import decode_chunk, encode_chunk
-
-
-def load_state(path: str) -> dict[str, torch.Tensor]:
-    state = (load_file(path) if path.endswith(".safetensors")
-             else torch.load(path, map_location="cpu", weights_only=False)["ema"])
-    return {k: v.float() for k, v in state.items()}
 
 
 ap = argparse.ArgumentParser()

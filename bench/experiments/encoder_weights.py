@@ -11,8 +11,7 @@ import argparse
 import time
 
 import torch
-from chunk_coding import decoded_and_bpp, first_frames, psnr
-from safetensors.torch import load_file
+from chunk_coding import decoded_and_bpp, first_frames, load_state, psnr
 
 from tokcodec.codec import load_tokenizer
 from tokcodec.streaming.refine import RefineConfig, encode_refined
@@ -26,12 +25,11 @@ args = ap.parse_args()
 torch.set_num_threads(2)
 tokenizer = load_tokenizer(None).eval()
 if args.encoder:
-    state = (load_file(args.encoder) if args.encoder.endswith(".safetensors")
-             else torch.load(args.encoder, map_location="cpu", weights_only=False)["ema"])
+    state = load_state(args.encoder)
     for key, value in tokenizer.state_dict().items():
-        if key.startswith("decoder.") and not torch.equal(value, state[key].float()):
+        if key.startswith("decoder.") and not torch.equal(value, state[key]):
             raise SystemExit(f"{args.encoder}: another decoder ({key} differs)")
-    tokenizer.load_state_dict({k: v.float() for k, v in state.items()})
+    tokenizer.load_state_dict(state)
 for spec in args.clips:
     path, n = spec.rsplit(":", 1)
     frames, video = first_frames(path, int(n))
