@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -45,6 +46,14 @@ def test_weights_come_back_in_parts_and_ship_as_one_model(tmp_path: Path, monkey
     for key, value in state.items():
         expected = value.half() if value.is_floating_point() else value
         assert torch.equal(weights[key], expected), key
+    # the raw weights come back beside the EMA, and --weights raw ships them instead
+    with pytest.raises(SystemExit, match="no raw.part"):
+        driver.join_parts(tmp_path, "tiny-raw", tmp_path / "models", "raw")
+    raw = Tokenizer(model_cfg).state_dict()  # another draw of the weights
+    driver.save_parts(raw, tmp_path, "raw")
+    weights = load_file(str(driver.join_parts(tmp_path, "tiny-raw", tmp_path / "models", "raw")))
+    assert torch.equal(weights["encoder.stem.weight"], raw["encoder.stem.weight"].half())
+    assert not torch.equal(weights["encoder.stem.weight"], state["encoder.stem.weight"].half())
 
 
 def test_refine_speed_runs_on_the_cpu(tmp_path: Path) -> None:

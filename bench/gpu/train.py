@@ -8,8 +8,11 @@ PyAV and no package index, and a session gets one short call. So this driver
 2. times a few training steps first and sets the run's length (and so its
    cosine schedule and EMA horizon) to what fits the remaining budget;
 3. trains with `codec.train.train`, the same code as `tokcodec train`;
-4. writes the EMA weights as float16 safetensors in parts small enough to
-   come back from the machine, plus the run's config, log and plot.
+4. writes the EMA and the raw (last step's) weights as float16 safetensors
+   in parts small enough to come back from the machine, plus the run's
+   config, log and plot. Which ships is measured afterwards: on the test
+   card a fine-tune's raw weights beat its EMA by up to 1.1 dB at some
+   steps and lost by 0.1 dB at others (bench/RESULTS.md).
 
     python bench/gpu/train.py --data DIR --init-from codec/models/NAME.safetensors \\
         --out OUT --budget 480
@@ -17,7 +20,7 @@ PyAV and no package index, and a session gets one short call. So this driver
 The training videos travel with the call: copy them into `.gpu_data/` (git
 ignores it) and name it in the device tool's `carry`.
 
-Join the parts afterwards with `--join OUT NAME` (here, with tokcodec installed).
+Join the parts afterwards with `--join OUT NAME [--weights raw]` (here, with tokcodec installed).
 """
 
 from __future__ import annotations
@@ -77,8 +80,8 @@ def save_parts(state: dict, out: Path, stem: str) -> list[Path]:
     return paths
 
 
-def join_parts(folder: Path, name: str, out_dir: Path) -> Path:
-    """Ship the EMA weights that `save_parts` wrote as model NAME in out_dir."""
+def join_parts(folder: Path, name: str, out_dir: Path, stem: str = "ema") -> Path:
+    """Ship the weights that `save_parts` wrote under `stem` ("ema" or "raw") as model NAME in out_dir."""
     import torch
     from safetensors.torch import load_file
 
@@ -88,7 +91,10 @@ def join_parts(folder: Path, name: str, out_dir: Path) -> Path:
 
     cfg = TrainConfig.from_dict(json.loads((folder / "config.json").read_text()))
     state = {}
-    for part in sorted(folder.glob("ema.part*.safetensors")):
+    parts = sorted(folder.glob(f"{stem}.part*.safetensors"))
+    if not parts:
+        raise SystemExit(f"{folder}: no {stem}.part*.safetensors")
+    for part in parts:
         state.update(load_file(str(part)))
     model = Tokenizer(replace(cfg.model, name=name))
     model.load_state_dict({k: v.float() for k, v in state.items()})
@@ -130,13 +136,14 @@ def main() -> None:
     ap.add_argument("--probe-steps", type=int, default=14)
     ap.add_argument("--opencv", action="store_true", help="decode with OpenCV even where PyAV is installed")
     ap.add_argument("--join", nargs=2, metavar=("FOLDER", "NAME"), help="join parts into a shipped model")
+    ap.add_argument("--weights", choices=("ema", "raw"), default="ema", help="which weights --join ships")
     args = ap.parse_args()
     use_opencv = not args.join and (args.opencv or importlib.util.find_spec("av") is None)
     import_checkout(stub_av=use_opencv)
     if not args.join and not (args.data and args.out):
         ap.error("--data and --out are needed to train")
     if args.join:
-        print(join_parts(Path(args.join[0]), args.join[1], ROOT / "codec" / "models"))
+        print(join_parts(Path(args.join[0]), args.join[1], ROOT / "codec" / "models", args.weights))
         return
 
     began = time.monotonic()
@@ -210,6 +217,7 @@ def main() -> None:
     run = args.out / "run"
     trainer = train(cfg, run, stop_after=left, sampler=sampler)
     save_parts(trainer.ema.state_dict(), args.out, "ema")
+    save_parts(trainer.model.state_dict(), args.out, "raw")
     for name in ("config.json", "log.jsonl", "loss.png"):
         if (run / name).is_file():
             shutil.copy(run / name, args.out / name)
