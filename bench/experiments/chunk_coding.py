@@ -8,10 +8,9 @@ import itertools
 
 import numpy as np
 import torch
-
-from tokcodec.bitstream.entropy import EntropyParams, encode_tokens
 from safetensors.torch import load_file
 
+from tokcodec.bitstream.entropy import EntropyParams, encode_tokens
 from tokcodec.codec import Tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.io import iter_frames
