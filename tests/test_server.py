@@ -19,7 +19,6 @@ from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
 import tokcodec  # noqa: E402
 from tokcodec.cli import main  # noqa: E402
-from tokcodec.files import tok_info  # noqa: E402
 from tokcodec.streaming.server import IngestConfig, TokServer  # noqa: E402
 
 
@@ -116,7 +115,7 @@ def test_bad_requests_get_a_clear_error_and_the_server_goes_on(folder: Path, bod
                 async with s.get(url + "/files") as r:
                     names = {f["name"]: f for f in await r.json()}
                     assert names["clip.tok"]["width"] == 64 and "error" in names["broken.tok"]
-                    info = tok_info(folder / "clip.tok")
+                    info = tokcodec.tok_info(folder / "clip.tok")
                     assert names["clip.tok"]["coded_size"] == info["coded_size"]
                     assert names["clip.tok"]["quality"] == info["quality"] and names["clip.tok"]["kbps"] > 0
                 async with s.get(url + "/") as r:

@@ -12,10 +12,11 @@ from safetensors.torch import load_file
 
 from tokcodec.bitstream.entropy import EntropyParams, encode_tokens
 from tokcodec.codec import Tokenizer
-from tokcodec.codec.clips import frames_to_video, video_to_frames
+from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, video_to_frames
 from tokcodec.codec.io import iter_frames
+from tokcodec.ladder import OperatingPoint, model_ladder
 from tokcodec.priors import model_prior
-from tokcodec.streaming.stateful import decode_chunk
+from tokcodec.streaming.stateful import decode_chunk, encode_chunk
 
 
 def first_frames(path: str, n: int) -> tuple[np.ndarray, torch.Tensor]:
@@ -33,6 +34,24 @@ def decoded_and_bpp(tokenizer: Tokenizer, tokens: torch.Tensor, bits: int, size:
     grid = tokens[0].numpy()
     coded = encode_tokens(grid, bits, EntropyParams.for_encoding(prior, grid.shape[1] * grid.shape[2]), prior)
     return frames, 8 * len(coded) / np.prod(size)
+
+
+def encode_at_point(tokenizer: Tokenizer, frames: np.ndarray, quality: int, hysteresis: float
+                    ) -> tuple[torch.Tensor, OperatingPoint, int, tuple[int, int, int]]:
+    """uint8 frames (T, H, W, 3) coded as one chunk as `tokcodec encode --quality` codes it (resampled to
+    the ladder point's scale): the tokens, the point, its bits per token and the coded size (T, h, w)."""
+    T, H, W = frames.shape[:3]
+    point = model_ladder(tokenizer.config).for_frame(quality, W, H)
+    bits = tokenizer.config.lfq.level_bits[point.level]
+    cw, ch = coded_size(W, H, point.scale)
+    tokens = encode_chunk(tokenizer, frames_to_video(resize_frames(frames, ch, cw)), bits, hysteresis)
+    return tokens, point, bits, (T, ch, cw)
+
+
+def decode_to_source(tokenizer: Tokenizer, tokens: torch.Tensor, bits: int, coded: tuple[int, int, int],
+                     height: int, width: int) -> np.ndarray:
+    """`encode_at_point`'s tokens decoded and resampled back to the source size, as `tokcodec decode` does."""
+    return resize_frames(video_to_frames(decode_chunk(tokenizer, tokens, coded, bits)), height, width)
 
 
 def psnr(frames: np.ndarray, reference: np.ndarray) -> float:

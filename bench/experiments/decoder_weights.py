@@ -15,16 +15,14 @@ import sys
 from pathlib import Path
 
 import torch
-from chunk_coding import decoded_and_bpp, first_frames, load_state, psnr
+from chunk_coding import decode_to_source, decoded_and_bpp, encode_at_point, first_frames, load_state, psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from metrics import psnr_y, rgb_to_y
 
 from tokcodec.codec import load_tokenizer
-from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.ladder import model_ladder
-from tokcodec.streaming.stateful import decode_chunk, encode_chunk
 
 
 ap = argparse.ArgumentParser()
@@ -50,16 +48,14 @@ for spec in args.clips:
     T, H, W = frames.shape[:3]
     y_ref = rgb_to_y(frames)
     for q in qualities:
-        point = ladder.for_frame(q, W, H)
-        bits = tokenizer.config.lfq.level_bits[point.level]
-        cw, ch = coded_size(W, H, point.scale)
         # whichever state is loaded, its encoder is the shipped one (checked above)
-        tokens = encode_chunk(tokenizer, frames_to_video(resize_frames(frames, ch, cw)), bits, DEFAULT_HYSTERESIS)
-        _, bpp = decoded_and_bpp(tokenizer, tokens, bits, (T, ch, cw))  # the rate: the same for every decoder
+        tokens, point, bits, coded = encode_at_point(tokenizer, frames, q, DEFAULT_HYSTERESIS)
+        _, bpp = decoded_and_bpp(tokenizer, tokens, bits, coded)  # the rate: the same for every decoder
+        ch, cw = coded[1:]
         row = []
         for state in decoders.values():
             tokenizer.load_state_dict(state)
-            out = resize_frames(video_to_frames(decode_chunk(tokenizer, tokens, (T, ch, cw), bits)), H, W)
+            out = decode_to_source(tokenizer, tokens, bits, coded, H, W)
             row.append(f"{psnr_y(y_ref, rgb_to_y(out)):.3f}/{psnr(out, frames):.3f}")
         print(f"{Path(path).name} q{q} {point.scale:g}x {bits} bits {bpp * ch * cw / (H * W):.4f} bpp: "
               f"PSNR-Y/RGB " + "  ".join(row), flush=True)

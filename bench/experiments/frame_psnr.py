@@ -15,16 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from chunk_coding import first_frames, load_state
+from chunk_coding import decode_to_source, encode_at_point, first_frames, load_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from metrics import rgb_to_y
 
 from tokcodec.codec import load_tokenizer
-from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
-from tokcodec.ladder import model_ladder
-from tokcodec.streaming.stateful import decode_chunk, encode_chunk
 
 ap = argparse.ArgumentParser()
 ap.add_argument("clip")
@@ -38,14 +35,11 @@ tokenizer = load_tokenizer(None).eval()
 frames, _ = first_frames(args.clip, args.frames)
 T, H, W = frames.shape[:3]
 y_ref = rgb_to_y(frames).astype(np.float64)
-point = model_ladder(tokenizer.config).for_frame(args.quality, W, H)
-bits = tokenizer.config.lfq.level_bits[point.level]
-cw, ch = coded_size(W, H, point.scale)
 for spec in args.weights:
     tokenizer.load_state_dict(load_state(spec))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        tokens = encode_chunk(tokenizer, frames_to_video(resize_frames(frames, ch, cw)), bits, args.hysteresis)
-        out = resize_frames(video_to_frames(decode_chunk(tokenizer, tokens, (T, ch, cw), bits)), H, W)
+        tokens, _, bits, coded = encode_at_point(tokenizer, frames, args.quality, args.hysteresis)
+        out = decode_to_source(tokenizer, tokens, bits, coded, H, W)
     mse = ((rgb_to_y(out).astype(np.float64) - y_ref) ** 2).reshape(T, -1).mean(1)
     per_frame = " ".join(f"{p:.1f}" for p in 10 * np.log10(255**2 / mse))
     print(f"{spec}: mean {10 * np.log10(255**2 / mse.mean()):.2f} dB | {per_frame}", flush=True)
