@@ -54,7 +54,9 @@ def find_media(paths: tuple[str, ...] | list[str]) -> list[Path]:
     return found
 
 
-def _downscale(frames: np.ndarray, max_side: int) -> np.ndarray:
+def downscale(frames: np.ndarray, max_side: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames area-downscaled so that the longer side is at
+    most `max_side` (returned as they are when it already is)."""
     t, h, w, _ = frames.shape
     scale = max_side / max(h, w)
     if scale >= 1:
@@ -84,7 +86,7 @@ class ClipSampler:
                 continue
             if not frames:
                 continue
-            arr = _downscale(np.stack(frames), config.max_side)
+            arr = downscale(np.stack(frames), config.max_side)
             if min(arr.shape[1:3]) < config.crop:
                 if log:
                     print(f"skipping {path}: smaller than the {config.crop}px crop")

@@ -65,3 +65,30 @@ def test_refine_speed_runs_on_the_cpu(tmp_path: Path) -> None:
                     "--frames", "5", "--json", str(out)], check=True, capture_output=True, timeout=300)
     rows = json.loads(out.read_text())["rows"]
     assert [r["steps"] for r in rows] == [0, 1] and all(r["encode_fps"] > 0 for r in rows)
+
+
+def test_pack_data_writes_the_frames_training_reads(tmp_path: Path) -> None:
+    """bench/gpu/pack_data.py: each video and image becomes an MP4 of its training frames, downscaled."""
+    import numpy as np
+    from PIL import Image
+
+    from tokcodec.codec.data import DataConfig, downscale
+    from tokcodec.codec.io import iter_frames
+
+    sys.path.insert(0, str(GPU))
+    spec = importlib.util.spec_from_file_location("pack_data", GPU / "pack_data.py")
+    pack_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pack_data)
+    sample = Path(__file__).resolve().parent.parent / "codec" / "samples" / "sample.mp4"  # 256x192, 33 frames
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (90, 121, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
+    config = DataConfig(max_side=100, max_frames_per_video=20)
+    assert pack_data.pack([str(sample), str(tmp_path / "photo.png")], tmp_path / "out", config) == 21
+    video = np.stack(list(iter_frames(tmp_path / "out" / "sample.mp4.mp4")))
+    assert video.shape == (20, 74, 100, 3)  # 75 rows downscaled, the odd one dropped for 4:2:0
+    expected = downscale(np.stack(list(iter_frames(sample))[:20]), 100)[:, :74].astype(float)
+    luma = np.array([0.299, 0.587, 0.114])
+    mse = np.mean((video.astype(float) @ luma - expected @ luma) ** 2)
+    assert 10 * np.log10(255**2 / mse) > 38  # 42.6 dB measured; another frame would be far below
+    photo = np.stack(list(iter_frames(tmp_path / "out" / "photo.png.mp4")))
+    assert photo.shape == (1, 74, 100, 3)  # 90x121 -> 74x100

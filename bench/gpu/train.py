@@ -17,8 +17,11 @@ PyAV and no package index, and a session gets one short call. So this driver
     python bench/gpu/train.py --data DIR --init-from codec/models/NAME.safetensors \\
         --out OUT --budget 480
 
-The training videos travel with the call: copy them into `.gpu_data/` (git
-ignores it) and name it in the device tool's `carry`.
+The training videos travel with the call: pack them into `.gpu_data/` (git
+ignores it) with `pack_data.py` beside this file (the frames training reads,
+downscaled, as MP4s OpenCV decodes: the corpus's training videos and
+`bench/train_data` come to 36 MB) and name it in the device tool's
+`carry`.
 
 Join the parts afterwards with `--join OUT NAME [--weights raw]` (here, with tokcodec installed).
 """
