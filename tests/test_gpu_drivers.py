@@ -75,7 +75,6 @@ def test_pack_data_writes_the_frames_training_reads(tmp_path: Path) -> None:
     from tokcodec.codec.data import DataConfig, downscale
     from tokcodec.codec.io import iter_frames
 
-    sys.path.insert(0, str(GPU))
     spec = importlib.util.spec_from_file_location("pack_data", GPU / "pack_data.py")
     pack_data = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pack_data)

@@ -43,6 +43,9 @@ def pack(paths: list[str], out: Path, config: DataConfig = DataConfig()) -> int:
         except VideoError as exc:
             print(f"skipping {exc}")
             continue
+        if not frames:
+            print(f"skipping {path}: no frames")
+            continue
         small = downscale(np.stack(frames), config.max_side)
         # x264 with 4:2:0 chroma wants even sizes: drop an odd last row or column
         h, w = small.shape[1] // 2 * 2, small.shape[2] // 2 * 2

@@ -7,11 +7,11 @@
 # training reads them); these 27 files from 11 Debian packages add 4,003 more
 # (training reads at most 1,200 frames of a video) of other content: classroom
 # and lab footage, phone video and photos, a webcam, an underwater shot, a
-# city at night, a 1906 film, cartoons, 3D renders. Every
-# file ships inside a Debian package, so it comes through the ordinary package
-# client. Train only: none of it is an eval clip. Idempotent: files already
-# present with the right checksum are kept. Prints one line per file and exits
-# non-zero if any file is missing at the end. Needs: apt-get, dpkg-deb.
+# city at night, a 1906 film, cartoons, 3D renders. Every file ships inside a
+# Debian package, so it comes through the ordinary package client. Train
+# only: none of it is an eval clip. Idempotent: files already present with
+# the right checksum are kept. Prints one line per file and exits non-zero if
+# any file is missing at the end. Needs: apt-get, dpkg-deb.
 set -euo pipefail
 DEST=${1:-$HOME/.cache/tokcodec/train-extra}
 HERE=$(cd "$(dirname "$0")" && pwd)
