@@ -16,7 +16,7 @@ from tokcodec.codec import DEFAULT_MODEL, available_models
 SAMPLE = Path(__file__).resolve().parent.parent / "codec" / "samples" / "sample.mp4"
 # Measured PSNR of the shipped weights on the sample, minus a margin for other
 # CPUs' float rounding; raise it whenever better weights ship (bench/RESULTS.md).
-PSNR_FLOOR_DB = 20.8  # magvit2-4x8x8-k30 at its default level (18 bits): 21.35 dB on 2026-11-27 (GPU run, bench/RESULTS.md), 21.40 before and 21.11 after the fourteenth session's decoder (its training video, vtest.avi, became 1 of 29)
+PSNR_FLOOR_DB = 20.8  # magvit2-4x8x8-k30 at its default level (18 bits): 21.35 dB on 2026-11-27 (GPU run, bench/RESULTS.md)
 
 
 @pytest.mark.slow
@@ -29,7 +29,7 @@ def test_default_model_reconstructs_the_sample(tmp_path: Path) -> None:
     assert report.psnr_rgb >= PSNR_FLOOR_DB
 
 
-DEFAULT_ENCODE_FLOOR_DB = 22.3  # `tokcodec encode` at the ladder's default point (6 bits at 2x): 22.80 dB on 2026-11-27, 22.73 with the decoder fine-tuned (ninth session), 22.67 trained on hysteresis tokens (tenth), 22.60 with 27 more training files (fourteenth)
+DEFAULT_ENCODE_FLOOR_DB = 22.3  # `tokcodec encode` at the ladder's default point (6 bits at 2x): 22.80 dB on 2026-11-27, 22.73 with the decoder fine-tuned (ninth session), 22.67 trained on hysteresis tokens (tenth)
 
 
 @pytest.mark.slow
