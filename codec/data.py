@@ -9,6 +9,7 @@ train images and videos in one vocabulary.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +55,7 @@ def find_media(paths: tuple[str, ...] | list[str]) -> list[Path]:
     return found
 
 
-def downscale(frames: np.ndarray, max_side: int) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames area-downscaled so that the longer side is at
-    most `max_side` (returned as they are when it already is)."""
+def _downscale(frames: np.ndarray, max_side: int) -> np.ndarray:
     t, h, w, _ = frames.shape
     scale = max_side / max(h, w)
     if scale >= 1:
@@ -67,6 +66,15 @@ def downscale(frames: np.ndarray, max_side: int) -> np.ndarray:
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
+def training_frames(path: Path, config: DataConfig) -> np.ndarray | None:
+    """The frames training reads from one video or image: at most
+    `max_frames_per_video`, area-downscaled so that the longer side is at most
+    `max_side`, as (T, H, W, 3) uint8; None when it has no frames. Raises
+    VideoError for a file that cannot be read."""
+    frames = list(itertools.islice(iter_frames(path), config.max_frames_per_video))
+    return _downscale(np.stack(frames), config.max_side) if frames else None
+
+
 class ClipSampler:
     """Random training batches (B, 3, T, crop, crop) in [-1, 1] from decoded media."""
 
@@ -75,18 +83,13 @@ class ClipSampler:
         self.videos: list[np.ndarray] = []
         for path in find_media(config.paths):
             try:
-                frames = []
-                for i, f in enumerate(iter_frames(path)):
-                    if i >= config.max_frames_per_video:
-                        break
-                    frames.append(f)
+                arr = training_frames(path, config)
             except VideoError as exc:
                 if log:
                     print(f"skipping {exc}")
                 continue
-            if not frames:
+            if arr is None:
                 continue
-            arr = downscale(np.stack(frames), config.max_side)
             if min(arr.shape[1:3]) < config.crop:
                 if log:
                     print(f"skipping {path}: smaller than the {config.crop}px crop")

@@ -18,9 +18,9 @@ from tokcodec.codec.train import TrainConfig
 GPU = Path(__file__).resolve().parent.parent / "bench" / "gpu"
 
 
-def load_driver():
-    sys.path.insert(0, str(GPU))  # the driver imports checkout.py beside it
-    spec = importlib.util.spec_from_file_location("gpu_train", GPU / "train.py")
+def load_driver(name: str = "train"):
+    sys.path.insert(0, str(GPU))  # the training driver imports checkout.py beside it
+    spec = importlib.util.spec_from_file_location(f"gpu_{name}", GPU / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -72,12 +72,10 @@ def test_pack_data_writes_the_frames_training_reads(tmp_path: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from tokcodec.codec.data import DataConfig, downscale
+    from tokcodec.codec.data import DataConfig, training_frames
     from tokcodec.codec.io import iter_frames
 
-    spec = importlib.util.spec_from_file_location("pack_data", GPU / "pack_data.py")
-    pack_data = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pack_data)
+    pack_data = load_driver("pack_data")
     sample = Path(__file__).resolve().parent.parent / "codec" / "samples" / "sample.mp4"  # 256x192, 33 frames
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (90, 121, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
@@ -85,7 +83,7 @@ def test_pack_data_writes_the_frames_training_reads(tmp_path: Path) -> None:
     assert pack_data.pack([str(sample), str(tmp_path / "photo.png")], tmp_path / "out", config) == 21
     video = np.stack(list(iter_frames(tmp_path / "out" / "sample.mp4.mp4")))
     assert video.shape == (20, 74, 100, 3)  # 75 rows downscaled, the odd one dropped for 4:2:0
-    expected = downscale(np.stack(list(iter_frames(sample))[:20]), 100)[:, :74].astype(float)
+    expected = training_frames(sample, config)[:, :74].astype(float)
     luma = np.array([0.299, 0.587, 0.114])
     mse = np.mean((video.astype(float) @ luma - expected @ luma) ** 2)
     assert 10 * np.log10(255**2 / mse) > 38  # 42.6 dB measured; another frame would be far below

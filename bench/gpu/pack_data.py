@@ -1,6 +1,6 @@
 """Pack training media for a lent GPU machine, at the size training reads it.
 
-Training (`codec.data.ClipSampler`) reads at most `max_frames_per_video`
+Training (`codec.data.training_frames`) reads at most `max_frames_per_video`
 frames of each file and downscales them so that the longer side is at most
 `max_side` (384 pixels). The device tool carries at most 64 MiB and the
 machine decodes with OpenCV, not PyAV. So this writes each video's training
@@ -21,13 +21,10 @@ the packed file OpenCV 5.0 reads all 444, and all 6,610 in all).
 from __future__ import annotations
 
 import argparse
-import itertools
 from pathlib import Path
 
-import numpy as np
-
-from tokcodec.codec.data import DataConfig, downscale, find_media
-from tokcodec.codec.io import VideoError, iter_frames
+from tokcodec.codec.data import DataConfig, find_media, training_frames
+from tokcodec.codec.io import VideoError
 from tokcodec.codec.video_writer import write_video
 
 CRF = 12
@@ -39,14 +36,13 @@ def pack(paths: list[str], out: Path, config: DataConfig = DataConfig()) -> int:
     total = 0
     for path in find_media(paths):
         try:
-            frames = list(itertools.islice(iter_frames(path), config.max_frames_per_video))
+            small = training_frames(path, config)
         except VideoError as exc:
             print(f"skipping {exc}")
             continue
-        if not frames:
+        if small is None:
             print(f"skipping {path}: no frames")
             continue
-        small = downscale(np.stack(frames), config.max_side)
         # x264 with 4:2:0 chroma wants even sizes: drop an odd last row or column
         h, w = small.shape[1] // 2 * 2, small.shape[2] // 2 * 2
         dest = out / f"{path.name}.mp4"  # movie.avi and movie.mp4 both exist
