@@ -605,8 +605,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="tokcodec encoder's hysteresis threshold (default: the codec's default)")
     ap.add_argument("--tok-refine", type=int, default=0,
                     help="tokcodec encoder's refinement steps per segment (tokcodec encode --refine; default 0)")
-    ap.add_argument("--tok-refine-rate", type=float, default=0.15,
-                    help="weight of changed bits in the refinement (tokcodec encode --refine-rate; default 0.15)")
+    ap.add_argument("--tok-refine-rate", type=float, default=0.25,
+                    help="weight of changed bits in the refinement (tokcodec encode --refine-rate; default 0.25)")
     ap.add_argument("--tok-refine-ssim", type=float, default=0.0,
                     help="weight of 1 - SSIM in the refinement (tokcodec encode --refine-ssim; default 0)")
     ap.add_argument("--tok-onnx", help="tokcodec on onnxruntime: an export folder or 'auto' "

@@ -146,7 +146,7 @@ def _print_report(r: Any) -> None:
 @click.option("--refine", default=0, show_default=True, type=click.IntRange(min=0),
               help="encoder-side search: N gradient steps per segment for the tokens the decoder reconstructs best "
                    "(20 steps: about +1.5 dB and fewer bits, encoding about 45x slower; the decoder is unchanged)")
-@click.option("--refine-rate", default=0.15, show_default=True, type=click.FloatRange(min=0),
+@click.option("--refine-rate", default=0.25, show_default=True, type=click.FloatRange(min=0),
               help="the search's weight on what the bits that change between latent frames cost: higher, fewer bits")
 @click.option("--refine-ssim", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="the search's weight on 1 - SSIM next to the squared error (higher MS-SSIM, lower PSNR and VMAF at equal bits)")
