@@ -50,6 +50,17 @@ def test_sampler_cuts_random_clips(media: Path) -> None:
         ClipSampler(DataConfig(paths=(str(media / "notes.txt"),)), log=False)
 
 
+def test_a_source_named_twice_is_drawn_twice_as_often(media: Path) -> None:
+    """How the shipped decoder's last fine-tune weighted the corpus (bench/RESULTS.md): the
+    sampler draws its videos uniformly, and a file or folder named k times is k of them."""
+    cfg = DataConfig(paths=(str(media / "a.mp4"), str(media / "a.mp4"), str(media / "b.mp4")), clip_frames=5,
+                     crop=32, image_prob=0.0)
+    s = ClipSampler(cfg, log=False)
+    assert [len(s.videos[i]) for i in s.clip_videos] == [12, 12, 10]  # a.mp4 twice, b.mp4 once
+    twice = ClipSampler(replace(cfg, paths=(str(media), str(media))), log=False)
+    assert twice.frames == 2 * ClipSampler(replace(cfg, paths=(str(media),)), log=False).frames
+
+
 def test_sampler_mixes_in_procedural_graphics(media: Path) -> None:
     cfg = DataConfig(paths=(str(media),), clip_frames=5, crop=32, image_prob=0.0, max_side=64, graphics_clips=4)
     plain = ClipSampler(cfg, log=False)

@@ -14,14 +14,17 @@ PyAV and no package index, and a session gets one short call. So this driver
    card a fine-tune's raw weights beat its EMA by up to 1.1 dB at some
    steps and lost by 0.1 dB at others (bench/RESULTS.md).
 
-    python bench/gpu/train.py --data DIR --init-from codec/models/NAME.safetensors \\
+    python bench/gpu/train.py --data DIR [DIR...] --init-from codec/models/NAME.safetensors \\
         --out OUT --budget 480
 
 The training videos travel with the call: pack them into `.gpu_data/` (git
 ignores it) with `pack_data.py` beside this file (the frames training reads,
 downscaled, as MP4s OpenCV decodes: the corpus's training videos and
 `bench/train_data` come to 36 MB) and name it in the device tool's
-`carry`.
+`carry`. A folder named several times is drawn from as many times as often,
+as with `tokcodec train`: pack the corpus and the extra files into two
+folders and name the corpus's three times to give it half the clips, as the
+shipped decoder's last CPU fine-tune did.
 
 Join the parts afterwards with `--join OUT NAME [--weights raw]` (here, with tokcodec installed).
 """
@@ -110,7 +113,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", help="folder of training videos")
+    ap.add_argument("--data", nargs="+", help="folders (or files) of training videos; one named twice is drawn twice as often")
     ap.add_argument("--init-from", help="shipped .safetensors (or checkpoint.pt) to start from")
     ap.add_argument("--out", type=Path, help="folder for the weights' parts, config, log and plot")
     ap.add_argument("--budget", type=float, default=480, help="seconds for everything from start to saved weights")
@@ -162,7 +165,7 @@ def main() -> None:
         data_mod.iter_frames = _opencv_frames
     device = Device.setup().device
 
-    data = DataConfig(paths=(args.data,), clip_frames=args.clip_frames, crop=args.crop, graphics=args.graphics)
+    data = DataConfig(paths=tuple(args.data), clip_frames=args.clip_frames, crop=args.crop, graphics=args.graphics)
     model = PRESETS[args.preset]
     if args.patch:
         model = replace(model, patch_size=args.patch)
