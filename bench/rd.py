@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/rd.py [--clips NAME,...] [--frames N] [--codecs tokcodec,x264,x265,svtav1]
         [--crf-x264 18,23,...] [--crf-x265 ...] [--crf-svtav1 ...] [--tok-quality 0,...] [--model NAME]
-        [--tok-hysteresis H] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S] [--tok-onnx DIR|auto]
+        [--tok-hysteresis H|auto] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S] [--tok-onnx DIR|auto]
         [--tok-scale S] [--tok-level L] [--tok-precision auto|fp32|bf16]
         [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
         [--out bench/rd] [--no-vmaf] [--threads N] [--keep] [--quiet] [--traceback]
@@ -238,7 +238,16 @@ def run_anchor(src: Source, anchor: Anchor, crf: int, preset: str, work: Path) -
     return Measured(path.stat().st_size, y, enc, dec)
 
 
-def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | None = None,
+def _threshold(value: str) -> float | str:
+    """--tok-hysteresis: a number >= 0 or 'auto'."""
+    if value == "auto":
+        return value
+    if not float(value) >= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a number >= 0 nor 'auto'")
+    return float(value)
+
+
+def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | str | None = None,
                  refine: Any = None, onnx: str | None = None, scale: float | None = None,
                  level: int | None = None, precision: str = "auto") -> Measured:
     """`refine`: a `streaming.refine.RefineConfig` (None: no refinement);
@@ -601,8 +610,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.add_argument(f"--crf-{name}", type=_ints, default=list(a.crfs), help=f"{a.label} CRF values (default {','.join(map(str, a.crfs))})")
         ap.add_argument(f"--preset-{name}", default=a.preset, help=f"{a.label} preset (default {a.preset})")
     ap.add_argument("--tok-quality", type=_ints, default=None, help="tokcodec quality levels (default: every level of the model)")
-    ap.add_argument("--tok-hysteresis", type=float, default=None,
-                    help="tokcodec encoder's hysteresis threshold (default: the codec's default)")
+    ap.add_argument("--tok-hysteresis", type=_threshold, default=None,
+                    help="tokcodec encoder's hysteresis threshold, or 'auto' (chosen per chunk; tokcodec encode "
+                         "--hysteresis; default: the codec's default)")
     ap.add_argument("--tok-refine", type=int, default=0,
                     help="tokcodec encoder's refinement steps per segment (tokcodec encode --refine; default 0)")
     ap.add_argument("--tok-refine-rate", type=float, default=0.25,

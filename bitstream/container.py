@@ -346,6 +346,11 @@ class TokWriter:
     def frames(self) -> int:
         return _end_frame(self.entries)
 
+    def payload_size(self, tokens: np.ndarray) -> int:
+        """Bytes the entropy coder would write for a chunk of `tokens` (T', H', W')
+        (an encoder's rate estimate: nothing is written)."""
+        return len(encode_tokens(tokens, self.header.bits, self.header.entropy, self.prior))
+
     def write_chunk(self, frames: int, tokens: np.ndarray, audio: Iterable[AudioPacket] = ()) -> ChunkEntry:
         """Entropy-code one chunk of `frames` real frames and append it."""
         assert self._f is not None, "writer is closed"

@@ -89,6 +89,7 @@ def merge_tokens(low: Tokens, high: Tokens, bits: int) -> Tokens:
 # unchanged PSNR. With the GPU-trained weights it is a draw that depends on
 # the clip and the metric (BD-rate against off: -19% to +29% by VMAF, +9% to
 # +46% by PSNR-Y on natural clips, -12% to -32% on a static card); kept.
+# `encode --hysteresis auto` chooses per chunk (streaming/rate_control.py).
 DEFAULT_HYSTERESIS = 0.2
 
 

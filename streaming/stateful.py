@@ -329,9 +329,14 @@ def encode_chunk(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None = N
     """`Tokenizer.encode` of one chunk (1, 3, T, H, W) through `encode_latent`:
     the same tokens in memory that does not grow with T."""
     K = tokenizer._check_bits(bits)
-    z = encode_latent(tokenizer, video, segment_frames)
+    return latent_tokens(encode_latent(tokenizer, video, segment_frames), K, hysteresis)
+
+
+def latent_tokens(z: torch.Tensor, bits: int, hysteresis: float = 0.0) -> torch.Tensor:
+    """The tokens (B, T', H', W') of `bits` bits that latents z (B, K, T', H', W')
+    quantise to with `hysteresis` (`hysteresis_signs`), as `Tokenizer.encode` does."""
     tokens = bits_to_indices(hysteresis_signs(z, hysteresis), dim=1)
-    return tokens if K == tokenizer.config.bits else tokens & ((1 << K) - 1)
+    return tokens if bits == z.shape[1] else tokens & ((1 << bits) - 1)
 
 
 @torch.no_grad()

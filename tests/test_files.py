@@ -26,6 +26,7 @@ from tokcodec.priors import load_prior
 from tokcodec.codec.clips import coded_size
 from tokcodec.codec.io import iter_frames, probe
 from tokcodec.ladder import model_ladder
+from tokcodec.streaming.rate_control import HysteresisSearch
 
 
 def cli(*args: str):
@@ -261,6 +262,33 @@ def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
         assert r.exit_code == 2 and not (tmp_path / "bad.tok").exists(), bad
 
 
+def test_encode_with_the_hysteresis_chosen_per_chunk(source: Path, tmp_path: Path) -> None:
+    # the choice itself is tested in test_rate_control.py; here: the option reaches it
+    out = tmp_path / "auto.tok"
+    r = cli("encode", str(source), "-o", str(out), "--frames", "18", "--chunk-frames", "9", "--hysteresis", "auto")
+    assert r.exit_code == 0, r.output
+    chosen = re.search(r"hysteresis per chunk: (.*)", r.output).group(1)
+    assert sum(int(n) for n in re.findall(r"x(\d+)", chosen)) == 2  # one per chunk
+    report = tokcodec.encode_file(source, tmp_path / "api.tok", chunk_frames=9, max_frames=18, hysteresis="auto")
+    assert len(report.thresholds) == 2 and set(report.thresholds) <= set(HysteresisSearch().thresholds)
+    fixed = {}  # the tokens of a plain encode at each chosen threshold
+    for i, (chunk, h) in enumerate(zip(tokcodec.read_tokens(out), report.thresholds)):
+        assert f"{h:g} x" in chosen  # the CLI and the API chose alike
+        if h not in fixed:
+            path = tmp_path / f"{h}.tok"
+            assert tokcodec.encode_file(source, path, chunk_frames=9, max_frames=18, hysteresis=h).thresholds == [h] * 2
+            fixed[h] = list(tokcodec.read_tokens(path))
+        assert np.array_equal(chunk.tokens, fixed[h][i].tokens)
+    tokcodec.decode_file(out, tmp_path / "a.mp4")
+    assert probe(tmp_path / "a.mp4").frames == 18
+    for bad in ("-0.1", "nan", "half"):
+        r = cli("encode", str(source), "-o", str(tmp_path / "bad.tok"), "--hysteresis", bad)
+        assert r.exit_code == 2 and "--hysteresis" in r.output and not (tmp_path / "bad.tok").exists(), bad
+    with pytest.raises(ValueError, match="'auto'"):
+        tokcodec.encode_file(source, tmp_path / "bad.tok", hysteresis="best")
+    assert not (tmp_path / "bad.tok").exists()
+
+
 def test_encode_at_a_finer_grid_decodes_to_the_source_size(source: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """`encode --scale 2`: the tokenizer codes the frames at twice the size (a token grid
@@ -371,6 +399,8 @@ def test_onnxruntime_encodes_and_decodes_files(source: Path, tok: Path, tmp_path
     assert a.shape == b.shape and (a != b).mean() < 0.01
     r = cli("encode", str(source), "-o", str(tmp_path / "no.tok"), "--refine", "2", "--onnx", str(export))
     assert r.exit_code == 1 and "cannot refine" in r.output and not (tmp_path / "no.tok").exists()
+    r = cli("encode", str(source), "-o", str(tmp_path / "no.tok"), "--hysteresis", "auto", "--onnx", str(export))
+    assert r.exit_code == 1 and "cannot choose the hysteresis" in r.output and not (tmp_path / "no.tok").exists()
     r = cli("decode", str(tok), "-o", str(tmp_path / "no.mp4"), "--precision", "bf16", "--onnx", str(export))
     assert r.exit_code == 1 and "computes in float32" in r.output and not (tmp_path / "no.mp4").exists()
     for out, extra in ((tmp_path / "torch.mp4", ["--precision", "fp32"]), (tmp_path / "ort.mp4", ["--onnx", str(export)])):

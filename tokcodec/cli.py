@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,6 +45,19 @@ def _onnx_option(ctx: click.Context, param: click.Parameter, value: str | None) 
     if value is not None and value != "auto" and not os.path.isdir(value):
         raise click.BadParameter(f"{value}: no such folder (give an export from `tokcodec export-onnx`, or 'auto')")
     return value
+
+
+def _hysteresis_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | str | None:
+    """--hysteresis: a threshold >= 0 or 'auto'."""
+    if value is None or value == "auto":
+        return value
+    try:
+        threshold = float(value)
+    except ValueError:
+        threshold = -1.0
+    if not threshold >= 0:  # also refuses nan
+        raise click.BadParameter(f"{value!r} is neither a number >= 0 nor 'auto'")
+    return threshold
 
 
 # `codec.precision`'s choices, spelled out so that the CLI need not import torch to parse them
@@ -140,9 +154,10 @@ def _print_report(r: Any) -> None:
                    "[default: the model's, see `tokcodec models`]")
 @click.option("--chunk-frames", default=DEFAULT_CHUNK_FRAMES, show_default=True,
               help="frames per independently decodable chunk (1 + 4k); shorter: finer seeking, more bits")
-@click.option("--hysteresis", default=None, type=click.FloatRange(min=0),
+@click.option("--hysteresis", default=None, metavar="H|auto", callback=_hysteresis_option,
               help="latents smaller than this keep the previous latent frame's bit: fewer bits for a little "
-                   "distortion; 0 = off [default: 0.2]")
+                   "distortion; 0 = off; 'auto' = chosen per chunk by rate and distortion (each chunk coded and "
+                   "decoded about 3 times: slower; more quality per bit) [default: 0.2]")
 @click.option("--refine", default=0, show_default=True, type=click.IntRange(min=0),
               help="encoder-side search: N gradient steps per segment for the tokens the decoder reconstructs best "
                    "(20 steps: about +1.5 dB and fewer bits, encoding about 45x slower; the decoder is unchanged)")
@@ -163,7 +178,8 @@ def _print_report(r: Any) -> None:
                    "encode with onnxruntime (faster; no --refine)")
 @PRECISION
 @user_errors
-def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int, hysteresis: float | None,
+def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int,
+           hysteresis: float | str | None,
            refine: int, refine_rate: float, refine_ssim: float, scale: float | None, level: int | None,
            max_frames: int | None, force: bool, quiet: bool, onnx_dir: str | None, precision: str) -> None:
     """Encode a video file to a .tok bitstream."""
@@ -179,6 +195,9 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
         click.echo(f"{r.output}: {r.frames} frames in {r.chunks} chunks, {r.bytes} bytes, quality {r.quality} "
                    f"({r.bits}-bit tokens, coded at {r.coded_size[0]}x{r.coded_size[1]}), "
                    f"{8 * r.token_bytes / r.tokens:.2f} bits/token after entropy coding, {r.frames / r.seconds:.1f} fps")
+        if hysteresis == "auto":
+            counts = Counter(r.thresholds)
+            click.echo("hysteresis per chunk: " + ", ".join(f"{h:g} x{counts[h]}" for h in sorted(counts)))
 
 
 @main.command()

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from tokcodec.codec.io import (
     read_clips,
 )
 from tokcodec.codec.precision import network_precision, resolve_precision
+from tokcodec.streaming.rate_control import HysteresisSearch, encode_searched
 from tokcodec.streaming.refine import RefineConfig, encode_refined
 from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder
 from tokcodec.streaming.stateful import decode_chunk as segmented_decode
@@ -66,6 +67,7 @@ class EncodeReport:
     quality: int = 0  # the point of the rate ladder
     bits: int = 0  # bits per token coded
     coded_size: tuple[int, int] = (0, 0)  # (width, height) the tokenizer saw
+    thresholds: list[float] = field(default_factory=list)  # the hysteresis each chunk was coded with
 
 
 @dataclass
@@ -104,7 +106,7 @@ def encode_file(
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     max_frames: int | None = None,
     entropy: EntropyParams | None = None,
-    hysteresis: float | None = None,
+    hysteresis: float | Literal["auto"] | HysteresisSearch | None = None,
     refine: RefineConfig = RefineConfig(),
     scale: float | None = None,
     level: int | None = None,
@@ -125,6 +127,9 @@ def encode_file(
     `scale` and `level` override the point's scale and LFQ level.
     `hysteresis`: latents smaller than it keep their previous latent frame's
     bit (`Tokenizer.encode`); 0 is plain sign quantisation, None the default.
+    "auto" (or a `streaming.rate_control.HysteresisSearch`): a threshold
+    chosen per chunk by rate and distortion (`choose_hysteresis`: each chunk
+    coded and decoded about three times, so encoding is slower).
     `refine` with steps > 0: search, per segment, for the tokens the decoder
     reconstructs best (`streaming.refine.RefineConfig`): better quality and
     fewer bits, much slower encoding.
@@ -143,12 +148,20 @@ def encode_file(
     """
     check_output(output, force)
     hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
+    search = HysteresisSearch() if hysteresis == "auto" else hysteresis
+    if not isinstance(search, HysteresisSearch):
+        search = None
+        if not (isinstance(hysteresis, (int, float)) and hysteresis >= 0):
+            raise ValueError(f"--hysteresis must be a number >= 0 or 'auto', got {hysteresis!r}")
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
     precision = _check_precision(precision, onnx, tokenizer)
     engine = None
     if onnx is not None:
         if refine.steps:
             raise ValueError("--onnx cannot refine (the search needs torch): leave out one of them")
+        if search is not None:
+            raise ValueError("--onnx cannot choose the hysteresis per chunk (--hysteresis auto decodes with torch): "
+                             "give a threshold or leave out --onnx")
         engine = onnx_engine(onnx, tokenizer.config.name, fingerprint(tokenizer), tokenizer)
     ladder = model_ladder(tokenizer.config)
     ladder.point(quality)  # refuses a point or level the model lacks before any work
@@ -180,6 +193,7 @@ def encode_file(
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)
     tokens = 0
+    thresholds = []
     with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer:
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames)):
             # Both engines see the same 8-bit resampled frames, so they give the same tokens.
@@ -187,10 +201,16 @@ def encode_file(
             if engine is None:
                 video = frames_to_video(frames)
                 with network_precision(precision, tokenizer.device):
-                    codes = encode_refined(tokenizer, video, bits, hysteresis, refine, (clip.valid, ch, cw))
+                    if search is None:
+                        codes = encode_refined(tokenizer, video, bits, hysteresis, refine, (clip.valid, ch, cw))
+                    else:
+                        choice = encode_searched(tokenizer, video, bits, (clip.valid, ch, cw),
+                                                 writer.payload_size, search, refine)
+                        codes = choice.tokens
                 codes = codes[0].numpy()
             else:
                 codes = onnx_encode_chunk(engine, frames, bits, hysteresis, tokenizer.spatial_factor)
+            thresholds.append(hysteresis if search is None else choice.threshold)
             end = clip.start + clip.valid
             # The last chunk of the whole source also takes the audio that outlasts the video.
             whole = last and (max_frames is None or end < max_frames)
@@ -201,7 +221,7 @@ def encode_file(
             raise ValueError(f"{source}: no frames could be decoded")
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
                         writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes,
-                        header.quality, bits, (cw, ch))
+                        header.quality, bits, (cw, ch), thresholds)
 
 
 def new_header(

@@ -1,0 +1,110 @@
+"""Encoder-side rate control: the hysteresis threshold chosen per chunk.
+
+The encoder's hysteresis (`codec.lfq.hysteresis_signs`) keeps a weak
+latent's bit from the previous latent frame: fewer bits for a little
+distortion. How good that trade is depends on the content: on a static
+picture it removes flicker that costs many bits for nothing, on camera
+motion it drags stale bits along and costs more quality than the bits it
+saves are worth (bench/RESULTS.md, "Encoder hysteresis"). So, like a
+conventional encoder's mode decision, `choose_hysteresis` codes a chunk's
+latent with a few thresholds, decodes each and keeps the one with the best
+rate-distortion score: PSNR minus `db_per_doubling` times log2 of the
+entropy-coded bits. That exchange rate is the slope of the shipped ladder
+(about 0.5 to 1.8 dB per doubling of the bits on the eval clips), so a
+threshold wins where it buys quality more cheaply than a step of the ladder.
+The decoder and the format do not change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tokcodec.codec.model import Tokenizer
+
+from .refine import RefineConfig, refine_tokens
+from .stateful import decode_chunk, encode_latent, latent_tokens
+
+
+@dataclass(frozen=True)
+class HysteresisSearch:
+    """thresholds: the hysteresis thresholds a chunk may be coded with, in
+    increasing order; start: where the search begins (the fixed default);
+    db_per_doubling: how many dB of PSNR a doubling of the chunk's bits is
+    worth. The search climbs from `start` to a neighbouring threshold while
+    that scores better, so it codes and decodes a chunk about three times."""
+
+    thresholds: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    start: float = 0.2
+    db_per_doubling: float = 1.0
+
+    def __post_init__(self) -> None:
+        hs = list(self.thresholds)
+        if not hs or hs[0] < 0 or hs != sorted(set(hs)):
+            raise ValueError(f"thresholds must be distinct, >= 0 and increasing, got {self.thresholds}")
+        if self.start not in self.thresholds:
+            raise ValueError(f"start {self.start} is not one of the thresholds {self.thresholds}")
+        if not self.db_per_doubling >= 0:
+            raise ValueError(f"db_per_doubling must be >= 0, got {self.db_per_doubling}")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The threshold a chunk is coded with, its tokens (1, T', H', W'), and
+    every threshold tried with its (PSNR dB, payload bytes)."""
+
+    threshold: float
+    tokens: torch.Tensor
+    tried: dict[float, tuple[float, int]]
+
+
+def choose_hysteresis(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bits: int, frames: int,
+                      payload_bytes: Callable[[np.ndarray], int], search: HysteresisSearch = HysteresisSearch()
+                      ) -> Choice:
+    """The best-scoring threshold of `search` for one chunk (1, 3, T, H, W) in
+    [-1, 1] whose encoder latent is z, coded with `bits` bits per token:
+    distortion over the chunk's first `frames` frames (the rest is padding),
+    rate as `payload_bytes` of the token grid (T', H', W') (what the
+    entropy coder writes)."""
+    target = video[:, :, :frames].float()
+    tried: dict[float, tuple[float, int]] = {}
+    tokens: dict[float, torch.Tensor] = {}
+
+    def score(h: float) -> float:
+        if h not in tried:
+            tokens[h] = latent_tokens(z, bits, h)
+            decoded = decode_chunk(tokenizer, tokens[h], tuple(video.shape[-3:]), bits)[:, :, :frames]
+            mse = float(torch.mean((decoded - target) ** 2))
+            psnr = math.inf if mse == 0 else 10 * math.log10(4 / mse)  # samples in [-1, 1]
+            tried[h] = (psnr, payload_bytes(tokens[h][0].numpy()))
+        psnr, size = tried[h]
+        return psnr - search.db_per_doubling * math.log2(8 * max(size, 1))
+
+    hs = search.thresholds
+    i = hs.index(search.start)
+    while True:
+        best = max((j for j in (i - 1, i, i + 1) if 0 <= j < len(hs)), key=lambda j: score(hs[j]))
+        if best == i:
+            return Choice(hs[i], tokens[hs[i]], tried)
+        i = best
+
+
+def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: tuple[int, int, int],
+                    payload_bytes: Callable[[np.ndarray], int], search: HysteresisSearch = HysteresisSearch(),
+                    refine: RefineConfig = RefineConfig()) -> Choice:
+    """`refine.encode_refined` of one chunk (1, 3, T, H, W) whose first `size`
+    = (T, H, W) frames are the clip, with the hysteresis threshold chosen by
+    `choose_hysteresis` on the unrefined tokens (refinement then searches
+    with that threshold; `Choice.tried` scores the unrefined tokens)."""
+    bits = tokenizer._check_bits(bits)
+    z = encode_latent(tokenizer, video)
+    choice = choose_hysteresis(tokenizer, video[:, :, :, : size[1], : size[2]], z, bits, size[0], payload_bytes,
+                               search)
+    if not refine.steps:
+        return choice
+    tokens = refine_tokens(tokenizer, tokenizer.pad(video), z, bits, choice.threshold, refine, size)
+    return Choice(choice.threshold, tokens, choice.tried)
