@@ -271,7 +271,7 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
     return Measured(tok.stat().st_size - report.audio_bytes, y, enc, dec,
                     {"tokens": report.tokens, "token_bytes": report.token_bytes, "audio_bytes": report.audio_bytes,
                      "bits": report.bits, "coded_size": list(report.coded_size),
-                     "scale": round(report.coded_size[0] / src.width, 3)})
+                     "scale": round(report.coded_size[0] / src.width, 3), "hysteresis": report.thresholds})
 
 
 def tok_quality_levels(model: Any) -> list[int]:

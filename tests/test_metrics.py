@@ -206,6 +206,7 @@ def test_rd_measures_codecs_and_reports_a_failing_point(tmp_path: Path, capsys: 
     tok = points[("tokcodec", 0)]
     assert tok["bpp"] == pytest.approx(8 * tok["bytes"] / (5 * 96 * 64))
     assert tok["vmaf"] is None and 0 < tok["msssim"] <= 1
+    assert tok["hysteresis"] == [0.2]  # the threshold of each chunk (the default: one chunk of 5 frames)
     assert c["errors"][0]["codec"] == "svtav1" and c["errors"][0]["crf"] == 70
     assert c["bd_rate_vs_x264"]["tokcodec"]["psnr_y"] == "n/a (needs >= 2 points)"
     assert c["rgb_ceiling_psnr_y"] > 35
