@@ -36,7 +36,7 @@ class HysteresisSearch:
     increasing order; start: where the search begins (the fixed default);
     db_per_doubling: how many dB of PSNR a doubling of the chunk's bits is
     worth. The search climbs from `start` to a neighbouring threshold while
-    that scores better, so it codes and decodes a chunk about three times."""
+    that scores better, so it codes and decodes a chunk three to six times."""
 
     thresholds: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
     start: float = 0.2

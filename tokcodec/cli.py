@@ -157,7 +157,7 @@ def _print_report(r: Any) -> None:
 @click.option("--hysteresis", default=None, metavar="H|auto", callback=_hysteresis_option,
               help="latents smaller than this keep the previous latent frame's bit: fewer bits for a little "
                    "distortion; 0 = off; 'auto' = chosen per chunk by rate and distortion (each chunk coded and "
-                   "decoded about 3 times: slower; more quality per bit) [default: 0.2]")
+                   "decoded 3 to 6 times: slower; more quality per bit) [default: 0.2]")
 @click.option("--refine", default=0, show_default=True, type=click.IntRange(min=0),
               help="encoder-side search: N gradient steps per segment for the tokens the decoder reconstructs best "
                    "(20 steps: about +1.5 dB and fewer bits, encoding about 45x slower; the decoder is unchanged)")

@@ -129,7 +129,7 @@ def encode_file(
     bit (`Tokenizer.encode`); 0 is plain sign quantisation, None the default.
     "auto" (or a `streaming.rate_control.HysteresisSearch`): a threshold
     chosen per chunk by rate and distortion (`choose_hysteresis`: each chunk
-    coded and decoded about three times, so encoding is slower).
+    coded and decoded three to six times: about a sixth of the speed).
     `refine` with steps > 0: search, per segment, for the tokens the decoder
     reconstructs best (`streaming.refine.RefineConfig`): better quality and
     fewer bits, much slower encoding.
