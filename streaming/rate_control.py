@@ -78,7 +78,7 @@ def choose_hysteresis(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor
         if h not in tried:
             tokens[h] = latent_tokens(z, bits, h)
             decoded = decode_chunk(tokenizer, tokens[h], tuple(video.shape[-3:]), bits)[:, :, :frames]
-            mse = float(torch.mean((decoded - target) ** 2))
+            mse = float(decoded.sub_(target).square_().mean())  # in place: no chunk-sized temporaries
             psnr = math.inf if mse == 0 else 10 * math.log10(4 / mse)  # samples in [-1, 1]
             tried[h] = (psnr, payload_bytes(tokens[h][0].numpy()))
         psnr, size = tried[h]
