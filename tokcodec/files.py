@@ -148,11 +148,11 @@ def encode_file(
     """
     check_output(output, force)
     hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
-    search = HysteresisSearch() if hysteresis == "auto" else hysteresis
-    if not isinstance(search, HysteresisSearch):
-        search = None
-        if not (isinstance(hysteresis, (int, float)) and hysteresis >= 0):
-            raise ValueError(f"--hysteresis must be a number >= 0 or 'auto', got {hysteresis!r}")
+    if hysteresis == "auto":
+        hysteresis = HysteresisSearch()
+    search = hysteresis if isinstance(hysteresis, HysteresisSearch) else None
+    if search is None and not (isinstance(hysteresis, (int, float)) and hysteresis >= 0):
+        raise ValueError(f"--hysteresis must be a number >= 0 or 'auto', got {hysteresis!r}")
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
     precision = _check_precision(precision, onnx, tokenizer)
     engine = None
