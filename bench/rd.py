@@ -82,6 +82,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import metrics  # noqa: E402
 from corpus import clips as corpus_clips  # noqa: E402
 
+from tokcodec import AUTO_HYSTERESIS  # noqa: E402  (light: the networks load lazily)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -239,11 +241,11 @@ def run_anchor(src: Source, anchor: Anchor, crf: int, preset: str, work: Path) -
 
 
 def _threshold(value: str) -> float | str:
-    """--tok-hysteresis: a number >= 0 or 'auto'."""
-    if value == "auto":
+    """--tok-hysteresis: a number >= 0, 'auto' or 'auto-decode'."""
+    if value in AUTO_HYSTERESIS:
         return value
     if not float(value) >= 0:
-        raise argparse.ArgumentTypeError(f"{value!r} is neither a number >= 0 nor 'auto'")
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a number >= 0 nor 'auto' or 'auto-decode'")
     return float(value)
 
 
@@ -611,8 +613,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.add_argument(f"--preset-{name}", default=a.preset, help=f"{a.label} preset (default {a.preset})")
     ap.add_argument("--tok-quality", type=_ints, default=None, help="tokcodec quality levels (default: every level of the model)")
     ap.add_argument("--tok-hysteresis", type=_threshold, default=None,
-                    help="tokcodec encoder's hysteresis threshold, or 'auto' (chosen per chunk; tokcodec encode "
-                         "--hysteresis; default: the codec's default)")
+                    help="tokcodec encoder's hysteresis threshold, or 'auto' / 'auto-decode' (chosen per chunk; "
+                         "tokcodec encode --hysteresis; default: the codec's default)")
     ap.add_argument("--tok-refine", type=int, default=0,
                     help="tokcodec encoder's refinement steps per segment (tokcodec encode --refine; default 0)")
     ap.add_argument("--tok-refine-rate", type=float, default=0.25,

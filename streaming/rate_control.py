@@ -7,12 +7,19 @@ picture it removes flicker that costs many bits for nothing, on camera
 motion it drags stale bits along and costs more quality than the bits it
 saves are worth (bench/RESULTS.md, "Encoder hysteresis"). So, like a
 conventional encoder's mode decision, `choose_hysteresis` codes a chunk's
-latent with a few thresholds, decodes each and keeps the one with the best
-rate-distortion score: PSNR minus `db_per_doubling` times log2 of the
-entropy-coded bits. That exchange rate is the slope of the shipped ladder
-(about 0.5 to 1.8 dB per doubling of the bits on the eval clips), so a
-threshold wins where it buys quality more cheaply than a step of the ladder.
-The decoder and the format do not change.
+latent with a few thresholds and keeps the one with the best rate-distortion
+score: PSNR minus `db_per_doubling` times log2 of the entropy-coded bits.
+That exchange rate is the slope of the shipped ladder (about 0.5 to 1.8 dB
+per doubling of the bits on the eval clips), so a threshold wins where it
+buys quality more cheaply than a step of the ladder.
+
+The bits are counted exactly (entropy coding costs next to nothing). The
+PSNR either comes from decoding each candidate (`decode=True`: each costs
+about one encode) or is estimated from the latent alone: a threshold moves
+the kept latents away from the +-1 codes they are sent as, and the PSNR
+moves by `latent_db` dB per dB of that squared distance (fitted on training
+clips; bench/RESULTS.md, "The hysteresis chosen from the latent"), which
+costs next to nothing. The decoder and the format do not change.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tokcodec.codec.lfq import hysteresis_signs
 from tokcodec.codec.model import Tokenizer
 
 from .refine import RefineConfig, refine_tokens
@@ -36,11 +44,16 @@ class HysteresisSearch:
     increasing order; start: where the search begins (the fixed default);
     db_per_doubling: how many dB of PSNR a doubling of the chunk's bits is
     worth. The search climbs from `start` to a neighbouring threshold while
-    that scores better, so it codes and decodes a chunk three to six times."""
+    that scores better, so it rates three to six thresholds. decode: rate
+    each by decoding the chunk (exact; about six times the encoding time);
+    otherwise by the latent's estimate, `latent_db` dB of PSNR per dB of the
+    kept latents' squared distance to their codes (next to free)."""
 
     thresholds: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
     start: float = 0.2
     db_per_doubling: float = 1.0
+    decode: bool = False
+    latent_db: float = 0.7
 
     def __post_init__(self) -> None:
         hs = list(self.thresholds)
@@ -50,37 +63,51 @@ class HysteresisSearch:
             raise ValueError(f"start {self.start} is not one of the thresholds {self.thresholds}")
         if not self.db_per_doubling >= 0:
             raise ValueError(f"db_per_doubling must be >= 0, got {self.db_per_doubling}")
+        if not self.latent_db > 0:
+            raise ValueError(f"latent_db must be > 0, got {self.latent_db}")
 
 
 @dataclass(frozen=True)
 class Choice:
     """The threshold a chunk is coded with, its tokens (1, T', H', W'), and
-    every threshold tried with its (PSNR dB, payload bytes)."""
+    every threshold tried with its (PSNR dB, payload bytes); the PSNR
+    estimated from the latent is relative to the start threshold's."""
 
     threshold: float
     tokens: torch.Tensor
     tried: dict[float, tuple[float, int]]
 
 
-def choose_hysteresis(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bits: int, frames: int,
+def choose_hysteresis(tokenizer: Tokenizer, video: torch.Tensor | None, z: torch.Tensor, bits: int, frames: int,
                       payload_bytes: Callable[[np.ndarray], int], search: HysteresisSearch = HysteresisSearch()
                       ) -> Choice:
     """The best-scoring threshold of `search` for one chunk (1, 3, T, H, W) in
     [-1, 1] whose encoder latent is z, coded with `bits` bits per token:
     distortion over the chunk's first `frames` frames (the rest is padding),
     rate as `payload_bytes` of the token grid (T', H', W') (what the
-    entropy coder writes)."""
-    target = video[:, :, :frames].float()
+    entropy coder writes). `video` is needed only to decode (`search.decode`)."""
+    if search.decode and video is None:
+        raise ValueError("choosing the hysteresis by decoding needs the chunk's video")
     tried: dict[float, tuple[float, int]] = {}
     tokens: dict[float, torch.Tensor] = {}
+    if search.decode:
+        target = video[:, :, :frames].float()
+
+        def psnr_of(h: float) -> float:
+            decoded = decode_chunk(tokenizer, tokens[h], tuple(video.shape[-3:]), bits)[:, :, :frames]
+            mse = float(decoded.sub_(target).square_().mean())  # in place: no chunk-sized temporaries
+            return math.inf if mse == 0 else 10 * math.log10(4 / mse)  # samples in [-1, 1]
+    else:
+        real = z[:, :bits, : 1 + -(-(frames - 1) // tokenizer.temporal_factor)]  # the real frames' latent frames
+        start = code_distance(real, search.start)
+
+        def psnr_of(h: float) -> float:
+            return -10 * search.latent_db * math.log10(code_distance(real, h) / start)
 
     def score(h: float) -> float:
         if h not in tried:
             tokens[h] = latent_tokens(z, bits, h)
-            decoded = decode_chunk(tokenizer, tokens[h], tuple(video.shape[-3:]), bits)[:, :, :frames]
-            mse = float(decoded.sub_(target).square_().mean())  # in place: no chunk-sized temporaries
-            psnr = math.inf if mse == 0 else 10 * math.log10(4 / mse)  # samples in [-1, 1]
-            tried[h] = (psnr, payload_bytes(tokens[h][0].numpy()))
+            tried[h] = (psnr_of(h), payload_bytes(tokens[h][0].numpy()))
         psnr, size = tried[h]
         return psnr - search.db_per_doubling * math.log2(8 * max(size, 1))
 
@@ -91,6 +118,14 @@ def choose_hysteresis(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor
         if best == i:
             return Choice(hs[i], tokens[hs[i]], tried)
         i = best
+
+
+def code_distance(z: torch.Tensor, threshold: float) -> float:
+    """The squared distance of latents z (B, K, T', H', W') to the +-1 codes
+    they quantise to with `threshold` (`hysteresis_signs`); at least a tiny
+    positive number, so that ratios of it are defined."""
+    codes = hysteresis_signs(z, threshold).to(z.dtype).mul_(2).sub_(1)
+    return max(float(codes.sub_(z).square_().sum()), 1e-12)
 
 
 def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: tuple[int, int, int],

@@ -202,6 +202,22 @@ def _decode_frames(engine, latent: np.ndarray, caches: list | None) -> tuple[np.
     return to_uint8(video), caches
 
 
+def chunk_latent(engine, frames: np.ndarray) -> np.ndarray:
+    """The encoder latent z (1, K, T', H', W') of one chunk's uint8 frames
+    (1 + t k, H, W, 3) (H and W multiples of the spatial factor) by an
+    engine's encode steps, first frame alone then t at a time, as
+    `StreamingEncoder` runs them: `latent_tokens` of it at a threshold are
+    the tokens that encoder gives at that threshold."""
+    t = engine.temporal_factor
+    if (len(frames) - 1) % t:
+        raise ValueError(f"a chunk has 1 + {t}k frames, got {len(frames)}")
+    caches, latents = None, []
+    for a in range(-t + 1, len(frames), t):  # [0, 1), [1, 1 + t), ...
+        z, caches = _encode_frames(engine, frames[max(a, 0) : a + t], caches)
+        latents.append(z)
+    return np.concatenate(latents, axis=2)
+
+
 class StreamingEncoder:
     """Encode chunks of 1 + t*k frames as the frames arrive.
 

@@ -262,14 +262,15 @@ def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
         assert r.exit_code == 2 and not (tmp_path / "bad.tok").exists(), bad
 
 
-def test_encode_with_the_hysteresis_chosen_per_chunk(source: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["auto", "auto-decode"])
+def test_encode_with_the_hysteresis_chosen_per_chunk(source: Path, tmp_path: Path, mode: str) -> None:
     # the choice itself is tested in test_rate_control.py; here: the option reaches it
     out = tmp_path / "auto.tok"
-    r = cli("encode", str(source), "-o", str(out), "--frames", "18", "--chunk-frames", "9", "--hysteresis", "auto")
+    r = cli("encode", str(source), "-o", str(out), "--frames", "18", "--chunk-frames", "9", "--hysteresis", mode)
     assert r.exit_code == 0, r.output
     chosen = re.search(r"hysteresis per chunk: (.*)", r.output).group(1)
     assert sum(int(n) for n in re.findall(r"x(\d+)", chosen)) == 2  # one per chunk
-    report = tokcodec.encode_file(source, tmp_path / "api.tok", chunk_frames=9, max_frames=18, hysteresis="auto")
+    report = tokcodec.encode_file(source, tmp_path / "api.tok", chunk_frames=9, max_frames=18, hysteresis=mode)
     assert len(report.thresholds) == 2 and set(report.thresholds) <= set(HysteresisSearch().thresholds)
     fixed = {}  # the tokens of a plain encode at each chosen threshold
     for i, (chunk, h) in enumerate(zip(tokcodec.read_tokens(out), report.thresholds)):
@@ -284,7 +285,7 @@ def test_encode_with_the_hysteresis_chosen_per_chunk(source: Path, tmp_path: Pat
     for bad in ("-0.1", "nan", "half"):
         r = cli("encode", str(source), "-o", str(tmp_path / "bad.tok"), "--hysteresis", bad)
         assert r.exit_code == 2 and "--hysteresis" in r.output and not (tmp_path / "bad.tok").exists(), bad
-    with pytest.raises(ValueError, match="'auto'"):
+    with pytest.raises(ValueError, match="'auto-decode'"):
         tokcodec.encode_file(source, tmp_path / "bad.tok", hysteresis="best")
     assert not (tmp_path / "bad.tok").exists()
 
@@ -385,7 +386,8 @@ def test_onnxruntime_encodes_and_decodes_files(source: Path, tok: Path, tmp_path
     """`encode`/`decode --onnx DIR`: onnxruntime gives torch's float32 tokens
     (but for rare latents at a threshold) and frames (within a level or two
     of rounding); an export of other weights is refused in one line, and so
-    are refinement, which needs torch, and bfloat16."""
+    are refinement and choosing the hysteresis by decoding, which need torch,
+    and bfloat16."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     export = tmp_path / "onnx"
@@ -399,8 +401,15 @@ def test_onnxruntime_encodes_and_decodes_files(source: Path, tok: Path, tmp_path
     assert a.shape == b.shape and (a != b).mean() < 0.01
     r = cli("encode", str(source), "-o", str(tmp_path / "no.tok"), "--refine", "2", "--onnx", str(export))
     assert r.exit_code == 1 and "cannot refine" in r.output and not (tmp_path / "no.tok").exists()
-    r = cli("encode", str(source), "-o", str(tmp_path / "no.tok"), "--hysteresis", "auto", "--onnx", str(export))
-    assert r.exit_code == 1 and "cannot choose the hysteresis" in r.output and not (tmp_path / "no.tok").exists()
+    # the threshold chosen from the latent: onnxruntime's latent, the same choices as torch's
+    auto = tmp_path / "auto-fp32.tok", tmp_path / "auto-ort.tok"
+    for out, extra in zip(auto, (["--precision", "fp32"], ["--onnx", str(export)])):
+        r = cli("encode", str(source), "-o", str(out), "--chunk-frames", "9", "--hysteresis", "auto", *extra)
+        assert r.exit_code == 0 and "hysteresis per chunk:" in r.output, r.output
+    a, b = (np.concatenate([c.tokens for c in tokcodec.read_tokens(p)]) for p in auto)
+    assert a.shape == b.shape and (a != b).mean() < 0.01
+    r = cli("encode", str(source), "-o", str(tmp_path / "no.tok"), "--hysteresis", "auto-decode", "--onnx", str(export))
+    assert r.exit_code == 1 and "cannot choose the hysteresis by decoding" in r.output and not (tmp_path / "no.tok").exists()
     r = cli("decode", str(tok), "-o", str(tmp_path / "no.mp4"), "--precision", "bf16", "--onnx", str(export))
     assert r.exit_code == 1 and "computes in float32" in r.output and not (tmp_path / "no.mp4").exists()
     for out, extra in ((tmp_path / "torch.mp4", ["--precision", "fp32"]), (tmp_path / "ort.mp4", ["--onnx", str(export)])):

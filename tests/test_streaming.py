@@ -20,9 +20,11 @@ from tokcodec.streaming.stateful import (
     StreamingDecoder,
     StreamingEncoder,
     TorchEngine,
+    chunk_latent,
     decode_chunk,
     encode_chunk,
     latent_of,
+    latent_tokens,
     to_float,
     to_uint8,
 )
@@ -84,6 +86,11 @@ def test_streaming_encoder_gives_the_offline_tokens(model: Tokenizer, frames: np
     if with_hysteresis:  # it did hold bits: the tokens differ from plain quantisation
         plain = offline_tokens(model, frames, 9)
         assert not all(np.array_equal(a, b) for a, b in zip(plain, offline))
+    # a whole chunk's latent by the same steps (what `encode --onnx --hysteresis auto` chooses from)
+    z = torch.from_numpy(chunk_latent(TorchEngine(model), frames[:9]))
+    assert z.shape[2] == 3 and np.array_equal(latent_tokens(z, model.config.bits, h)[0].numpy(), streamed[0])
+    with pytest.raises(ValueError, match="1 \\+ 4k frames"):
+        chunk_latent(TorchEngine(model), frames[:8])
 
 
 def test_streaming_encoder_waits_for_a_whole_step(model: Tokenizer, frames: np.ndarray) -> None:

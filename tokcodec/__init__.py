@@ -22,6 +22,10 @@ __version__ = "0.1.0"
 # frames it does not show.
 DEFAULT_CHUNK_FRAMES = 33
 
+# `encode --hysteresis` values that choose the threshold per chunk
+# (`streaming.rate_control`): estimated from the latent, or by decoding.
+AUTO_HYSTERESIS = ("auto", "auto-decode")
+
 _LAZY = {
     "encode_file": "tokcodec.files",
     "decode_file": "tokcodec.files",

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import click
 
-from tokcodec import DEFAULT_CHUNK_FRAMES, __version__
+from tokcodec import AUTO_HYSTERESIS, DEFAULT_CHUNK_FRAMES, __version__
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn expected failures into one line on stderr and exit status 1 (no traceback)."""
@@ -48,15 +48,15 @@ def _onnx_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 def _hysteresis_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | str | None:
-    """--hysteresis: a threshold >= 0 or 'auto'."""
-    if value is None or value == "auto":
+    """--hysteresis: a threshold >= 0, 'auto' or 'auto-decode'."""
+    if value is None or value in AUTO_HYSTERESIS:
         return value
     try:
         threshold = float(value)
     except ValueError:
         threshold = -1.0
     if not threshold >= 0:  # also refuses nan
-        raise click.BadParameter(f"{value!r} is neither a number >= 0 nor 'auto'")
+        raise click.BadParameter(f"{value!r} is neither a number >= 0 nor 'auto' or 'auto-decode'")
     return threshold
 
 
@@ -154,10 +154,11 @@ def _print_report(r: Any) -> None:
                    "[default: the model's, see `tokcodec models`]")
 @click.option("--chunk-frames", default=DEFAULT_CHUNK_FRAMES, show_default=True,
               help="frames per independently decodable chunk (1 + 4k); shorter: finer seeking, more bits")
-@click.option("--hysteresis", default=None, metavar="H|auto", callback=_hysteresis_option,
+@click.option("--hysteresis", default=None, metavar="H|auto|auto-decode", callback=_hysteresis_option,
               help="latents smaller than this keep the previous latent frame's bit: fewer bits for a little "
-                   "distortion; 0 = off; 'auto' = chosen per chunk by rate and distortion (each chunk coded and "
-                   "decoded 3 to 6 times: slower; more quality per bit) [default: 0.2]")
+                   "distortion; 0 = off; 'auto' = chosen per chunk by the bits and the distortion the latent "
+                   "predicts (about as fast; more quality per bit); 'auto-decode' = by decoding each candidate "
+                   "(3 to 6 decodes a chunk: about 6x slower) [default: 0.2]")
 @click.option("--refine", default=0, show_default=True, type=click.IntRange(min=0),
               help="encoder-side search: N gradient steps per segment for the tokens the decoder reconstructs best "
                    "(20 steps: about +1.5 dB and fewer bits, encoding about 45x slower; the decoder is unchanged)")
@@ -195,7 +196,7 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
         click.echo(f"{r.output}: {r.frames} frames in {r.chunks} chunks, {r.bytes} bytes, quality {r.quality} "
                    f"({r.bits}-bit tokens, coded at {r.coded_size[0]}x{r.coded_size[1]}), "
                    f"{8 * r.token_bytes / r.tokens:.2f} bits/token after entropy coding, {r.frames / r.seconds:.1f} fps")
-        if hysteresis == "auto":
+        if hysteresis in AUTO_HYSTERESIS:
             counts = Counter(r.thresholds)
             click.echo("hysteresis per chunk: " + ", ".join(f"{h:g} x{counts[h]}" for h in sorted(counts)))
 

@@ -36,12 +36,12 @@ from tokcodec.codec.io import (
     read_clips,
 )
 from tokcodec.codec.precision import network_precision, resolve_precision
-from tokcodec.streaming.rate_control import HysteresisSearch, encode_searched
+from tokcodec.streaming.rate_control import HysteresisSearch, choose_hysteresis, encode_searched
 from tokcodec.streaming.refine import RefineConfig, encode_refined
-from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder
+from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, chunk_latent
 from tokcodec.streaming.stateful import decode_chunk as segmented_decode
 
-from . import DEFAULT_CHUNK_FRAMES
+from . import AUTO_HYSTERESIS, DEFAULT_CHUNK_FRAMES
 from .api import check_output
 from .ladder import MAX_SCALE, MIN_SCALE, model_ladder
 from .priors import model_prior, prior_for
@@ -106,7 +106,7 @@ def encode_file(
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     max_frames: int | None = None,
     entropy: EntropyParams | None = None,
-    hysteresis: float | Literal["auto"] | HysteresisSearch | None = None,
+    hysteresis: float | Literal["auto", "auto-decode"] | HysteresisSearch | None = None,
     refine: RefineConfig = RefineConfig(),
     scale: float | None = None,
     level: int | None = None,
@@ -128,8 +128,10 @@ def encode_file(
     `hysteresis`: latents smaller than it keep their previous latent frame's
     bit (`Tokenizer.encode`); 0 is plain sign quantisation, None the default.
     "auto" (or a `streaming.rate_control.HysteresisSearch`): a threshold
-    chosen per chunk by rate and distortion (`choose_hysteresis`: each chunk
-    coded and decoded three to six times: about a sixth of the speed).
+    chosen per chunk by its bits and the distortion the latent predicts
+    (`choose_hysteresis`: about as fast as a fixed threshold); "auto-decode"
+    by decoding each candidate (three to six decodes a chunk: about a sixth
+    of the speed, a little better).
     `refine` with steps > 0: search, per segment, for the tokens the decoder
     reconstructs best (`streaming.refine.RefineConfig`): better quality and
     fewer bits, much slower encoding.
@@ -148,20 +150,20 @@ def encode_file(
     """
     check_output(output, force)
     hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
-    if hysteresis == "auto":
-        hysteresis = HysteresisSearch()
+    if hysteresis in AUTO_HYSTERESIS:
+        hysteresis = HysteresisSearch(decode=hysteresis == "auto-decode")
     search = hysteresis if isinstance(hysteresis, HysteresisSearch) else None
     if search is None and not (isinstance(hysteresis, (int, float)) and hysteresis >= 0):
-        raise ValueError(f"--hysteresis must be a number >= 0 or 'auto', got {hysteresis!r}")
+        raise ValueError(f"--hysteresis must be a number >= 0, 'auto' or 'auto-decode', got {hysteresis!r}")
     tokenizer = model if isinstance(model, Tokenizer) else load_tokenizer(model)
     precision = _check_precision(precision, onnx, tokenizer)
     engine = None
     if onnx is not None:
         if refine.steps:
             raise ValueError("--onnx cannot refine (the search needs torch): leave out one of them")
-        if search is not None:
-            raise ValueError("--onnx cannot choose the hysteresis per chunk (--hysteresis auto decodes with torch): "
-                             "give a threshold or leave out --onnx")
+        if search is not None and search.decode:
+            raise ValueError("--onnx cannot choose the hysteresis by decoding (auto-decode decodes with torch): "
+                             "use --hysteresis auto or leave out --onnx")
         engine = onnx_engine(onnx, tokenizer.config.name, fingerprint(tokenizer), tokenizer)
     ladder = model_ladder(tokenizer.config)
     ladder.point(quality)  # refuses a point or level the model lacks before any work
@@ -208,8 +210,12 @@ def encode_file(
                                                  writer.payload_size, search, refine)
                         codes = choice.tokens
                 codes = codes[0].numpy()
-            else:
+            elif search is None:
                 codes = onnx_encode_chunk(engine, frames, bits, hysteresis, tokenizer.spatial_factor)
+            else:
+                z = torch.from_numpy(chunk_latent(engine, pad_frames(frames, tokenizer.spatial_factor)))
+                choice = choose_hysteresis(tokenizer, None, z, bits, clip.valid, writer.payload_size, search)
+                codes = choice.tokens[0].numpy()
             thresholds.append(hysteresis if search is None else choice.threshold)
             end = clip.start + clip.valid
             # The last chunk of the whole source also takes the audio that outlasts the video.
@@ -454,10 +460,15 @@ def onnx_encode_chunk(engine: Any, frames: np.ndarray, bits: int, hysteresis: fl
     """Tokens (T', H', W') of a chunk's uint8 frames (1 + t*k, H, W, 3) by the
     streaming encoder on `engine`, the frames padded to the spatial `stride`
     by repeating the last row and column, as `Tokenizer.pad` does."""
-    h, w = frames.shape[1:3]
-    frames = np.pad(frames, ((0, 0), (0, -h % stride), (0, -w % stride), (0, 0)), mode="edge")
     encoder = StreamingEncoder(engine, len(frames), bits, hysteresis)
-    return np.stack([t for t in map(encoder.push, frames) if t is not None])
+    return np.stack([t for t in map(encoder.push, pad_frames(frames, stride)) if t is not None])
+
+
+def pad_frames(frames: np.ndarray, stride: int) -> np.ndarray:
+    """uint8 frames (T, H, W, 3) padded to multiples of `stride` by repeating the
+    last row and column, as `Tokenizer.pad` pads."""
+    h, w = frames.shape[1:3]
+    return np.pad(frames, ((0, 0), (0, -h % stride), (0, -w % stride), (0, 0)), mode="edge")
 
 
 # ---------------------------------------------------------------- info
