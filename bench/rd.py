@@ -82,7 +82,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import metrics  # noqa: E402
 from corpus import clips as corpus_clips  # noqa: E402
 
-from tokcodec import AUTO_HYSTERESIS  # noqa: E402  (light: the networks load lazily)
+from tokcodec import AUTO_HYSTERESIS, DEFAULT_ENCODE_HYSTERESIS  # noqa: E402  (light: the networks load lazily)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -702,9 +702,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.update(tokcodec_model="-", tokcodec_fingerprint="-")
     settings["tok_quality"] = args.tok_quality
     if "tokcodec" in args.codecs:
-        from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
-
-        settings["tok_hysteresis"] = DEFAULT_HYSTERESIS if args.tok_hysteresis is None else args.tok_hysteresis
+        settings["tok_hysteresis"] = DEFAULT_ENCODE_HYSTERESIS if args.tok_hysteresis is None else args.tok_hysteresis
         settings["tok_refine"] = args.tok_refine
         settings["tok_refine_rate"] = args.tok_refine_rate
         settings["tok_refine_ssim"] = args.tok_refine_ssim

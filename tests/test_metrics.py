@@ -14,6 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import metrics  # noqa: E402
 
+from tokcodec.streaming.rate_control import HysteresisSearch  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
@@ -206,7 +208,9 @@ def test_rd_measures_codecs_and_reports_a_failing_point(tmp_path: Path, capsys: 
     tok = points[("tokcodec", 0)]
     assert tok["bpp"] == pytest.approx(8 * tok["bytes"] / (5 * 96 * 64))
     assert tok["vmaf"] is None and 0 < tok["msssim"] <= 1
-    assert tok["hysteresis"] == [0.2]  # the threshold of each chunk (the default: one chunk of 5 frames)
+    # the threshold of each chunk (one chunk of 5 frames), chosen per chunk by default
+    assert res["settings"]["tok_hysteresis"] == "auto"
+    assert len(tok["hysteresis"]) == 1 and tok["hysteresis"][0] in HysteresisSearch().thresholds
     assert c["errors"][0]["codec"] == "svtav1" and c["errors"][0]["crf"] == 70
     assert c["bd_rate_vs_x264"]["tokcodec"]["psnr_y"] == "n/a (needs >= 2 points)"
     assert c["rgb_ceiling_psnr_y"] > 35

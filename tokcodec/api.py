@@ -69,8 +69,10 @@ def reconstruct_file(
     rate ladder may also resample the frames; this does not).
 
     Memory is bounded by one clip. The source's audio is copied through. The
-    output appears only when the whole video is done. `hysteresis` as in
-    `encode_file` (None: the codec's default, what `tokcodec encode` uses).
+    output appears only when the whole video is done. `hysteresis`: a
+    threshold as in `encode_file` (None: the fixed default 0.2, what
+    streaming uses; `encode` chooses one per chunk, which needs the
+    entropy coder this round trip does not run).
     `precision`: what the networks compute in, as in `encode_file`.
     """
     check_output(output, force)

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import click
 
-from tokcodec import AUTO_HYSTERESIS, DEFAULT_CHUNK_FRAMES, __version__
+from tokcodec import AUTO_HYSTERESIS, DEFAULT_CHUNK_FRAMES, DEFAULT_ENCODE_HYSTERESIS, __version__
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn expected failures into one line on stderr and exit status 1 (no traceback)."""
@@ -157,8 +157,8 @@ def _print_report(r: Any) -> None:
 @click.option("--hysteresis", default=None, metavar="H|auto|auto-decode", callback=_hysteresis_option,
               help="latents smaller than this keep the previous latent frame's bit: fewer bits for a little "
                    "distortion; 0 = off; 'auto' = chosen per chunk by the bits and the distortion the latent "
-                   "predicts (about as fast; more quality per bit); 'auto-decode' = by decoding each candidate "
-                   "(3 to 6 decodes a chunk: about 6x slower) [default: 0.2]")
+                   "predicts (about as fast as a fixed threshold; more quality per bit); 'auto-decode' = by "
+                   "decoding each candidate (3 to 6 decodes a chunk: about 6x slower) [default: auto]")
 @click.option("--refine", default=0, show_default=True, type=click.IntRange(min=0),
               help="encoder-side search: N gradient steps per segment for the tokens the decoder reconstructs best "
                    "(20 steps: about +1.5 dB and fewer bits, encoding about 45x slower; the decoder is unchanged)")
@@ -196,7 +196,7 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
         click.echo(f"{r.output}: {r.frames} frames in {r.chunks} chunks, {r.bytes} bytes, quality {r.quality} "
                    f"({r.bits}-bit tokens, coded at {r.coded_size[0]}x{r.coded_size[1]}), "
                    f"{8 * r.token_bytes / r.tokens:.2f} bits/token after entropy coding, {r.frames / r.seconds:.1f} fps")
-        if hysteresis in AUTO_HYSTERESIS:
+        if (DEFAULT_ENCODE_HYSTERESIS if hysteresis is None else hysteresis) in AUTO_HYSTERESIS:
             counts = Counter(r.thresholds)
             click.echo("hysteresis per chunk: " + ", ".join(f"{h:g} x{counts[h]}" for h in sorted(counts)))
 

@@ -24,7 +24,6 @@ from tokcodec.bitstream.container import MAX_SIZE, AudioPacket, AudioTrack, Head
 from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
 from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, video_to_frames
-from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.codec.io import (
     AudioPacketData,
     AudioStreamInfo,
@@ -41,7 +40,7 @@ from tokcodec.streaming.refine import RefineConfig, encode_refined
 from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, chunk_latent
 from tokcodec.streaming.stateful import decode_chunk as segmented_decode
 
-from . import AUTO_HYSTERESIS, DEFAULT_CHUNK_FRAMES
+from . import AUTO_HYSTERESIS, DEFAULT_CHUNK_FRAMES, DEFAULT_ENCODE_HYSTERESIS
 from .api import check_output
 from .ladder import MAX_SCALE, MIN_SCALE, model_ladder
 from .priors import model_prior, prior_for
@@ -126,12 +125,12 @@ def encode_file(
     `tokcodec.ladder`): a coding scale and a number of bits per token.
     `scale` and `level` override the point's scale and LFQ level.
     `hysteresis`: latents smaller than it keep their previous latent frame's
-    bit (`Tokenizer.encode`); 0 is plain sign quantisation, None the default.
-    "auto" (or a `streaming.rate_control.HysteresisSearch`): a threshold
-    chosen per chunk by its bits and the distortion the latent predicts
-    (`choose_hysteresis`: about as fast as a fixed threshold); "auto-decode"
-    by decoding each candidate (three to six decodes a chunk: about a sixth
-    of the speed, a little better).
+    bit (`Tokenizer.encode`); 0 is plain sign quantisation. "auto" (the
+    default, None; or a `streaming.rate_control.HysteresisSearch`): a
+    threshold chosen per chunk by its bits and the distortion the latent
+    predicts (`choose_hysteresis`: about as fast as a fixed threshold);
+    "auto-decode" by decoding each candidate (three to six decodes a chunk:
+    about a sixth of the speed).
     `refine` with steps > 0: search, per segment, for the tokens the decoder
     reconstructs best (`streaming.refine.RefineConfig`): better quality and
     fewer bits, much slower encoding.
@@ -149,7 +148,7 @@ def encode_file(
     is near its threshold, for the same bits and quality).
     """
     check_output(output, force)
-    hysteresis = DEFAULT_HYSTERESIS if hysteresis is None else hysteresis
+    hysteresis = DEFAULT_ENCODE_HYSTERESIS if hysteresis is None else hysteresis
     if hysteresis in AUTO_HYSTERESIS:
         hysteresis = HysteresisSearch(decode=hysteresis == "auto-decode")
     search = hysteresis if isinstance(hysteresis, HysteresisSearch) else None
