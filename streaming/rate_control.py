@@ -44,12 +44,12 @@ class HysteresisSearch:
     increasing order; start: where the search begins (the fixed default);
     db_per_doubling: how many dB of PSNR a doubling of the chunk's bits is
     worth. The search climbs from `start` to a neighbouring threshold while
-    that scores better, so it rates three to six thresholds. decode: rate
+    that scores better, so it rates three to eight thresholds. decode: rate
     each by decoding the chunk (exact; about six times the encoding time);
     otherwise by the latent's estimate, `latent_db` dB of PSNR per dB of the
     kept latents' squared distance to their codes (next to free)."""
 
-    thresholds: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    thresholds: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
     start: float = 0.2
     db_per_doubling: float = 1.0
     decode: bool = False

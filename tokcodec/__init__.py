@@ -26,7 +26,7 @@ DEFAULT_CHUNK_FRAMES = 33
 # (`streaming.rate_control`): estimated from the latent, or by decoding.
 AUTO_HYSTERESIS = ("auto", "auto-decode")
 # What `tokcodec encode` uses: "auto" costs about what a fixed threshold
-# does and needs 6-19% fewer bits for the same quality on the eval clips
+# does and needs 6-30% fewer bits for the same quality on the eval clips
 # (bench/RESULTS.md, "The hysteresis chosen from the latent"). Frame-by-frame
 # streaming cannot wait for a chunk's latent: it keeps the fixed
 # `codec.lfq.DEFAULT_HYSTERESIS`.

@@ -158,7 +158,7 @@ def _print_report(r: Any) -> None:
               help="latents smaller than this keep the previous latent frame's bit: fewer bits for a little "
                    "distortion; 0 = off; 'auto' = chosen per chunk by the bits and the distortion the latent "
                    "predicts (about as fast as a fixed threshold; more quality per bit); 'auto-decode' = by "
-                   "decoding each candidate (3 to 6 decodes a chunk: about 6x slower) [default: auto]")
+                   "decoding each candidate (3 to 8 decodes a chunk: about 6x slower) [default: auto]")
 @click.option("--refine", default=0, show_default=True, type=click.IntRange(min=0),
               help="encoder-side search: N gradient steps per segment for the tokens the decoder reconstructs best "
                    "(20 steps: about +1.5 dB and fewer bits, encoding about 45x slower; the decoder is unchanged)")

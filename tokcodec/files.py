@@ -129,7 +129,7 @@ def encode_file(
     default, None; or a `streaming.rate_control.HysteresisSearch`): a
     threshold chosen per chunk by its bits and the distortion the latent
     predicts (`choose_hysteresis`: about as fast as a fixed threshold);
-    "auto-decode" by decoding each candidate (three to six decodes a chunk:
+    "auto-decode" by decoding each candidate (three to eight decodes a chunk:
     about a sixth of the speed).
     `refine` with steps > 0: search, per segment, for the tokens the decoder
     reconstructs best (`streaming.refine.RefineConfig`): better quality and
