@@ -90,7 +90,9 @@ class TrainConfig:
     level_weights: tuple[float, ...] = ()  # how often each ladder level is drawn (default: equally)
     # The encoder's sign hysteresis in training steps (`encode --hysteresis`): with the
     # encoder frozen, the decoder learns from the very tokens that `encode` writes.
-    hysteresis: float = 0.0
+    # Several thresholds: each step draws one, as `encode --hysteresis auto` picks
+    # one per chunk (empty: plain signs).
+    hysteresis: tuple[float, ...] = ()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -104,7 +106,8 @@ class TrainConfig:
         d.setdefault("freeze_encoder", False)
         d["scales"] = tuple(d.get("scales", ()))
         d["level_weights"] = tuple(d.get("level_weights", ()))
-        d.setdefault("hysteresis", 0.0)
+        h = d.get("hysteresis", ())
+        d["hysteresis"] = tuple(h) if isinstance(h, (list, tuple)) else ((float(h),) if h else ())  # was one float
         return cls(**d)
 
     def __post_init__(self) -> None:
@@ -116,7 +119,7 @@ class TrainConfig:
             raise ValueError(f"{len(self.level_weights)} level weights for {len(self.model.lfq.levels)} levels")
         if self.level_weights and (min(self.level_weights) < 0 or sum(self.level_weights) <= 0):
             raise ValueError(f"level weights must be >= 0 with a positive sum, got {self.level_weights}")
-        if self.hysteresis < 0:
+        if any(h < 0 for h in self.hysteresis):
             raise ValueError(f"hysteresis must be >= 0, got {self.hysteresis}")
         if any(s <= 0 for s in self.scales):
             raise ValueError(f"scales must be positive, got {self.scales}")
@@ -225,7 +228,10 @@ class Trainer:
             p = np.array(cfg.level_weights) / sum(cfg.level_weights) if cfg.level_weights else None
             keep = torch.from_numpy(self.rng.choice(np.array(levels), size=batch.shape[0], p=p)).to(batch.device)
         scale = float(self.rng.choice(cfg.scales)) if cfg.scales else 1.0
-        out, recon = self._scaled_forward(self.train_model, batch, scale, mix, keep, cfg.hysteresis)
+        hysteresis = cfg.hysteresis[0] if len(cfg.hysteresis) == 1 else 0.0
+        if len(cfg.hysteresis) > 1:
+            hysteresis = float(self.rng.choice(cfg.hysteresis))
+        out, recon = self._scaled_forward(self.train_model, batch, scale, mix, keep, hysteresis)
         rec, parts = reconstruction_loss(recon, batch, cfg.l1, cfg.l2, cfg.ssim, cfg.luma_weight)
         loss = rec if cfg.freeze_encoder else rec + out.lfq.loss  # LFQ's terms only move the encoder
         if cfg.rate:
@@ -577,6 +583,8 @@ def parser() -> argparse.ArgumentParser:
                     help="train the decoder only: tokens, and so the fitted entropy priors, stay the same")
     ap.add_argument("--scales", type=_floats, help="coding scales to train at, e.g. 0.5,1,2 (`encode --scale`)")
     ap.add_argument("--level-weights", type=_floats, help="relative frequency of each --levels level, e.g. 4,1,1,1,1")
+    ap.add_argument("--hysteresis", type=_floats,
+                    help="the encoder's sign hysteresis in training steps; several: each step draws one, e.g. 0.2,0.8")
     ap.add_argument("--amp", choices=["bf16"], help="bfloat16 autocast for the networks (GPUs with bf16 units)")
     return ap
 

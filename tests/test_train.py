@@ -273,11 +273,12 @@ def test_decoder_only_training_at_coding_scales(media: Path, tmp_path: Path) -> 
     fitted to them) is bit-identical while the decoder moves; --scales trains
     on crops coded at those scales, the loss at the crop's own size, and the
     evaluation logs the lowest level's PSNR at each scale; --hysteresis
-    trains on the tokens `encode --hysteresis` writes."""
+    trains on the tokens `encode --hysteresis` writes, each step at one of
+    its thresholds."""
     cfg = tiny_config(media, steps=4)
     cfg = replace(cfg, model=replace(cfg.model, lfq=replace(cfg.model.lfq, levels=(4, 10))), freeze_encoder=True,
                   scales=(0.5, 1.5), level_weights=(1.0, 0.0), quant_start=0, quant_ramp=1, disc_start=10**9,
-                  hysteresis=0.2)
+                  hysteresis=(0.2, 0.6))
     torch.manual_seed(cfg.seed)
     start = {k: v.clone() for k, v in Tokenizer(cfg.model).state_dict().items()}
     trainer = train(cfg, tmp_path / "dec")
@@ -295,6 +296,13 @@ def test_decoder_only_training_at_coding_scales(media: Path, tmp_path: Path) -> 
     held = trainer.ema(batch, hysteresis=0.5).lfq.tokens
     assert torch.equal(held, trainer.ema.encode(batch, hysteresis=0.5))
     assert not torch.equal(held, trainer.ema.encode(batch))
+    # each step draws one of the thresholds (and of the scales)
+    drawn = []
+    forward = trainer._scaled_forward
+    trainer._scaled_forward = lambda *a: drawn.append(a[2:4] + a[-1:]) or forward(*a)
+    for _ in range(12):
+        trainer.train_step(batch)
+    assert {d[2] for d in drawn} == {0.2, 0.6} and {d[0] for d in drawn} == {0.5, 1.5}
 
 
 def test_train_options_are_checked(media: Path) -> None:
@@ -309,15 +317,19 @@ def test_train_options_are_checked(media: Path) -> None:
     with pytest.raises(ValueError, match="positive"):
         replace(cfg, scales=(0.0,))
     with pytest.raises(ValueError, match="hysteresis"):
-        replace(cfg, hysteresis=-0.1)
+        replace(cfg, hysteresis=(0.2, -0.1))
     with pytest.raises(ValueError, match="luma weight"):
         replace(cfg, luma_weight=1.5)
     args = parser().parse_args([str(media), "--run", "r", "--scales", "0.5,2", "--levels", "6,12", "--bits", "12",
-                                "--level-weights", "3,1", "--freeze-encoder", "--hysteresis", "0.2"])
+                                "--level-weights", "3,1", "--freeze-encoder", "--hysteresis", "0.2,0.8"])
     built = build_config(args)
     assert built.scales == (0.5, 2.0) and built.level_weights == (3.0, 1.0) and built.freeze_encoder
-    assert built.hysteresis == 0.2
+    assert built.hysteresis == (0.2, 0.8)
     assert TrainConfig.from_dict(json.loads(json.dumps(asdict(built)))) == built
+    # a run configured before several thresholds (one float) still resumes
+    old = json.loads(json.dumps(asdict(replace(built, hysteresis=()))))
+    assert TrainConfig.from_dict({**old, "hysteresis": 0.2}).hysteresis == (0.2,)
+    assert TrainConfig.from_dict({**old, "hysteresis": 0.0}).hysteresis == ()
 
 
 def test_luma_weighted_loss_ignores_what_luma_cannot_see() -> None:

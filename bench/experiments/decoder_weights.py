@@ -1,11 +1,11 @@
 """Experiment: the same tokens decoded by other decoder weights (decoder-only training).
 
 Run: .venv/bin/python bench/experiments/decoder_weights.py [--decoder RUN/checkpoint.pt|W.safetensors]...
-         [--quality 0,2,4] CLIP:FRAMES...
+         [--quality 0,2,4] [--hysteresis 0.2,0.8] CLIP:FRAMES...
 Codes the first FRAMES frames of each CLIP as one chunk at each ladder point of the default model, as
-`tokcodec encode --quality Q` does (frames resampled to the point's scale, the default hysteresis, the shipped
-encoder), then decodes the same tokens with the shipped decoder and with each given one (a training
-checkpoint's EMA or a safetensors file whose encoder must be the shipped one), resamples back and
+`tokcodec encode --quality Q --hysteresis H` does (frames resampled to the point's scale, at each given fixed
+hysteresis threshold, default the streaming one, 0.2; the shipped encoder), then decodes the same tokens with the
+shipped decoder and with each given one (a training checkpoint's EMA or a safetensors file whose encoder must be the shipped one), resamples back and
 prints PSNR-Y (BT.601) and RGB PSNR against the source, and the bpp of the entropy-coded tokens (the
 shipped priors: the tokens are the same for every decoder, so is the rate).
 """
@@ -29,6 +29,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("clips", nargs="+")
 ap.add_argument("--decoder", action="append", default=[])
 ap.add_argument("--quality", help="ladder points (default: all)")
+ap.add_argument("--hysteresis", default=str(DEFAULT_HYSTERESIS), help="fixed thresholds to code with, e.g. 0.2,0.8")
 args = ap.parse_args()
 torch.set_num_threads(2)
 tokenizer = load_tokenizer(None).eval()
@@ -47,9 +48,9 @@ for spec in args.clips:
     frames, _ = first_frames(path, int(n))
     T, H, W = frames.shape[:3]
     y_ref = rgb_to_y(frames)
-    for q in qualities:
+    for q, h in ((q, float(h)) for q in qualities for h in args.hysteresis.split(",")):
         # whichever state is loaded, its encoder is the shipped one (checked above)
-        tokens, point, bits, coded = encode_at_point(tokenizer, frames, q, DEFAULT_HYSTERESIS)
+        tokens, point, bits, coded = encode_at_point(tokenizer, frames, q, h)
         _, bpp = decoded_and_bpp(tokenizer, tokens, bits, coded)  # the rate: the same for every decoder
         ch, cw = coded[1:]
         row = []
@@ -57,6 +58,6 @@ for spec in args.clips:
             tokenizer.load_state_dict(state)
             out = decode_to_source(tokenizer, tokens, bits, coded, H, W)
             row.append(f"{psnr_y(y_ref, rgb_to_y(out)):.3f}/{psnr(out, frames):.3f}")
-        print(f"{Path(path).name} q{q} {point.scale:g}x {bits} bits {bpp * ch * cw / (H * W):.4f} bpp: "
+        print(f"{Path(path).name} q{q} {point.scale:g}x {bits} bits h{h:g} {bpp * ch * cw / (H * W):.4f} bpp: "
               f"PSNR-Y/RGB " + "  ".join(row), flush=True)
 print("decoders: " + ", ".join(decoders), flush=True)

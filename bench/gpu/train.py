@@ -137,8 +137,9 @@ def main() -> None:
                     help="train the decoder only (TrainConfig.freeze_encoder: tokens and priors stay valid)")
     ap.add_argument("--scales", type=_floats, help="TrainConfig.scales: coding scales to train at, e.g. 0.5,1,2,3")
     ap.add_argument("--level-weights", type=_floats, help="TrainConfig.level_weights, e.g. 6,1,1,1,1")
-    ap.add_argument("--hysteresis", type=float, default=0.0,
-                    help="TrainConfig.hysteresis: train on the tokens `encode` writes (0.2 with --freeze-encoder)")
+    ap.add_argument("--hysteresis", type=_floats, default=(),
+                    help="TrainConfig.hysteresis: train on the tokens `encode` writes (e.g. 0.2,0.4,0.6,0.8 with "
+                         "--freeze-encoder; several: each step draws one)")
     ap.add_argument("--probe-steps", type=int, default=14)
     ap.add_argument("--opencv", action="store_true", help="decode with OpenCV even where PyAV is installed")
     ap.add_argument("--join", nargs=2, metavar=("FOLDER", "NAME"), help="join parts into a shipped model")
