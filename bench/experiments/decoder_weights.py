@@ -5,9 +5,9 @@ Run: .venv/bin/python bench/experiments/decoder_weights.py [--decoder RUN/checkp
 Codes the first FRAMES frames of each CLIP as one chunk at each ladder point of the default model, as
 `tokcodec encode --quality Q --hysteresis H` does (frames resampled to the point's scale, at each given fixed
 hysteresis threshold, default the streaming one, 0.2; the shipped encoder), then decodes the same tokens with the
-shipped decoder and with each given one (a training checkpoint's EMA or a safetensors file whose encoder must be the shipped one), resamples back and
-prints PSNR-Y (BT.601) and RGB PSNR against the source, and the bpp of the entropy-coded tokens (the
-shipped priors: the tokens are the same for every decoder, so is the rate).
+shipped decoder and with each given one (a training checkpoint's EMA or a safetensors file whose encoder must
+be the shipped one), resamples back and prints PSNR-Y (BT.601) and RGB PSNR against the source, and the bpp
+of the entropy-coded tokens (the shipped priors: the tokens are the same for every decoder, so is the rate).
 """
 
 import argparse
