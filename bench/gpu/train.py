@@ -140,7 +140,7 @@ def main() -> None:
     ap.add_argument("--hysteresis", type=_floats, default=(),
                     help="TrainConfig.hysteresis: train on the tokens `encode` writes (e.g. 0.2,0.4,0.6,0.8 with "
                          "--freeze-encoder; several: each step draws one)")
-    ap.add_argument("--probe-steps", type=int, default=14)
+    ap.add_argument("--probe-steps", type=int, default=14, help="timed steps, spread evenly over the scales")
     ap.add_argument("--opencv", action="store_true", help="decode with OpenCV even where PyAV is installed")
     ap.add_argument("--join", nargs=2, metavar=("FOLDER", "NAME"), help="join parts into a shipped model")
     ap.add_argument("--weights", choices=("ema", "raw"), default="ema", help="which weights --join ships")
@@ -204,13 +204,25 @@ def main() -> None:
             torch.cuda.empty_cache()
             cfg = replace(cfg, batch=cfg.batch // 2)
             print(f"out of GPU memory: batch {cfg.batch} instead", flush=True)
-    probe.cfg = replace(probe.cfg, scales=cfg.scales)
-    t0 = time.monotonic()
-    for _ in range(args.probe_steps):
-        probe.train_step(sampler.sample(cfg.batch, rng, frames=cfg.data.clip_frames, device=device))
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    rate = args.probe_steps / (time.monotonic() - t0)
+    # A step's cost grows with its scale's area (0.5x to 3x: 36-fold), so a few steps at
+    # randomly drawn scales measure the draw more than the rate: the H200 call that drew
+    # 3.03 steps/s ran at 3.71 and ended 113 s early. Time each scale alike instead; the
+    # run draws them uniformly, so its mean step time is the mean over scales.
+    scales = cfg.scales or (1.0,)
+    per_scale = max(1, args.probe_steps // len(scales))
+    seconds = []
+    for s in scales:
+        probe.cfg = replace(probe.cfg, scales=(s,))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.monotonic()
+        for _ in range(per_scale):
+            probe.train_step(sampler.sample(cfg.batch, rng, frames=cfg.data.clip_frames, device=device))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append((time.monotonic() - t0) / per_scale)
+    rate = 1 / (sum(seconds) / len(seconds))
+    print("probe: " + ", ".join(f"{s:g}x {1 / t:.2f}" for s, t in zip(scales, seconds)) + " steps/s", flush=True)
     del probe
     if device.type == "cuda":
         torch.cuda.empty_cache()
