@@ -52,15 +52,29 @@ def luma(video: torch.Tensor) -> torch.Tensor:
     return (video * w).sum(1, keepdim=True)
 
 
+# Side of the blocks the low-pass term averages over: it keeps spatial periods above
+# ~16 pixels, the band (below 1/8 of Nyquist) where fine-tuned decoders lost realshort's
+# PSNR-Y (bench/RESULTS.md, twenty-first session).
+LOWPASS_BLOCK = 8
+
+
+def lowpass(video: torch.Tensor) -> torch.Tensor:
+    """Videos (B, C, T, H, W) averaged over LOWPASS_BLOCK-pixel squares (partial edge blocks dropped)."""
+    return F.avg_pool3d(video, (1, LOWPASS_BLOCK, LOWPASS_BLOCK))
+
+
 def reconstruction_loss(
     recon: torch.Tensor, target: torch.Tensor, l1: float = 1.0, l2: float = 1.0, ssim_weight: float = 0.2,
-    luma_weight: float = 0.0,
+    luma_weight: float = 0.0, lowpass_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted L1 + L2 + (1 - SSIM), and its parts for logging.
+    """Weighted L1 + L2 + (1 - SSIM) (+ L1 of the low-pass images), and its parts for logging.
 
     A `luma_weight` share of each term is taken on luma alone and the rest
     on RGB: the quality metrics users compare codecs by see luma only. (A
     decoder fine-tune with 0.8 was a draw against RGB's: bench/RESULTS.md.)
+    `lowpass_weight` adds the L1 distance of the two videos averaged over
+    8x8 blocks: per-pixel L1 and SSIM let a decoder flatten large-scale
+    contrast cheaply, and this term prices it again.
     """
 
     def terms(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -71,7 +85,12 @@ def reconstruction_loss(
         y1, y2, ys = terms(luma(recon), luma(target))
         e1, e2, s = (torch.lerp(rgb, y, luma_weight) for rgb, y in ((e1, y1), (e2, y2), (s, ys)))
     loss = l1 * e1 + l2 * e2 + ssim_weight * (1 - s)
-    return loss, {"l1": e1.item(), "l2": e2.item(), "ssim": s.item()}
+    parts = {"l1": e1.item(), "l2": e2.item(), "ssim": s.item()}
+    if lowpass_weight:
+        low = (lowpass(recon) - lowpass(target)).abs().mean()
+        loss = loss + lowpass_weight * low
+        parts["lowpass"] = low.item()
+    return loss, parts
 
 
 def psnr(recon: torch.Tensor, target: torch.Tensor) -> float:

@@ -66,6 +66,7 @@ class TrainConfig:
     l2: float = 1.0
     ssim: float = 0.2
     luma_weight: float = 0.0  # share of the reconstruction terms taken on BT.601 luma instead of RGB
+    lowpass: float = 0.0  # weight of the L1 term on 8x8-block means (large-scale contrast; losses.lowpass)
     disc_start: int = 10**9  # off unless asked for
     disc_weight: float = 0.1
     disc_lr: float = 1e-4
@@ -113,6 +114,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.luma_weight <= 1:
             raise ValueError(f"luma weight must be in [0, 1], got {self.luma_weight}")
+        if self.lowpass < 0:
+            raise ValueError(f"lowpass weight must be >= 0, got {self.lowpass}")
         if self.freeze_encoder and self.freeze_decoder:
             raise ValueError("freeze the encoder or the decoder, not both")
         if self.level_weights and len(self.level_weights) != len(self.model.lfq.levels):
@@ -232,7 +235,7 @@ class Trainer:
         if len(cfg.hysteresis) > 1:
             hysteresis = float(self.rng.choice(cfg.hysteresis))
         out, recon = self._scaled_forward(self.train_model, batch, scale, mix, keep, hysteresis)
-        rec, parts = reconstruction_loss(recon, batch, cfg.l1, cfg.l2, cfg.ssim, cfg.luma_weight)
+        rec, parts = reconstruction_loss(recon, batch, cfg.l1, cfg.l2, cfg.ssim, cfg.luma_weight, cfg.lowpass)
         loss = rec if cfg.freeze_encoder else rec + out.lfq.loss  # LFQ's terms only move the encoder
         if cfg.rate:
             mask = level_mask(keep, cfg.model.lfq.bits, recon) if keep is not None else 1

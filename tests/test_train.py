@@ -13,7 +13,7 @@ from media import smooth_frames
 
 from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig
 from tokcodec.codec.data import ClipSampler, DataConfig, to_unit
-from tokcodec.codec.losses import LUMA, luma, reconstruction_loss
+from tokcodec.codec.losses import LUMA, luma, lowpass, reconstruction_loss
 from tokcodec.codec.io import write_video
 from tokcodec.codec.train import TrainConfig, build_config, export, grow_state, learning_rate, parser, quant_mix, train
 
@@ -320,6 +320,8 @@ def test_train_options_are_checked(media: Path) -> None:
         replace(cfg, hysteresis=(0.2, -0.1))
     with pytest.raises(ValueError, match="luma weight"):
         replace(cfg, luma_weight=1.5)
+    with pytest.raises(ValueError, match="lowpass"):
+        replace(cfg, lowpass=-1.0)
     args = parser().parse_args([str(media), "--run", "r", "--scales", "0.5,2", "--levels", "6,12", "--bits", "12",
                                 "--level-weights", "3,1", "--freeze-encoder", "--hysteresis", "0.2,0.8"])
     built = build_config(args)
@@ -349,3 +351,22 @@ def test_luma_weighted_loss_ignores_what_luma_cannot_see() -> None:
     # a luma error counts in both
     dark = target - 0.2
     assert reconstruction_loss(dark, target, luma_weight=1.0)[1]["l1"] == pytest.approx(0.2, rel=1e-4)
+
+
+def test_lowpass_term_prices_flattened_contrast_not_fine_detail() -> None:
+    torch.manual_seed(0)
+    ramp = torch.linspace(-0.6, 0.6, 32)
+    target = (ramp.view(1, 1, 1, 1, 32) + ramp.view(1, 1, 1, 32, 1)).expand(2, 3, 3, 32, 32) / 2
+    # zero-mean detail inside each 8x8 block: a checkerboard the block means cannot see
+    checker = (torch.arange(32).view(32, 1) + torch.arange(32).view(1, 32)) % 2 * 0.2 - 0.1
+    detailed = target + checker
+    flattened = target * 0.9  # the same image with 10% less large-scale contrast
+    assert torch.allclose(lowpass(detailed), lowpass(target), atol=1e-6)
+    base, parts = reconstruction_loss(detailed, target)
+    with_low, low_parts = reconstruction_loss(detailed, target, lowpass_weight=2.0)
+    assert "lowpass" not in parts and low_parts["lowpass"] < 1e-6
+    assert torch.isclose(with_low, base, atol=1e-5)
+    flat, flat_parts = reconstruction_loss(flattened, target, lowpass_weight=2.0)
+    plain_flat, _ = reconstruction_loss(flattened, target)
+    assert flat_parts["lowpass"] > 0.01
+    assert torch.isclose(flat - plain_flat, torch.tensor(2.0 * flat_parts["lowpass"]), rtol=1e-4)

@@ -126,6 +126,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--luma-weight", type=float, default=0.0,
                     help="TrainConfig.luma_weight: share of the reconstruction loss on BT.601 luma")
+    ap.add_argument("--lowpass", type=float, default=0.0, help="TrainConfig.lowpass: weight of the L1 on 8x8-block means")
     ap.add_argument("--graphics", type=float, default=0.0, help="DataConfig.graphics: share of procedural graphics clips")
     ap.add_argument("--disc-start", type=int, default=DISC_OFF, help="step the 3D discriminator starts at (default: off)")
     ap.add_argument("--disc-weight", type=float, default=0.1)
@@ -176,7 +177,7 @@ def main() -> None:
                       quant_start=0, quant_ramp=1, eval_every=100, ckpt_every=10**9,
                       disc_start=args.disc_start, disc_weight=args.disc_weight, amp=args.amp or "",
                       freeze_decoder=args.freeze_decoder, rate=args.rate, freeze_encoder=args.freeze_encoder,
-                      luma_weight=args.luma_weight, scales=args.scales or (), level_weights=args.level_weights or (),
+                      luma_weight=args.luma_weight, lowpass=args.lowpass, scales=args.scales or (), level_weights=args.level_weights or (),
                       hysteresis=args.hysteresis,
                       init_from=str(Path(args.init_from).resolve()) if args.init_from else "")
     sampler = ClipSampler(data)
