@@ -74,7 +74,8 @@ def reconstruction_loss(
     decoder fine-tune with 0.8 was a draw against RGB's: bench/RESULTS.md.)
     `lowpass_weight` adds the L1 distance of the two videos averaged over
     8x8 blocks: per-pixel L1 and SSIM let a decoder flatten large-scale
-    contrast cheaply, and this term prices it again.
+    contrast cheaply, and this term prices it again. (A decoder fine-tune
+    with 2 was no better than its control: bench/RESULTS.md.)
     """
 
     def terms(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

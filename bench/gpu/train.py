@@ -177,7 +177,8 @@ def main() -> None:
                       quant_start=0, quant_ramp=1, eval_every=100, ckpt_every=10**9,
                       disc_start=args.disc_start, disc_weight=args.disc_weight, amp=args.amp or "",
                       freeze_decoder=args.freeze_decoder, rate=args.rate, freeze_encoder=args.freeze_encoder,
-                      luma_weight=args.luma_weight, lowpass=args.lowpass, scales=args.scales or (), level_weights=args.level_weights or (),
+                      luma_weight=args.luma_weight, lowpass=args.lowpass, scales=args.scales or (),
+                      level_weights=args.level_weights or (),
                       hysteresis=args.hysteresis,
                       init_from=str(Path(args.init_from).resolve()) if args.init_from else "")
     sampler = ClipSampler(data)
