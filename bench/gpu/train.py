@@ -126,7 +126,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--luma-weight", type=float, default=0.0,
                     help="TrainConfig.luma_weight: share of the reconstruction loss on BT.601 luma")
-    ap.add_argument("--lowpass", type=float, default=0.0, help="TrainConfig.lowpass: weight of the L1 on 8x8-block means")
+    ap.add_argument("--lowpass", type=float, default=0.0,
+                    help="TrainConfig.lowpass: weight of the L1 on 8x8-block means")
     ap.add_argument("--graphics", type=float, default=0.0, help="DataConfig.graphics: share of procedural graphics clips")
     ap.add_argument("--disc-start", type=int, default=DISC_OFF, help="step the 3D discriminator starts at (default: off)")
     ap.add_argument("--disc-weight", type=float, default=0.1)
