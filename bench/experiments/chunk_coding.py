@@ -66,3 +66,13 @@ def load_state(spec: str) -> dict[str, torch.Tensor]:
     state = (load_file(path) if path.endswith(".safetensors")
              else torch.load(path, map_location="cpu", weights_only=False)[key or "ema"])
     return {k: v.float() for k, v in state.items()}
+
+
+def load_decoder_state(spec: str, shipped: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`load_state(spec)`, refused (SystemExit) unless its encoder is the shipped one: the
+    decoder experiments decode the shipped encoder's tokens with other decoders."""
+    state = load_state(spec)
+    for key, value in shipped.items():
+        if not key.startswith("decoder.") and not torch.equal(value, state[key]):
+            raise SystemExit(f"{spec}: another encoder ({key} differs)")
+    return state

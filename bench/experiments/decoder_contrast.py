@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from chunk_coding import decode_to_source, encode_at_point, first_frames, load_state
+from chunk_coding import decode_to_source, encode_at_point, first_frames, load_decoder_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from metrics import rgb_to_y
+from metrics import frame_mse, psnr, rgb_to_y
 
 from tokcodec.codec import load_tokenizer
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
@@ -46,10 +46,6 @@ def contrast_slope(y: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean((yo * yr).sum(axis=(1, 2)) / (yr**2).sum(axis=(1, 2))))
 
 
-def frame_psnr(y: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    return 10 * np.log10(255.0**2 / ((y - ref) ** 2).mean(axis=(1, 2)))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("clips", nargs="+")
@@ -60,10 +56,7 @@ def main() -> None:
     torch.set_num_threads(2)
     tokenizer = load_tokenizer(None).eval()
     shipped = {k: v.clone() for k, v in tokenizer.state_dict().items()}
-    other = load_state(args.decoder)
-    for key, value in shipped.items():
-        if not key.startswith("decoder.") and not torch.equal(value, other[key]):
-            raise SystemExit(f"{args.decoder}: another encoder ({key} differs)")
+    other = load_decoder_state(args.decoder, shipped)
     fmt = lambda values: " ".join(f"{v:10.4g}" for v in values)  # noqa: E731
     for spec in args.clips:
         path, n = spec.rsplit(":", 1)
@@ -79,13 +72,14 @@ def main() -> None:
             for name, state in (("shipped", shipped), ("other", other)):
                 tokenizer.load_state_dict(state)
                 y = rgb_to_y(decode_to_source(tokenizer, tokens, bits, coded, h, w)).astype(np.float64)
-                psnrs.append(frame_psnr(y, ref))
+                psnrs.append(np.array([psnr(m) for m in frame_mse(ref, y)]))
                 print(f"  {name:8s} output {fmt(band_energy(y))}  error {fmt(band_energy(y - ref))}  "
                       f"slope {contrast_slope(y, ref):.4f}  PSNR-Y {psnrs[-1].mean():.3f}")
             tokenizer.load_state_dict(shipped)
             gain = psnrs[1] - psnrs[0]
-            print(f"  PSNR-Y gain of the other decoder: frames 0-8 {gain[:9].mean():+.3f}, "
-                  f"9-16 {gain[9:17].mean():+.3f}, 17- {gain[17:].mean():+.3f}", flush=True)
+            spans = [(f"{lo}-{min(hi, t) - 1}", gain[lo:hi].mean()) for lo, hi in ((0, 9), (9, 17), (17, t)) if lo < t]
+            print("  PSNR-Y gain of the other decoder: "
+                  + ", ".join(f"frames {name} {value:+.3f}" for name, value in spans), flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
-from chunk_coding import decode_to_source, decoded_and_bpp, encode_at_point, first_frames, load_state, psnr
+from chunk_coding import decode_to_source, decoded_and_bpp, encode_at_point, first_frames, load_decoder_state, psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from metrics import psnr_y, rgb_to_y
@@ -36,11 +36,7 @@ tokenizer = load_tokenizer(None).eval()
 shipped = {k: v.clone() for k, v in tokenizer.state_dict().items()}
 decoders = {"shipped": shipped}
 for path in args.decoder:
-    state = load_state(path)
-    for key, value in shipped.items():
-        if not key.startswith("decoder.") and not torch.equal(value, state[key]):
-            raise SystemExit(f"{path}: another encoder ({key} differs)")
-    decoders[path] = state
+    decoders[path] = load_decoder_state(path, shipped)
 ladder = model_ladder(tokenizer.config)
 qualities = [int(q) for q in args.quality.split(",")] if args.quality else range(len(ladder.points))
 for spec in args.clips:
