@@ -6,7 +6,7 @@ Upscales the first FRAMES frames of CLIP by each scale (`codec.clips.resize_vide
 default model at each number of bits (hysteresis 0.2; with REFINE_STEPS, refined as
 `tokcodec encode --refine` does, on the upscaled frames), decodes, scales back to the source size and
 prints the RGB PSNR against the source and the bpp of the entropy-coded tokens per *source* pixel.
-Result in bench/RESULTS.md ("Where the quality is lost: the patch-4 stem").
+Result in bench/RESULTS.md ("Coding at a finer token grid").
 """
 
 import sys
