@@ -16,16 +16,11 @@ import torch
 from chunk_coding import decode_to_source, encode_at_point, first_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from metrics import rgb_to_y
+from metrics import psnr_y, rgb_to_y
 
 from tokcodec.codec import load_tokenizer
 
 CLIPS = ("carphone_pristine.mp4", "realshort.mp4", "ChID-BLITS-EBU.mp4")
-
-
-def mean_psnr(frames: np.ndarray, reference: np.ndarray) -> float:
-    err = [np.mean((np.clip(f, 0, 255) - r) ** 2) for f, r in zip(frames, reference)]
-    return float(np.mean([10 * np.log10(255**2 / e) for e in err]))
 
 
 torch.set_num_threads(2)
@@ -41,6 +36,6 @@ for clip in CLIPS:
         yd = rgb_to_y(decode_to_source(tok, tokens, bits, coded, H, W)).astype(np.float64)
         gain, offset = np.polyfit(yd.ravel(), ys.ravel(), 1)
         per_frame = np.stack([np.polyval(np.polyfit(d.ravel(), s.ravel(), 1), d) for d, s in zip(yd, ys)])
-        print(f"{clip} quality {q}: PSNR-Y {mean_psnr(yd, ys):.2f} dB, chunk gain/offset "
-              f"{mean_psnr(gain * yd + offset, ys):.2f} ({gain:.3f}, {offset:+.1f}), per frame "
-              f"{mean_psnr(per_frame, ys):.2f}", flush=True)
+        print(f"{clip} quality {q}: PSNR-Y {psnr_y(ys, yd):.2f} dB, chunk gain/offset "
+              f"{psnr_y(ys, np.clip(gain * yd + offset, 0, 255)):.2f} ({gain:.3f}, {offset:+.1f}), per frame "
+              f"{psnr_y(ys, np.clip(per_frame, 0, 255)):.2f}", flush=True)

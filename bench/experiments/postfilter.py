@@ -9,18 +9,24 @@ Each clip's first FRAMES frames (training clips downscaled to at most 384 pixels
 weights (hysteresis 0.2) and decoded back to the source size. A residual CNN (3x3 convolutions,
 WIDTH channels, DEPTH hidden layers, per frame) is trained on random crops of the training pairs
 to map decoded frames to the source (MSE on RGB), then applied to the eval clips: prints each
-eval clip's RGB and luma PSNR before and after, and the filter's speed on this machine.
+eval clip's RGB PSNR and PSNR-Y (bench/metrics, as bench/rd.py computes them) before and
+after, and the filter's speed on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from chunk_coding import decode_to_source, encode_at_point, first_frames, psnr
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from metrics import psnr_y, rgb_to_y
 
 from tokcodec.codec import load_tokenizer
 from tokcodec.codec.clips import resize_frames
@@ -54,13 +60,6 @@ def coded_pair(tok, path: str, frames: int, quality: int, max_width: int | None)
         source = resize_frames(source, H, W)
     tokens, _, bits, coded = encode_at_point(tok, source, quality, 0.2)
     return decode_to_source(tok, tokens, bits, coded, H, W), source
-
-
-def luma_psnr(frames: np.ndarray, reference: np.ndarray) -> float:
-    """PSNR (dB) of BT.601 luma of uint8 RGB frames against the reference's."""
-    w = np.array([0.299, 0.587, 0.114])
-    y, r = frames.astype(np.float64) @ w, reference.astype(np.float64) @ w
-    return float(10 * np.log10(255**2 / np.mean((y - r) ** 2)))
 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -121,8 +120,8 @@ def main() -> None:
         t0 = time.time()
         f = filtered(model, d)
         fps = len(d) / (time.time() - t0)
-        print(f"{name}: RGB {psnr(d, s):.2f} -> {psnr(f, s):.2f} dB, Y {luma_psnr(d, s):.2f} -> "
-              f"{luma_psnr(f, s):.2f} dB ({d.shape[2]}x{d.shape[1]}, filter {fps:.1f} fps)", flush=True)
+        print(f"{name}: RGB {psnr(d, s):.2f} -> {psnr(f, s):.2f} dB, Y {psnr_y(rgb_to_y(s), rgb_to_y(d)):.2f} -> "
+              f"{psnr_y(rgb_to_y(s), rgb_to_y(f)):.2f} dB ({d.shape[2]}x{d.shape[1]}, filter {fps:.1f} fps)", flush=True)
 
 
 if __name__ == "__main__":
