@@ -87,6 +87,20 @@ Models (``EntropyParams.model_id``; the ``.tok`` header stores the params):
      ones, and the per-decision context work is compiled
      (``bitstream/kernels.py``, numba) instead of numpy.
 
+3 -- a learned context net (the default where the prior has one, since
+     container 1.4): every token is one symbol of constriction's
+     ``Categorical`` model over its 2**K values (K <= 8), whose probabilities
+     an integer network computes from the decoded neighbouring tokens of the
+     same and the two previous frames, in wavefront order. The net is trained
+     on a tokenizer's tokens and ships inside its prior (``EntropyPrior.net``).
+     A chunk's payload starts with a little-endian u32 that says how the rest
+     is coded: 0 by the net, 1 by model 2 with the prior's counts and the
+     params' other fields. The encoder codes both ways and keeps the shorter:
+     the net is fixed while the counts adapt to the chunk, which wins where
+     the net's training video is unlike the chunk (a static test card:
+     0.32 against 0.44 bits/token). Normative text for the net: the module
+     docstring of ``bitstream/context_net.py``.
+
 Bit-exactness. The probabilities the coder sees are computed from integer
 counts only, identically by encoder and decoder:
 
@@ -117,6 +131,7 @@ This module knows about token grids and bytes only (no torch, no pixels).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import operator
@@ -129,6 +144,7 @@ import constriction
 import numpy as np
 
 from . import kernels as _kernels
+from .context_net import ContextNet, code_chunk
 
 __all__ = ["EntropyError", "EntropyParams", "EntropyPrior", "encode_tokens", "decode_tokens", "fit_prior", "MAX_BITS"]
 
@@ -159,8 +175,8 @@ class EntropyParams:
     """Entropy-model id and parameters, as stored in the ``.tok`` header.
 
     model_id:    0 = raw bit-packing, 1 = context model, 2 = the same context
-                 model coded as 8-ary symbols, about twice as fast (see the
-                 module docstring).
+                 model coded as 8-ary symbols, about twice as fast, 3 = the
+                 prior's learned context net (see the module docstring).
     prob_bits:   B, precision of the probabilities given to the coder (8..16).
     count_limit: c0 + c1 (half units) above which a context's counts halve;
                  sets how fast the model forgets (16..2**20).
@@ -182,20 +198,22 @@ class EntropyParams:
     prior: int = 0
 
     @classmethod
-    def for_encoding(cls, prior: "EntropyPrior | None", frame_tokens: int) -> "EntropyParams":
-        """The params `tokcodec encode` codes with: the context model, starting
-        from `prior` when there is one. Small frames (at most 512 tokens per
+    def for_encoding(cls, prior: "EntropyPrior | None", frame_tokens: int, net: bool = True) -> "EntropyParams":
+        """The params `tokcodec encode` codes with: the prior's context net
+        (model 3) when it has one (and `net`); else the context model,
+        starting from `prior` when there is one. Small frames (at most 512 tokens per
         latent frame, e.g. 176x144 video at 8x8) that start from a prior skip
         the warm-up steps (warmup 0): there the steps buy 0.03% of the bits and
         cost 7% of the decoding speed, while on large frames, whose content a
         prior may fit badly, they save up to 4% (bench/RESULTS.md)."""
         if prior is None:
             return cls()
-        return cls(prior=prior.id, warmup=0) if frame_tokens <= _SMALL else cls(prior=prior.id)
+        model_id = 3 if net and prior.net is not None else 2
+        return cls(model_id, prior=prior.id, warmup=0 if frame_tokens <= _SMALL else cls.warmup)
 
     def check(self, error: type[Exception] = ValueError) -> None:
         ranges = {
-            "model_id": (0, 2),
+            "model_id": (0, 3),
             "prob_bits": (8, 16),
             "count_limit": (16, 1 << 20),
             "backoff": (0, 1 << 16),
@@ -232,6 +250,10 @@ def encode_tokens(
     tokens = tokens.astype(np.int64, copy=False)
     if params.model_id == 0:
         return _raw_encode(tokens, bits)
+    if params.model_id == 3:
+        by_net = _net_encode(tokens, prior.net)
+        by_counts = _ctx_encode(tokens, bits, dataclasses.replace(params, model_id=2), tables)
+        return _BY_COUNTS + by_counts if len(by_counts) < len(by_net) else _BY_NET + by_net
     return _ctx_encode(tokens, bits, params, tables)
 
 
@@ -263,6 +285,13 @@ def decode_tokens(
         raise EntropyError("data must be a contiguous bytes-like object") from None
     if params.model_id == 0:
         return _raw_decode(data, shape, bits)
+    if params.model_id == 3:
+        how = bytes(data[:4])
+        if how == _BY_NET:
+            return _net_decode(data[4:], shape, prior.net)
+        if how == _BY_COUNTS:
+            return _ctx_decode(data[4:], shape, bits, dataclasses.replace(params, model_id=2), tables)
+        raise EntropyError("entropy model 3 payload starts with neither 0 (net) nor 1 (counts)")
     return _ctx_decode(data, shape, bits, params, tables)
 
 
@@ -281,11 +310,15 @@ def _check_params(params, error) -> None:
 def _prior_tables(params: EntropyParams, prior, bits: int, error) -> "Mapping[tuple, np.ndarray] | None":
     """The prior's initial counts by table key, after checking it is the one `params` names."""
     if not params.prior:
+        if params.model_id == 3:
+            raise error("entropy model 3 needs a prior with a context net")
         if prior is not None:
             raise error("a prior was given but the entropy params name none")
         return None
     if params.model_id == 0:
         raise error("entropy model 0 (raw) takes no prior")
+    if params.model_id == 3 and prior is not None and prior.id == params.prior and prior.net is None:
+        raise error(f"entropy prior {prior.id:08x} has no context net (entropy model 3)")
     if prior is None:
         raise error(f"these tokens are coded with entropy prior {params.prior:08x}, which was not given")
     if prior.id != params.prior:
@@ -320,13 +353,16 @@ def _table_key(name: str) -> tuple:
     return key
 
 
+_NET = "net/"  # prefix of the context net's arrays in a prior's .npz
 _PRIOR_MAX = 1 << 15  # largest initial count (half units) a prior may hold
 _PRIOR_CODED = 32  # decisions per plane a table starting from a prior counts as coded (warm-up)
 
 
 @dataclass(frozen=True, eq=False)
 class EntropyPrior:
-    """Initial counts of the context model's tables (models 1 and 2), fitted on tokens.
+    """Initial counts of the context model's tables (models 1 and 2), fitted on
+    tokens, and optionally the context net of model 3 (`ContextNet`, trained
+    on tokens of the same tokenizer).
 
     A tokenizer's tokens have statistics that a short chunk cannot learn from
     scratch: its tables starting from counts fitted on training tokens save
@@ -338,9 +374,12 @@ class EntropyPrior:
 
     bits: int
     tables: Mapping[str, np.ndarray]
+    net: ContextNet | None = None
 
     def __post_init__(self) -> None:
         _check_bits(self.bits, ValueError)
+        if self.net is not None and self.net.bits != self.bits:
+            raise ValueError(f"the prior's context net is for {self.net.bits}-bit tokens, not {self.bits}")
         by_key = {}
         for name, counts in self.tables.items():
             key = _table_key(name)
@@ -360,6 +399,8 @@ class EntropyPrior:
         for name in sorted(self.tables):
             h.update(name.encode() + b"\0")
             h.update(self.by_key[_table_key(name)].astype("<i4").tobytes())
+        if self.net is not None:  # priors without a net keep the ids they had before nets existed
+            h.update(self.net.digest)
         return int.from_bytes(h.digest()[:4], "little") or 1
 
     def max_total(self) -> int:
@@ -367,8 +408,11 @@ class EntropyPrior:
         return max((int((c[0] + c[1]).max()) for c in self.by_key.values()), default=0)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the prior as an .npz file (int32 arrays, one per table, and ``bits``)."""
+        """Write the prior as an .npz file (int32 arrays, one per table, ``bits``,
+        and the net's arrays named ``net/...``)."""
         arrays = {name: np.asarray(c, np.int32) for name, c in self.tables.items()}
+        if self.net is not None:
+            arrays.update({_NET + name: a for name, a in self.net.arrays().items()})
         with open(path, "wb") as f:
             np.savez_compressed(f, bits=np.int32(self.bits), **arrays)
 
@@ -378,11 +422,12 @@ class EntropyPrior:
         try:
             with np.load(path, allow_pickle=False) as z:
                 bits = int(z["bits"])
-                tables = {name: z[name] for name in z.files if name != "bits"}
+                tables = {name: z[name] for name in z.files if name != "bits" and not name.startswith(_NET)}
+                net = {name[len(_NET):]: z[name] for name in z.files if name.startswith(_NET)}
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not an entropy prior ({exc})") from None
         try:
-            return cls(bits, tables)
+            return cls(bits, tables, ContextNet.from_arrays(bits, net) if net else None)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
 
@@ -832,6 +877,52 @@ def _signs_token(s: np.ndarray, K: int) -> np.ndarray:
     return b.view("<u4")[:, :, 0].astype(np.int64)
 
 
+_BY_NET, _BY_COUNTS = (0).to_bytes(4, "little"), (1).to_bytes(4, "little")  # model 3's payload selector
+
+
+def _net_encode(tokens: np.ndarray, net: ContextNet) -> bytes:
+    enc = constriction.stream.queue.RangeEncoder()
+    if tokens.size:
+        code_chunk(net, tokens.shape, lambda weights, symbols: enc.encode(symbols.astype(np.int32), _CATEGORICAL, weights),
+                   tokens)
+    return enc.get_compressed().astype("<u4", copy=False).tobytes()
+
+
+def _net_decode(data: memoryview, shape, net: ContextNet) -> np.ndarray:
+    # constriction gives each of a symbol's 2**K values at least 2**-24 (perfect=False),
+    # so a symbol costs more than (2**K - 1) 2**-24 log2(e) bits; require half of that
+    dec = _decoder(data, shape, (shape[0] * shape[1] * shape[2] * (2 ** net.bits - 1)) >> 25)
+    if dec is None:
+        return np.zeros(shape, np.int64)
+
+    def code(weights, _):
+        try:
+            return dec.decode(_CATEGORICAL, weights)
+        except Exception as e:  # constriction reports undecodable data this way
+            raise EntropyError(f"entropy decoding failed: {e}") from None
+
+    out = code_chunk(net, shape, code)
+    if not dec.maybe_exhausted():
+        raise EntropyError("payload has data after the last token")
+    return out
+
+
+def _decoder(data: memoryview, shape, min_bits: int = 0) -> "constriction.stream.queue.RangeDecoder | None":
+    """A range decoder over a chunk's payload (at least `min_bits` long), None
+    for an (empty, checked) empty chunk."""
+    if len(data) % 4:
+        raise EntropyError(f"payload of {len(data)} bytes is not a whole number of 32-bit words")
+    if 8 * len(data) < min_bits:
+        raise EntropyError(f"payload of {len(data)} bytes is too short for {shape}")
+    if shape[0] * shape[1] * shape[2] == 0:
+        if len(data):
+            raise EntropyError("payload for an empty chunk must be empty")
+        return None
+    if not len(data):  # the range coder emits at least one word for any decision
+        raise EntropyError("empty payload for a non-empty chunk")
+    return constriction.stream.queue.RangeDecoder(np.frombuffer(data, "<u4").astype(np.uint32))
+
+
 # model id -> (walk, constriction model, bit planes per coded symbol)
 _CODERS = {1: (_walk, _BERNOULLI, 1), 2: (_walk2, _CATEGORICAL, _kernels.GROUP)}
 
@@ -859,18 +950,10 @@ def _ctx_decode(data: memoryview, shape, bits: int, params: EntropyParams, prior
     T, H, W = shape
     n = T * H * W
     walk, model, planes_per_call = _CODERS[params.model_id]
-    if len(data) % 4:
-        raise EntropyError(f"payload of {len(data)} bytes is not a whole number of 32-bit words")
-    if 8 * len(data) < _min_payload_bits(n * -(-bits // planes_per_call), params):  # coded decisions / symbols
-        raise EntropyError(f"payload of {len(data)} bytes is too short for {shape} x {bits} bits")
+    dec = _decoder(data, shape, _min_payload_bits(n * -(-bits // planes_per_call), params))  # coded decisions / symbols
     out = np.zeros(shape, np.int64)
-    if n == 0:
-        if len(data):
-            raise EntropyError("payload for an empty chunk must be empty")
+    if dec is None:
         return out
-    if not len(data):  # the range coder emits at least one word for any decision
-        raise EntropyError("empty payload for a non-empty chunk")
-    dec = constriction.stream.queue.RangeDecoder(np.frombuffer(data, "<u4").astype(np.uint32))
 
     def code(prob, x):
         try:

@@ -1,0 +1,282 @@
+"""Entropy model 3: a small integer network predicts every token from its decoded neighbours.
+
+Models 1 and 2 code each bit plane on its own, from counts the chunk learns
+as it goes. Model 3 instead gives every K-bit token (K <= ``MAX_NET_BITS``)
+one probability for each of its 2**K values, computed by a network that was
+trained once on a tokenizer's tokens and ships inside that tokenizer's
+entropy prior (`EntropyPrior.net`). It sees all K bits of the neighbours at
+once, which the per-plane counts cannot; on the default tokenizer's 6-bit
+tokens it spends about a fifth fewer bits than model 2 (bench/RESULTS.md).
+
+Decoding order. Frames t = 0 .. T-1; within a frame, the anti-diagonal
+wavefronts d = 2 y + x, d = 0 .. 2 (H - 1) + (W - 1), and within a wavefront
+y ascending. A token's left, upper-left, upper and upper-right neighbours lie
+on earlier wavefronts, so the tokens of one wavefront depend only on tokens
+already decoded: a wavefront is one network call and one coder call.
+
+Input of the token at (t, y, x): the K signs (+1 for a 1 bit, -1 for a 0
+bit; 0 outside the grid) of
+
+  * the 11 tokens of frame t in the 5 x 5 window around it that lie on
+    earlier wavefronts, ``CURRENT`` ((dy, dx) with 2 dy + dx < 0),
+  * the 3 x 3 tokens of frame t-1 centred on it (``PREVIOUS``; 0 for t = 0)
+    and the token of frame t-2 at its place (0 for t < 2),
+
+bit i of a token being sign i, followed by two flags (t == 0, t == 1): F =
+21 K + 2 inputs.
+
+Network: F -> N1 -> N2 -> 2**K, with integer weights and biases and
+integer activations, like an int8-quantised MLP:
+
+    a1 = x @ W1 + B1;   h1 = clip(floor(a1 / 2**s1), 0, 255)
+    a2 = h1 @ W2 + B2;  h2 = clip(floor(a2 / 2**s2), 0, 255)
+    z  = h2 @ W3 + B3
+
+and value v of the token gets the weight ``TABLE[min(floor((max z - z_v) /
+2**g), len(TABLE) - 1)]`` (TABLE: positive integers, decreasing; it maps
+the logit gap to exp(-gap) in fixed point). The coder receives the weights
+as float64 integers and normalises them itself (constriction's
+``Categorical(perfect=False)``, deterministic integer code after the
+normalisation, which is a float64 sum and division in a fixed order).
+
+Exactness. Every product and sum above is an integer of magnitude below
+2**24 (checked when a net is built: for each output, the largest input
+times the sum of |weights|, plus |bias|), so float32 matrix products compute
+them exactly in any summation order: BLAS, threads and batch composition
+cannot change a bit, and the encoder (which computes a whole frame at
+once) and the decoder (one wavefront at a time) see the same numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ContextNet", "MAX_NET_BITS", "CURRENT", "PREVIOUS", "code_chunk", "n_inputs", "net_inputs", "wave_order"]
+
+MAX_NET_BITS = 8  # 2**K outputs per token
+CURRENT = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if 2 * dy + dx < 0)
+PREVIOUS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+_PAD = 2  # rows / columns of zeros around a padded frame
+_EXACT = 1 << 24  # float32 holds every integer below this exactly
+_ACT_MAX = 255
+
+
+def n_inputs(bits: int) -> int:
+    """F: the inputs of a net for `bits`-bit tokens."""
+    return (len(CURRENT) + len(PREVIOUS) + 1) * bits + 2
+
+
+@dataclass(frozen=True, eq=False)
+class ContextNet:
+    """The integer network of entropy model 3 (see the module docstring).
+
+    ``weights`` are the three int (in, out) matrices W1, W2, W3; ``biases``
+    the three int vectors B1, B2, B3; ``shifts`` (s1, s2, g); ``table`` the
+    positive, non-increasing integer weights of the logit gaps.
+    """
+
+    bits: int
+    weights: tuple[np.ndarray, np.ndarray, np.ndarray]
+    biases: tuple[np.ndarray, np.ndarray, np.ndarray]
+    shifts: tuple[int, int, int]
+    table: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.bits, (int, np.integer)) or not 1 <= self.bits <= MAX_NET_BITS:
+            raise ValueError(f"a context net codes 1..{MAX_NET_BITS}-bit tokens, not {self.bits!r}")
+        if len(self.weights) != 3 or len(self.biases) != 3 or len(self.shifts) != 3:
+            raise ValueError("a context net has three layers and three shifts")
+        fan_in, in_max = n_inputs(self.bits), 1
+        w32, b32 = [], []
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            w, b = np.asarray(w), np.asarray(b)
+            if not (np.issubdtype(w.dtype, np.integer) and np.issubdtype(b.dtype, np.integer)):
+                raise ValueError(f"context net layer {i + 1}: weights and biases must be integers")
+            out = 2 ** self.bits if i == 2 else w.shape[-1]
+            if w.shape != (fan_in, out) or b.shape != (out,):
+                raise ValueError(f"context net layer {i + 1}: weights {w.shape}, biases {b.shape}; "
+                                 f"expected ({fan_in}, {out}) and ({out},)")
+            bound = in_max * np.abs(w.astype(np.int64)).sum(axis=0) + np.abs(b.astype(np.int64))
+            if bound.max(initial=0) >= _EXACT:
+                raise ValueError(f"context net layer {i + 1} can reach 2**24: not exact in float32")
+            w32.append(w.astype(np.float32))
+            b32.append(b.astype(np.float32))
+            fan_in, in_max = out, _ACT_MAX
+        if any(not isinstance(s, (int, np.integer)) or not 0 <= s <= 30 for s in self.shifts):
+            raise ValueError("context net shifts must be integers in [0, 30]")
+        t = np.asarray(self.table)
+        if (t.ndim != 1 or not len(t) or not np.issubdtype(t.dtype, np.integer) or t.min() < 1
+                or t.max() >= _EXACT or (np.diff(t) > 0).any()):
+            raise ValueError("context net table must be positive, non-increasing integers below 2**24")
+        object.__setattr__(self, "_w", tuple(w32))
+        object.__setattr__(self, "_b", tuple(b32))
+        object.__setattr__(self, "_table", t.astype(np.float64))
+        object.__setattr__(self, "_signs", _value_signs(self.bits))
+
+    # -- storage (inside an EntropyPrior's .npz, names prefixed "net/") --
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The net as named int32 arrays."""
+        out = {f"w{i + 1}": np.asarray(w, np.int32) for i, w in enumerate(self.weights)}
+        out.update({f"b{i + 1}": np.asarray(b, np.int32) for i, b in enumerate(self.biases)})
+        out["shifts"] = np.asarray(self.shifts, np.int32)
+        out["table"] = np.asarray(self.table, np.int32)
+        return out
+
+    @classmethod
+    def from_arrays(cls, bits: int, arrays: Mapping[str, np.ndarray]) -> "ContextNet":
+        """Inverse of `arrays`; raises ValueError if they do not make a net."""
+        try:
+            return cls(bits, tuple(arrays[f"w{i}"] for i in (1, 2, 3)), tuple(arrays[f"b{i}"] for i in (1, 2, 3)),
+                       tuple(int(s) for s in arrays["shifts"]), arrays["table"])
+        except KeyError as exc:
+            raise ValueError(f"context net lacks array {exc}") from None
+
+    # -- inference --
+
+    def current_part(self, x_cur: np.ndarray) -> np.ndarray:
+        """The first layer's pre-activations from the current frame's inputs (float32 integers)."""
+        return x_cur @ self._w[0][:len(CURRENT) * self.bits]
+
+    def rest_part(self, x_rest: np.ndarray) -> np.ndarray:
+        """The first layer's pre-activations from the other inputs, plus its bias (float32 integers)."""
+        a = x_rest @ self._w[0][len(CURRENT) * self.bits:]
+        a += self._b[0]
+        return a
+
+    def value_weights(self, a1: np.ndarray) -> np.ndarray:
+        """Integer weights (float64) of the 2**K values, one row per token,
+        from the first layer's pre-activations a1 (float32 integers, bias included)."""
+        s1, s2, g = self.shifts
+        h = np.floor(a1 * np.float32(2.0 ** -s1))
+        np.clip(h, 0, _ACT_MAX, out=h)
+        a2 = h @ self._w[1]
+        a2 += self._b[1]
+        h = np.floor(a2 * np.float32(2.0 ** -s2))
+        np.clip(h, 0, _ACT_MAX, out=h)
+        z = h @ self._w[2]
+        z += self._b[2]
+        gap = z.max(axis=1, keepdims=True) - z
+        idx = np.floor(gap * np.float32(2.0 ** -g))
+        np.minimum(idx, len(self._table) - 1, out=idx)
+        return self._table[idx.astype(np.intp)]
+
+    def signs_of(self, values: np.ndarray) -> np.ndarray:
+        """(..., K) int8 signs of token values."""
+        return self._signs[values]
+
+    @functools.cached_property
+    def digest(self) -> bytes:
+        """Bytes that identify the net (for the prior's id)."""
+        parts = [b"tokcodec-context-net-1 %d" % self.bits]
+        for name, a in sorted(self.arrays().items()):
+            parts += [name.encode(), np.asarray(a.shape, "<i8").tobytes(), a.astype("<i4").tobytes()]
+        return b"\0".join(parts)
+
+
+def _value_signs(bits: int) -> np.ndarray:
+    v = np.arange(2 ** bits)
+    return (((v[:, None] >> np.arange(bits)) & 1) * 2 - 1).astype(np.int8)
+
+
+# ---------------------------------------------------------------------------
+# inputs and order
+
+
+def _padded(signs: np.ndarray) -> np.ndarray:
+    """(H, W, K) -> (H + 2 PAD, W + 2 PAD, K) with zeros around."""
+    return np.pad(signs, ((_PAD, _PAD), (_PAD, _PAD), (0, 0)))
+
+
+def net_inputs(prev2: np.ndarray | None, prev1: np.ndarray | None, cur: np.ndarray | None, t: int,
+               bits: int, H: int, W: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """The inputs of every token of frame t (H x W), split as the decoder uses
+    them: (current-frame part or None, the rest), each (H W, n) float32, rows
+    in row-major order. prev2 / prev1 / cur are (H, W, K) int8 signs or None."""
+
+    def window(signs, offsets):
+        if signs is None:
+            return np.zeros((H * W, len(offsets) * bits), np.float32)
+        p = _padded(signs)
+        parts = [p[_PAD + dy:_PAD + dy + H, _PAD + dx:_PAD + dx + W] for dy, dx in offsets]
+        return np.concatenate(parts, axis=2).reshape(H * W, -1).astype(np.float32)
+
+    flags = np.zeros((H * W, 2), np.float32)
+    if t < 2:
+        flags[:, t] = 1
+    rest = np.concatenate([window(prev1, PREVIOUS), window(prev2, ((0, 0),)), flags], axis=1)
+    return (None if cur is None else window(cur, CURRENT)), rest
+
+
+@functools.lru_cache(maxsize=32)
+def wave_order(H: int, W: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The decoding order of an H x W frame: (positions, bounds, neighbours, centres).
+
+    positions: flat row-major indices in decoding order; wavefront d holds
+    positions[bounds[d]:bounds[d + 1]]. neighbours: for each position in that
+    order, the flat indices of its CURRENT neighbours in the padded frame
+    ((H + 2 PAD) x (W + 2 PAD)); centres: its own padded flat index.
+    """
+    y, x = np.divmod(np.arange(H * W), W)
+    key = (2 * y + x) * H + y
+    positions = np.argsort(key, kind="stable")
+    d = (2 * y + x)[positions]
+    bounds = np.searchsorted(d, np.arange(2 * (H - 1) + W + 1)) if H * W else np.zeros(1, np.intp)
+    py, px = y[positions] + _PAD, x[positions] + _PAD
+    Wp = W + 2 * _PAD
+    neighbours = np.stack([(py + dy) * Wp + (px + dx) for dy, dx in CURRENT], axis=1)
+    for a in (positions, bounds, neighbours):
+        a.flags.writeable = False
+    centres = py * Wp + px
+    centres.flags.writeable = False
+    return positions, bounds, neighbours, centres
+
+
+# ---------------------------------------------------------------------------
+# coding one chunk
+
+
+def code_chunk(net: ContextNet, shape: tuple[int, int, int], code: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+               tokens: np.ndarray | None = None) -> np.ndarray:
+    """Walk a chunk in decoding order, calling ``code(weights, symbols)``.
+
+    Encoding (`tokens` given): the whole frame's weights at once, in decoding
+    order, with the tokens as symbols; returns `tokens`. Decoding: one call
+    per wavefront with symbols None; `code` returns the decoded values, and
+    the decoded chunk is returned.
+    """
+    T, H, W = shape
+    K = net.bits
+    out = np.zeros(shape, np.int64) if tokens is None else tokens
+    positions, bounds, neighbours, centres = wave_order(H, W)
+    prev1 = prev2 = None
+    for t in range(T):
+        if tokens is not None:
+            cur = net.signs_of(tokens[t])
+            x_cur, x_rest = net_inputs(prev2, prev1, cur, t, K, H, W)
+            a1 = net.current_part(x_cur)
+            a1 += net.rest_part(x_rest)
+            code(net.value_weights(a1[positions]), tokens[t].reshape(-1)[positions])
+        else:
+            _, x_rest = net_inputs(prev2, prev1, None, t, K, H, W)
+            base = net.rest_part(x_rest)[positions]
+            padded = np.zeros(((H + 2 * _PAD) * (W + 2 * _PAD), K), np.int8)
+            frame = out[t].reshape(-1)
+            for d in range(len(bounds) - 1):
+                lo, hi = bounds[d], bounds[d + 1]
+                if lo == hi:  # a one-column frame has only even wavefronts
+                    continue
+                x = padded[neighbours[lo:hi]].reshape(hi - lo, len(CURRENT) * K).astype(np.float32)
+                a1 = net.current_part(x)
+                a1 += base[lo:hi]
+                values = code(net.value_weights(a1), None)
+                padded[centres[lo:hi]] = net.signs_of(values)
+                frame[positions[lo:hi]] = values
+            cur = padded.reshape(H + 2 * _PAD, W + 2 * _PAD, K)[_PAD:_PAD + H, _PAD:_PAD + W]
+        prev2, prev1 = prev1, cur
+    return out
+
