@@ -321,13 +321,23 @@ def export_onnx(model: str | None, output: str, force: bool) -> None:
 @click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
 @click.option("--max-chunks", default=3, show_default=True,
               help=f"chunks of {DEFAULT_CHUNK_FRAMES} frames (as `encode` cuts them) used per video")
+@click.option("--net-steps", default=6000, show_default=True, type=click.IntRange(min=0),
+              help="training steps of the context net (entropy model 3) of each level of at most 8 bits; 0: no net")
 @user_errors
-def fit_prior(videos: tuple[str, ...], directory: str, model: str | None, max_chunks: int) -> None:
+def fit_prior(videos: tuple[str, ...], directory: str, model: str | None, max_chunks: int, net_steps: int) -> None:
     """Fit a model's entropy priors on (training) VIDEOS; ship them in codec/models/."""
+    from tokcodec.context_net_fit import ContextNetConfig
     from tokcodec.priors import fit_model_priors
 
-    for path, prior in fit_model_priors(list(videos), directory, model=model, max_chunks=max_chunks):
-        click.echo(f"{path}: prior {prior.id:08x}, {len(prior.tables)} tables, {prior.bits}-bit tokens")
+    def report(bits, fit):
+        click.echo(f"{bits}-bit context net: {fit.float_bits:.3f} bits/token in float, {fit.int_bits:.3f} in integers, "
+                   f"on {fit.tokens} training tokens")
+
+    net = ContextNetConfig(steps=net_steps) if net_steps else None
+    for path, prior in fit_model_priors(list(videos), directory, model=model, max_chunks=max_chunks, net=net,
+                                        report=report):
+        kind = "context net and " if prior.net is not None else ""
+        click.echo(f"{path}: prior {prior.id:08x}, {kind}{len(prior.tables)} tables, {prior.bits}-bit tokens")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})

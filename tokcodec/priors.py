@@ -7,6 +7,11 @@ the model's rate ladder (B bits per token); `tokcodec encode` uses it when
 the model has one, and the .tok header names it by its id, so a decoder
 either has the same prior or refuses the file with a clear error.
 
+A level of at most 8 bits per token also gets the context net of entropy
+model 3 (`tokcodec.context_net_fit`), trained on tokens coded at the scale
+`encode` picks at the model's default quality, and stored in the same file: `encode`
+codes such a level with the net.
+
 When a model's priors are fitted again, the ones they replace move to
 ``codec/models/retired/NAME.prior-kB-ID.npz`` (ID: the prior's id in hex):
 new files are coded with the new priors, and files coded before still decode.
@@ -18,22 +23,25 @@ import functools
 import itertools
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from tokcodec.bitstream.container import Header
+from tokcodec.bitstream.context_net import MAX_NET_BITS
 from tokcodec.bitstream.entropy import EntropyPrior, fit_prior
 from tokcodec.codec import Tokenizer, load_tokenizer
-from tokcodec.codec.clips import frames_to_video
+from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames
 from tokcodec.codec.io import read_clips
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.codec.registry import MODELS_DIR
 from tokcodec.streaming.stateful import encode_chunk
 
 from . import DEFAULT_CHUNK_FRAMES
+from .context_net_fit import ContextNetConfig, FitReport, fit_context_net
+from .ladder import model_ladder
 
 PRIOR_WEIGHT = 128  # half units: a fitted context starts as if it had seen 64 decisions
 
@@ -91,13 +99,20 @@ def video_token_chunks(
     chunk_frames: int,
     max_chunks: int | None,
     hysteresis: float = DEFAULT_HYSTERESIS,
+    scale: float | None = 1.0,
 ) -> Iterator[np.ndarray]:
-    """Token grids (all bits) of the first `max_chunks` chunks of each video, as `encode` cuts and codes them."""
+    """Token grids (all bits) of the first `max_chunks` chunks of each video, as
+    `encode` cuts and codes them, resampled by `scale` as `encode --scale`
+    (None: the scale `encode` picks for the video at the default quality)."""
+    ladder = model_ladder(tokenizer.config)
     for video in videos:
         clips = read_clips(video, chunk_frames, tokenizer.temporal_factor)
         for clip in itertools.islice(clips, max_chunks):
+            h, w = clip.frames.shape[1:3]
+            cw, ch = coded_size(w, h, ladder.for_frame(None, w, h).scale if scale is None else scale)
             with torch.no_grad():
-                yield encode_chunk(tokenizer, frames_to_video(clip.frames), hysteresis=hysteresis)[0].numpy()
+                video_in = frames_to_video(resize_frames(clip.frames, ch, cw))
+                yield encode_chunk(tokenizer, video_in, hysteresis=hysteresis)[0].numpy()
 
 
 def fit_model_priors(
@@ -108,19 +123,31 @@ def fit_model_priors(
     max_chunks: int | None = 3,
     weight: int = PRIOR_WEIGHT,
     hysteresis: float = DEFAULT_HYSTERESIS,
+    net: ContextNetConfig | None = ContextNetConfig(),
+    report: "Callable[[int, FitReport], None] | None" = None,
 ) -> list[tuple[Path, EntropyPrior]]:
     """Fit the entropy prior of every level of a tokenizer's rate ladder on
     videos and write them into `directory` as NAME.prior-kB.npz (atomically).
+    Levels of at most 8 bits also get a context net (entropy model 3) unless
+    `net` is None; `report(bits, fit_report)` hears how each net fits.
 
     Use training videos, never the clips you evaluate on.
     """
     tokenizer = load_tokenizer(model)
     levels = tokenizer.config.lfq.level_bits
     chunks = list(video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, hysteresis))
+    net_chunks = None
+    if net is not None and min(levels) <= MAX_NET_BITS:
+        net_chunks = list(video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, hysteresis, None))
     out = []
     for bits in levels:
         mask = (1 << bits) - 1
         prior = fit_prior((c & mask for c in chunks), bits, weight)
+        if net_chunks is not None and bits <= MAX_NET_BITS:
+            context_net, fit = fit_context_net(net_chunks, bits, net)
+            prior = EntropyPrior(bits, prior.tables, context_net)
+            if report is not None:
+                report(bits, fit)
         path = prior_path(tokenizer.config.name, bits, Path(directory))
         _retire(path, tokenizer.config.name, bits, prior.id)
         _save_atomically(prior, path)

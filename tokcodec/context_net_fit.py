@@ -1,0 +1,163 @@
+"""Training the context network of entropy model 3 on a tokenizer's tokens.
+
+The net (`tokcodec.bitstream.context_net`) is trained in float32 with torch
+to minimise the cross-entropy of each token given its inputs, i.e. the bits
+the coder will spend, and then quantised to the integer net the coder runs:
+weights to 8 bits with one power-of-two scale per layer, activations to
+0..255 with a power-of-two scale each, chosen from the activations of the
+training tokens. The quantised net's bits per token are measured on the
+training tokens and reported next to the float net's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from tokcodec.bitstream.context_net import CURRENT, ContextNet, n_inputs, net_inputs
+
+_WEIGHT_MAX = 127
+_ACT_MAX = 255
+_GAP_STEPS_PER_NAT = 32  # resolution of the logit-gap table
+_TABLE_TOP = 1 << 20
+
+
+@dataclass(frozen=True)
+class ContextNetConfig:
+    """How the context net is trained."""
+
+    hidden: tuple[int, int] = (128, 128)
+    steps: int = 6000
+    batch: int = 4096
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """Bits per token of the training tokens under the float net and the integer net."""
+
+    tokens: int
+    float_bits: float
+    int_bits: float
+
+
+def chunk_examples(chunk: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs (N, F) float32, token values (N,)) of every token of one (T, H, W) chunk."""
+    T, H, W = chunk.shape
+    signs = ((chunk[..., None] >> np.arange(bits)) & 1).astype(np.int8) * 2 - 1
+    xs = []
+    for t in range(T):
+        cur, rest = net_inputs(signs[t - 2] if t >= 2 else None, signs[t - 1] if t >= 1 else None, signs[t], t,
+                               bits, H, W)
+        xs.append(np.concatenate([cur, rest], axis=1))
+    return np.concatenate(xs), chunk.reshape(-1).astype(np.int64)
+
+
+class _Net(nn.Sequential):
+    def __init__(self, bits: int, hidden: tuple[int, int]) -> None:
+        super().__init__(nn.Linear(n_inputs(bits), hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]), nn.ReLU(),
+                         nn.Linear(hidden[1], 2 ** bits))
+
+
+def fit_context_net(chunks: Iterable[np.ndarray], bits: int,
+                    config: ContextNetConfig = ContextNetConfig()) -> tuple[ContextNet, FitReport]:
+    """Train the integer context net of entropy model 3 on `bits`-bit token chunks.
+
+    Use training videos' tokens, never the clips you evaluate on.
+    """
+    pairs = [chunk_examples(np.asarray(c, np.int64) & ((1 << bits) - 1), bits) for c in chunks if np.size(c)]
+    if not pairs:
+        raise ValueError("no tokens to fit a context net on")
+    x = torch.from_numpy(np.concatenate([p[0] for p in pairs]))
+    y = torch.from_numpy(np.concatenate([p[1] for p in pairs]))
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    net = _Net(bits, config.hidden)
+    opt = torch.optim.AdamW(net.parameters(), config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.steps, pct_start=0.05)
+    for _ in range(config.steps):
+        idx = torch.randint(len(y), (config.batch,), generator=gen)
+        loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    net.eval()
+    quantised = quantise(net, bits, x)
+    report = FitReport(len(y), _float_bits(net, x, y), int_bits(quantised, x.numpy(), y.numpy()))
+    return quantised, report
+
+
+def quantise(net: nn.Sequential, bits: int, x: torch.Tensor) -> ContextNet:
+    """The integer net closest to `net`: per-layer power-of-two scales for the
+    weights (at most 127 in magnitude) and for the activations (0..255,
+    covering their 99.99th percentile on the inputs `x`)."""
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        sample = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:200_000]]
+        acts = [torch.relu(linears[0](sample))]
+        acts.append(torch.relu(linears[1](acts[0])))
+    q = [_weight_exponent(m.weight) for m in linears]
+    m = [_act_exponent(a) for a in acts]
+    # the scale of each layer's accumulator: inputs (2**m_prev) times weights (2**q)
+    acc = [q[0], m[0] + q[1], m[1] + q[2]]
+    shifts = [acc[0] - m[0], acc[1] - m[1]]
+    if min(shifts) < 0:
+        raise ValueError("context net quantisation: activations finer than the weights allow")
+    weights, biases = [], []
+    for i, lin in enumerate(linears):
+        w = torch.round(lin.weight.detach().T * 2.0 ** q[i]).clamp(-_WEIGHT_MAX, _WEIGHT_MAX)
+        b = lin.bias.detach() * 2.0 ** acc[i]
+        if i < 2 and shifts[i] > 0:
+            b = b + 2.0 ** (shifts[i] - 1)  # floor after the shift then rounds to nearest
+        weights.append(w.to(torch.int64).numpy().astype(np.int32))
+        biases.append(torch.round(b).to(torch.int64).numpy().astype(np.int32))
+    g = acc[2] - int(math.log2(_GAP_STEPS_PER_NAT))
+    if g < 0:
+        raise ValueError("context net quantisation: logits too coarse for the gap table")
+    return ContextNet(bits, tuple(weights), tuple(biases), (shifts[0], shifts[1], g), _gap_table())
+
+
+def _weight_exponent(w: torch.Tensor) -> int:
+    """The largest q with max |w| * 2**q <= 127."""
+    return int(math.floor(math.log2(_WEIGHT_MAX / max(float(w.detach().abs().max()), 1e-6))))
+
+
+def _act_exponent(a: torch.Tensor) -> int:
+    """The largest m with the 99.99th percentile of a times 2**m <= 255."""
+    top = float(torch.quantile(a.flatten()[:1_000_000].float(), 0.9999))
+    return int(math.floor(math.log2(_ACT_MAX / max(top, 1e-6))))
+
+
+def _gap_table() -> np.ndarray:
+    """exp(-gap) in fixed point for gaps of 1/32 nat, down to 1."""
+    n = int(math.ceil(_GAP_STEPS_PER_NAT * math.log(_TABLE_TOP))) + 1
+    i = np.arange(n)
+    return np.maximum(1, np.round(_TABLE_TOP * np.exp(-(i + 0.5) / _GAP_STEPS_PER_NAT))).astype(np.int64)
+
+
+def _float_bits(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        total = sum(float(nn.functional.cross_entropy(net(xb), yb, reduction="sum"))
+                    for xb, yb in zip(x.split(65536), y.split(65536)))
+    return total / len(y) / math.log(2)
+
+
+def int_bits(net: ContextNet, x: np.ndarray, y: np.ndarray) -> float:
+    """Bits per token the integer net's probabilities give the tokens y with inputs x (ideal coder)."""
+    n = len(CURRENT) * net.bits
+    total = 0.0
+    for lo in range(0, len(y), 65536):
+        xb = x[lo:lo + 65536]
+        a1 = net.current_part(xb[:, :n])
+        a1 += net.rest_part(xb[:, n:])
+        p = net.value_weights(a1)
+        total -= np.log2(p[np.arange(len(p)), y[lo:lo + 65536]] / p.sum(axis=1)).sum()
+    return float(total / len(y))
