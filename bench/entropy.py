@@ -1,16 +1,19 @@
 """Bits per token and entropy-coder speed on the corpus eval clips.
 
-    .venv/bin/python bench/entropy.py [--model NAME] [--quality 0,2,4] [--hysteresis H] [--repeat 3]
+    .venv/bin/python bench/entropy.py [--model NAME] [--quality 0,2,4] [--scale S] [--hysteresis H] [--repeat 3]
 
 Each eval clip of ../shared/corpus is tokenized as `tokcodec encode` does
-(chunks of the default 33 frames, default model, the encoder's default hysteresis
+(chunks of the default 33 frames, default model, the frames resampled by
+--scale as `encode --scale` does, default 1; the fixed hysteresis 0.2
 unless --hysteresis says otherwise) and every chunk is coded on its own
 with: raw K-bit codes (the anchor), zstd -19, zlib -9 and lzma -9e on the
 bit-packed tokens, the context model from uniform counts ("ctx-m1": entropy
 model 1, binary decisions; "context": model 2, the same probabilities in
-8-ary symbols), and the context model starting from the model's shipped
-entropy prior ("prior-m1" with model 1; "prior" with model 2, what
-`tokcodec encode` writes; the prior is fitted on the train split only).
+8-ary symbols), and the model's shipped entropy prior ("prior-m1" and
+"prior-m2": the context model starting from its counts, with models 1 and
+2; "prior": what `tokcodec encode` writes, the prior's context net, model
+3, where the prior has one, else model 2; the prior is fitted on the train
+split only).
 Throughput is measured on one thread (the coder has no threads of its
 own): tokens per second, best of --repeat.
 """
@@ -31,7 +34,7 @@ from corpus import clips  # noqa: E402
 from entropy_speed import _best, _methods  # noqa: E402
 
 from tokcodec.codec import fingerprint, load_tokenizer  # noqa: E402
-from tokcodec.codec.clips import frames_to_video  # noqa: E402
+from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames  # noqa: E402
 from tokcodec.codec.io import read_clips  # noqa: E402
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS  # noqa: E402
 from tokcodec.priors import model_prior  # noqa: E402
@@ -42,15 +45,22 @@ CACHE = Path.home() / ".cache" / "tokcodec" / "bench-tokens"
 
 
 def clip_tokens(path: Path, model_name: str | None, hysteresis: float,
-                chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> list[np.ndarray]:
-    """Token grids of every chunk of a clip, cached per model fingerprint and hysteresis."""
+                chunk_frames: int = DEFAULT_CHUNK_FRAMES, scale: float = 1.0) -> list[np.ndarray]:
+    """Token grids of every chunk of a clip (frames resampled by `scale`), cached
+    per model fingerprint, hysteresis and scale."""
     model = load_tokenizer(model_name)
     tag = "" if hysteresis == 0 else f"-h{hysteresis:g}"  # h0: the name caches had before hysteresis
+    tag += "" if scale == 1 else f"-s{scale:g}"
     cache = CACHE / f"{path.stem}-{model.config.name}-{fingerprint(model)}-{chunk_frames}{tag}.npz"
     if cache.is_file():
         with np.load(cache) as z:
             return [z[k] for k in sorted(z.files)]
-    grids = [encode_chunk(model, frames_to_video(c.frames), hysteresis=hysteresis)[0].numpy()
+
+    def resampled(frames):
+        cw, ch = coded_size(frames.shape[2], frames.shape[1], scale)
+        return frames_to_video(resize_frames(frames, ch, cw))
+
+    grids = [encode_chunk(model, resampled(c.frames), hysteresis=hysteresis)[0].numpy()
              for c in read_clips(path, chunk_frames, model.temporal_factor)]
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **{f"{i:05d}": g for i, g in enumerate(grids)})
@@ -64,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="quality levels to measure, e.g. 0,2,4 (default: the model's default level)")
     ap.add_argument("--hysteresis", type=float, default=DEFAULT_HYSTERESIS,
                     help=f"the encoder's hysteresis threshold (default {DEFAULT_HYSTERESIS}, as tokcodec encode)")
+    ap.add_argument("--scale", type=float, default=1.0, help="code the frames resampled by this factor (default 1)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -75,21 +86,22 @@ def main(argv: list[str] | None = None) -> int:
     levels = ([int(q) for q in args.quality.split(",")] if args.quality
               else [model.config.lfq.default_quality])
     for q in levels:
-        measure(model, args.model, q, paths, args.repeat, args.hysteresis)
+        measure(model, args.model, q, paths, args.repeat, args.hysteresis, args.scale)
     return 0
 
 
-def measure(model, model_name: str | None, quality: int, paths: list[Path], repeat: int, hysteresis: float) -> None:
+def measure(model, model_name: str | None, quality: int, paths: list[Path], repeat: int, hysteresis: float,
+            scale: float = 1.0) -> None:
     """Print the table for one quality level (its tokens: the first `bits` bits of the full tokens)."""
     k = model.level_bits(quality)
     print(f"# {datetime.date.today()}  {platform.node()}  {platform.machine()}  model {model.config.name} "
-          f"({fingerprint(model)})  quality {quality}: {k}-bit tokens, hysteresis {hysteresis:g}, "
+          f"({fingerprint(model)})  quality {quality}: {k}-bit tokens, scale {scale:g}, hysteresis {hysteresis:g}, "
           f"chunks of {DEFAULT_CHUNK_FRAMES} frames, "
           f"best of {repeat}")
     print(f"{'clip':24} {'method':8} {'tokens':>8} {'bits/token':>10} {'vs raw':>7} {'enc Mtok/s':>10} {'dec Mtok/s':>10}")
     totals: dict[str, list[float]] = {}
     for path in paths:
-        grids = [g & ((1 << k) - 1) for g in clip_tokens(path, model_name, hysteresis)]
+        grids = [g & ((1 << k) - 1) for g in clip_tokens(path, model_name, hysteresis, scale=scale)]
         n = sum(g.size for g in grids)
         for name, enc, dec in _methods(k, model_prior(model, k), grids[0].shape[1] * grids[0].shape[2]):
             if enc is None:

@@ -109,10 +109,11 @@ def _best(fn, repeat):
 
 
 def _methods(K, prior=None, frame_tokens=0):
-    """(name, encode, decode) of each method; "prior" (the context model
-    starting from a tokenizer's `EntropyPrior`, with the params `tokcodec
-    encode` uses for frames of `frame_tokens` tokens) and "prior-m1" (the
-    same with model 1) only when one is given."""
+    """(name, encode, decode) of each method; "prior" (what `tokcodec encode`
+    codes with for frames of `frame_tokens` tokens: the prior's context net,
+    model 3, if it has one, else the context model starting from the
+    prior's counts), "prior-m1" and "prior-m2" (the counts with model 1
+    and, when "prior" is the net, model 2) only when a prior is given."""
     raw, ctx, ctx1 = EntropyParams(model_id=0), EntropyParams(), EntropyParams(model_id=1)
 
     def via_raw(compress, decompress):
@@ -141,6 +142,10 @@ def _methods(K, prior=None, frame_tokens=0):
         p1 = dataclasses.replace(pp, model_id=1)
         ms.append(("prior-m1", lambda t: encode_tokens(t, K, p1, prior),
                    lambda d, s: decode_tokens(d, s, K, p1, prior)))
+        if pp.model_id == 3:  # the prior's context net; its counts with model 2 as well
+            p2 = EntropyParams.for_encoding(prior, frame_tokens, net=False)
+            ms.append(("prior-m2", lambda t: encode_tokens(t, K, p2, prior),
+                       lambda d, s: decode_tokens(d, s, K, p2, prior)))
         ms.append(("prior", lambda t: encode_tokens(t, K, pp, prior), lambda d, s: decode_tokens(d, s, K, pp, prior)))
     return ms
 
