@@ -1,6 +1,6 @@
 """Bits per token and entropy-coder speed on the corpus eval clips.
 
-    .venv/bin/python bench/entropy.py [--model NAME] [--quality 0,2,4] [--scale S] [--hysteresis H] [--repeat 3]
+    .venv/bin/python bench/entropy.py [--model NAME] [--quality 0,2,4] [--scale S] [--max-chunks N] [--hysteresis H] [--repeat 3]
 
 Each eval clip of ../shared/corpus is tokenized as `tokcodec encode` does
 (chunks of the default 33 frames, default model, the frames resampled by
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import platform
 import sys
 from pathlib import Path
@@ -45,12 +46,13 @@ CACHE = Path.home() / ".cache" / "tokcodec" / "bench-tokens"
 
 
 def clip_tokens(path: Path, model_name: str | None, hysteresis: float,
-                chunk_frames: int = DEFAULT_CHUNK_FRAMES, scale: float = 1.0) -> list[np.ndarray]:
-    """Token grids of every chunk of a clip (frames resampled by `scale`), cached
-    per model fingerprint, hysteresis and scale."""
+                chunk_frames: int = DEFAULT_CHUNK_FRAMES, scale: float = 1.0,
+                max_chunks: int | None = None) -> list[np.ndarray]:
+    """Token grids of every chunk (or the first `max_chunks`) of a clip, frames
+    resampled by `scale`, cached per model fingerprint, hysteresis, scale and max_chunks."""
     model = load_tokenizer(model_name)
     tag = "" if hysteresis == 0 else f"-h{hysteresis:g}"  # h0: the name caches had before hysteresis
-    tag += "" if scale == 1 else f"-s{scale:g}"
+    tag += ("" if scale == 1 else f"-s{scale:g}") + ("" if max_chunks is None else f"-c{max_chunks}")
     cache = CACHE / f"{path.stem}-{model.config.name}-{fingerprint(model)}-{chunk_frames}{tag}.npz"
     if cache.is_file():
         with np.load(cache) as z:
@@ -61,7 +63,7 @@ def clip_tokens(path: Path, model_name: str | None, hysteresis: float,
         return frames_to_video(resize_frames(frames, ch, cw))
 
     grids = [encode_chunk(model, resampled(c.frames), hysteresis=hysteresis)[0].numpy()
-             for c in read_clips(path, chunk_frames, model.temporal_factor)]
+             for c in itertools.islice(read_clips(path, chunk_frames, model.temporal_factor), max_chunks)]
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **{f"{i:05d}": g for i, g in enumerate(grids)})
     return grids
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hysteresis", type=float, default=DEFAULT_HYSTERESIS,
                     help=f"the encoder's hysteresis threshold (default {DEFAULT_HYSTERESIS}, as tokcodec encode)")
     ap.add_argument("--scale", type=float, default=1.0, help="code the frames resampled by this factor (default 1)")
+    ap.add_argument("--max-chunks", type=int, default=None, help="use the first N chunks of each clip (default: all)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -86,22 +89,22 @@ def main(argv: list[str] | None = None) -> int:
     levels = ([int(q) for q in args.quality.split(",")] if args.quality
               else [model.config.lfq.default_quality])
     for q in levels:
-        measure(model, args.model, q, paths, args.repeat, args.hysteresis, args.scale)
+        measure(model, args.model, q, paths, args.repeat, args.hysteresis, args.scale, args.max_chunks)
     return 0
 
 
 def measure(model, model_name: str | None, quality: int, paths: list[Path], repeat: int, hysteresis: float,
-            scale: float = 1.0) -> None:
+            scale: float = 1.0, max_chunks: int | None = None) -> None:
     """Print the table for one quality level (its tokens: the first `bits` bits of the full tokens)."""
     k = model.level_bits(quality)
     print(f"# {datetime.date.today()}  {platform.node()}  {platform.machine()}  model {model.config.name} "
           f"({fingerprint(model)})  quality {quality}: {k}-bit tokens, scale {scale:g}, hysteresis {hysteresis:g}, "
-          f"chunks of {DEFAULT_CHUNK_FRAMES} frames, "
+          f"chunks of {DEFAULT_CHUNK_FRAMES} frames{'' if max_chunks is None else f' (the first {max_chunks})'}, "
           f"best of {repeat}")
     print(f"{'clip':24} {'method':8} {'tokens':>8} {'bits/token':>10} {'vs raw':>7} {'enc Mtok/s':>10} {'dec Mtok/s':>10}")
     totals: dict[str, list[float]] = {}
     for path in paths:
-        grids = [g & ((1 << k) - 1) for g in clip_tokens(path, model_name, hysteresis, scale=scale)]
+        grids = [g & ((1 << k) - 1) for g in clip_tokens(path, model_name, hysteresis, scale=scale, max_chunks=max_chunks)]
         n = sum(g.size for g in grids)
         for name, enc, dec in _methods(k, model_prior(model, k), grids[0].shape[1] * grids[0].shape[2]):
             if enc is None:

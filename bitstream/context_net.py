@@ -8,11 +8,16 @@ entropy prior (`EntropyPrior.net`). It sees all K bits of the neighbours at
 once, which the per-plane counts cannot; on the default tokenizer's 6-bit
 tokens it spends about a fifth fewer bits than model 2 (bench/RESULTS.md).
 
-Decoding order. Frames t = 0 .. T-1; within a frame, the anti-diagonal
-wavefronts d = 2 y + x, d = 0 .. 2 (H - 1) + (W - 1), and within a wavefront
-y ascending. A token's left, upper-left, upper and upper-right neighbours lie
-on earlier wavefronts, so the tokens of one wavefront depend only on tokens
-already decoded: a wavefront is one network call and one coder call.
+Decoding order. Within a frame, the anti-diagonal wavefronts d = 2 y + x,
+d = 0 .. D - 1 with D = 2 (H - 1) + W, y ascending within a wavefront: a
+token's left, upper-left, upper and upper-right neighbours lie on earlier
+wavefronts. The frames are decoded together, frame t lagging ``LAG`` = 4
+wavefronts behind frame t - 1: step k = 0 .. D - 1 + 4 (T - 1) holds
+wavefront k - 4 t of every frame t that has one, frames ascending. The
+tokens of frame t-1 that a token of wavefront d uses (3 x 3 around it) lie
+on wavefronts up to d + 3, decoded one step earlier at the latest, so a step
+depends only on earlier steps: a step is one network call and one coder
+call (D + 4 (T - 1) of them a chunk, not T D).
 
 Input of the token at (t, y, x): the K signs (+1 for a 1 bit, -1 for a 0
 bit; 0 outside the grid) of
@@ -240,43 +245,88 @@ def wave_order(H: int, W: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 # coding one chunk
 
 
+LAG = 4  # wavefronts frame t trails frame t-1 by (its inputs from t-1 reach wavefront d + 3)
+
+
+@functools.lru_cache(maxsize=8)
+def _step_offsets(H: int, W: int, K: int) -> np.ndarray:
+    """Flat offsets, in the decoder's padded array of frames (frame t at
+    index t + 2: two frames of zeros before frame 0), from a token to each
+    of its inputs' tokens, in input order."""
+    Wp, Hp = W + 2 * _PAD, H + 2 * _PAD
+    offs = [dy * Wp + dx for dy, dx in CURRENT]
+    offs += [-Hp * Wp + dy * Wp + dx for dy, dx in PREVIOUS]
+    offs.append(-2 * Hp * Wp)
+    out = np.asarray(offs, np.intp)
+    out.flags.writeable = False
+    return out
+
+
+def _steps(T: int, H: int, W: int):
+    """For each step: [(t, lo, hi)], the wavefront slices [lo, hi) of wave_order(H, W)
+    of the frames it decodes, frames ascending."""
+    _, bounds, _, _ = wave_order(H, W)
+    D = len(bounds) - 1
+    for k in range(D + LAG * (T - 1)):
+        parts = []
+        for t in range(T):
+            d = k - LAG * t
+            if 0 <= d < D and bounds[d] < bounds[d + 1]:
+                parts.append((t, bounds[d], bounds[d + 1]))
+        if parts:
+            yield parts
+
+
+_BATCH = 1 << 16  # tokens per network call when encoding (all inputs are known)
+
+
 def code_chunk(net: ContextNet, shape: tuple[int, int, int], code: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
                tokens: np.ndarray | None = None) -> np.ndarray:
     """Walk a chunk in decoding order, calling ``code(weights, symbols)``.
 
-    Encoding (`tokens` given): the whole frame's weights at once, in decoding
-    order, with the tokens as symbols; returns `tokens`. Decoding: one call
-    per wavefront with symbols None; `code` returns the decoded values, and
-    the decoded chunk is returned.
+    Encoding (`tokens` given): batches of whole steps (about 65k tokens), in
+    decoding order, with the tokens as symbols; returns `tokens`. Decoding:
+    one call per step with symbols None; `code` returns the decoded values,
+    and the decoded chunk is returned.
     """
     T, H, W = shape
-    K = net.bits
     out = np.zeros(shape, np.int64) if tokens is None else tokens
-    positions, bounds, neighbours, centres = wave_order(H, W)
-    prev1 = prev2 = None
-    for t in range(T):
+    if not out.size:
+        return out
+    K = net.bits
+    positions, _, _, centres = wave_order(H, W)
+    stride = (H + 2 * _PAD) * (W + 2 * _PAD)
+    frames = np.zeros(((T + 2) * stride, K), np.int8)  # signs in padded frames, two frames of zeros first
+    if tokens is not None:
+        view = frames.reshape(T + 2, H + 2 * _PAD, W + 2 * _PAD, K)
+        view[2:, _PAD:_PAD + H, _PAD:_PAD + W] = net.signs_of(tokens)
+    offsets = _step_offsets(H, W, K)
+    flat = out.reshape(T, H * W)
+    batch: list[tuple[int, int, int]] = []
+    steps = list(_steps(T, H, W))
+    for i, parts in enumerate(steps):
+        batch += parts
+        if tokens is not None and sum(hi - lo for _, lo, hi in batch) < _BATCH and i + 1 < len(steps):
+            continue
+        at = np.concatenate([centres[lo:hi] + (t + 2) * stride for t, lo, hi in batch])
+        x = frames[at[:, None] + offsets].reshape(len(at), -1).astype(np.float32)
+        flags = np.zeros((len(at), 2), np.float32)
+        n = 0
+        for t, lo, hi in batch:
+            if t < 2:
+                flags[n:n + hi - lo, t] = 1
+            n += hi - lo
+        a1 = net.current_part(x[:, :len(CURRENT) * K])
+        a1 += net.rest_part(np.concatenate([x[:, len(CURRENT) * K:], flags], axis=1))
+        weights = net.value_weights(a1)
         if tokens is not None:
-            cur = net.signs_of(tokens[t])
-            x_cur, x_rest = net_inputs(prev2, prev1, cur, t, K, H, W)
-            a1 = net.current_part(x_cur)
-            a1 += net.rest_part(x_rest)
-            code(net.value_weights(a1[positions]), tokens[t].reshape(-1)[positions])
+            code(weights, np.concatenate([flat[t, positions[lo:hi]] for t, lo, hi in batch]))
         else:
-            _, x_rest = net_inputs(prev2, prev1, None, t, K, H, W)
-            base = net.rest_part(x_rest)[positions]
-            padded = np.zeros(((H + 2 * _PAD) * (W + 2 * _PAD), K), np.int8)
-            frame = out[t].reshape(-1)
-            for d in range(len(bounds) - 1):
-                lo, hi = bounds[d], bounds[d + 1]
-                if lo == hi:  # a one-column frame has only even wavefronts
-                    continue
-                x = padded[neighbours[lo:hi]].reshape(hi - lo, len(CURRENT) * K).astype(np.float32)
-                a1 = net.current_part(x)
-                a1 += base[lo:hi]
-                values = code(net.value_weights(a1), None)
-                padded[centres[lo:hi]] = net.signs_of(values)
-                frame[positions[lo:hi]] = values
-            cur = padded.reshape(H + 2 * _PAD, W + 2 * _PAD, K)[_PAD:_PAD + H, _PAD:_PAD + W]
-        prev2, prev1 = prev1, cur
+            values = code(weights, None)
+            frames[at] = net.signs_of(values)
+            n = 0
+            for t, lo, hi in batch:
+                flat[t, positions[lo:hi]] = values[n:n + hi - lo]
+                n += hi - lo
+        batch = []
     return out
-
