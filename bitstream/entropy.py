@@ -70,7 +70,8 @@ Models (``EntropyParams.model_id``; the ``.tok`` header stores the params):
      back-off estimate below cut the cost of learning, which dominates short
      chunks.
 
-2 -- model 1 in fewer coder calls (the default since container 1.2). The same
+2 -- model 1 in fewer coder calls (the default since container 1.2, for levels
+     without a context net since 1.4). The same
      steps, decision order, contexts, counts, probabilities and priors as
      model 1; what differs is what a constriction call codes. Bit planes
      3g, 3g+1, 3g+2 of a token form symbol g (G = ceil(K / 3) symbols per
