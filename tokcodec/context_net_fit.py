@@ -81,14 +81,18 @@ def fit_context_net(chunks: Iterable[np.ndarray], bits: int,
     torch.manual_seed(config.seed)
     net = _Net(bits, config.hidden)
     opt = torch.optim.AdamW(net.parameters(), config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.steps, pct_start=0.05)
+    # one cycle: warm up over 5% of the steps (at least 2), then anneal
+    warmup = min(0.5, max(0.05, 2.5 / config.steps))
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.steps, pct_start=warmup)
+             if config.steps >= 5 else None)
     for _ in range(config.steps):
         idx = torch.randint(len(y), (config.batch,), generator=gen)
         loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
     net.eval()
     quantised = quantise(net, bits, x)
     report = FitReport(len(y), _float_bits(net, x, y), int_bits(quantised, x.numpy(), y.numpy()))
