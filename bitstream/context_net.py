@@ -48,8 +48,8 @@ Exactness. Every product and sum above is an integer of magnitude below
 2**24 (checked when a net is built: for each output, the largest input
 times the sum of |weights|, plus |bias|), so float32 matrix products compute
 them exactly in any summation order: BLAS, threads and batch composition
-cannot change a bit, and the encoder (which computes a whole frame at
-once) and the decoder (one wavefront at a time) see the same numbers.
+cannot change a bit, and the encoder (which batches many steps) and the
+decoder (one step at a time) see the same numbers.
 """
 
 from __future__ import annotations
