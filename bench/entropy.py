@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import itertools
 import platform
 import sys
 from pathlib import Path
@@ -35,11 +34,8 @@ from corpus import clips  # noqa: E402
 from entropy_speed import _best, _methods  # noqa: E402
 
 from tokcodec.codec import fingerprint, load_tokenizer  # noqa: E402
-from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames  # noqa: E402
-from tokcodec.codec.io import read_clips  # noqa: E402
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS  # noqa: E402
-from tokcodec.priors import model_prior  # noqa: E402
-from tokcodec.streaming.stateful import encode_chunk  # noqa: E402
+from tokcodec.priors import model_prior, video_token_chunks  # noqa: E402
 from tokcodec import DEFAULT_CHUNK_FRAMES  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "tokcodec" / "bench-tokens"
@@ -57,13 +53,7 @@ def clip_tokens(path: Path, model_name: str | None, hysteresis: float,
     if cache.is_file():
         with np.load(cache) as z:
             return [z[k] for k in sorted(z.files)]
-
-    def resampled(frames):
-        cw, ch = coded_size(frames.shape[2], frames.shape[1], scale)
-        return frames_to_video(resize_frames(frames, ch, cw))
-
-    grids = [encode_chunk(model, resampled(c.frames), hysteresis=hysteresis)[0].numpy()
-             for c in itertools.islice(read_clips(path, chunk_frames, model.temporal_factor), max_chunks)]
+    grids = list(video_token_chunks([path], model, chunk_frames, max_chunks, hysteresis, scale))
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **{f"{i:05d}": g for i, g in enumerate(grids)})
     return grids

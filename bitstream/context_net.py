@@ -60,7 +60,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ContextNet", "MAX_NET_BITS", "CURRENT", "PREVIOUS", "code_chunk", "n_inputs", "net_inputs", "wave_order"]
+__all__ = ["ContextNet", "MAX_NET_BITS", "CURRENT", "PREVIOUS", "chunk_inputs", "code_chunk", "n_inputs", "wave_order"]
 
 MAX_NET_BITS = 8  # 2**K outputs per token
 CURRENT = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if 2 * dy + dx < 0)
@@ -143,20 +143,12 @@ class ContextNet:
 
     # -- inference --
 
-    def current_part(self, x_cur: np.ndarray) -> np.ndarray:
-        """The first layer's pre-activations from the current frame's inputs (float32 integers)."""
-        return x_cur @ self._w[0][:len(CURRENT) * self.bits]
-
-    def rest_part(self, x_rest: np.ndarray) -> np.ndarray:
-        """The first layer's pre-activations from the other inputs, plus its bias (float32 integers)."""
-        a = x_rest @ self._w[0][len(CURRENT) * self.bits:]
-        a += self._b[0]
-        return a
-
-    def value_weights(self, a1: np.ndarray) -> np.ndarray:
+    def value_weights(self, x: np.ndarray) -> np.ndarray:
         """Integer weights (float64) of the 2**K values, one row per token,
-        from the first layer's pre-activations a1 (float32 integers, bias included)."""
+        from the tokens' inputs x ((N, F) float32, see `chunk_inputs`)."""
         s1, s2, g = self.shifts
+        a1 = x @ self._w[0]
+        a1 += self._b[0]
         h = np.floor(a1 * np.float32(2.0 ** -s1))
         np.clip(h, 0, _ACT_MAX, out=h)
         a2 = h @ self._w[1]
@@ -189,56 +181,26 @@ def _value_signs(bits: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# inputs and order
-
-
-def _padded(signs: np.ndarray) -> np.ndarray:
-    """(H, W, K) -> (H + 2 PAD, W + 2 PAD, K) with zeros around."""
-    return np.pad(signs, ((_PAD, _PAD), (_PAD, _PAD), (0, 0)))
-
-
-def net_inputs(prev2: np.ndarray | None, prev1: np.ndarray | None, cur: np.ndarray | None, t: int,
-               bits: int, H: int, W: int) -> tuple[np.ndarray | None, np.ndarray]:
-    """The inputs of every token of frame t (H x W), split as the decoder uses
-    them: (current-frame part or None, the rest), each (H W, n) float32, rows
-    in row-major order. prev2 / prev1 / cur are (H, W, K) int8 signs or None."""
-
-    def window(signs, offsets):
-        if signs is None:
-            return np.zeros((H * W, len(offsets) * bits), np.float32)
-        p = _padded(signs)
-        parts = [p[_PAD + dy:_PAD + dy + H, _PAD + dx:_PAD + dx + W] for dy, dx in offsets]
-        return np.concatenate(parts, axis=2).reshape(H * W, -1).astype(np.float32)
-
-    flags = np.zeros((H * W, 2), np.float32)
-    if t < 2:
-        flags[:, t] = 1
-    rest = np.concatenate([window(prev1, PREVIOUS), window(prev2, ((0, 0),)), flags], axis=1)
-    return (None if cur is None else window(cur, CURRENT)), rest
+# order and inputs
 
 
 @functools.lru_cache(maxsize=32)
-def wave_order(H: int, W: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The decoding order of an H x W frame: (positions, bounds, neighbours, centres).
+def wave_order(H: int, W: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The decoding order of an H x W frame: (positions, bounds, centres).
 
     positions: flat row-major indices in decoding order; wavefront d holds
-    positions[bounds[d]:bounds[d + 1]]. neighbours: for each position in that
-    order, the flat indices of its CURRENT neighbours in the padded frame
-    ((H + 2 PAD) x (W + 2 PAD)); centres: its own padded flat index.
+    positions[bounds[d]:bounds[d + 1]]. centres: for each position in that
+    order, its flat index in the padded frame ((H + 2 PAD) x (W + 2 PAD)).
     """
     y, x = np.divmod(np.arange(H * W), W)
     key = (2 * y + x) * H + y
     positions = np.argsort(key, kind="stable")
     d = (2 * y + x)[positions]
     bounds = np.searchsorted(d, np.arange(2 * (H - 1) + W + 1)) if H * W else np.zeros(1, np.intp)
-    py, px = y[positions] + _PAD, x[positions] + _PAD
-    Wp = W + 2 * _PAD
-    neighbours = np.stack([(py + dy) * Wp + (px + dx) for dy, dx in CURRENT], axis=1)
-    for a in (positions, bounds, neighbours):
+    centres = (y[positions] + _PAD) * (W + 2 * _PAD) + x[positions] + _PAD
+    for a in (positions, bounds, centres):
         a.flags.writeable = False
-    centres = py * Wp + px
-    centres.flags.writeable = False
-    return positions, bounds, neighbours, centres
+    return positions, bounds, centres
 
 
 # ---------------------------------------------------------------------------
@@ -249,10 +211,9 @@ LAG = 4  # wavefronts frame t trails frame t-1 by (its inputs from t-1 reach wav
 
 
 @functools.lru_cache(maxsize=8)
-def _step_offsets(H: int, W: int, K: int) -> np.ndarray:
-    """Flat offsets, in the decoder's padded array of frames (frame t at
-    index t + 2: two frames of zeros before frame 0), from a token to each
-    of its inputs' tokens, in input order."""
+def _input_offsets(H: int, W: int) -> np.ndarray:
+    """Flat offsets, in a padded array of frames (`_padded_frames`), from a
+    token to each of its inputs' tokens, in input order."""
     Wp, Hp = W + 2 * _PAD, H + 2 * _PAD
     offs = [dy * Wp + dx for dy, dx in CURRENT]
     offs += [-Hp * Wp + dy * Wp + dx for dy, dx in PREVIOUS]
@@ -262,19 +223,53 @@ def _step_offsets(H: int, W: int, K: int) -> np.ndarray:
     return out
 
 
-def _steps(T: int, H: int, W: int):
-    """For each step: [(t, lo, hi)], the wavefront slices [lo, hi) of wave_order(H, W)
-    of the frames it decodes, frames ascending."""
-    _, bounds, _, _ = wave_order(H, W)
+@functools.lru_cache(maxsize=8)
+def _steps(T: int, H: int, W: int) -> tuple[tuple[tuple[int, int, int], ...], ...]:
+    """For each step: ((t, lo, hi), ...), the wavefront slices [lo, hi) of
+    wave_order(H, W) of the frames it decodes, frames ascending."""
+    _, bounds, _ = wave_order(H, W)
     D = len(bounds) - 1
+    steps = []
     for k in range(D + LAG * (T - 1)):
-        parts = []
-        for t in range(T):
-            d = k - LAG * t
-            if 0 <= d < D and bounds[d] < bounds[d + 1]:
-                parts.append((t, bounds[d], bounds[d + 1]))
+        parts = tuple((t, int(bounds[k - LAG * t]), int(bounds[k - LAG * t + 1])) for t in range(T)
+                      if 0 <= k - LAG * t < D and bounds[k - LAG * t] < bounds[k - LAG * t + 1])
         if parts:
-            yield parts
+            steps.append(parts)
+    return tuple(steps)
+
+
+def _padded_frames(T: int, H: int, W: int, K: int) -> np.ndarray:
+    """Zeroed signs of a chunk, flat: frame t at index t + 2 (two frames of
+    zeros before frame 0), each frame with PAD rows and columns of zeros around."""
+    return np.zeros(((T + 2) * (H + 2 * _PAD) * (W + 2 * _PAD), K), np.int8)
+
+
+def _set_signs(frames: np.ndarray, signs: np.ndarray) -> None:
+    """Write a chunk's (T, H, W, K) signs into its padded frames."""
+    T, H, W, K = signs.shape
+    frames.reshape(T + 2, H + 2 * _PAD, W + 2 * _PAD, K)[2:, _PAD:_PAD + H, _PAD:_PAD + W] = signs
+
+
+def _inputs(frames: np.ndarray, at: np.ndarray, t: np.ndarray, H: int, W: int) -> np.ndarray:
+    """The (N, F) float32 inputs of the tokens at padded indices `at` of frames `t`."""
+    x = np.empty((len(at), n_inputs(frames.shape[1])), np.float32)
+    x[:, :-2] = frames[at[:, None] + _input_offsets(H, W)].reshape(len(at), -1)
+    x[:, -2] = t == 0
+    x[:, -1] = t == 1
+    return x
+
+
+def chunk_inputs(tokens: np.ndarray, net_bits: int) -> np.ndarray:
+    """The inputs of every token of a (T, H, W) chunk of `net_bits`-bit tokens,
+    (T H W, F) float32, rows in (t, y, x) order: what the net sees when coding it."""
+    T, H, W = tokens.shape
+    frames = _padded_frames(T, H, W, net_bits)
+    _set_signs(frames, _value_signs(net_bits)[tokens])
+    y, x = np.divmod(np.arange(H * W), W)
+    stride = (H + 2 * _PAD) * (W + 2 * _PAD)
+    t = np.repeat(np.arange(T), H * W)
+    at = (t + 2) * stride + np.tile((y + _PAD) * (W + 2 * _PAD) + x + _PAD, T)
+    return _inputs(frames, at, t, H, W)
 
 
 _BATCH = 1 << 16  # tokens per network call when encoding (all inputs are known)
@@ -293,32 +288,21 @@ def code_chunk(net: ContextNet, shape: tuple[int, int, int], code: Callable[[np.
     out = np.zeros(shape, np.int64) if tokens is None else tokens
     if not out.size:
         return out
-    K = net.bits
-    positions, _, _, centres = wave_order(H, W)
+    positions, _, centres = wave_order(H, W)
     stride = (H + 2 * _PAD) * (W + 2 * _PAD)
-    frames = np.zeros(((T + 2) * stride, K), np.int8)  # signs in padded frames, two frames of zeros first
+    frames = _padded_frames(T, H, W, net.bits)
     if tokens is not None:
-        view = frames.reshape(T + 2, H + 2 * _PAD, W + 2 * _PAD, K)
-        view[2:, _PAD:_PAD + H, _PAD:_PAD + W] = net.signs_of(tokens)
-    offsets = _step_offsets(H, W, K)
+        _set_signs(frames, net.signs_of(tokens))
     flat = out.reshape(T, H * W)
+    steps = _steps(T, H, W)
     batch: list[tuple[int, int, int]] = []
-    steps = list(_steps(T, H, W))
     for i, parts in enumerate(steps):
         batch += parts
         if tokens is not None and sum(hi - lo for _, lo, hi in batch) < _BATCH and i + 1 < len(steps):
             continue
         at = np.concatenate([centres[lo:hi] + (t + 2) * stride for t, lo, hi in batch])
-        x = frames[at[:, None] + offsets].reshape(len(at), -1).astype(np.float32)
-        flags = np.zeros((len(at), 2), np.float32)
-        n = 0
-        for t, lo, hi in batch:
-            if t < 2:
-                flags[n:n + hi - lo, t] = 1
-            n += hi - lo
-        a1 = net.current_part(x[:, :len(CURRENT) * K])
-        a1 += net.rest_part(np.concatenate([x[:, len(CURRENT) * K:], flags], axis=1))
-        weights = net.value_weights(a1)
+        t_of = np.concatenate([np.full(hi - lo, t) for t, lo, hi in batch])
+        weights = net.value_weights(_inputs(frames, at, t_of, H, W))
         if tokens is not None:
             code(weights, np.concatenate([flat[t, positions[lo:hi]] for t, lo, hi in batch]))
         else:

@@ -318,8 +318,6 @@ def _prior_tables(params: EntropyParams, prior, bits: int, error) -> "Mapping[tu
         return None
     if params.model_id == 0:
         raise error("entropy model 0 (raw) takes no prior")
-    if params.model_id == 3 and prior is not None and prior.id == params.prior and prior.net is None:
-        raise error(f"entropy prior {prior.id:08x} has no context net (entropy model 3)")
     if prior is None:
         raise error(f"these tokens are coded with entropy prior {params.prior:08x}, which was not given")
     if prior.id != params.prior:
@@ -328,6 +326,8 @@ def _prior_tables(params: EntropyParams, prior, bits: int, error) -> "Mapping[tu
         raise error(f"the entropy prior is for {prior.bits}-bit tokens, not {bits}")
     if prior.max_total() > params.count_limit:
         raise error("the entropy prior's counts exceed count_limit")
+    if params.model_id == 3 and prior.net is None:
+        raise error(f"entropy prior {prior.id:08x} has no context net (entropy model 3)")
     return prior.by_key
 
 

@@ -13,7 +13,7 @@ import pytest
 from scipy.ndimage import uniform_filter
 
 from tokcodec.bitstream.container import Header, TokError, TokReader, TokWriter
-from tokcodec.bitstream.context_net import ContextNet, n_inputs, wave_order
+from tokcodec.bitstream.context_net import CURRENT, ContextNet, n_inputs, wave_order
 from tokcodec.bitstream.entropy import EntropyError, EntropyParams, EntropyPrior, decode_tokens, encode_tokens, fit_prior
 from tokcodec.context_net_fit import ContextNetConfig, chunk_examples, fit_context_net, int_bits
 
@@ -57,16 +57,16 @@ def test_round_trip(bits: int, shape: tuple[int, int, int]) -> None:
 
 def test_wave_order_decodes_every_neighbour_first() -> None:
     H, W = 7, 11
-    positions, bounds, neighbours, centres = wave_order(H, W)
+    positions, bounds, centres = wave_order(H, W)
     assert sorted(positions) == list(range(H * W))
     done = set()
     Wp = W + 4
     for d in range(len(bounds) - 1):
         lo, hi = bounds[d], bounds[d + 1]
-        for n in neighbours[lo:hi].ravel():
-            y, x = divmod(int(n), Wp)
-            y, x = y - 2, x - 2
-            assert not (0 <= y < H and 0 <= x < W) or y * W + x in done  # outside the frame, or decoded
+        for p in positions[lo:hi]:
+            for dy, dx in CURRENT:
+                y, x = int(p) // W + dy, int(p) % W + dx
+                assert not (0 <= y < H and 0 <= x < W) or y * W + x in done  # outside the frame, or decoded
         done.update(int(p) for p in positions[lo:hi])
     assert np.array_equal(centres, (positions // W + 2) * Wp + positions % W + 2)
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tokcodec.bitstream.context_net import CURRENT, ContextNet, n_inputs, net_inputs
+from tokcodec.bitstream.context_net import ContextNet, chunk_inputs, n_inputs
 
 _WEIGHT_MAX = 127
 _ACT_MAX = 255
@@ -50,14 +50,7 @@ class FitReport:
 
 def chunk_examples(chunk: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """(inputs (N, F) float32, token values (N,)) of every token of one (T, H, W) chunk."""
-    T, H, W = chunk.shape
-    signs = ((chunk[..., None] >> np.arange(bits)) & 1).astype(np.int8) * 2 - 1
-    xs = []
-    for t in range(T):
-        cur, rest = net_inputs(signs[t - 2] if t >= 2 else None, signs[t - 1] if t >= 1 else None, signs[t], t,
-                               bits, H, W)
-        xs.append(np.concatenate([cur, rest], axis=1))
-    return np.concatenate(xs), chunk.reshape(-1).astype(np.int64)
+    return chunk_inputs(chunk, bits), chunk.reshape(-1).astype(np.int64)
 
 
 class _Net(nn.Sequential):
@@ -156,12 +149,8 @@ def _float_bits(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def int_bits(net: ContextNet, x: np.ndarray, y: np.ndarray) -> float:
     """Bits per token the integer net's probabilities give the tokens y with inputs x (ideal coder)."""
-    n = len(CURRENT) * net.bits
     total = 0.0
     for lo in range(0, len(y), 65536):
-        xb = x[lo:lo + 65536]
-        a1 = net.current_part(xb[:, :n])
-        a1 += net.rest_part(xb[:, n:])
-        p = net.value_weights(a1)
+        p = net.value_weights(x[lo:lo + 65536])
         total -= np.log2(p[np.arange(len(p)), y[lo:lo + 65536]] / p.sum(axis=1)).sum()
     return float(total / len(y))
