@@ -456,7 +456,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"(load average {m['loadavg_start']} at the start: other work on the machine slows every codec's fps).",
         (f"tokcodec model `{s['tokcodec_model']}` (fingerprint {s['tokcodec_fingerprint']}), quality levels "
          f"{', '.join(map(str, s['tok_quality']))}, encoder hysteresis {s.get('tok_hysteresis', 0)}, "
-         f"refinement steps {s.get('tok_refine', 0)} (rate weight {s.get('tok_refine_rate', 0)}, "
+         f"refinement steps {s.get('tok_refine', 0)} (rate weight {_refine_rate(s)}, "
          f"SSIM weight {s.get('tok_refine_ssim', 0)})"
          + (f", networks on onnxruntime (--onnx {s['tok_onnx']})" if s.get("tok_onnx") else
             f", networks in {s['tok_precision']}" if s.get("tok_precision") else "")
@@ -498,6 +498,12 @@ def markdown(results: dict[str, Any]) -> str:
         for codec, row in results.get("bd_rate_mean", {}).items():
             lines.append(f"| mean over clips | {_label(codec)} | " + " | ".join(_pct(row[k]) for k in METRICS) + " |")
     return "\n".join(lines)
+
+
+def _refine_rate(settings: dict[str, Any]) -> str:
+    """The refinement's rate weight as run (None: the encoder's default, which depends on the entropy model)."""
+    rate = settings.get("tok_refine_rate", 0)
+    return "the encoder's default" if rate is None else str(rate)
 
 
 def mean_bd(clips: dict[str, Any]) -> dict[str, dict[str, float | str]]:
@@ -617,8 +623,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "tokcodec encode --hysteresis; default: the codec's default)")
     ap.add_argument("--tok-refine", type=int, default=0,
                     help="tokcodec encoder's refinement steps per segment (tokcodec encode --refine; default 0)")
-    ap.add_argument("--tok-refine-rate", type=float, default=0.25,
-                    help="weight of changed bits in the refinement (tokcodec encode --refine-rate; default 0.25)")
+    ap.add_argument("--tok-refine-rate", type=float, default=None,
+                    help="weight of the estimated bits in the refinement (tokcodec encode --refine-rate; "
+                         "default: the encoder's, 0.5 under the context net, else 0.25)")
     ap.add_argument("--tok-refine-ssim", type=float, default=0.0,
                     help="weight of 1 - SSIM in the refinement (tokcodec encode --refine-ssim; default 0)")
     ap.add_argument("--tok-onnx", help="tokcodec on onnxruntime: an export folder or 'auto' "

@@ -4,10 +4,10 @@ The encoder's latent z is trained to quantise well on average; for one
 clip, the tokens sign(z) are not the ones whose decoding is closest to it.
 Refinement starts from z and takes a few Adam steps on the reconstruction
 error of the decoded clip (squared error, optionally SSIM) plus a rate term
-(the bits that change from one latent frame to the next, which is what the
-entropy coder pays for, each priced at what a change of its bit plane
-costs in this chunk),
-through the quantiser with a straight-through gradient (forward: the signs
+(the bits the tokens cost: under entropy model 3 what its context net
+spends on them, `net_rate`; otherwise the bits that change from one latent
+frame to the next, each priced at what a change of its bit plane costs in
+this chunk), through the quantiser with a straight-through gradient (forward: the signs
 the encoder will send, hysteresis included; backward: identity), then
 quantises as before. The decoder and the format do not change: it is an
 encoder-side search, like a slower x264 preset.
@@ -26,20 +26,35 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from tokcodec.bitstream.context_net import ContextNet
 from tokcodec.codec.lfq import bit_changes, bits_to_indices, hysteresis_signs
 from tokcodec.codec.losses import ssim as structural_similarity
 from tokcodec.codec.model import Tokenizer
 
+from .net_rate import NetRate
 from .stateful import _LOCKS, DecoderStep, _segments, encode_chunk, encode_latent, segment_frames_for
+
+
+NET_RATE = 0.5  # the default rate weight when the context net prices the bits
+CHANGE_RATE = 0.25  # and when the changes do (see RefineConfig)
 
 
 @dataclass(frozen=True)
 class RefineConfig:
     """steps: Adam steps per segment (0: no refinement); lr: their step size
     on the latent (the encoder's latents are of order 1); rate: weight of the
-    estimated bits per pixel of the changes from one latent frame to the next
-    (what the entropy coder pays for), against the squared error in [-1, 1]
-    units. A change of bit plane k is priced log2((1 - p_k) / p_k) bits, p_k
+    estimated bits per pixel, against the squared error in [-1, 1] units;
+    None (the default) picks the weight for how the bits are estimated,
+    `NET_RATE` or `CHANGE_RATE`.
+    Under entropy model 3 the bits are the context net's (`NetRate`): 0.5
+    was chosen on carphone, realshort and the test card at the default
+    point (5 steps, bench/RESULTS.md): against no refinement, 1% / 11%
+    fewer bits for +1.0 / +0.6 dB on carphone / realshort, 15% more bits
+    for +0.7 dB on the card (0.25: +7% / -2% / +18% bits, +1.0 / +0.7 /
+    +0.8 dB; 1: -9% / -19% / +8% bits, +0.9 / +0.4 / +0.7 dB).
+    Otherwise (12-bit tokens, model 2) the bits of the changes from one
+    latent frame to the next, what the counting model pays for: a change
+    of bit plane k is priced log2((1 - p_k) / p_k) bits, p_k
     being the share of plane k's bits that change in the unrefined chunk: a
     change is dear where the picture stands still. 0.15 was chosen on
     carphone, realshort and a test card (bench/RESULTS.md): against the flat
@@ -58,7 +73,7 @@ class RefineConfig:
 
     steps: int = 0
     lr: float = 0.1
-    rate: float = 0.25
+    rate: float | None = None
     ssim: float = 0.0
 
     def __post_init__(self) -> None:
@@ -66,7 +81,7 @@ class RefineConfig:
             raise ValueError(f"refine steps must be >= 0, got {self.steps}")
         if not self.lr > 0:
             raise ValueError(f"refine lr must be > 0, got {self.lr}")
-        if not self.rate >= 0:
+        if self.rate is not None and not self.rate >= 0:
             raise ValueError(f"refine rate must be >= 0, got {self.rate}")
         if not self.ssim >= 0:
             raise ValueError(f"refine ssim weight must be >= 0, got {self.ssim}")
@@ -74,16 +89,17 @@ class RefineConfig:
 
 def encode_refined(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None, hysteresis: float,
                    config: RefineConfig, size: tuple[int, int, int] | None = None,
-                   segment_frames: int | None = None) -> torch.Tensor:
+                   segment_frames: int | None = None, net: ContextNet | None = None) -> torch.Tensor:
     """`stateful.encode_chunk` with refinement: tokens (1, T', H', W') of one
     chunk (1, 3, T, H, W) whose first `size` = (T, H, W) frames are the clip
-    (default: all of it); `segment_frames` as in `encode_chunk`."""
+    (default: all of it); `segment_frames` as in `encode_chunk`; `net` as in
+    `refine_tokens`."""
     if not config.steps:
         return encode_chunk(tokenizer, video, bits, hysteresis, segment_frames)
     bits = tokenizer._check_bits(bits)
     z = encode_latent(tokenizer, video, segment_frames)
     return refine_tokens(tokenizer, tokenizer.pad(video), z, bits, hysteresis, config, size or video.shape[-3:],
-                         segment_frames)
+                         segment_frames, net)
 
 
 def change_prices(signs: torch.Tensor) -> torch.Tensor:
@@ -110,26 +126,34 @@ def _changes(latent: torch.Tensor, previous: torch.Tensor | None, weight: torch.
 
 def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bits: int, hysteresis: float,
                   config: RefineConfig, size: tuple[int, int, int] | None = None,
-                  segment_frames: int | None = None) -> torch.Tensor:
+                  segment_frames: int | None = None, net: ContextNet | None = None) -> torch.Tensor:
     """Tokens (1, T', H', W') of `bits` bits for the padded chunk `video`
     (1, 3, T, H, W) in [-1, 1], starting from the encoder's latent z (1, K,
     T', H', W'). Per decoder segment: `config.steps` Adam steps on the mean
     squared error of the decoded segment (over the first `size` = (T, H, W)
     of the chunk, the unpadded clip) plus `config.ssim` times its 1 - SSIM
-    plus `config.rate` times the bits per pixel its changes cost
-    (`change_prices`), each step's latent quantised with `hysteresis` as
+    plus the rate weight (`RefineConfig.rate`) times the bits per pixel its
+    tokens cost: what the context net `net` (of `bits`-bit tokens: the one
+    entropy model 3 codes them with) spends on them given the segments
+    before (`NetRate`), or without a net what its changes cost
+    (`change_prices`); each step's latent quantised with `hysteresis` as
     `Tokenizer.encode` quantises; the tokens of the step with the lowest
     loss are kept, so a segment's loss is never above the unrefined
     tokens' given the segments before it."""
     t = tokenizer.temporal_factor
     n, h, w = size or video.shape[-3:]
     keep = (torch.arange(z.shape[1], device=z.device) < bits).view(1, -1, 1, 1, 1).to(z.dtype)
-    price = change_prices(hysteresis_signs(z, hysteresis)) * keep if config.rate else None
+    if net is not None and net.bits != bits:
+        raise ValueError(f"a context net of {net.bits}-bit tokens cannot price {bits}-bit tokens")
+    rate = config.rate if config.rate is not None else NET_RATE if net is not None else CHANGE_RATE
+    net_rate = NetRate(net).to(z.device) if rate and net is not None else None
+    price = change_prices(hysteresis_signs(z, hysteresis)) * keep if rate and net is None else None
     per = ((segment_frames or segment_frames_for(*video.shape[-2:])) - 1) // t
     steps = {True: DecoderStep(tokenizer, True), False: DecoderStep(tokenizer, False)}
     frozen = [p for p in tokenizer.decoder.parameters() if p.requires_grad]
     caches: list | None = None
     previous = None
+    history = None  # the last two refined latent frames' codes (K, 2, H', W'): the net's context
     out = []
     with _LOCKS.setdefault(tokenizer, threading.Lock()), torch.enable_grad():
         try:
@@ -154,8 +178,11 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                         loss = F.mse_loss(y, target)
                         if config.ssim:
                             loss = loss + config.ssim * (1 - structural_similarity(y, target))
-                        if config.rate:
-                            loss = loss + config.rate * _changes(latent, previous, price) / target[0, 0].numel()
+                        if net_rate is not None:
+                            cost = net_rate.chunk_bits(latent[0], history, a)
+                            loss = loss + rate * cost / target[0, 0].numel()
+                        elif rate:
+                            loss = loss + rate * _changes(latent, previous, price) / target[0, 0].numel()
                     if loss.item() < best_loss:  # the caches of its forward carry on to the next segment
                         best, best_loss, best_caches = hard, loss.item(), [c.detach() for c in new_caches]
                     if not last:
@@ -164,6 +191,8 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                         opt.step()
                 caches = best_caches
                 previous = best[:, :, -1]
+                codes = best[0].to(z.dtype) * 2 - 1
+                history = codes[:, -2:] if history is None else torch.cat([history, codes], dim=1)[:, -2:]
                 out.append(bits_to_indices(best, dim=1))
         finally:
             for p in frozen:

@@ -162,8 +162,9 @@ def _print_report(r: Any) -> None:
 @click.option("--refine", default=0, show_default=True, type=click.IntRange(min=0),
               help="encoder-side search: N gradient steps per segment for the tokens the decoder reconstructs best "
                    "(20 steps: about +1.5 dB and fewer bits, encoding about 45x slower; the decoder is unchanged)")
-@click.option("--refine-rate", default=0.25, show_default=True, type=click.FloatRange(min=0),
-              help="the search's weight on what the bits that change between latent frames cost: higher, fewer bits")
+@click.option("--refine-rate", default=None, type=click.FloatRange(min=0),
+              help="the search's weight on the tokens' estimated bits: higher, fewer bits "
+                   "[default: 0.5 where the context net prices them (quality 0-6), else 0.25]")
 @click.option("--refine-ssim", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="the search's weight on 1 - SSIM next to the squared error (higher MS-SSIM, lower PSNR and VMAF at equal bits)")
 @click.option("--scale", default=None, type=click.FloatRange(0.25, 4.0),
@@ -181,7 +182,7 @@ def _print_report(r: Any) -> None:
 @user_errors
 def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int,
            hysteresis: float | str | None,
-           refine: int, refine_rate: float, refine_ssim: float, scale: float | None, level: int | None,
+           refine: int, refine_rate: float | None, refine_ssim: float, scale: float | None, level: int | None,
            max_frames: int | None, force: bool, quiet: bool, onnx_dir: str | None, precision: str) -> None:
     """Encode a video file to a .tok bitstream."""
     from tokcodec.files import encode_file

@@ -190,6 +190,7 @@ def encode_file(
     header, prior = new_header(tokenizer, info.width, info.height, info.fps, chunk_frames, quality, entropy,
                                _audio_track(audio_info), coded, level)
     cw, ch, bits = *header.coded_size, header.bits
+    net = prior.net if prior is not None and header.entropy.model_id == 3 else None  # refinement prices bits by it
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)
@@ -203,10 +204,11 @@ def encode_file(
                 video = frames_to_video(frames)
                 with network_precision(precision, tokenizer.device):
                     if search is None:
-                        codes = encode_refined(tokenizer, video, bits, hysteresis, refine, (clip.valid, ch, cw))
+                        codes = encode_refined(tokenizer, video, bits, hysteresis, refine, (clip.valid, ch, cw),
+                                               net=net)
                     else:
                         choice = encode_searched(tokenizer, video, bits, (clip.valid, ch, cw),
-                                                 writer.payload_size, search, refine)
+                                                 writer.payload_size, search, refine, net)
                         codes = choice.tokens
                 codes = codes[0].numpy()
             elif search is None:

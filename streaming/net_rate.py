@@ -1,0 +1,92 @@
+"""The bits entropy model 3 spends on tokens, as a differentiable function of their signs.
+
+Refinement (`refine.py`) trades the decoder's error against the bits the
+tokens cost. Under entropy model 3 a token's bits are -log2 of the
+probability the prior's context net (`bitstream.context_net`) gives its
+value from the signs of its decoded neighbours, so they can be computed for
+a whole chunk at once, in torch, and differentiated in every sign: through
+the token's own value and through the inputs of the neighbours it is a
+context of.
+
+The forward pass is the integer net (the same inputs, floors and clips; the
+logit gap mapped through the net's table), so `chunk_bits` is what the
+coder spends up to the coder's own rounding of the probabilities. Backward,
+the floors pass the gradient straight through and the table is read as the
+piecewise-linear curve through its logarithms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from tokcodec.bitstream.context_net import CURRENT, PREVIOUS, ContextNet
+
+__all__ = ["NetRate"]
+
+
+def _straight_floor(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.floor(x) - x).detach()
+
+
+class NetRate(torch.nn.Module):
+    """A `ContextNet` as a torch function from token signs to bits."""
+
+    def __init__(self, net: ContextNet):
+        super().__init__()
+        self.bits = net.bits
+        self.shifts = tuple(2.0 ** -s for s in net.shifts)
+        for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+            self.register_buffer(f"w{i + 1}", torch.as_tensor(w, dtype=torch.float32))
+            self.register_buffer(f"b{i + 1}", torch.as_tensor(b, dtype=torch.float32))
+        self.register_buffer("log_table", torch.log(torch.as_tensor(net.table, dtype=torch.float64)).float())
+        self.register_buffer("value_signs", torch.as_tensor(net.signs_of(torch.arange(2 ** net.bits).numpy()),
+                                                            dtype=torch.float32))
+
+    def inputs(self, signs: torch.Tensor, history: torch.Tensor | None, first: int) -> torch.Tensor:
+        """(T H W, F) inputs of the tokens of `signs` (K, T, H, W) in {-1, +1}
+        (rows in (t, y, x) order), frame 0 of which is frame `first` of its
+        chunk; `history` (K, <= 2, H, W): the chunk's frames just before it
+        (None or empty: none), as `context_net.chunk_inputs` builds them."""
+        K, T, H, W = signs.shape
+        past = signs.new_zeros(K, 0, H, W) if history is None else history[:, -2:].to(signs.dtype)
+        past = torch.cat([signs.new_zeros(K, 2 - past.shape[1], H, W), past], dim=1)
+        frames = F.pad(torch.cat([past, signs], dim=1), (2, 2, 2, 2))  # frame t at t + 2, 2 zeros around
+        parts = [frames[:, 2:2 + T, 2 + dy:2 + dy + H, 2 + dx:2 + dx + W] for dy, dx in CURRENT]
+        parts += [frames[:, 1:1 + T, 2 + dy:2 + dy + H, 2 + dx:2 + dx + W] for dy, dx in PREVIOUS]
+        parts.append(frames[:, 0:T, 2:2 + H, 2:2 + W])
+        x = torch.stack(parts).permute(2, 3, 4, 0, 1).reshape(T * H * W, -1)  # input i*K + k: sign k of input token i
+        t = torch.arange(first, first + T, device=signs.device).repeat_interleave(H * W)
+        flags = torch.stack([t == 0, t == 1], dim=1).to(x.dtype)
+        return torch.cat([x, flags], dim=1)
+
+    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 2**K) natural-log probabilities of the values from inputs x (N, F)."""
+        s1, s2, g = self.shifts
+        h = _straight_floor((x @ self.w1 + self.b1) * s1).clamp(0, 255)
+        h = _straight_floor((h @ self.w2 + self.b2) * s2).clamp(0, 255)
+        z = h @ self.w3 + self.b3
+        last = len(self.log_table) - 1
+        u = ((z.max(dim=1, keepdim=True).values - z) * g).clamp(max=last)
+        i = torch.floor(u).long()
+        lo = self.log_table[i.clamp(max=max(last - 1, 0))]
+        hi = self.log_table[(i + 1).clamp(max=last)]
+        smooth = lo + (hi - lo) * (u - i.clamp(max=max(last - 1, 0)))  # the table's curve, for the gradient
+        weight = smooth + (self.log_table[i] - smooth).detach()  # the table's value, for the forward
+        return torch.log_softmax(weight, dim=1)
+
+    def chunk_bits(self, signs: torch.Tensor, history: torch.Tensor | None = None, first: int = 0) -> torch.Tensor:
+        """The bits of the tokens of `signs` (K, T, H, W) in {-1, +1} (K >= the
+        net's bits; only the first `bits` planes are coded), a scalar;
+        `history` and `first` as in `inputs`. Differentiable in `signs` and
+        `history` (straight-through codes give a gradient per latent)."""
+        signs = signs[: self.bits].float()
+        if history is not None:
+            history = history[: self.bits].float()
+        with torch.autocast(signs.device.type, enabled=False):  # integer sums up to 2**24 need float32
+            logp = self.log_probs(self.inputs(signs, history, first))
+        own = signs.permute(1, 2, 3, 0).reshape(-1, 1, self.bits)
+        one_hot = ((1 + own * self.value_signs) / 2).prod(dim=2)  # (N, 2**K): 1 at the token's value
+        return -(one_hot * logp).sum() / math.log(2)
