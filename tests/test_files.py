@@ -106,6 +106,22 @@ def test_fit_prior_writes_a_loadable_prior_per_level(source: Path, tmp_path: Pat
     assert r.exit_code != 0 and "missing" in r.output
 
 
+def test_the_net_trains_on_the_tokens_encode_writes(source: Path, tmp_path: Path) -> None:
+    """fit-prior's context net learns from the tokens `encode` writes at its
+    defaults: the default quality's scale and level, the hysteresis chosen
+    per chunk (in float32: bfloat16 may flip a latent near its threshold)."""
+    from tokcodec.priors import video_token_chunks
+    from tokcodec.streaming.rate_control import HysteresisSearch
+
+    tokcodec.encode_file(source, tmp_path / "a.tok", chunk_frames=9, precision="fp32")
+    written = [c.tokens for c in tokcodec.read_tokens(tmp_path / "a.tok")]
+    model = load_tokenizer()
+    bits = model.level_bits(model_ladder(model.config).point(None).level)
+    fitted = list(video_token_chunks([source], model, 9, None, HysteresisSearch(), None, bits))
+    assert len(fitted) == len(written) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(fitted, written))
+
+
 def test_range_decodes_the_same_frames_from_only_its_chunks(tok: Path, tmp_path: Path) -> None:
     full, part = tmp_path / "full.mp4", tmp_path / "part.mp4"
     tokcodec.decode_file(tok, full, lossless=True)

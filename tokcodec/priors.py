@@ -8,9 +8,10 @@ the model has one, and the .tok header names it by its id, so a decoder
 either has the same prior or refuses the file with a clear error.
 
 A level of at most 8 bits per token also gets the context net of entropy
-model 3 (`tokcodec.context_net_fit`), trained on tokens coded at the scale
-`encode` picks at the model's default quality, and stored in the same file: `encode`
-codes such a level with the net.
+model 3 (`tokcodec.context_net_fit`), trained on the tokens `encode` writes
+at the model's default quality (its scale, and the hysteresis threshold it
+chooses per chunk), and stored in the same file: `encode` codes such a
+level with the net.
 
 When a model's priors are fitted again, the ones they replace move to
 ``codec/models/retired/NAME.prior-kB-ID.npz`` (ID: the prior's id in hex):
@@ -31,12 +32,13 @@ import torch
 
 from tokcodec.bitstream.container import Header
 from tokcodec.bitstream.context_net import MAX_NET_BITS
-from tokcodec.bitstream.entropy import EntropyPrior, fit_prior
+from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior, encode_tokens, fit_prior
 from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames
 from tokcodec.codec.io import read_clips
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.codec.registry import MODELS_DIR
+from tokcodec.streaming.rate_control import HysteresisSearch, encode_searched
 from tokcodec.streaming.stateful import encode_chunk
 
 from . import DEFAULT_CHUNK_FRAMES
@@ -98,13 +100,25 @@ def video_token_chunks(
     tokenizer: Tokenizer,
     chunk_frames: int,
     max_chunks: int | None,
-    hysteresis: float = DEFAULT_HYSTERESIS,
+    hysteresis: float | HysteresisSearch = DEFAULT_HYSTERESIS,
     scale: float | None = 1.0,
+    bits: int | None = None,
 ) -> Iterator[np.ndarray]:
-    """Token grids (all bits) of the first `max_chunks` chunks of each video, as
-    `encode` cuts and codes them, resampled by `scale` as `encode --scale`
-    (None: the scale `encode` picks for the video at the default quality)."""
+    """Token grids of `bits` bits (default: all) of the first `max_chunks`
+    chunks of each video, as `encode` cuts and codes them, resampled by
+    `scale` as `encode --scale` (None: the scale `encode` picks for the
+    video at the default quality). `hysteresis`: a threshold, or a search
+    that picks one per chunk as `encode --hysteresis auto` does, pricing the
+    chunk's bits by the model's shipped prior for `bits`-bit tokens (the one
+    `encode` codes them with; counts alone where it has none)."""
     ladder = model_ladder(tokenizer.config)
+    bits = tokenizer._check_bits(bits)
+    prior = model_prior(tokenizer, bits) if isinstance(hysteresis, HysteresisSearch) else None
+
+    def payload_bytes(tokens: np.ndarray) -> int:
+        params = EntropyParams.for_encoding(prior, tokens.shape[1] * tokens.shape[2])
+        return len(encode_tokens(tokens, bits, params, prior))
+
     for video in videos:
         clips = read_clips(video, chunk_frames, tokenizer.temporal_factor)
         for clip in itertools.islice(clips, max_chunks):
@@ -112,7 +126,12 @@ def video_token_chunks(
             cw, ch = coded_size(w, h, ladder.for_frame(None, w, h).scale if scale is None else scale)
             with torch.no_grad():
                 video_in = frames_to_video(resize_frames(clip.frames, ch, cw))
-                yield encode_chunk(tokenizer, video_in, hysteresis=hysteresis)[0].numpy()
+                if isinstance(hysteresis, HysteresisSearch):
+                    size = (clip.valid, ch, cw)
+                    tokens = encode_searched(tokenizer, video_in, bits, size, payload_bytes, hysteresis).tokens
+                else:
+                    tokens = encode_chunk(tokenizer, video_in, bits, hysteresis=hysteresis)
+            yield tokens[0].numpy()
 
 
 def fit_model_priors(
@@ -125,25 +144,29 @@ def fit_model_priors(
     hysteresis: float = DEFAULT_HYSTERESIS,
     net: ContextNetConfig | None = ContextNetConfig(),
     report: "Callable[[int, FitReport], None] | None" = None,
+    net_hysteresis: float | HysteresisSearch = HysteresisSearch(),
 ) -> list[tuple[Path, EntropyPrior]]:
     """Fit the entropy prior of every level of a tokenizer's rate ladder on
     videos and write them into `directory` as NAME.prior-kB.npz (atomically).
-    Levels of at most 8 bits also get a context net (entropy model 3) unless
-    `net` is None; `report(bits, fit_report)` hears how each net fits.
+    The counts are fitted on tokens of threshold `hysteresis`. Levels of at
+    most 8 bits also get a context net (entropy model 3) unless `net` is
+    None, trained on the tokens `encode` writes at the default quality's
+    scale with `net_hysteresis` (default: chosen per chunk, as `encode`
+    does, `video_token_chunks`); `report(bits, fit_report)` hears how each
+    net fits.
 
     Use training videos, never the clips you evaluate on.
     """
     tokenizer = load_tokenizer(model)
     levels = tokenizer.config.lfq.level_bits
     chunks = list(video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, hysteresis))
-    net_chunks = None
-    if net is not None and min(levels) <= MAX_NET_BITS:
-        net_chunks = list(video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, hysteresis, None))
     out = []
     for bits in levels:
         mask = (1 << bits) - 1
         prior = fit_prior((c & mask for c in chunks), bits, weight)
-        if net_chunks is not None and bits <= MAX_NET_BITS:
+        if net is not None and bits <= MAX_NET_BITS:
+            net_chunks = list(video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, net_hysteresis, None,
+                                                 bits))
             context_net, fit = fit_context_net(net_chunks, bits, net)
             prior = EntropyPrior(bits, prior.tables, context_net)
             if report is not None:
