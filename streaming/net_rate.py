@@ -70,7 +70,7 @@ class NetRate(torch.nn.Module):
         z = h @ self.w3 + self.b3
         last = len(self.log_table) - 1
         u = ((z.max(dim=1, keepdim=True).values - z) * g).clamp(max=last)
-        i = torch.floor(u).long()
+        i = torch.floor(u.detach().nan_to_num(nan=0.0)).long()  # a NaN latent gives NaN bits, not a bad index
         lo = self.log_table[i.clamp(max=max(last - 1, 0))]
         hi = self.log_table[(i + 1).clamp(max=last)]
         smooth = lo + (hi - lo) * (u - i.clamp(max=max(last - 1, 0)))  # the table's curve, for the gradient

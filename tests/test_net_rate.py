@@ -48,6 +48,15 @@ def test_the_bits_are_the_integer_nets(bits: int) -> None:
     assert float(rate.chunk_bits(more)) == float(whole)
 
 
+def test_a_nan_latent_gives_nan_bits() -> None:
+    """A diverged search step (NaN latents, e.g. from a bfloat16 SSIM gradient)
+    must score NaN, so that refinement never keeps it, rather than crash."""
+    rate = NetRate(random_net(3))
+    signs = signs_of(structured_tokens(0, 2, 4, 5, 3), 3)
+    signs[0, 1, 2, 3] = float("nan")
+    assert torch.isnan(rate.chunk_bits(signs))
+
+
 def test_the_gradient_points_to_cheaper_tokens() -> None:
     """Flipping the signs whose gradient says they cost most, one at a time, lowers the bits."""
     net = random_net(6, seed=3)
