@@ -176,8 +176,9 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                         y, *new_caches = step.forward_latent(latent, *(caches or []))
                         y = y[:, :, : f1 - f0, :h, :w].float()
                         loss = F.mse_loss(y, target)
-                        if config.ssim:
-                            loss = loss + config.ssim * (1 - structural_similarity(y, target))
+                        if config.ssim:  # in float32: bfloat16 variances can cancel to <= 0 and give NaN
+                            with torch.autocast(y.device.type, enabled=False):
+                                loss = loss + config.ssim * (1 - structural_similarity(y, target))
                         if net_rate is not None:
                             cost = net_rate.chunk_bits(latent[0], history, a)
                             loss = loss + rate * cost / target[0, 0].numel()
