@@ -71,9 +71,9 @@ class NetRate(torch.nn.Module):
         last = len(self.log_table) - 1
         u = ((z.max(dim=1, keepdim=True).values - z) * g).clamp(max=last)
         i = torch.floor(u.detach().nan_to_num(nan=0.0)).long()  # a NaN latent gives NaN bits, not a bad index
-        lo = self.log_table[i.clamp(max=max(last - 1, 0))]
-        hi = self.log_table[(i + 1).clamp(max=last)]
-        smooth = lo + (hi - lo) * (u - i.clamp(max=max(last - 1, 0)))  # the table's curve, for the gradient
+        i0 = i.clamp(max=max(last - 1, 0))  # the curve's segment [i0, i0 + 1]
+        lo, hi = self.log_table[i0], self.log_table[(i0 + 1).clamp(max=last)]
+        smooth = lo + (hi - lo) * (u - i0)  # the table's curve, for the gradient
         weight = smooth + (self.log_table[i] - smooth).detach()  # the table's value, for the forward
         return torch.log_softmax(weight, dim=1)
 

@@ -152,8 +152,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
     steps = {True: DecoderStep(tokenizer, True), False: DecoderStep(tokenizer, False)}
     frozen = [p for p in tokenizer.decoder.parameters() if p.requires_grad]
     caches: list | None = None
-    previous = None
-    history = None  # the last two refined latent frames' codes (K, 2, H', W'): the net's context
+    recent = None  # the bits (1, K, <= 2, H', W') of the last refined latent frames: hysteresis and net context
     out = []
     with _LOCKS.setdefault(tokenizer, threading.Lock()), torch.enable_grad():
         try:
@@ -167,6 +166,8 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                 zs = z[:, :, a:b].detach().clone().requires_grad_(True)
                 opt = torch.optim.Adam([zs], lr=config.lr)
                 best, best_loss, best_caches = None, float("inf"), None
+                previous = None if recent is None else recent[:, :, -1]
+                history = None if recent is None else recent[0].to(z.dtype) * 2 - 1
                 for i in range(config.steps + 1):
                     last = i == config.steps  # only scored: no graph
                     hard = hysteresis_signs(zs.detach(), hysteresis, previous)
@@ -191,9 +192,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                         loss.backward()
                         opt.step()
                 caches = best_caches
-                previous = best[:, :, -1]
-                codes = best[0].to(z.dtype) * 2 - 1
-                history = codes[:, -2:] if history is None else torch.cat([history, codes], dim=1)[:, -2:]
+                recent = best[:, :, -2:] if recent is None else torch.cat([recent, best], dim=2)[:, :, -2:]
                 out.append(bits_to_indices(best, dim=1))
         finally:
             for p in frozen:
