@@ -94,14 +94,19 @@ def test_a_file_whose_prior_is_missing_fails_cleanly(tok: Path, tmp_path: Path, 
 
 
 def test_fit_prior_writes_a_loadable_prior_per_level(source: Path, tmp_path: Path) -> None:
-    r = cli("fit-prior", str(source), "-o", str(tmp_path), "--max-chunks", "1", "--net-steps", "20")
+    r = cli("fit-prior", str(source), "-o", str(tmp_path), "--max-chunks", "1", "--net-steps", "20",
+            "--net-hidden", "16,24")
     assert r.exit_code == 0, r.output
     model = load_tokenizer()
     for bits in model.config.lfq.level_bits:
         prior = EntropyPrior.load(tmp_path / f"{model.config.name}.prior-k{bits}.npz")
         assert prior.bits == bits and f"{prior.id:08x}" in r.output
         assert (prior.net is not None) == (bits <= 8)  # the context net of entropy model 3
+        if prior.net is not None:
+            assert [w.shape[1] for w in prior.net.weights] == [16, 24, 2 ** bits]
     assert "6-bit context net:" in r.output
+    r = cli("fit-prior", str(source), "-o", str(tmp_path), "--net-hidden", "16")
+    assert r.exit_code == 2 and "two positive widths" in r.output
     r = cli("fit-prior", str(source), "-o", str(tmp_path / "missing"))
     assert r.exit_code != 0 and "missing" in r.output
 

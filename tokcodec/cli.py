@@ -135,6 +135,19 @@ def demo(out_dir: str) -> None:
         )
 
 
+def _hidden_sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    """N1,N2: two positive layer widths."""
+    if value is None:
+        return None
+    try:
+        sizes = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        sizes = ()
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise click.BadParameter(f"expected two positive widths N1,N2, got {value!r}")
+    return sizes
+
+
 def _print_report(r: Any) -> None:
     t, h, w = r.token_grid
     click.echo(f"video   {r.frames} frames, {r.width}x{r.height} @ {float(r.fps):.3f} fps ({r.fps})")
@@ -323,11 +336,18 @@ def export_onnx(model: str | None, output: str, force: bool) -> None:
 @click.option("--model", default=None, help="shipped tokenizer name (see `tokcodec models`)")
 @click.option("--max-chunks", default=3, show_default=True,
               help=f"chunks of {DEFAULT_CHUNK_FRAMES} frames (as `encode` cuts them) used per video")
-@click.option("--net-steps", default=6000, show_default=True, type=click.IntRange(min=0),
-              help="training steps of the context net (entropy model 3) of each level of at most 8 bits; 0: no net")
+@click.option("--net-steps", default=None, type=click.IntRange(min=0),
+              help="training steps of the context net (entropy model 3) of each level of at most 8 bits; 0: no net "
+                   "[default: 20000, `ContextNetConfig`]")
+@click.option("--net-hidden", default=None, callback=_hidden_sizes, metavar="N1,N2",
+              help="the context net's two hidden layer widths [default: 256,256]")
 @user_errors
-def fit_prior(videos: tuple[str, ...], directory: str, model: str | None, max_chunks: int, net_steps: int) -> None:
-    """Fit a model's entropy priors on (training) VIDEOS; ship them in codec/models/."""
+def fit_prior(videos: tuple[str, ...], directory: str, model: str | None, max_chunks: int, net_steps: int | None,
+              net_hidden: tuple[int, int] | None) -> None:
+    """Fit a model's entropy priors on (training) VIDEOS; ship them in codec/models/.
+
+    The context net learns from the tokens `encode` writes at the default
+    quality's scale and at 1x (hysteresis chosen per chunk)."""
     from tokcodec.context_net_fit import ContextNetConfig
     from tokcodec.priors import fit_model_priors
 
@@ -335,7 +355,10 @@ def fit_prior(videos: tuple[str, ...], directory: str, model: str | None, max_ch
         click.echo(f"{bits}-bit context net: {fit.float_bits:.3f} bits/token in float, {fit.int_bits:.3f} in integers, "
                    f"on {fit.tokens} training tokens")
 
-    net = ContextNetConfig(steps=net_steps) if net_steps else None
+    defaults = ContextNetConfig()
+    config = ContextNetConfig(hidden=net_hidden or defaults.hidden,
+                              steps=defaults.steps if net_steps is None else net_steps)
+    net = config if config.steps else None
     for path, prior in fit_model_priors(list(videos), directory, model=model, max_chunks=max_chunks, net=net,
                                         report=report):
         kind = "context net and " if prior.net is not None else ""

@@ -145,15 +145,17 @@ def fit_model_priors(
     net: ContextNetConfig | None = ContextNetConfig(),
     report: "Callable[[int, FitReport], None] | None" = None,
     net_hysteresis: float | HysteresisSearch = HysteresisSearch(),
+    net_scales: Sequence[float | None] = (None, 1.0),
 ) -> list[tuple[Path, EntropyPrior]]:
     """Fit the entropy prior of every level of a tokenizer's rate ladder on
     videos and write them into `directory` as NAME.prior-kB.npz (atomically).
     The counts are fitted on tokens of threshold `hysteresis`. Levels of at
     most 8 bits also get a context net (entropy model 3) unless `net` is
-    None, trained on the tokens `encode` writes at the default quality's
-    scale with `net_hysteresis` (default: chosen per chunk, as `encode`
-    does, `video_token_chunks`); `report(bits, fit_report)` hears how each
-    net fits.
+    None, trained on the tokens `encode` writes at each of `net_scales`
+    (None: the default quality's scale; the net codes every point of the
+    ladder, 0.5x to 3x) with `net_hysteresis` (default: chosen per chunk, as
+    `encode` does, `video_token_chunks`); `report(bits, fit_report)` hears
+    how each net fits.
 
     Use training videos, never the clips you evaluate on.
     """
@@ -165,8 +167,8 @@ def fit_model_priors(
         mask = (1 << bits) - 1
         prior = fit_prior((c & mask for c in chunks), bits, weight)
         if net is not None and bits <= MAX_NET_BITS:
-            net_chunks = list(video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, net_hysteresis, None,
-                                                 bits))
+            net_chunks = [c for scale in net_scales for c in
+                          video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, net_hysteresis, scale, bits)]
             context_net, fit = fit_context_net(net_chunks, bits, net)
             prior = EntropyPrior(bits, prior.tables, context_net)
             if report is not None:

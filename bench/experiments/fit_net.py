@@ -1,0 +1,85 @@
+"""Fit the 6-bit context net (entropy model 3) on many videos at several coding scales, with a token cache.
+
+Run: .venv/bin/python bench/experiments/fit_net.py --cache DIR --out PRIOR.npz
+         [--hidden 256,256] [--steps 20000] [--eval EVAL_DIR] SCALE:CHUNKS:VIDEO[,VIDEO...] ...
+
+Each SCALE:CHUNKS:VIDEOS group adds the 6-bit tokens `encode` writes (hysteresis chosen per
+chunk, `priors.video_token_chunks`) of the first CHUNKS 33-frame chunks of each video coded at
+SCALE ("default": the scale the default quality picks for the video). Token chunks are cached in
+DIR as <video stem>-s<SCALE>-c<CHUNKS>.npz, so a second fit with another net size re-reads them
+instead of encoding again. The net (`context_net_fit.fit_context_net`) is saved with the shipped
+6-bit prior's counts as PRIOR.npz (`tokcodec fit-prior` fits counts and net together from one
+list of videos at one scale; this script is how the shipped net of the twenty-fifth session was
+made, bench/RESULTS.md "A wider context net"). With --eval, the ideal bits/token of the shipped
+and the new net are printed for each cached .npz of EVAL_DIR (chunks of 6-bit tokens).
+"""
+
+import argparse
+import glob
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tokcodec.bitstream.entropy import EntropyPrior
+from tokcodec.codec import load_tokenizer
+from tokcodec.context_net_fit import ContextNetConfig, chunk_examples, fit_context_net, int_bits
+from tokcodec.priors import load_prior, video_token_chunks
+from tokcodec.streaming.rate_control import HysteresisSearch
+
+MODEL, BITS = "magvit2-4x8x8-k30", 6
+
+
+def cached_chunks(cache: Path, scale: str, chunks: int, videos: list[str]) -> list[np.ndarray]:
+    """The token chunks of each video at `scale`, encoded once and kept in `cache`."""
+    tokenizer = None
+    out = []
+    for video in videos:
+        path = cache / f"{Path(video).stem}-s{scale}-c{chunks}.npz"
+        if not path.exists():
+            tokenizer = tokenizer or load_tokenizer(MODEL).eval()
+            start = time.time()
+            grids = list(video_token_chunks([video], tokenizer, 33, chunks, HysteresisSearch(),
+                                            None if scale == "default" else float(scale), BITS))
+            np.savez(path, *grids)
+            print(f"{Path(video).name} at {scale}: {len(grids)} chunks of {grids[0].shape}, "
+                  f"{time.time() - start:.0f} s", flush=True)
+        data = np.load(path)
+        out += [data[k] for k in data.files]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("groups", nargs="+", help="SCALE:CHUNKS:VIDEO[,VIDEO...]")
+    ap.add_argument("--cache", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--hidden", default="256,256")
+    ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--eval", type=Path, default=None)
+    args = ap.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    chunks = []
+    for group in args.groups:
+        scale, n, videos = group.split(":", 2)
+        chunks += cached_chunks(args.cache, scale, int(n), videos.split(","))
+    config = ContextNetConfig(hidden=tuple(int(h) for h in args.hidden.split(",")), steps=args.steps)
+    start = time.time()
+    net, fit = fit_context_net(chunks, BITS, config)
+    print(f"{config}: {fit.tokens} tokens, {fit.float_bits:.4f} bits/token in float, {fit.int_bits:.4f} in "
+          f"integers, {time.time() - start:.0f} s", flush=True)
+    shipped = load_prior(MODEL, BITS)
+    EntropyPrior(BITS, shipped.tables, net).save(args.out)
+    print(f"wrote {args.out} (prior {EntropyPrior.load(args.out).id:08x})")
+    for path in sorted(glob.glob(f"{args.eval}/*.npz")) if args.eval else []:
+        data = np.load(path)
+        pairs = [chunk_examples(data[k].astype(np.int64) & 63, BITS) for k in data.files]
+        x, y = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+        old, new = int_bits(shipped.net, x, y), int_bits(net, x, y)
+        print(f"{Path(path).stem}: shipped {old:.4f}, new {new:.4f} bits/token ({100 * (new / old - 1):+.1f}%)")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    main()
