@@ -107,6 +107,11 @@ def test_fit_prior_writes_a_loadable_prior_per_level(source: Path, tmp_path: Pat
     assert "6-bit context net:" in r.output
     r = cli("fit-prior", str(source), "-o", str(tmp_path), "--net-hidden", "16")
     assert r.exit_code == 2 and "two positive widths" in r.output
+    from tokcodec.context_net_fit import ContextNetConfig  # the help states the defaults it cannot import lazily
+
+    help_text = " ".join(cli("fit-prior", "--help").output.split())
+    config = ContextNetConfig()
+    assert f"[default: {config.steps}," in help_text and f"[default: {config.hidden[0]},{config.hidden[1]}]" in help_text
     r = cli("fit-prior", str(source), "-o", str(tmp_path / "missing"))
     assert r.exit_code != 0 and "missing" in r.output
 
