@@ -132,6 +132,15 @@ def test_the_net_trains_on_the_tokens_encode_writes(source: Path, tmp_path: Path
     assert all(np.array_equal(a, b) for a, b in zip(fitted, written))
 
 
+def test_token_chunks_at_several_scales_code_each_size_once(source: Path) -> None:
+    from tokcodec.priors import video_token_chunks
+
+    model = load_tokenizer()
+    one = [list(video_token_chunks([source], model, 9, 1, 0.2, s, 6)) for s in (1.0, 2.0)]
+    both = list(video_token_chunks([source], model, 9, 1, 0.2, (1.0, 1.0, 2.0), 6))
+    assert len(both) == 2 and all(np.array_equal(a, b[0]) for a, b in zip(both, one))
+
+
 def test_range_decodes_the_same_frames_from_only_its_chunks(tok: Path, tmp_path: Path) -> None:
     full, part = tmp_path / "full.mp4", tmp_path / "part.mp4"
     tokcodec.decode_file(tok, full, lossless=True)

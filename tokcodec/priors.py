@@ -101,17 +101,20 @@ def video_token_chunks(
     chunk_frames: int,
     max_chunks: int | None,
     hysteresis: float | HysteresisSearch = DEFAULT_HYSTERESIS,
-    scale: float | None = 1.0,
+    scale: float | None | Sequence[float | None] = 1.0,
     bits: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Token grids of `bits` bits (default: all) of the first `max_chunks`
     chunks of each video, as `encode` cuts and codes them, resampled by
     `scale` as `encode --scale` (None: the scale `encode` picks for the
-    video at the default quality). `hysteresis`: a threshold, or a search
+    video at the default quality); a sequence of scales codes each chunk at
+    each distinct size they give (a video is read once, and a scale that
+    comes to the same size as another is not coded twice). `hysteresis`: a threshold, or a search
     that picks one per chunk as `encode --hysteresis auto` does, pricing the
     chunk's bits by the model's shipped prior for `bits`-bit tokens (the one
     `encode` codes them with; counts alone where it has none)."""
     ladder = model_ladder(tokenizer.config)
+    scales = tuple(scale) if isinstance(scale, Sequence) else (scale,)
     bits = tokenizer._check_bits(bits)
     prior = model_prior(tokenizer, bits) if isinstance(hysteresis, HysteresisSearch) else None
 
@@ -123,15 +126,17 @@ def video_token_chunks(
         clips = read_clips(video, chunk_frames, tokenizer.temporal_factor)
         for clip in itertools.islice(clips, max_chunks):
             h, w = clip.frames.shape[1:3]
-            cw, ch = coded_size(w, h, ladder.for_frame(None, w, h).scale if scale is None else scale)
-            with torch.no_grad():
-                video_in = frames_to_video(resize_frames(clip.frames, ch, cw))
-                if isinstance(hysteresis, HysteresisSearch):
-                    size = (clip.valid, ch, cw)
-                    tokens = encode_searched(tokenizer, video_in, bits, size, payload_bytes, hysteresis).tokens
-                else:
-                    tokens = encode_chunk(tokenizer, video_in, bits, hysteresis=hysteresis)
-            yield tokens[0].numpy()
+            sizes = dict.fromkeys(coded_size(w, h, ladder.for_frame(None, w, h).scale if s is None else s)
+                                  for s in scales)
+            for cw, ch in sizes:
+                with torch.no_grad():
+                    video_in = frames_to_video(resize_frames(clip.frames, ch, cw))
+                    if isinstance(hysteresis, HysteresisSearch):
+                        size = (clip.valid, ch, cw)
+                        tokens = encode_searched(tokenizer, video_in, bits, size, payload_bytes, hysteresis).tokens
+                    else:
+                        tokens = encode_chunk(tokenizer, video_in, bits, hysteresis=hysteresis)
+                yield tokens[0].numpy()
 
 
 def fit_model_priors(
@@ -167,8 +172,8 @@ def fit_model_priors(
         mask = (1 << bits) - 1
         prior = fit_prior((c & mask for c in chunks), bits, weight)
         if net is not None and bits <= MAX_NET_BITS:
-            net_chunks = [c for scale in net_scales for c in
-                          video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, net_hysteresis, scale, bits)]
+            net_chunks = list(video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, net_hysteresis,
+                                                 net_scales, bits))
             context_net, fit = fit_context_net(net_chunks, bits, net)
             prior = EntropyPrior(bits, prior.tables, context_net)
             if report is not None:

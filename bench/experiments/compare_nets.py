@@ -16,16 +16,13 @@ from tokcodec.priors import load_prior
 shipped = load_prior("magvit2-4x8x8-k30", 6)
 other = EntropyPrior(6, shipped.tables, EntropyPrior.load(sys.argv[1]).net)
 for path in sys.argv[2:]:
-    n = bits_shipped = bits_other = 0
+    n, bits_shipped, bits_other = 0, 0, 0
     for chunk in np.load(path)["tokens"]:
         chunk = chunk.astype(np.int64) & 63
-        for prior in (shipped, other):
-            params = EntropyParams.for_encoding(prior, chunk.shape[1] * chunk.shape[2])
-            bits = 8 * len(encode_tokens(chunk, 6, params, prior))
-            if prior is shipped:
-                bits_shipped += bits
-            else:
-                bits_other += bits
+        bits_shipped, bits_other = (
+            total + 8 * len(encode_tokens(chunk, 6, EntropyParams.for_encoding(prior, chunk.shape[1] * chunk.shape[2]),
+                                          prior))
+            for total, prior in ((bits_shipped, shipped), (bits_other, other)))
         n += chunk.size
     print(f"{path}: shipped net {bits_shipped / n:.3f}, other net {bits_other / n:.3f} bits/token "
           f"({100 * (bits_other / bits_shipped - 1):+.1f}%), {n} tokens", flush=True)
