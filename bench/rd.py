@@ -252,18 +252,17 @@ def _threshold(value: str) -> float | str:
 def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | str | None = None,
                  refine: Any = None, onnx: str | None = None, scale: float | None = None,
                  level: int | None = None, precision: str = "auto") -> Measured:
-    """`refine`: a `streaming.refine.RefineConfig` (None: no refinement);
+    """`refine`: a `streaming.refine.RefineConfig` (None: the encoder's default);
     `onnx`: an export folder or "auto"; `scale`, `level`: `encode_file`'s overrides of the
     ladder point (None: the point's; the decoder scales back); `precision`: torch's
     ("auto", "fp32" or "bf16", `codec.precision`)."""
     import tokcodec
-    from tokcodec.streaming.refine import RefineConfig
 
     tok = work / f"{src.path.stem}-tokcodec-q{quality}.tok"
     mp4 = work / f"{src.path.stem}-tokcodec-q{quality}.mp4"
     start = time.perf_counter()
     report = tokcodec.encode_file(src.path, tok, model=model, quality=quality, max_frames=src.frames,
-                                  hysteresis=hysteresis, force=True, refine=refine or RefineConfig(), onnx=onnx,
+                                  hysteresis=hysteresis, force=True, refine=refine, onnx=onnx,
                                   scale=scale, level=level, precision=precision)
     enc = time.perf_counter() - start
     start = time.perf_counter()
@@ -273,7 +272,8 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
     return Measured(tok.stat().st_size - report.audio_bytes, y, enc, dec,
                     {"tokens": report.tokens, "token_bytes": report.token_bytes, "audio_bytes": report.audio_bytes,
                      "bits": report.bits, "coded_size": list(report.coded_size),
-                     "scale": round(report.coded_size[0] / src.width, 3), "hysteresis": report.thresholds})
+                     "scale": round(report.coded_size[0] / src.width, 3), "hysteresis": report.thresholds,
+                     "refine_steps": report.refine_steps})
 
 
 def tok_quality_levels(model: Any) -> list[int]:
@@ -342,7 +342,9 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
     jobs: list[tuple[str, str, int, Callable[[], Measured]]] = []
     from tokcodec.streaming.refine import RefineConfig
 
-    refine = RefineConfig(steps=args.tok_refine, rate=args.tok_refine_rate, ssim=args.tok_refine_ssim)
+    refine = None  # the encoder's default (`refine.default_refine`), unless asked
+    if args.tok_refine is not None or args.tok_refine_rate is not None or args.tok_refine_ssim:
+        refine = RefineConfig(steps=tok_refine_steps(args), rate=args.tok_refine_rate, ssim=args.tok_refine_ssim)
     # Anchors first: libx264's output was seen to change by a few tenths of a percent
     # once torch had run in the process (see the report of issue 4).
     for codec in sorted(args.codecs, key=lambda c: c == "tokcodec"):
@@ -456,7 +458,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"(load average {m['loadavg_start']} at the start: other work on the machine slows every codec's fps).",
         (f"tokcodec model `{s['tokcodec_model']}` (fingerprint {s['tokcodec_fingerprint']}), quality levels "
          f"{', '.join(map(str, s['tok_quality']))}, encoder hysteresis {s.get('tok_hysteresis', 0)}, "
-         f"refinement steps {s.get('tok_refine', 0)} (rate weight {_refine_rate(s)}, "
+         f"refinement steps {_refine_steps(s)} (rate weight {_refine_rate(s)}, "
          f"SSIM weight {s.get('tok_refine_ssim', 0)})"
          + (f", networks on onnxruntime (--onnx {s['tok_onnx']})" if s.get("tok_onnx") else
             f", networks in {s['tok_precision']}" if s.get("tok_precision") else "")
@@ -498,6 +500,29 @@ def markdown(results: dict[str, Any]) -> str:
         for codec, row in results.get("bd_rate_mean", {}).items():
             lines.append(f"| mean over clips | {_label(codec)} | " + " | ".join(_pct(row[k]) for k in METRICS) + " |")
     return "\n".join(lines)
+
+
+def tok_refine_steps(args: argparse.Namespace) -> int | str:
+    """The refinement steps tokcodec runs with: --tok-refine, else the encoder's
+    default (`refine.default_refine`: a number of steps, or "default" where it
+    depends on the coded frame size; each point records its own)."""
+    from tokcodec.streaming.refine import DEFAULT_STEPS
+
+    if args.tok_refine is not None:
+        return args.tok_refine
+    if args.tok_onnx:
+        return 0
+    return DEFAULT_STEPS if args.tok_refine_rate is not None or args.tok_refine_ssim else "default"
+
+
+def _refine_steps(settings: dict[str, Any]) -> str:
+    """The refinement steps as run ("default": the encoder's, which depends on the coded size)."""
+    from tokcodec.streaming.refine import DEFAULT_MAX_PIXELS, DEFAULT_STEPS
+
+    steps = settings.get("tok_refine", 0)
+    if steps != "default":
+        return str(steps)
+    return f"the encoder's default ({DEFAULT_STEPS} for frames coded at up to {DEFAULT_MAX_PIXELS:,} pixels, else 0)"
 
 
 def _refine_rate(settings: dict[str, Any]) -> str:
@@ -621,8 +646,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tok-hysteresis", type=_threshold, default=None,
                     help="tokcodec encoder's hysteresis threshold, or 'auto' / 'auto-decode' (chosen per chunk; "
                          "tokcodec encode --hysteresis; default: the codec's default)")
-    ap.add_argument("--tok-refine", type=int, default=0,
-                    help="tokcodec encoder's refinement steps per segment (tokcodec encode --refine; default 0)")
+    ap.add_argument("--tok-refine", type=int, default=None,
+                    help="tokcodec encoder's refinement steps per segment (tokcodec encode --refine; "
+                         "default: the encoder's, 1 on torch, 0 with --tok-onnx)")
     ap.add_argument("--tok-refine-rate", type=float, default=None,
                     help="weight of the estimated bits in the refinement (tokcodec encode --refine-rate; "
                          "default: the encoder's, 0.5 under the context net, else 0.25)")
@@ -710,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
     settings["tok_quality"] = args.tok_quality
     if "tokcodec" in args.codecs:
         settings["tok_hysteresis"] = DEFAULT_ENCODE_HYSTERESIS if args.tok_hysteresis is None else args.tok_hysteresis
-        settings["tok_refine"] = args.tok_refine
+        settings["tok_refine"] = tok_refine_steps(args)
         settings["tok_refine_rate"] = args.tok_refine_rate
         settings["tok_refine_ssim"] = args.tok_refine_ssim
         settings["tok_onnx"] = args.tok_onnx

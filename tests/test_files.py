@@ -27,6 +27,7 @@ from tokcodec.codec.clips import coded_size
 from tokcodec.codec.io import iter_frames, probe
 from tokcodec.ladder import model_ladder
 from tokcodec.streaming.rate_control import HysteresisSearch
+from tokcodec.streaming.refine import DEFAULT_STEPS, RefineConfig, default_refine
 
 
 def cli(*args: str):
@@ -119,11 +120,12 @@ def test_fit_prior_writes_a_loadable_prior_per_level(source: Path, tmp_path: Pat
 def test_the_net_trains_on_the_tokens_encode_writes(source: Path, tmp_path: Path) -> None:
     """fit-prior's context net learns from the tokens `encode` writes at its
     defaults: the default quality's scale and level, the hysteresis chosen
-    per chunk (in float32: bfloat16 may flip a latent near its threshold)."""
+    per chunk (in float32: bfloat16 may flip a latent near its threshold),
+    before refinement (which prices the bits with a net, the one being fitted)."""
     from tokcodec.priors import video_token_chunks
     from tokcodec.streaming.rate_control import HysteresisSearch
 
-    tokcodec.encode_file(source, tmp_path / "a.tok", chunk_frames=9, precision="fp32")
+    tokcodec.encode_file(source, tmp_path / "a.tok", chunk_frames=9, precision="fp32", refine=RefineConfig())
     written = [c.tokens for c in tokcodec.read_tokens(tmp_path / "a.tok")]
     model = load_tokenizer()
     bits = model.level_bits(model_ladder(model.config).point(None).level)
@@ -285,13 +287,31 @@ def test_encode_only_the_first_frames(source: Path, tmp_path: Path) -> None:
 
 
 def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
-    # the search itself is tested in test_streaming.py; here: the option reaches it
-    plain, refined = tmp_path / "plain.tok", tmp_path / "refined.tok"
-    for out, extra in ((plain, []), (refined, ["--refine", "2"])):
+    # the search itself is tested in test_streaming.py; here: the option reaches it, and the
+    # default is one step (`refine.DEFAULT_STEPS`)
+    runs = {"plain": ["--refine", "0"], "default": [], "one": ["--refine", str(DEFAULT_STEPS)], "two": ["--refine", "2"]}
+    tokens = {}
+    for name, extra in runs.items():
+        out = tmp_path / f"{name}.tok"
         r = cli("encode", str(source), "-o", str(out), "--frames", "9", "--chunk-frames", "9", "-q", *extra)
         assert r.exit_code == 0, r.output
-    a, b = (next(tokcodec.read_tokens(p)).tokens for p in (plain, refined))
-    assert a.shape == b.shape and not np.array_equal(a, b)
+        tokens[name] = next(tokcodec.read_tokens(out)).tokens
+    assert DEFAULT_STEPS == 1 and np.array_equal(tokens["default"], tokens["one"])
+    for a, b in (("plain", "one"), ("plain", "two"), ("one", "two")):
+        assert tokens[a].shape == tokens[b].shape and not np.array_equal(tokens[a], tokens[b]), (a, b)
+    r = cli("encode", str(source), "-o", str(tmp_path / "said.tok"), "--frames", "9", "--chunk-frames", "9")
+    assert r.exit_code == 0 and "refined 1 step," in r.output, r.output
+    # the API's default too, and RefineConfig() is no refinement
+    api = {name: tmp_path / f"api-{name}.tok" for name in ("default", "plain")}
+    assert tokcodec.encode_file(source, api["default"], max_frames=9, chunk_frames=9).refine_steps == DEFAULT_STEPS
+    assert tokcodec.encode_file(source, api["plain"], max_frames=9, chunk_frames=9,
+                                refine=RefineConfig()).refine_steps == 0
+    assert np.array_equal(next(tokcodec.read_tokens(api["default"])).tokens, tokens["one"])
+    assert np.array_equal(next(tokcodec.read_tokens(api["plain"])).tokens, tokens["plain"])
+    # by default only frames coded at up to 1080p's pixel count (memory), and never on onnxruntime
+    assert default_refine(1920 * 1080).steps == DEFAULT_STEPS and default_refine(1920 * 1080 + 1).steps == 0
+    assert default_refine(64 * 48, torch_engine=False).steps == 0
+    refined = tmp_path / "two.tok"
     tokcodec.decode_file(refined, tmp_path / "a.mp4")
     assert probe(tmp_path / "a.mp4").frames == 9
     for bad in (["--refine", "-1"], ["--refine", "2", "--refine-ssim", "-1"], ["--refine-rate", "-0.5"]):
@@ -430,8 +450,8 @@ def test_onnxruntime_encodes_and_decodes_files(source: Path, tok: Path, tmp_path
     export = tmp_path / "onnx"
     r = cli("export-onnx", "-o", str(export))
     assert r.exit_code == 0, r.output
-    fp32 = tmp_path / "fp32.tok"
-    for out, extra in ((fp32, ["--precision", "fp32"]), (tmp_path / "ort.tok", ["--onnx", str(export)])):
+    fp32 = tmp_path / "fp32.tok"  # torch unrefined, as --onnx encodes by default
+    for out, extra in ((fp32, ["--precision", "fp32", "--refine", "0"]), (tmp_path / "ort.tok", ["--onnx", str(export)])):
         r = cli("encode", str(source), "-o", str(out), "--chunk-frames", "9", "-q", "--hysteresis", "0.2", *extra)
         assert r.exit_code == 0, r.output
     a, b = (np.concatenate([c.tokens for c in tokcodec.read_tokens(p)]) for p in (fp32, tmp_path / "ort.tok"))
@@ -440,7 +460,7 @@ def test_onnxruntime_encodes_and_decodes_files(source: Path, tok: Path, tmp_path
     assert r.exit_code == 1 and "cannot refine" in r.output and not (tmp_path / "no.tok").exists()
     # the threshold chosen from the latent: onnxruntime's latent, the same choices as torch's
     auto = tmp_path / "auto-fp32.tok", tmp_path / "auto-ort.tok"
-    for out, extra in zip(auto, (["--precision", "fp32"], ["--onnx", str(export)])):
+    for out, extra in zip(auto, (["--precision", "fp32", "--refine", "0"], ["--onnx", str(export)])):
         r = cli("encode", str(source), "-o", str(out), "--chunk-frames", "9", "--hysteresis", "auto", *extra)
         assert r.exit_code == 0 and "hysteresis per chunk:" in r.output, r.output
     a, b = (np.concatenate([c.tokens for c in tokcodec.read_tokens(p)]) for p in auto)

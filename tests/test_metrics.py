@@ -211,12 +211,15 @@ def test_rd_measures_codecs_and_reports_a_failing_point(tmp_path: Path, capsys: 
     # the threshold of each chunk (one chunk of 5 frames), chosen per chunk by default
     assert res["settings"]["tok_hysteresis"] == "auto"
     assert len(tok["hysteresis"]) == 1 and tok["hysteresis"][0] in HysteresisSearch().thresholds
+    # refined as `encode` refines by default, and each point says how
+    assert res["settings"]["tok_refine"] == "default" and tok["refine_steps"] == 1
     assert c["errors"][0]["codec"] == "svtav1" and c["errors"][0]["crf"] == 70
     assert c["bd_rate_vs_x264"]["tokcodec"]["psnr_y"] == "n/a (needs >= 2 points)"
     assert c["rgb_ceiling_psnr_y"] > 35
     assert {Path(p).name for p in res["plots"]} == {"psnr_y.png", "msssim.png"}
     md = capsys.readouterr().out
     assert md.startswith("## Rate-distortion") and "| libx264 | CRF 30 |" in md and "failed:" in md
+    assert "refinement steps the encoder's default (1 for frames coded at up to 2,073,600 pixels" in md
 
 
 def test_bd_quality_is_the_mean_gain_at_equal_rate() -> None:

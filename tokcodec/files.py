@@ -36,7 +36,7 @@ from tokcodec.codec.io import (
 )
 from tokcodec.codec.precision import network_precision, resolve_precision
 from tokcodec.streaming.rate_control import HysteresisSearch, choose_hysteresis, encode_searched
-from tokcodec.streaming.refine import RefineConfig, encode_refined
+from tokcodec.streaming.refine import RefineConfig, default_refine, encode_refined
 from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, chunk_latent
 from tokcodec.streaming.stateful import decode_chunk as segmented_decode
 
@@ -67,6 +67,7 @@ class EncodeReport:
     bits: int = 0  # bits per token coded
     coded_size: tuple[int, int] = (0, 0)  # (width, height) the tokenizer saw
     thresholds: list[float] = field(default_factory=list)  # the hysteresis each chunk was coded with
+    refine_steps: int = 0  # the refinement's steps per segment (`refine.default_refine` unless asked)
 
 
 @dataclass
@@ -106,7 +107,7 @@ def encode_file(
     max_frames: int | None = None,
     entropy: EntropyParams | None = None,
     hysteresis: float | Literal["auto", "auto-decode"] | HysteresisSearch | None = None,
-    refine: RefineConfig = RefineConfig(),
+    refine: RefineConfig | None = None,
     scale: float | None = None,
     level: int | None = None,
     force: bool = False,
@@ -133,7 +134,9 @@ def encode_file(
     about a sixth of the speed).
     `refine` with steps > 0: search, per segment, for the tokens the decoder
     reconstructs best (`streaming.refine.RefineConfig`): better quality and
-    fewer bits, much slower encoding.
+    fewer bits, slower encoding. None (the default): `refine.default_refine`,
+    one step with torch for frames coded at up to 1080p's pixel count, none
+    above or with `onnx`; `RefineConfig()`: none.
     `scale`: code the frames resampled by this factor (bicubic); the decoder
     resamples its output back to the source size. Above 1 the token grid is
     finer than the model's: more bits and more compute, better quality
@@ -158,7 +161,7 @@ def encode_file(
     precision = _check_precision(precision, onnx, tokenizer)
     engine = None
     if onnx is not None:
-        if refine.steps:
+        if refine is not None and refine.steps:
             raise ValueError("--onnx cannot refine (the search needs torch): leave out one of them")
         if search is not None and search.decode:
             raise ValueError("--onnx cannot choose the hysteresis by decoding (auto-decode decodes with torch): "
@@ -190,6 +193,7 @@ def encode_file(
     header, prior = new_header(tokenizer, info.width, info.height, info.fps, chunk_frames, quality, entropy,
                                _audio_track(audio_info), coded, level)
     cw, ch, bits = *header.coded_size, header.bits
+    refine = default_refine(cw * ch, engine is None) if refine is None else refine
     net = prior.net if prior is not None and header.entropy.model_id == 3 else None  # refinement prices bits by it
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
@@ -228,7 +232,7 @@ def encode_file(
             raise ValueError(f"{source}: no frames could be decoded")
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
                         writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes,
-                        header.quality, bits, (cw, ch), thresholds)
+                        header.quality, bits, (cw, ch), thresholds, refine.steps)
 
 
 def new_header(
