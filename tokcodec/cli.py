@@ -118,7 +118,7 @@ def demo(out_dir: str) -> None:
     click.echo(f"encode  {tok}: {e.bytes} bytes = {8 * e.bytes / (e.frames * info.width * info.height):.4f} bpp, "
                f"quality {header.quality} ({header.bits}-bit tokens, coded at {header.coded_size[0]}x{header.coded_size[1]}), "
                f"{8 * e.token_bytes / e.tokens:.2f} bits/token after entropy coding, {e.chunks} chunks, "
-               f"{e.frames / e.seconds:.1f} fps")
+               f"refined {e.refine_steps} step{'' if e.refine_steps == 1 else 's'}, {e.frames / e.seconds:.1f} fps")
     d = decode_file(tok, mp4, force=True, quiet=False)
     click.echo(f"decode  {mp4}: {d.frames} frames, {d.frames / d.seconds:.1f} fps")
     click.echo(f"quality PSNR (RGB) of the decoded video against the input: {video_psnr(sample, mp4):.2f} dB")
