@@ -340,11 +340,9 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
         except Exception as exc:  # noqa: BLE001
             clip["errors"].append({"codec": "tokcodec", "rgb_ceiling": True, "error": _one_line(exc)})
     jobs: list[tuple[str, str, int, Callable[[], Measured]]] = []
-    from tokcodec.streaming.refine import RefineConfig
+    from tokcodec.streaming.refine import asked_refine
 
-    refine = None  # the encoder's default (`refine.default_refine`), unless asked
-    if args.tok_refine is not None or args.tok_refine_rate is not None or args.tok_refine_ssim:
-        refine = RefineConfig(steps=tok_refine_steps(args), rate=args.tok_refine_rate, ssim=args.tok_refine_ssim)
+    refine = asked_refine(args.tok_refine, args.tok_refine_rate, args.tok_refine_ssim)  # None: the encoder's default
     # Anchors first: libx264's output was seen to change by a few tenths of a percent
     # once torch had run in the process (see the report of issue 4).
     for codec in sorted(args.codecs, key=lambda c: c == "tokcodec"):
@@ -510,9 +508,9 @@ def tok_refine_steps(args: argparse.Namespace) -> int | str:
 
     if args.tok_refine is not None:
         return args.tok_refine
-    if args.tok_onnx:
-        return 0
-    return DEFAULT_STEPS if args.tok_refine_rate is not None or args.tok_refine_ssim else "default"
+    if args.tok_refine_rate is not None or args.tok_refine_ssim:
+        return DEFAULT_STEPS  # as `asked_refine` takes them
+    return 0 if args.tok_onnx else "default"
 
 
 def _refine_steps(settings: dict[str, Any]) -> str:
@@ -648,7 +646,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "tokcodec encode --hysteresis; default: the codec's default)")
     ap.add_argument("--tok-refine", type=int, default=None,
                     help="tokcodec encoder's refinement steps per segment (tokcodec encode --refine; "
-                         "default: the encoder's, 1 on torch, 0 with --tok-onnx)")
+                         "default: the encoder's, 1 on torch for frames coded up to 1080p's pixel count, "
+                         "0 with --tok-onnx)")
     ap.add_argument("--tok-refine-rate", type=float, default=None,
                     help="weight of the estimated bits in the refinement (tokcodec encode --refine-rate; "
                          "default: the encoder's, 0.5 under the context net, else 0.25)")

@@ -104,6 +104,15 @@ def default_refine(coded_pixels: int, torch_engine: bool = True) -> RefineConfig
     return RefineConfig(steps=DEFAULT_STEPS if torch_engine and coded_pixels <= DEFAULT_MAX_PIXELS else 0)
 
 
+def asked_refine(steps: int | None = None, rate: float | None = None, ssim: float = 0.0) -> RefineConfig | None:
+    """The refinement options ask for (`encode --refine/--refine-rate/--refine-ssim`;
+    steps None: `DEFAULT_STEPS`), or None where they ask nothing: the encoder's
+    default, `default_refine`."""
+    if steps is None and rate is None and not ssim:
+        return None
+    return RefineConfig(steps=DEFAULT_STEPS if steps is None else steps, rate=rate, ssim=ssim)
+
+
 def encode_refined(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None, hysteresis: float,
                    config: RefineConfig, size: tuple[int, int, int] | None = None,
                    segment_frames: int | None = None, net: ContextNet | None = None) -> torch.Tensor:

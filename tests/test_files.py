@@ -27,7 +27,7 @@ from tokcodec.codec.clips import coded_size
 from tokcodec.codec.io import iter_frames, probe
 from tokcodec.ladder import model_ladder
 from tokcodec.streaming.rate_control import HysteresisSearch
-from tokcodec.streaming.refine import DEFAULT_STEPS, RefineConfig, default_refine
+from tokcodec.streaming.refine import DEFAULT_STEPS, RefineConfig, asked_refine, default_refine
 
 
 def cli(*args: str):
@@ -301,6 +301,12 @@ def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
         assert tokens[a].shape == tokens[b].shape and not np.array_equal(tokens[a], tokens[b]), (a, b)
     r = cli("encode", str(source), "-o", str(tmp_path / "said.tok"), "--frames", "9", "--chunk-frames", "9")
     assert r.exit_code == 0 and "refined 1 step," in r.output, r.output
+    # a rate or SSIM weight alone refines by the default steps; no option: the encoder's default (None)
+    r = cli("encode", str(source), "-o", str(tmp_path / "rate.tok"), "--frames", "9", "--chunk-frames", "9",
+            "--refine-rate", "0.3", "--refine", "2")
+    assert r.exit_code == 0 and "refined 2 steps," in r.output, r.output
+    assert asked_refine() is None and asked_refine(None, 0.3) == RefineConfig(steps=DEFAULT_STEPS, rate=0.3)
+    assert asked_refine(0) == RefineConfig() and asked_refine(None, None, 0.05).steps == DEFAULT_STEPS
     # the API's default too, and RefineConfig() is no refinement
     api = {name: tmp_path / f"api-{name}.tok" for name in ("default", "plain")}
     assert tokcodec.encode_file(source, api["default"], max_frames=9, chunk_frames=9).refine_steps == DEFAULT_STEPS

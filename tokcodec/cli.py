@@ -201,14 +201,11 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
            max_frames: int | None, force: bool, quiet: bool, onnx_dir: str | None, precision: str) -> None:
     """Encode a video file to a .tok bitstream."""
     from tokcodec.files import encode_file
-    from tokcodec.streaming.refine import DEFAULT_STEPS, RefineConfig
+    from tokcodec.streaming.refine import asked_refine
 
-    config = None  # the encoder's default (`refine.default_refine`)
-    if refine is not None or refine_rate is not None or refine_ssim:
-        config = RefineConfig(steps=DEFAULT_STEPS if refine is None else refine, rate=refine_rate, ssim=refine_ssim)
     r = encode_file(source, output, model=model, quality=quality, chunk_frames=chunk_frames, max_frames=max_frames,
                     hysteresis=hysteresis, force=force, quiet=quiet, onnx=onnx_dir, scale=scale, level=level,
-                    refine=config, precision=precision)
+                    refine=asked_refine(refine, refine_rate, refine_ssim), precision=precision)
     for warning in r.warnings:
         click.echo(f"tokcodec: warning: {warning}", err=True)
     if not quiet:
