@@ -646,7 +646,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "tokcodec encode --hysteresis; default: the codec's default)")
     ap.add_argument("--tok-refine", type=int, default=None,
                     help="tokcodec encoder's refinement steps per segment (tokcodec encode --refine; "
-                         "default: the encoder's, 1 on torch for frames coded up to 1080p's pixel count, "
+                         "default: the encoder's, 1 on torch for frames coded up to 720p's pixel count, "
                          "0 with --tok-onnx)")
     ap.add_argument("--tok-refine-rate", type=float, default=None,
                     help="weight of the estimated bits in the refinement (tokcodec encode --refine-rate; "

@@ -39,11 +39,12 @@ from .stateful import _LOCKS, DecoderStep, _segments, encode_chunk, encode_laten
 # eval clips with the anchors in the same run (bench/RESULTS.md, "One
 # refinement step by default"): 16% to 25% fewer bits than no refinement for
 # the same PSNR-Y / MS-SSIM / VMAF, about half of what 5 steps save, for 3 to
-# 5 times the encoding time (5 steps: 9 to 16 times). Its backward pass about
-# doubles the memory of coding (6.9 against 3.3 GB at 1600x1200 coded), so the
-# default refines coded frames up to 1080p's pixel count only.
+# 5 times the encoding time (5 steps: 9 to 16 times). Its backward pass takes
+# about 2.7 times the memory of plain coding (8.4 against 3.1 GB for a 720p
+# source coded at 1920x1080), so the default refines frames coded at up to
+# 720p's pixel count only.
 DEFAULT_STEPS = 1
-DEFAULT_MAX_PIXELS = 1920 * 1080
+DEFAULT_MAX_PIXELS = 1280 * 720
 NET_RATE = 0.5  # the default rate weight when the context net prices the bits
 CHANGE_RATE = 0.25  # and when the changes do (see RefineConfig)
 

@@ -314,8 +314,9 @@ def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
                                 refine=RefineConfig()).refine_steps == 0
     assert np.array_equal(next(tokcodec.read_tokens(api["default"])).tokens, tokens["one"])
     assert np.array_equal(next(tokcodec.read_tokens(api["plain"])).tokens, tokens["plain"])
-    # by default only frames coded at up to 1080p's pixel count (memory), and never on onnxruntime
-    assert default_refine(1920 * 1080).steps == DEFAULT_STEPS and default_refine(1920 * 1080 + 1).steps == 0
+    # by default only frames coded at up to 720p's pixel count (memory), and never on onnxruntime
+    assert default_refine(1280 * 720).steps == DEFAULT_STEPS and default_refine(1280 * 720 + 1).steps == 0
+    assert default_refine(1920 * 1080).steps == 0
     assert default_refine(64 * 48, torch_engine=False).steps == 0
     refined = tmp_path / "two.tok"
     tokcodec.decode_file(refined, tmp_path / "a.mp4")

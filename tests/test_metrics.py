@@ -219,7 +219,7 @@ def test_rd_measures_codecs_and_reports_a_failing_point(tmp_path: Path, capsys: 
     assert {Path(p).name for p in res["plots"]} == {"psnr_y.png", "msssim.png"}
     md = capsys.readouterr().out
     assert md.startswith("## Rate-distortion") and "| libx264 | CRF 30 |" in md and "failed:" in md
-    assert "refinement steps the encoder's default (1 for frames coded at up to 2,073,600 pixels" in md
+    assert "refinement steps the encoder's default (1 for frames coded at up to 921,600 pixels" in md
 
 
 def test_bd_quality_is_the_mean_gain_at_equal_rate() -> None:

@@ -175,7 +175,7 @@ def _print_report(r: Any) -> None:
 @click.option("--refine", default=None, type=click.IntRange(min=0),
               help="encoder-side search: N gradient steps per segment for the tokens the decoder reconstructs best "
                    "(the decoder is unchanged); 0 = off: 3 to 5x faster encoding for 19 to 33% more bits on natural "
-                   "video; 5: about a third fewer bits than 0, 9 to 16x slower [default: 1 up to 1080p's pixel count coded, "
+                   "video; 5: about a third fewer bits than 0, 9 to 16x slower [default: 1 up to 720p's pixel count coded, "
                    "else 0; 0 with --onnx]")
 @click.option("--refine-rate", default=None, type=click.FloatRange(min=0),
               help="the search's weight on the tokens' estimated bits: higher, fewer bits "
