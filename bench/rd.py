@@ -501,15 +501,15 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def tok_refine_steps(args: argparse.Namespace) -> int | str:
-    """The refinement steps tokcodec runs with: --tok-refine, else the encoder's
-    default (`refine.default_refine`: a number of steps, or "default" where it
-    depends on the coded frame size; each point records its own)."""
-    from tokcodec.streaming.refine import DEFAULT_STEPS
+    """The refinement steps tokcodec runs with: what the options ask for
+    (`refine.asked_refine`), else the encoder's default: none on onnxruntime,
+    "default" on torch, where it depends on the coded frame size (each point
+    records its own)."""
+    from tokcodec.streaming.refine import asked_refine
 
-    if args.tok_refine is not None:
-        return args.tok_refine
-    if args.tok_refine_rate is not None or args.tok_refine_ssim:
-        return DEFAULT_STEPS  # as `asked_refine` takes them
+    asked = asked_refine(args.tok_refine, args.tok_refine_rate, args.tok_refine_ssim)
+    if asked is not None:
+        return asked.steps
     return 0 if args.tok_onnx else "default"
 
 

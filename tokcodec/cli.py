@@ -118,7 +118,7 @@ def demo(out_dir: str) -> None:
     click.echo(f"encode  {tok}: {e.bytes} bytes = {8 * e.bytes / (e.frames * info.width * info.height):.4f} bpp, "
                f"quality {header.quality} ({header.bits}-bit tokens, coded at {header.coded_size[0]}x{header.coded_size[1]}), "
                f"{8 * e.token_bytes / e.tokens:.2f} bits/token after entropy coding, {e.chunks} chunks, "
-               f"refined {e.refine_steps} step{'' if e.refine_steps == 1 else 's'}, {e.frames / e.seconds:.1f} fps")
+               f"{_refined(e.refine_steps)}, {e.frames / e.seconds:.1f} fps")
     d = decode_file(tok, mp4, force=True, quiet=False)
     click.echo(f"decode  {mp4}: {d.frames} frames, {d.frames / d.seconds:.1f} fps")
     click.echo(f"quality PSNR (RGB) of the decoded video against the input: {video_psnr(sample, mp4):.2f} dB")
@@ -133,6 +133,11 @@ def demo(out_dir: str) -> None:
             "note    the shipped weights are an early checkpoint (a short CPU training run): expect a\n"
             "        blurry reconstruction; see README.md and bench/RESULTS.md for measured quality."
         )
+
+
+def _refined(steps: int) -> str:
+    """How an encode report says its refinement: "refined 1 step", "refined 0 steps"."""
+    return f"refined {steps} step{'' if steps == 1 else 's'}"
 
 
 def _hidden_sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -212,7 +217,7 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
         click.echo(f"{r.output}: {r.frames} frames in {r.chunks} chunks, {r.bytes} bytes, quality {r.quality} "
                    f"({r.bits}-bit tokens, coded at {r.coded_size[0]}x{r.coded_size[1]}), "
                    f"{8 * r.token_bytes / r.tokens:.2f} bits/token after entropy coding, "
-                   f"refined {r.refine_steps} step{'' if r.refine_steps == 1 else 's'}, {r.frames / r.seconds:.1f} fps")
+                   f"{_refined(r.refine_steps)}, {r.frames / r.seconds:.1f} fps")
         if (DEFAULT_ENCODE_HYSTERESIS if hysteresis is None else hysteresis) in AUTO_HYSTERESIS:
             counts = Counter(r.thresholds)
             click.echo("hysteresis per chunk: " + ", ".join(f"{h:g} x{counts[h]}" for h in sorted(counts)))
