@@ -8,7 +8,8 @@ in video_reader.py, audio.py and video_writer.py; this module is the API.
 """
 
 from .audio import AudioPacketData, AudioStreamInfo, audio_packets_decodable, audio_stream_info, iter_audio_packets
-from .video_reader import Clip, VideoError, VideoInfo, clip_length, iter_frames, probe, read_clips
+from .luma_range import NOMINAL, LumaRange, choose_luma_range, to_display
+from .video_reader import Clip, VideoError, VideoInfo, clip_length, iter_frames, probe, read_clips, source_luma
 from .video_writer import VideoWriter, write_video
 
 __all__ = [
@@ -19,6 +20,11 @@ __all__ = [
     "Clip",
     "clip_length",
     "read_clips",
+    "source_luma",
+    "LumaRange",
+    "NOMINAL",
+    "choose_luma_range",
+    "to_display",
     "VideoWriter",
     "write_video",
     "AudioStreamInfo",

@@ -19,6 +19,8 @@ import av
 import av.error
 import numpy as np
 
+from .luma_range import LumaRange, yuv_to_rgb
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 # AV_DISPOSITION_ATTACHED_PIC: cover art in music files is a one-frame "video"
@@ -134,17 +136,44 @@ def _frame_rate(stream: Any, name: str) -> Fraction:
     raise VideoError(f"{name}: unknown frame rate")
 
 
-def _to_rgb(frame: Any, width: int, height: int, rotation: int) -> np.ndarray:
-    """An upright uint8 RGB array of a decoded frame at the stream's first size."""
-    extra = {}
-    if frame.color_range:
-        # PyAV's reformat assumes 'unspecified' range unless told, which
-        # swscale treats as limited for plain yuv formats: pass the real one.
-        extra["src_color_range"] = frame.color_range
-    rgb = frame.to_ndarray(format="rgb24", width=width, height=height, **extra)
+def _to_rgb(frame: Any, width: int, height: int, rotation: int, luma: LumaRange | None = None) -> np.ndarray:
+    """An upright uint8 RGB array of a decoded frame at the stream's first size;
+    with a non-nominal `luma` span, its Y'CbCr codes mapped by that span."""
+    if luma is not None and not luma.nominal:
+        planes = frame.reformat(width=width, height=height, format="yuv444p").to_ndarray()
+        rgb = yuv_to_rgb(planes, luma)
+    else:
+        extra = {}
+        if frame.color_range:
+            # PyAV's reformat assumes 'unspecified' range unless told, which
+            # swscale treats as limited for plain yuv formats: pass the real one.
+            extra["src_color_range"] = frame.color_range
+        rgb = frame.to_ndarray(format="rgb24", width=width, height=height, **extra)
     if rotation:
         rgb = np.rot90(rgb, k=-(rotation // 90))  # negative k turns clockwise
     return np.ascontiguousarray(rgb)
+
+
+def source_luma(path: PathLike, frames: int = 17) -> tuple[np.ndarray, str] | None:
+    """The Y' planes of the first `frames` frames and the matrix ('bt601' or
+    'bt709', as tagged) of a limited-range Y'CbCr video; None for any other
+    (RGB, grey, full range), whose pixels have no headroom to keep."""
+    name = os.fspath(path)
+    container, stream = _open_input(name)
+    try:
+        planes = []
+        matrix = "bt601"
+        for frame in itertools.islice(_decoded(container, stream, name), frames):
+            fmt = frame.format.name
+            if not fmt.startswith(("yuv", "nv")) or fmt.startswith("yuvj") or int(frame.color_range) == 2:
+                return None
+            matrix = "bt709" if int(frame.colorspace) == 1 else "bt601"
+            planes.append(frame.reformat(format="yuv444p").to_ndarray()[0])
+        return (np.stack(planes), matrix) if planes else None
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{name}: cannot convert a frame ({_reason(exc)})") from exc
+    finally:
+        container.close()
 
 
 def probe(path: PathLike) -> VideoInfo:
@@ -180,8 +209,11 @@ def probe(path: PathLike) -> VideoInfo:
         container.close()
 
 
-def iter_frames(path: PathLike) -> Iterator[np.ndarray]:
+def iter_frames(path: PathLike, luma: LumaRange | None = None) -> Iterator[np.ndarray]:
     """Yield the video's frames as upright uint8 RGB arrays of shape (H, W, 3).
+
+    `luma`: the Y' span that RGB 0..1 stands for (`codec.luma_range`; None or
+    nominal: the usual conversion, as players do).
 
     The frames come at the constant rate `probe().fps`: where timestamps skip
     slots the previous frame is repeated (the same array object), and a frame
@@ -193,10 +225,11 @@ def iter_frames(path: PathLike) -> Iterator[np.ndarray]:
     """
     name = os.fspath(path)
     container, stream = _open_input(name)
-    return _rgb_frames(container, stream, name)
+    return _rgb_frames(container, stream, name, luma)
 
 
-def _rgb_frames(container: av.container.InputContainer, stream: Any, name: str) -> Iterator[np.ndarray]:
+def _rgb_frames(container: av.container.InputContainer, stream: Any, name: str,
+                luma: LumaRange | None) -> Iterator[np.ndarray]:
     try:
         size = rotation = None
         rgb = None
@@ -208,7 +241,7 @@ def _rgb_frames(container: av.container.InputContainer, stream: Any, name: str) 
                 # One rotation and size for the whole stream keeps shapes equal.
                 size, rotation = (frame.width, frame.height), _rotation_cw(frame, stream)
             try:
-                rgb = _to_rgb(frame, size[0], size[1], rotation)
+                rgb = _to_rgb(frame, size[0], size[1], rotation, luma)
             except av.error.FFmpegError as exc:
                 raise VideoError(f"{name}: cannot convert a frame to RGB ({_reason(exc)})") from exc
             yield rgb
@@ -270,11 +303,13 @@ def clip_length(n: int, stride: int) -> int:
 
 
 def read_clips(
-    path: PathLike, clip_frames: int = 17, temporal_stride: int = 4, max_frames: int | None = None
+    path: PathLike, clip_frames: int = 17, temporal_stride: int = 4, max_frames: int | None = None,
+    luma: LumaRange | None = None,
 ) -> Iterator[Clip]:
     """Stream the video as consecutive, non-overlapping clips of ``clip_frames`` frames.
 
-    With ``max_frames``, only the first ``max_frames`` frames are read.
+    With ``max_frames``, only the first ``max_frames`` frames are read;
+    ``luma`` is `iter_frames`'s.
 
     ``clip_frames`` must be ``1 + temporal_stride*k`` (the causal tokenizer's
     shape). The last clip holds the remaining frames, padded by repeating its
@@ -294,7 +329,7 @@ def read_clips(
         )
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be at least 1, got {max_frames}")
-    return _clips(itertools.islice(iter_frames(path), max_frames), clip_frames, temporal_stride)
+    return _clips(itertools.islice(iter_frames(path, luma), max_frames), clip_frames, temporal_stride)
 
 
 def _clips(frames: Iterator[np.ndarray], clip_frames: int, stride: int) -> Iterator[Clip]:

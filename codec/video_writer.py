@@ -20,6 +20,7 @@ import av.error
 import numpy as np
 
 from .audio import AudioPacketData, AudioStreamInfo, _AudioFeed, _FileAudio, _GivenAudio
+from .luma_range import LumaRange, rgb_to_yuv
 from .video_reader import PathLike, VideoError, _reason
 
 # ---------------------------------------------------------------- writing
@@ -45,6 +46,12 @@ class VideoWriter:
     width or height and cropping is in 2-pixel units. ``lossless=True``: RGB
     with libx264rgb at qp 0, decoded back bit-exactly (High 4:4:4 profile;
     many browsers will not play it).
+
+    ``luma``: a non-nominal `codec.luma_range.LumaRange` says the frames are
+    codec RGB in that Y' span (a source with super-whites): they are turned
+    back into the same Y'CbCr codes (`rgb_to_yuv`) and written tagged with the
+    span's matrix and limited range, super-whites kept; ``lossless`` then
+    writes 4:4:4 Y'CbCr at qp 0, whose Y' is exactly those codes.
 
     ``audio_from``: a file whose first audio track is copied into the output
     (or transcoded to AAC if mp4 players cannot take its codec), timed so
@@ -83,6 +90,7 @@ class VideoWriter:
         audio_from: PathLike | None = None,
         audio_packets: tuple[AudioStreamInfo, Iterable[AudioPacketData]] | None = None,
         audio_start: float = 0.0,
+        luma: LumaRange | None = None,
     ) -> None:
         if audio_from is not None and audio_packets is not None:
             raise ValueError("give audio_from or audio_packets, not both")
@@ -98,6 +106,7 @@ class VideoWriter:
         self.path = os.fspath(path)
         self.fps, self.width, self.height = fps, int(width), int(height)
         self.frames_written = 0
+        self._luma = luma if luma is not None and not luma.nominal else None
         self._audio: _AudioFeed | None = None
         self._output = None
         directory, base = os.path.split(os.path.abspath(self.path))
@@ -118,16 +127,18 @@ class VideoWriter:
     def _open(self, lossless: bool, crf: int) -> None:
         # faststart moves the index to the front so players can start streaming.
         self._output = av.open(self._tmp, "w", format="mp4", options={"movflags": "+faststart"})
-        if lossless:
+        even = self.width % 2 == 0 and self.height % 2 == 0
+        if lossless and self._luma is None:
             stream = self._output.add_stream("libx264rgb", rate=self.fps, options={"qp": "0", "preset": "medium"})
             stream.pix_fmt = "rgb24"
         else:
-            stream = self._output.add_stream("libx264", rate=self.fps, options={"crf": str(crf), "preset": "medium"})
-            even = self.width % 2 == 0 and self.height % 2 == 0
-            stream.pix_fmt = "yuv420p" if even else "yuv444p"
+            options = {"qp": "0"} if lossless else {"crf": str(crf)}
+            stream = self._output.add_stream("libx264", rate=self.fps, options={**options, "preset": "medium"})
+            stream.pix_fmt = "yuv420p" if even and not lossless else "yuv444p"
             # Tag what we convert with, so players and our reader agree.
             cc = stream.codec_context
-            cc.colorspace = cc.color_primaries = cc.color_trc = 1  # BT.709
+            # BT.709 (1) for our own conversion; a kept span keeps its source's matrix (SMPTE 170M: 6).
+            cc.colorspace = cc.color_primaries = cc.color_trc = 6 if self._luma and self._luma.matrix == "bt601" else 1
             cc.color_range = 1  # limited ("tv") range
         stream.width, stream.height = self.width, self.height
         # One tick per frame: the muxer then stores exact durations, and the
@@ -162,8 +173,14 @@ class VideoWriter:
                 f"expected a uint8 frame of shape {(self.height, self.width, 3)}, "
                 f"got {frame.dtype} {frame.shape}"
             )
-        vframe = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        if self._stream.pix_fmt != "rgb24":
+        if self._luma is not None:
+            vframe = av.VideoFrame.from_ndarray(rgb_to_yuv(frame, self._luma), format="yuv444p")
+            vframe.color_range = 1  # so that swscale only resamples the chroma for 4:2:0
+            if self._stream.pix_fmt != "yuv444p":
+                vframe = vframe.reformat(format=self._stream.pix_fmt)
+        else:
+            vframe = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        if self._stream.pix_fmt != "rgb24" and self._luma is None:
             vframe = vframe.reformat(format=self._stream.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
         vframe.pts = self.frames_written
         try:
