@@ -26,7 +26,7 @@ MAGIC = b"TOKC"
 CHUNK_MAGIC = b"CHNK"
 INDEX_MAGIC = b"TIDX"
 TRAILER_MAGIC = b"TEND"
-VERSION = (1, 4)
+VERSION = (1, 5)
 
 MAX_HEADER_BODY = 1 << 20
 MAX_AUDIO_BYTES = 16 << 20
@@ -87,6 +87,12 @@ class Header:
     # 0: the displayed size (files before version 1.3, and unscaled ones).
     coded_width: int = 0
     coded_height: int = 0
+    # Since 1.5: the Y' codes the tokenizer's RGB 0 and 1 stand for, and the
+    # source's matrix (0: BT.601, 1: BT.709); 16, 235 (and absent before 1.5):
+    # the usual conversion. Wider for sources with super-whites or -blacks.
+    luma_black: int = 16
+    luma_white: int = 235
+    luma_matrix: int = 0
 
     @property
     def coded_size(self) -> tuple[int, int]:
@@ -120,6 +126,7 @@ class Header:
             (self.chunk_frames >= 1 and (self.chunk_frames - 1) % self.temporal_factor == 0, "chunk frames"),
             (self.chunk_token_frames(self.chunk_frames) < 1 << 16, "chunk frames"),
             (1 <= self.bits <= 30, "bits per token"),
+            (0 <= self.luma_black < self.luma_white <= 255 and self.luma_matrix in (0, 1), "luma range"),
         ]
         for ok, what in checks:
             if not ok:
@@ -166,6 +173,7 @@ class Header:
             body += struct.pack("<III", a.time_base.numerator, a.time_base.denominator, len(a.extradata))
             body += a.extradata
         body += struct.pack("<II", self.coded_width, self.coded_height)  # since 1.3; 0: the displayed size
+        body += struct.pack("<BBB", self.luma_black, self.luma_white, self.luma_matrix)  # since 1.5
         head = _PREFIX.pack(MAGIC, *VERSION, len(body)) + bytes(body)
         return head + _CRC.pack(zlib.crc32(head))
 
@@ -213,10 +221,11 @@ class Header:
                 raise ValueError("audio extradata too large")
             audio = AudioTrack(codec, rate, layout, Fraction(tb_num, tb_den), c.take(n_extra))
         coded = c.unpack("<II") if c.remaining() >= 8 else (0, 0)  # absent before 1.3
+        luma = c.unpack("<BBB") if c.remaining() >= 3 else (16, 235, 0)  # absent before 1.5
         if fps_den == 0:
             raise ValueError("zero frame rate denominator")
         return cls(model, fingerprint, width, height, pw, ph, Fraction(fps_num, fps_den), frames, chunk_frames,
-                   tf, sf, bits, quality, entropy, audio, *coded)
+                   tf, sf, bits, quality, entropy, audio, *coded, *luma)
 
 
 def _str8(s: str) -> bytes:

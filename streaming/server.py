@@ -60,6 +60,7 @@ from aiortc.mediastreams import MediaStreamError
 from tokcodec.bitstream.container import TokError, TokWriter
 from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import resize_frames
+from tokcodec.codec.luma_range import LumaRange, to_display
 from tokcodec.codec.precision import resolve_precision
 
 from .stateful import StreamingDecoder, StreamingEncoder, TorchEngine
@@ -130,12 +131,13 @@ class TokFileTrack(MediaStreamTrack):
         h = self.header
         cw, ch = h.coded_size
         decoder = StreamingDecoder(self.engine, bits=h.bits)
+        span = LumaRange.from_codes(h.luma_black, h.luma_white, h.luma_matrix)  # a viewer gets display RGB
         for entry in self.reader.entries:
             chunk = self.reader.read_chunk(entry.index)
             for i, frame in enumerate(decoder.decode_chunk(chunk.tokens)):
                 if i == chunk.frames:
                     break
-                yield resize_frames(frame[None, :ch, :cw], h.height, h.width)[0]
+                yield to_display(resize_frames(frame[None, :ch, :cw], h.height, h.width)[0], span)
 
     def _next(self) -> np.ndarray | None:
         with self.lock:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -179,9 +181,23 @@ def test_a_coded_size_round_trips_and_is_checked() -> None:
 
 
 def test_a_version_1_2_header_reads_as_unscaled() -> None:
-    """Files written before 1.3 end their header body before the coded size."""
+    """Files written before 1.3 end their header body before the coded size (and 1.5's luma range)."""
     data = header().to_bytes()
-    body = data[10:-4][:-8]
+    body = data[10:-4][:-11]
     head = b"TOKC" + bytes([1, 2]) + struct.pack("<I", len(body)) + body
     old = Header.read(__import__("io").BytesIO(head + struct.pack("<I", zlib.crc32(head))))
     assert old == header() and old.coded_size == (60, 30)
+
+
+def test_a_version_1_4_header_reads_as_the_nominal_luma_range() -> None:
+    """1.5 appended the Y' span the tokens code; before it, always 16..235 (BT.601)."""
+    wide = replace(header(), luma_black=0, luma_white=255, luma_matrix=1)
+    data = wide.to_bytes()
+    assert Header.read(io.BytesIO(data)) == wide
+    body = data[10:-4][:-3]
+    head = b"TOKC" + bytes([1, 4]) + struct.pack("<I", len(body)) + body
+    old = Header.read(io.BytesIO(head + struct.pack("<I", zlib.crc32(head))))
+    assert (old.luma_black, old.luma_white, old.luma_matrix) == (16, 235, 0)
+    for bad in (dict(luma_black=200, luma_white=100), dict(luma_matrix=2)):
+        with pytest.raises(TokError, match="luma range"):
+            Header.read(io.BytesIO(replace(header(), **bad).to_bytes()))

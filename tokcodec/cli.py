@@ -192,6 +192,10 @@ def _print_report(r: Any) -> None:
                    "token grid, more bits and compute, better quality [default: the --quality point's]")
 @click.option("--level", default=None, type=click.IntRange(min=0),
               help="keep this LFQ level's bits per token [default: the --quality point's, see `tokcodec models`]")
+@click.option("--headroom", default="auto", show_default=True, type=click.Choice(["auto", "keep", "clip"]),
+              help="Y' above 235 (super-whites) or below 16 in a limited-range source: 'keep' codes them (the "
+                   "decoder writes them back), 'clip' clips them as players show them, 'auto' keeps them where "
+                   "clipping would cost more than 38 dB of Y' PSNR")
 @click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1), help="encode only the first N frames")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
@@ -203,14 +207,15 @@ def _print_report(r: Any) -> None:
 def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int,
            hysteresis: float | str | None,
            refine: int | None, refine_rate: float | None, refine_ssim: float, scale: float | None, level: int | None,
-           max_frames: int | None, force: bool, quiet: bool, onnx_dir: str | None, precision: str) -> None:
+           headroom: str, max_frames: int | None, force: bool, quiet: bool, onnx_dir: str | None,
+           precision: str) -> None:
     """Encode a video file to a .tok bitstream."""
     from tokcodec.files import encode_file
     from tokcodec.streaming.refine import asked_refine
 
     r = encode_file(source, output, model=model, quality=quality, chunk_frames=chunk_frames, max_frames=max_frames,
                     hysteresis=hysteresis, force=force, quiet=quiet, onnx=onnx_dir, scale=scale, level=level,
-                    refine=asked_refine(refine, refine_rate, refine_ssim), precision=precision)
+                    refine=asked_refine(refine, refine_rate, refine_ssim), precision=precision, headroom=headroom)
     for warning in r.warnings:
         click.echo(f"tokcodec: warning: {warning}", err=True)
     if not quiet:
@@ -221,6 +226,8 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
         if (DEFAULT_ENCODE_HYSTERESIS if hysteresis is None else hysteresis) in AUTO_HYSTERESIS:
             counts = Counter(r.thresholds)
             click.echo("hysteresis per chunk: " + ", ".join(f"{h:g} x{counts[h]}" for h in sorted(counts)))
+        if not r.luma_range.nominal:
+            click.echo(f"kept the source's headroom: Y' {r.luma_range.black}..{r.luma_range.white} coded")
 
 
 @main.command()
@@ -228,7 +235,8 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="mp4 to write")
 @click.option("--start", default=0, show_default=True, type=click.IntRange(min=0), help="first frame to decode")
 @click.option("--frames", default=None, type=click.IntRange(min=1), help="number of frames (default: to the end)")
-@click.option("--lossless", is_flag=True, help="write the mp4 losslessly (H.264 RGB, qp 0)")
+@click.option("--lossless", is_flag=True, help="write the mp4 losslessly (H.264 RGB, qp 0; Y'CbCr 4:4:4 where "
+              "the file keeps its source's headroom)")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
 @click.option("--onnx", "onnx_dir", callback=_onnx_option,
@@ -269,6 +277,8 @@ def info(source: str, as_json: bool) -> None:
                f"{d['bits_per_token']:.3f} bits/token, {d['bpp']:.4f} bpp, {d['kbps']:.1f} kbit/s")
     if d["audio"]:
         click.echo(f"  audio {d['audio']['codec']} {d['audio']['rate']} Hz {d['audio']['layout']}")
+    if d["luma_range"] != [16, 235]:
+        click.echo("  Y' {}..{} coded ({}): the source's headroom kept".format(*d["luma_range"], d["matrix"]))
 
 
 @main.command()

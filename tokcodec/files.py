@@ -27,12 +27,16 @@ from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, vid
 from tokcodec.codec.io import (
     AudioPacketData,
     AudioStreamInfo,
+    NOMINAL,
+    LumaRange,
     VideoWriter,
     audio_packets_decodable,
     audio_stream_info,
+    choose_luma_range,
     iter_audio_packets,
     probe,
     read_clips,
+    source_luma,
 )
 from tokcodec.codec.precision import network_precision, resolve_precision
 from tokcodec.streaming.rate_control import HysteresisSearch, choose_hysteresis, encode_searched
@@ -48,6 +52,8 @@ from .progress import Progress
 
 
 T = TypeVar("T")
+
+HEADROOM = ("auto", "keep", "clip")  # `encode_file`'s choices for super-whites and -blacks
 
 
 @dataclass
@@ -68,6 +74,7 @@ class EncodeReport:
     coded_size: tuple[int, int] = (0, 0)  # (width, height) the tokenizer saw
     thresholds: list[float] = field(default_factory=list)  # the hysteresis each chunk was coded with
     refine_steps: int = 0  # the refinement's steps per segment (`refine.default_refine` unless asked)
+    luma_range: LumaRange = NOMINAL  # the Y' span coded (`codec.luma_range`): wider keeps super-whites
 
 
 @dataclass
@@ -114,6 +121,7 @@ def encode_file(
     quiet: bool = True,
     onnx: str | os.PathLike | None = None,
     precision: str = "auto",
+    headroom: str = "auto",
 ) -> EncodeReport:
     """Encode a video file (or its first `max_frames` frames) to a .tok file.
 
@@ -149,8 +157,15 @@ def encode_file(
     (bfloat16 where the hardware has it, `codec.precision`: about twice the
     speed on such a CPU; the tokens can differ from float32's where a latent
     is near its threshold, for the same bits and quality).
+    `headroom`: what becomes of Y' codes above 235 or below 16 in a
+    limited-range source (`codec.luma_range`). "auto": kept (the coded span
+    widened to 255 or 0, recorded in the header) where clipping them would
+    cost more than 38 dB of Y' PSNR in the first frames; "keep": always
+    widened to 0..255; "clip": clipped as players show them.
     """
     check_output(output, force)
+    if headroom not in HEADROOM:
+        raise ValueError(f"--headroom must be one of {', '.join(HEADROOM)}, got {headroom!r}")
     hysteresis = DEFAULT_ENCODE_HYSTERESIS if hysteresis is None else hysteresis
     if hysteresis in AUTO_HYSTERESIS:
         hysteresis = HysteresisSearch(decode=hysteresis == "auto-decode")
@@ -190,8 +205,9 @@ def encode_file(
     if max(coded) > MAX_SIZE:
         raise ValueError(f"--scale {scale} makes {info.width}x{info.height} frames {coded[0]}x{coded[1]}, "
                          f"larger than the {MAX_SIZE} pixels a .tok allows")
+    span = source_span(source, headroom)
     header, prior = new_header(tokenizer, info.width, info.height, info.fps, chunk_frames, quality, entropy,
-                               _audio_track(audio_info), coded, level)
+                               _audio_track(audio_info), coded, level, span)
     cw, ch, bits = *header.coded_size, header.bits
     refine = default_refine(cw * ch, engine is None) if refine is None else refine
     net = prior.net if prior is not None and header.entropy.model_id == 3 else None  # refinement prices bits by it
@@ -201,7 +217,7 @@ def encode_file(
     tokens = 0
     thresholds = []
     with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer:
-        for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames)):
+        for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames, span)):
             # Both engines see the same 8-bit resampled frames, so they give the same tokens.
             frames = resize_frames(clip.frames, ch, cw)
             if engine is None:
@@ -232,7 +248,21 @@ def encode_file(
             raise ValueError(f"{source}: no frames could be decoded")
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
                         writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes,
-                        header.quality, bits, (cw, ch), thresholds, refine.steps)
+                        header.quality, bits, (cw, ch), thresholds, refine.steps, span)
+
+
+def source_span(source: str | os.PathLike, headroom: str = "auto") -> LumaRange:
+    """The Y' span to code `source` in (`encode_file`'s `headroom`)."""
+    found = None if headroom == "clip" else source_luma(source)
+    if found is None:
+        return NOMINAL
+    y, matrix = found
+    return choose_luma_range(y, matrix) if headroom == "auto" else LumaRange(0, 255, matrix)
+
+
+def header_span(header: Header) -> LumaRange:
+    """The Y' span a .tok file's tokens code (nominal before version 1.5)."""
+    return LumaRange.from_codes(header.luma_black, header.luma_white, header.luma_matrix)
 
 
 def new_header(
@@ -246,13 +276,15 @@ def new_header(
     audio: AudioTrack | None = None,
     coded: tuple[int, int] | None = None,
     level: int | None = None,
+    luma: LumaRange = NOMINAL,
 ) -> tuple[Header, EntropyPrior | None]:
     """The header of a new .tok file (frames 0 until written) and the entropy
     prior its chunks are coded with (the model's shipped one by default).
     `quality`: the point of the model's ladder (None: its default), whose
     LFQ level the tokens keep unless `level` is given; `coded` = (width,
     height) the frames are resampled to before the tokenizer (None: not
-    resampled; the caller applies the point's scale)."""
+    resampled; the caller applies the point's scale); `luma`: the Y' span
+    the frames were read in (`source_span`)."""
     ladder = model_ladder(tokenizer.config)
     quality = ladder.default if quality is None else quality
     bits = tokenizer.level_bits(ladder.point(quality).level if level is None else level)
@@ -267,7 +299,8 @@ def new_header(
                     temporal_factor=tokenizer.temporal_factor, spatial_factor=tokenizer.spatial_factor, bits=bits,
                     quality=quality, entropy=entropy, audio=audio,
                     coded_width=0 if (cw, ch) == (width, height) else cw,
-                    coded_height=0 if (cw, ch) == (width, height) else ch)
+                    coded_height=0 if (cw, ch) == (width, height) else ch,
+                    luma_black=luma.black, luma_white=luma.white, luma_matrix=luma.matrix_code)
     return header, prior
 
 
@@ -394,7 +427,8 @@ def decode_file(
             packets = (AudioPacketData(p.pts, p.duration, p.data) for p in reader.audio_packets(start, frames))
             audio = (info, packets)
         with Progress(end - start, "decode", quiet=quiet) as progress, VideoWriter(
-            output, h.fps, h.width, h.height, lossless=lossless, audio_packets=audio, audio_start=float(start / h.fps)
+            output, h.fps, h.width, h.height, lossless=lossless, audio_packets=audio, audio_start=float(start / h.fps),
+            luma=header_span(h),
         ) as writer:
             for e in entries:
                 chunk = reader.read_chunk(e.index)
@@ -515,4 +549,6 @@ def tok_info(path: str | os.PathLike) -> dict[str, Any]:
             "video_bpp": 8 * (size - audio_bytes) / (reader.frames * h.width * h.height),
             "kbps": 8 * size / float(reader.frames / h.fps) / 1000,
             "audio": None if h.audio is None else {"codec": h.audio.codec, "rate": h.audio.rate, "layout": h.audio.layout},
+            "luma_range": [h.luma_black, h.luma_white],
+            "matrix": header_span(h).matrix,
         }
