@@ -3,7 +3,7 @@
     .venv/bin/python bench/rd.py [--clips NAME,...] [--frames N] [--codecs tokcodec,x264,x265,svtav1]
         [--crf-x264 18,23,...] [--crf-x265 ...] [--crf-svtav1 ...] [--tok-quality 0,...] [--model NAME]
         [--tok-hysteresis H|auto] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S] [--tok-onnx DIR|auto]
-        [--tok-scale S] [--tok-level L] [--tok-precision auto|fp32|bf16]
+        [--tok-scale S] [--tok-level L] [--tok-precision auto|fp32|bf16] [--tok-headroom auto|keep|clip]
         [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
         [--out bench/rd] [--no-vmaf] [--threads N] [--keep] [--quiet] [--traceback]
 
@@ -251,11 +251,11 @@ def _threshold(value: str) -> float | str:
 
 def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | str | None = None,
                  refine: Any = None, onnx: str | None = None, scale: float | None = None,
-                 level: int | None = None, precision: str = "auto") -> Measured:
+                 level: int | None = None, precision: str = "auto", headroom: str = "auto") -> Measured:
     """`refine`: a `streaming.refine.RefineConfig` (None: the encoder's default);
     `onnx`: an export folder or "auto"; `scale`, `level`: `encode_file`'s overrides of the
     ladder point (None: the point's; the decoder scales back); `precision`: torch's
-    ("auto", "fp32" or "bf16", `codec.precision`)."""
+    ("auto", "fp32" or "bf16", `codec.precision`); `headroom`: `encode_file`'s (super-whites kept or clipped)."""
     import tokcodec
 
     tok = work / f"{src.path.stem}-tokcodec-q{quality}.tok"
@@ -263,7 +263,7 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
     start = time.perf_counter()
     report = tokcodec.encode_file(src.path, tok, model=model, quality=quality, max_frames=src.frames,
                                   hysteresis=hysteresis, force=True, refine=refine, onnx=onnx,
-                                  scale=scale, level=level, precision=precision)
+                                  scale=scale, level=level, precision=precision, headroom=headroom)
     enc = time.perf_counter() - start
     start = time.perf_counter()
     tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True, onnx=onnx, precision=precision)
@@ -273,7 +273,8 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
                     {"tokens": report.tokens, "token_bytes": report.token_bytes, "audio_bytes": report.audio_bytes,
                      "bits": report.bits, "coded_size": list(report.coded_size),
                      "scale": round(report.coded_size[0] / src.width, 3), "hysteresis": report.thresholds,
-                     "refine_steps": report.refine_steps})
+                     "refine_steps": report.refine_steps,
+                     "luma_range": [report.luma_range.black, report.luma_range.white]})
 
 
 def tok_quality_levels(model: Any) -> list[int]:
@@ -351,7 +352,8 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
                 jobs.append((codec, "quality", q, lambda q=q: run_tokcodec(src, q, model, work, args.tok_hysteresis,
                                                                                refine, args.tok_onnx,
                                                                                args.tok_scale, args.tok_level,
-                                                                               args.tok_precision)))
+                                                                               args.tok_precision,
+                                                                               args.tok_headroom)))
         else:
             a = ANCHORS[codec]
             for crf in getattr(args, f"crf_{codec}"):
@@ -461,7 +463,8 @@ def markdown(results: dict[str, Any]) -> str:
          + (f", networks on onnxruntime (--onnx {s['tok_onnx']})" if s.get("tok_onnx") else
             f", networks in {s['tok_precision']}" if s.get("tok_precision") else "")
          + (f", coded at {s['tok_scale']}x the source size (--scale)" if s.get("tok_scale") not in (1, None) else "")
-         + (f", LFQ level {s['tok_level']} (--level)" if s.get("tok_level") is not None else "") + "; "
+         + (f", LFQ level {s['tok_level']} (--level)" if s.get("tok_level") is not None else "")
+         + (f", headroom {s['tok_headroom']}" if s.get("tok_headroom") else "") + "; "
          if s["tok_quality"] else "")
         + f"anchors via PyAV {m['versions']['av']} (FFmpeg {m['versions']['ffmpeg']}): "
         + ", ".join(f"{ANCHORS[c].label} preset {s['presets'][c]} CRF {','.join(map(str, s['crf'][c]))}"
@@ -663,6 +666,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tok-precision", default="auto", choices=["auto", "fp32", "bf16"],
                     help="what torch's networks compute in (tokcodec encode/decode --precision; default auto: "
                          "bfloat16 where the hardware has it)")
+    ap.add_argument("--tok-headroom", default="auto", choices=["auto", "keep", "clip"],
+                    help="tokcodec's super-whites and -blacks (tokcodec encode --headroom; default auto)")
     ap.add_argument("--model", default=None, help="tokcodec model name (default: the shipped default)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "rd", help="output folder (default bench/rd)")
     ap.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the slowest metric)")
@@ -741,6 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["tok_onnx"] = args.tok_onnx
         settings["tok_scale"] = args.tok_scale
         settings["tok_level"] = args.tok_level
+        settings["tok_headroom"] = args.tok_headroom
         if not args.tok_onnx:
             from tokcodec.codec.precision import resolve_precision
 
