@@ -259,3 +259,30 @@ def test_a_file_coded_at_a_finer_grid_plays_at_its_own_size(tmp_path: Path) -> N
     finally:
         track.reader.close()
     assert len(frames) == 9 and {f.shape for f in frames} == {(48, 64, 3)}
+
+
+def test_a_file_that_kept_super_whites_plays_as_players_show_it(tmp_path: Path) -> None:
+    """A widened Y' span (`encode --headroom`): viewers get display RGB, the file's
+    decoded RGB mapped through `to_display`, not the codec's own RGB."""
+    from media import make_superwhite_source
+
+    from tokcodec.codec import load_tokenizer
+    from tokcodec.codec.luma_range import LumaRange, to_display
+    from tokcodec.files import decode_chunk, encode_file, open_tok
+    from tokcodec.streaming.server import TokFileTrack
+    from tokcodec.streaming.stateful import TorchEngine
+
+    make_superwhite_source(tmp_path / "sky.mp4", n=9)
+    report = encode_file(tmp_path / "sky.mp4", tmp_path / "s.tok", chunk_frames=9, quality=2, refine=None)
+    assert report.luma_range == LumaRange(16, 255)
+    track = TokFileTrack(tmp_path / "s.tok", lambda h: TorchEngine(load_tokenizer(h.model)))
+    try:
+        played = np.stack(list(track.frames))
+    finally:
+        track.reader.close()
+    with open_tok(tmp_path / "s.tok") as reader:
+        chunk = reader.read_chunk(0)
+        codec_rgb = decode_chunk(load_tokenizer(reader.header.model), reader.header, chunk.tokens, chunk.frames)
+    shown = to_display(codec_rgb, report.luma_range).astype(int)
+    assert np.abs(played.astype(int) - shown).max() <= 2  # the engines' own rounding aside
+    assert np.abs(codec_rgb.astype(int) - shown).max() > 10  # and that differs from the codec's RGB
