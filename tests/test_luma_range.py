@@ -143,3 +143,13 @@ def test_cli_says_what_it_kept(sky: tuple[Path, np.ndarray], tmp_path: Path) -> 
     assert "Y' 16..255 coded (bt601)" in r.output
     r = CliRunner().invoke(main, ["encode", str(src), "-o", str(tmp_path / "k.tok"), "--headroom", "nope"])
     assert r.exit_code != 0 and "Traceback" not in r.output
+
+
+def test_the_span_survives_export_and_pack(sky: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    src, _ = sky
+    tok = tmp_path / "s.tok"
+    tokcodec.encode_file(src, tok, refine=None, quality=2)
+    tokcodec.export_tokens(tok, tmp_path / "s.npz")
+    report = tokcodec.pack_tokens(tmp_path / "s.npz", tmp_path / "p.tok")
+    with open_tok(tok) as a, open_tok(tmp_path / "p.tok") as b:
+        assert header_span(a.header) == header_span(b.header) == report.luma_range == LumaRange(16, 255)

@@ -22,7 +22,7 @@ import numpy as np
 from tokcodec.bitstream.container import AudioPacket, Header, TokWriter
 
 from .api import check_output
-from .files import EncodeReport, named_errors, open_tok
+from .files import EncodeReport, header_span, named_errors, open_tok
 from .priors import prior_for
 
 _FORMAT = np.lib.format
@@ -173,7 +173,8 @@ def pack_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: 
                 writer.write_chunk(f, grid[: header.chunk_token_frames(f)].astype(np.int64), packets.get(i, []))
                 n += grid.size
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
-                        writer.payload_bytes, n, time.monotonic() - start)
+                        writer.payload_bytes, n, time.monotonic() - start, quality=header.quality,
+                        bits=header.bits, coded_size=header.coded_size, luma_range=header_span(header))
 
 
 def _damage_checked(rows: Iterator[np.ndarray], source: str | os.PathLike) -> Iterator[np.ndarray]:
