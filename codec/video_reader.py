@@ -154,26 +154,53 @@ def _to_rgb(frame: Any, width: int, height: int, rotation: int, luma: LumaRange 
     return np.ascontiguousarray(rgb)
 
 
-def source_luma(path: PathLike, frames: int = 17) -> tuple[np.ndarray, str] | None:
-    """The Y' planes of the first `frames` frames and the matrix ('bt601' or
-    'bt709', as tagged) of a limited-range Y'CbCr video; None for any other
-    (RGB, grey, full range), whose pixels have no headroom to keep."""
+def source_luma(path: PathLike, frames: int = 9, spread: int = 8,
+                until: float | None = None) -> tuple[np.ndarray, str] | None:
+    """Y' planes of a limited-range Y'CbCr video, and its matrix ('bt601' or
+    'bt709', as tagged): the first `frames` frames and one frame at each of
+    `spread` points spread over its first `until` seconds (all of it when
+    None; a seek lands on the keyframe before each point, and a file that
+    cannot seek gives the first frames only). None for any other video (RGB,
+    grey, full range), whose pixels have no headroom to keep."""
     name = os.fspath(path)
     container, stream = _open_input(name)
     try:
-        planes = []
-        matrix = "bt601"
-        for frame in itertools.islice(_decoded(container, stream, name), frames):
-            fmt = frame.format.name
-            if not fmt.startswith(("yuv", "nv")) or fmt.startswith("yuvj") or int(frame.color_range) == 2:
-                return None
-            matrix = "bt709" if int(frame.colorspace) == 1 else "bt601"
-            planes.append(frame.reformat(format="yuv444p").to_ndarray()[0])
-        return (np.stack(planes), matrix) if planes else None
+        first = list(itertools.islice(_decoded(container, stream, name), frames))
+        if not first:
+            return None
+        fmt = first[0].format.name
+        if not fmt.startswith(("yuv", "nv")) or fmt.startswith("yuvj") or int(first[0].color_range) == 2:
+            return None
+        matrix = "bt709" if int(first[0].colorspace) == 1 else "bt601"
+        sampled = first + _spread_frames(container, stream, spread, until)
+        return np.stack([f.reformat(width=first[0].width, height=first[0].height,
+                                    format="yuv444p").to_ndarray()[0] for f in sampled]), matrix
     except av.error.FFmpegError as exc:
         raise VideoError(f"{name}: cannot convert a frame ({_reason(exc)})") from exc
     finally:
         container.close()
+
+
+def _spread_frames(container: av.container.InputContainer, stream: Any, n: int, until: float | None) -> list[Any]:
+    """One decoded frame after each of `n` seeks spread over the first `until`
+    seconds of the stream (fewer where it cannot seek)."""
+    duration = (float(stream.duration * stream.time_base) if stream.duration
+                else container.duration / av.time_base if container.duration else None)
+    if not duration or not n:
+        return []
+    span = min(duration, until) if until else duration
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    out = []
+    for k in range(1, n + 1):
+        try:
+            container.seek(int((start + span * k / (n + 1)) / stream.time_base), stream=stream)
+            frame = next(container.decode(stream), None)
+        except (av.error.FFmpegError, StopIteration):
+            break
+        if frame is None:
+            break
+        out.append(frame)
+    return out
 
 
 def probe(path: PathLike) -> VideoInfo:

@@ -138,11 +138,11 @@ def onset_seconds(path: Path, threshold: float = 0.1) -> float:
 
 def superwhite_planes(n: int, height: int = 48, width: int = 64) -> list[np.ndarray]:
     """yuv420p frames (as PyAV's (H*3/2, W) arrays) of a limited-range picture
-    whose upper part is super-white (Y' 236..255), like an overexposed grey
+    whose upper quarter is super-white (Y' 236..255), like an overexposed grey
     sky (grey, so that even the codec's RGB 0..1 in the widened span holds it)."""
     frames = []
     for t in range(n):
-        y = np.linspace(40, 255, height)[:, None] + 8 * np.sin(np.arange(width) / 5.0 + t / 3.0)[None, :]
+        y = np.linspace(40, 300, height)[:, None] + 8 * np.sin(np.arange(width) / 5.0 + t / 3.0)[None, :]
         y = np.clip(np.rint(y), 0, 255).astype(np.uint8)[::-1]  # the bright part on top
         u = np.full((height // 2, width // 2), 128, np.uint8)
         v = np.full((height // 2, width // 2), 128, np.uint8)
@@ -150,11 +150,16 @@ def superwhite_planes(n: int, height: int = 48, width: int = 64) -> list[np.ndar
     return frames
 
 
-def make_superwhite_source(path: Path, n: int = 9, height: int = 48, width: int = 64, fps: int = 25) -> list[np.ndarray]:
-    """A lossless (qp 0) yuv420p mp4 of `superwhite_planes`; returns their Y' planes."""
+def make_superwhite_source(path: Path, n: int = 9, height: int = 48, width: int = 64, fps: int = 25,
+                           nominal_first: int = 0) -> list[np.ndarray]:
+    """A lossless (qp 0) yuv420p mp4 of `superwhite_planes`, its first
+    `nominal_first` frames darkened to Y' <= 200 (a keyframe every 10 frames,
+    so that it seeks); returns their Y' planes."""
     planes = superwhite_planes(n, height, width)
+    for p in planes[:nominal_first]:
+        p[:height] = (p[:height].astype(np.int32) * 200 // 255).astype(np.uint8)
     with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=fps, options={"qp": "0"})
+        vs = out.add_stream("libx264", rate=fps, options={"qp": "0", "g": "10", "keyint_min": "10"})
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
         for p in planes:
             out.mux(vs.encode(av.VideoFrame.from_ndarray(p, format="yuv420p")))

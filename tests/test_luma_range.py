@@ -15,7 +15,7 @@ from tokcodec.cli import main
 from tokcodec.codec.io import VideoWriter, iter_frames, source_luma
 from tokcodec.codec.luma_range import (NOMINAL, LumaRange, choose_luma_range, rgb_to_yuv, to_display,
                                         yuv_to_rgb)
-from tokcodec.files import header_span, open_tok
+from tokcodec.files import header_span, open_tok, source_span
 
 
 def y_planes(path: Path) -> np.ndarray:
@@ -100,6 +100,16 @@ def test_writer_puts_the_codes_back(tmp_path: Path) -> None:
             w.write(f)
     assert y_planes(usual).max() <= 235  # the usual path: the RGB players show, super-whites clipped
     assert source_luma(usual) is None  # an RGB file has no headroom to keep
+
+
+def test_the_span_looks_beyond_the_first_frames_but_not_beyond_what_is_encoded(tmp_path: Path) -> None:
+    src = tmp_path / "late.mp4"
+    make_superwhite_source(src, n=80, nominal_first=40)  # the sky shows up after 1.6 s
+    first, _ = source_luma(src, spread=0)
+    assert first.max() <= 200
+    assert source_span(src) == LumaRange(16, 255)  # found in frames spread over the file
+    assert source_span(src, until=1.2) == NOMINAL  # `encode --frames 30` never reaches it
+    assert source_span(src, "clip") == NOMINAL and source_span(src, "keep") == LumaRange(0, 255)
 
 
 def test_sources_without_headroom_keep_the_usual_conversion(tmp_path: Path) -> None:

@@ -160,7 +160,8 @@ def encode_file(
     `headroom`: what becomes of Y' codes above 235 or below 16 in a
     limited-range source (`codec.luma_range`). "auto": kept (the coded span
     widened to 255 or 0, recorded in the header) where clipping them would
-    cost more than 38 dB of Y' PSNR in the first frames; "keep": always
+    cost more than 38 dB of Y' PSNR in frames sampled over the part encoded;
+    "keep": always
     widened to 0..255; "clip": clipped as players show them.
     """
     check_output(output, force)
@@ -205,7 +206,7 @@ def encode_file(
     if max(coded) > MAX_SIZE:
         raise ValueError(f"--scale {scale} makes {info.width}x{info.height} frames {coded[0]}x{coded[1]}, "
                          f"larger than the {MAX_SIZE} pixels a .tok allows")
-    span = source_span(source, headroom)
+    span = source_span(source, headroom, None if max_frames is None else max_frames / info.fps)
     header, prior = new_header(tokenizer, info.width, info.height, info.fps, chunk_frames, quality, entropy,
                                _audio_track(audio_info), coded, level, span)
     cw, ch, bits = *header.coded_size, header.bits
@@ -251,9 +252,11 @@ def encode_file(
                         header.quality, bits, (cw, ch), thresholds, refine.steps, span)
 
 
-def source_span(source: str | os.PathLike, headroom: str = "auto") -> LumaRange:
-    """The Y' span to code `source` in (`encode_file`'s `headroom`)."""
-    found = None if headroom == "clip" else source_luma(source)
+def source_span(source: str | os.PathLike, headroom: str = "auto", until: float | None = None) -> LumaRange:
+    """The Y' span to code `source` (its first `until` seconds; None: all of
+    it) in (`encode_file`'s `headroom`), from frames at its start and spread
+    over it (`codec.io.source_luma`)."""
+    found = None if headroom == "clip" else source_luma(source, until=until)
     if found is None:
         return NOMINAL
     y, matrix = found
