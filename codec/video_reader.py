@@ -195,7 +195,7 @@ def _spread_frames(container: av.container.InputContainer, stream: Any, n: int, 
         try:
             container.seek(int((start + span * k / (n + 1)) / stream.time_base), stream=stream)
             frame = next(container.decode(stream), None)
-        except (av.error.FFmpegError, StopIteration):
+        except av.error.FFmpegError:
             break
         if frame is None:
             break

@@ -180,8 +180,8 @@ class VideoWriter:
                 vframe = vframe.reformat(format=self._stream.pix_fmt)
         else:
             vframe = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        if self._stream.pix_fmt != "rgb24" and self._luma is None:
-            vframe = vframe.reformat(format=self._stream.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
+            if self._stream.pix_fmt != "rgb24":
+                vframe = vframe.reformat(format=self._stream.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
         vframe.pts = self.frames_written
         try:
             if self._audio is not None:

@@ -161,8 +161,7 @@ def encode_file(
     limited-range source (`codec.luma_range`). "auto": kept (the coded span
     widened to 255 or 0, recorded in the header) where clipping them would
     cost more than 38 dB of Y' PSNR in frames sampled over the part encoded;
-    "keep": always
-    widened to 0..255; "clip": clipped as players show them.
+    "keep": always widened to 0..255; "clip": clipped as players show them.
     """
     check_output(output, force)
     if headroom not in HEADROOM:
