@@ -94,13 +94,8 @@ def choose_luma_range(y: np.ndarray, matrix: str, widen_below_db: float = WIDEN_
 
 def yuv_to_rgb(planes: np.ndarray, span: LumaRange) -> np.ndarray:
     """uint8 RGB (H, W, 3) of 8-bit Y'CbCr 4:4:4 planes (3, H, W) in `span`."""
-    kr, kb = KR_KB[span.matrix]
     p = planes.astype(np.float32)
-    y = (p[0] - span.black) / (span.white - span.black)
-    r = y + (2.0 * (1.0 - kr) / CHROMA_SCALE) * (p[2] - 128.0)
-    b = y + (2.0 * (1.0 - kb) / CHROMA_SCALE) * (p[1] - 128.0)
-    g = (y - kr * r - kb * b) / (1.0 - kr - kb)
-    return _to_uint8(np.stack([r, g, b], axis=-1) * 255.0)
+    return _rgb(p[0], p[1], p[2], span)
 
 
 def rgb_to_yuv(rgb: np.ndarray, span: LumaRange) -> np.ndarray:
@@ -115,9 +110,13 @@ def to_display(rgb: np.ndarray, span: LumaRange) -> np.ndarray:
     codes read the usual way, super-whites and -blacks clipped."""
     if span.nominal:
         return rgb
+    return _rgb(*_ycbcr(rgb, span), LumaRange(matrix=span.matrix))
+
+
+def _rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, span: LumaRange) -> np.ndarray:
+    """uint8 RGB (..., 3) of (unrounded) Y', Cb, Cr codes in `span`."""
     kr, kb = KR_KB[span.matrix]
-    y, cb, cr = _ycbcr(rgb, span)
-    y = (y - NOMINAL_BLACK) / (NOMINAL_WHITE - NOMINAL_BLACK)
+    y = (y - span.black) / (span.white - span.black)
     r = y + (2.0 * (1.0 - kr) / CHROMA_SCALE) * (cr - 128.0)
     b = y + (2.0 * (1.0 - kb) / CHROMA_SCALE) * (cb - 128.0)
     g = (y - kr * r - kb * b) / (1.0 - kr - kb)

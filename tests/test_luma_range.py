@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import av
@@ -9,6 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from media import make_av_source, make_superwhite_source
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import metrics  # noqa: E402  (bench's BT.601 Y' of RGB, as rd.py measures it)
 
 import tokcodec
 from tokcodec.cli import main
@@ -24,9 +28,7 @@ def y_planes(path: Path) -> np.ndarray:
     with av.open(str(path)) as c:
         frames = list(c.decode(video=0))
     if not frames[0].format.name.startswith("yuv"):  # lossless RGB decodes as gbrp
-        rgb = np.stack([f.to_ndarray(format="rgb24") for f in frames]).astype(np.float64)
-        y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
-        return np.rint(16 + y * 219 / 255).astype(np.uint8)
+        return metrics.rgb_to_y(np.stack([f.to_ndarray(format="rgb24") for f in frames]))
     return np.stack([f.reformat(format="yuv444p").to_ndarray()[0] for f in frames])
 
 

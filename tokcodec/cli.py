@@ -262,6 +262,7 @@ def decode(source: str, output: str, start: int, frames: int | None, lossless: b
 @user_errors
 def info(source: str, as_json: bool) -> None:
     """Describe a .tok file: geometry, model, chunks, size and rate."""
+    from tokcodec.codec.luma_range import NOMINAL
     from tokcodec.files import tok_info
 
     d = tok_info(source)
@@ -277,7 +278,7 @@ def info(source: str, as_json: bool) -> None:
                f"{d['bits_per_token']:.3f} bits/token, {d['bpp']:.4f} bpp, {d['kbps']:.1f} kbit/s")
     if d["audio"]:
         click.echo(f"  audio {d['audio']['codec']} {d['audio']['rate']} Hz {d['audio']['layout']}")
-    if d["luma_range"] != [16, 235]:
+    if d["luma_range"] != [NOMINAL.black, NOMINAL.white]:
         click.echo("  Y' {}..{} coded ({}): the source's headroom kept".format(*d["luma_range"], d["matrix"]))
 
 
