@@ -27,8 +27,15 @@ bit; 0 outside the grid) of
   * the 3 x 3 tokens of frame t-1 centred on it (``PREVIOUS``; 0 for t = 0)
     and the token of frame t-2 at its place (0 for t < 2),
 
-bit i of a token being sign i, followed by two flags (t == 0, t == 1): F =
-21 K + 2 inputs.
+bit i of a token being sign i, then (a net with side inputs, ``side_bits``
+S > 0) the S signs of each of the 3 x 3 side tokens of frame t centred on
+it (``SIDE``, row by row; 0 outside the grid), then two flags (t == 0,
+t == 1): F = 21 K + 9 S + 2 inputs. Side tokens are another S-bit grid of
+the same shape that the decoder already has: entropy model 4 codes the low
+S bits of every token of a chunk first, with a net of its own, and then the
+high K bits with a net whose side tokens are those low bits, decoded for
+the whole chunk, so a token's high bits see the low bits of its own place
+and its 8 neighbours.
 
 Network: F -> N1 -> N2 -> 2**K, with integer weights and biases and
 integer activations, like an int8-quantised MLP:
@@ -60,19 +67,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ContextNet", "MAX_NET_BITS", "CURRENT", "PREVIOUS", "chunk_inputs", "code_chunk", "n_inputs", "wave_order"]
+__all__ = ["ContextNet", "MAX_NET_BITS", "CURRENT", "PREVIOUS", "SIDE", "chunk_inputs", "code_chunk", "n_inputs", "wave_order"]
 
 MAX_NET_BITS = 8  # 2**K outputs per token
 CURRENT = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if 2 * dy + dx < 0)
 PREVIOUS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+SIDE = PREVIOUS  # the side tokens a token sees, in its own frame
 _PAD = 2  # rows / columns of zeros around a padded frame
 _EXACT = 1 << 24  # float32 holds every integer below this exactly
 _ACT_MAX = 255
 
 
-def n_inputs(bits: int) -> int:
-    """F: the inputs of a net for `bits`-bit tokens."""
-    return (len(CURRENT) + len(PREVIOUS) + 1) * bits + 2
+def n_inputs(bits: int, side_bits: int = 0) -> int:
+    """F: the inputs of a net for `bits`-bit tokens (with `side_bits`-bit side tokens)."""
+    return (len(CURRENT) + len(PREVIOUS) + 1) * bits + len(SIDE) * side_bits + 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +89,8 @@ class ContextNet:
 
     ``weights`` are the three int (in, out) matrices W1, W2, W3; ``biases``
     the three int vectors B1, B2, B3; ``shifts`` (s1, s2, g); ``table`` the
-    positive, non-increasing integer weights of the logit gaps.
+    positive, non-increasing integer weights of the logit gaps; ``side_bits``
+    the bits of the side tokens it sees (0: none).
     """
 
     bits: int
@@ -89,13 +98,16 @@ class ContextNet:
     biases: tuple[np.ndarray, np.ndarray, np.ndarray]
     shifts: tuple[int, int, int]
     table: np.ndarray
+    side_bits: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.bits, (int, np.integer)) or not 1 <= self.bits <= MAX_NET_BITS:
-            raise ValueError(f"a context net codes 1..{MAX_NET_BITS}-bit tokens, not {self.bits!r}")
+        for name in ("bits", "side_bits"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or not (name == "bits") <= v <= MAX_NET_BITS:
+                raise ValueError(f"a context net's {name} must be in {int(name == 'bits')}..{MAX_NET_BITS}, not {v!r}")
         if len(self.weights) != 3 or len(self.biases) != 3 or len(self.shifts) != 3:
             raise ValueError("a context net has three layers and three shifts")
-        fan_in, in_max = n_inputs(self.bits), 1
+        fan_in, in_max = n_inputs(self.bits, self.side_bits), 1
         w32, b32 = [], []
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             w, b = np.asarray(w), np.asarray(b)
@@ -130,14 +142,17 @@ class ContextNet:
         out.update({f"b{i + 1}": np.asarray(b, np.int32) for i, b in enumerate(self.biases)})
         out["shifts"] = np.asarray(self.shifts, np.int32)
         out["table"] = np.asarray(self.table, np.int32)
+        if self.side_bits:
+            out["side_bits"] = np.asarray(self.side_bits, np.int32)
         return out
 
     @classmethod
     def from_arrays(cls, bits: int, arrays: Mapping[str, np.ndarray]) -> "ContextNet":
         """Inverse of `arrays`; raises ValueError if they do not make a net."""
         try:
+            side = arrays.get("side_bits")
             return cls(bits, tuple(arrays[f"w{i}"] for i in (1, 2, 3)), tuple(arrays[f"b{i}"] for i in (1, 2, 3)),
-                       tuple(int(s) for s in arrays["shifts"]), arrays["table"])
+                       tuple(int(s) for s in arrays["shifts"]), arrays["table"], 0 if side is None else int(side))
         except KeyError as exc:
             raise ValueError(f"context net lacks array {exc}") from None
 
@@ -224,6 +239,14 @@ def _input_offsets(H: int, W: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
+def _side_offsets(W: int) -> np.ndarray:
+    """Flat offsets from a token to its side tokens (`SIDE`), in a padded frame of width W + 2 PAD."""
+    out = np.asarray([dy * (W + 2 * _PAD) + dx for dy, dx in SIDE], np.intp)
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=8)
 def _steps(T: int, H: int, W: int) -> tuple[tuple[tuple[int, int, int], ...], ...]:
     """For each step: ((t, lo, hi), ...), the wavefront slices [lo, hi) of
     wave_order(H, W) of the frames it decodes, frames ascending."""
@@ -250,18 +273,36 @@ def _set_signs(frames: np.ndarray, signs: np.ndarray) -> None:
     frames.reshape(T + 2, H + 2 * _PAD, W + 2 * _PAD, K)[2:, _PAD:_PAD + H, _PAD:_PAD + W] = signs
 
 
-def _inputs(frames: np.ndarray, at: np.ndarray, t: np.ndarray, H: int, W: int) -> np.ndarray:
-    """The (N, F) float32 inputs of the tokens at padded indices `at` of frames `t`."""
-    x = np.empty((len(at), n_inputs(frames.shape[1])), np.float32)
-    x[:, :-2] = frames[at[:, None] + _input_offsets(H, W)].reshape(len(at), -1)
+def _inputs(frames: np.ndarray, at: np.ndarray, t: np.ndarray, H: int, W: int,
+            side: np.ndarray | None = None) -> np.ndarray:
+    """The (N, F) float32 inputs of the tokens at padded indices `at` of frames
+    `t`; `side`: the side tokens' padded frames (None: a net without them)."""
+    own = len(CURRENT) + len(PREVIOUS) + 1
+    K, S = frames.shape[1], 0 if side is None else side.shape[1]
+    x = np.empty((len(at), n_inputs(K, S)), np.float32)
+    x[:, :own * K] = frames[at[:, None] + _input_offsets(H, W)].reshape(len(at), -1)
+    if S:
+        x[:, own * K:-2] = side[at[:, None] + _side_offsets(W)].reshape(len(at), -1)
     x[:, -2] = t == 0
     x[:, -1] = t == 1
     return x
 
 
-def chunk_inputs(tokens: np.ndarray, net_bits: int) -> np.ndarray:
-    """The inputs of every token of a (T, H, W) chunk of `net_bits`-bit tokens,
-    (T H W, F) float32, rows in (t, y, x) order: what the net sees when coding it."""
+def _side_frames(side: np.ndarray | None, side_bits: int, shape: tuple[int, int, int]) -> np.ndarray | None:
+    """The padded frames of a chunk's side tokens (None for a net without them)."""
+    if not side_bits:
+        return None
+    if side is None or np.shape(side) != tuple(shape):
+        raise ValueError(f"this context net needs side tokens of shape {tuple(shape)}")
+    frames = _padded_frames(*shape, side_bits)
+    _set_signs(frames, _value_signs(side_bits)[np.asarray(side) & ((1 << side_bits) - 1)])
+    return frames
+
+
+def chunk_inputs(tokens: np.ndarray, net_bits: int, side: np.ndarray | None = None, side_bits: int = 0) -> np.ndarray:
+    """The inputs of every token of a (T, H, W) chunk of `net_bits`-bit tokens
+    (with its `side_bits`-bit side tokens `side`, the same shape), (T H W, F)
+    float32, rows in (t, y, x) order: what the net sees when coding it."""
     T, H, W = tokens.shape
     frames = _padded_frames(T, H, W, net_bits)
     _set_signs(frames, _value_signs(net_bits)[tokens])
@@ -269,25 +310,27 @@ def chunk_inputs(tokens: np.ndarray, net_bits: int) -> np.ndarray:
     stride = (H + 2 * _PAD) * (W + 2 * _PAD)
     t = np.repeat(np.arange(T), H * W)
     at = (t + 2) * stride + np.tile((y + _PAD) * (W + 2 * _PAD) + x + _PAD, T)
-    return _inputs(frames, at, t, H, W)
+    return _inputs(frames, at, t, H, W, _side_frames(side, side_bits, tokens.shape))
 
 
 _BATCH = 1 << 16  # tokens per network call when encoding (all inputs are known)
 
 
 def code_chunk(net: ContextNet, shape: tuple[int, int, int], code: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
-               tokens: np.ndarray | None = None) -> np.ndarray:
+               tokens: np.ndarray | None = None, side: np.ndarray | None = None) -> np.ndarray:
     """Walk a chunk in decoding order, calling ``code(weights, symbols)``.
 
     Encoding (`tokens` given): batches of whole steps (about 65k tokens), in
     decoding order, with the tokens as symbols; returns `tokens`. Decoding:
     one call per step with symbols None; `code` returns the decoded values,
-    and the decoded chunk is returned.
+    and the decoded chunk is returned. `side`: the chunk's side tokens, for
+    a net that has them (``net.side_bits``).
     """
     T, H, W = shape
     out = np.zeros(shape, np.int64) if tokens is None else tokens
     if not out.size:
         return out
+    side_frames = _side_frames(side, net.side_bits, shape)
     positions, _, centres = wave_order(H, W)
     stride = (H + 2 * _PAD) * (W + 2 * _PAD)
     frames = _padded_frames(T, H, W, net.bits)
@@ -302,7 +345,7 @@ def code_chunk(net: ContextNet, shape: tuple[int, int, int], code: Callable[[np.
             continue
         at = np.concatenate([centres[lo:hi] + (t + 2) * stride for t, lo, hi in batch])
         t_of = np.concatenate([np.full(hi - lo, t) for t, lo, hi in batch])
-        weights = net.value_weights(_inputs(frames, at, t_of, H, W))
+        weights = net.value_weights(_inputs(frames, at, t_of, H, W, side_frames))
         if tokens is not None:
             code(weights, np.concatenate([flat[t, positions[lo:hi]] for t, lo, hi in batch]))
         else:

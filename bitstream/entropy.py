@@ -102,6 +102,19 @@ Models (``EntropyParams.model_id``; the ``.tok`` header stores the params):
      0.32 against 0.44 bits/token). Normative text for the net: the module
      docstring of ``bitstream/context_net.py``.
 
+4 -- two context nets for tokens of more bits than one net codes (written
+     since container 1.6, where the model's prior has both nets): the
+     prior's ``net`` codes the low L = ``net.bits`` bits of every token of
+     the chunk (``token & (2**L - 1)``) exactly as model 3 codes L-bit
+     tokens, then its ``high_net`` codes the high K - L bits (``token >>
+     L``) the same way, its side tokens being the low bits just coded
+     (``high_net.side_bits == L``), both in one range coder stream. The
+     low L bits of the default tokenizer's 12-bit level are its 6-bit
+     level's token (a level keeps the first channels), so the 6-bit net
+     codes them as well as it codes 6-bit files. The payload starts with a
+     u32 selector as in model 3: 0 by the two nets, 1 by model 2 with the
+     prior's counts for K bits.
+
 Bit-exactness. The probabilities the coder sees are computed from integer
 counts only, identically by encoder and decoder:
 
@@ -177,7 +190,8 @@ class EntropyParams:
 
     model_id:    0 = raw bit-packing, 1 = context model, 2 = the same context
                  model coded as 8-ary symbols, about twice as fast, 3 = the
-                 prior's learned context net (see the module docstring).
+                 prior's learned context net, 4 = the prior's two nets, low
+                 bits then high bits (see the module docstring).
     prob_bits:   B, precision of the probabilities given to the coder (8..16).
     count_limit: c0 + c1 (half units) above which a context's counts halve;
                  sets how fast the model forgets (16..2**20).
@@ -201,7 +215,8 @@ class EntropyParams:
     @classmethod
     def for_encoding(cls, prior: "EntropyPrior | None", frame_tokens: int, net: bool = True) -> "EntropyParams":
         """The params `tokcodec encode` codes with: the prior's context net
-        (model 3) when it has one (and `net`); else the context model,
+        (model 3) when it has one (and `net`), or its two nets (model 4)
+        when it has them; else the context model,
         starting from `prior` when there is one. Small frames (at most 512 tokens per
         latent frame, e.g. 176x144 video at 8x8) that start from a prior skip
         the warm-up steps (warmup 0): there the steps buy 0.03% of the bits and
@@ -209,12 +224,12 @@ class EntropyParams:
         prior may fit badly, they save up to 4% (bench/RESULTS.md)."""
         if prior is None:
             return cls()
-        model_id = 3 if net and prior.net is not None else 2
+        model_id = 2 if not net or prior.net is None else 4 if prior.high_net is not None else 3
         return cls(model_id, prior=prior.id, warmup=0 if frame_tokens <= _SMALL else cls.warmup)
 
     def check(self, error: type[Exception] = ValueError) -> None:
         ranges = {
-            "model_id": (0, 3),
+            "model_id": (0, 4),
             "prob_bits": (8, 16),
             "count_limit": (16, 1 << 20),
             "backoff": (0, 1 << 16),
@@ -251,8 +266,8 @@ def encode_tokens(
     tokens = tokens.astype(np.int64, copy=False)
     if params.model_id == 0:
         return _raw_encode(tokens, bits)
-    if params.model_id == 3:
-        by_net = _net_encode(tokens, prior.net)
+    if params.model_id in (3, 4):
+        by_net = _net_encode(tokens, prior)
         by_counts = _ctx_encode(tokens, bits, dataclasses.replace(params, model_id=2), tables)
         return _BY_COUNTS + by_counts if len(by_counts) < len(by_net) else _BY_NET + by_net
     return _ctx_encode(tokens, bits, params, tables)
@@ -286,13 +301,13 @@ def decode_tokens(
         raise EntropyError("data must be a contiguous bytes-like object") from None
     if params.model_id == 0:
         return _raw_decode(data, shape, bits)
-    if params.model_id == 3:
+    if params.model_id in (3, 4):
         how = bytes(data[:4])
         if how == _BY_NET:
-            return _net_decode(data[4:], shape, prior.net)
+            return _net_decode(data[4:], shape, prior)
         if how == _BY_COUNTS:
             return _ctx_decode(data[4:], shape, bits, dataclasses.replace(params, model_id=2), tables)
-        raise EntropyError("entropy model 3 payload starts with neither 0 (net) nor 1 (counts)")
+        raise EntropyError(f"entropy model {params.model_id} payload starts with neither 0 (net) nor 1 (counts)")
     return _ctx_decode(data, shape, bits, params, tables)
 
 
@@ -311,8 +326,8 @@ def _check_params(params, error) -> None:
 def _prior_tables(params: EntropyParams, prior, bits: int, error) -> "Mapping[tuple, np.ndarray] | None":
     """The prior's initial counts by table key, after checking it is the one `params` names."""
     if not params.prior:
-        if params.model_id == 3:
-            raise error("entropy model 3 needs a prior with a context net")
+        if params.model_id in (3, 4):
+            raise error(f"entropy model {params.model_id} needs a prior with a context net")
         if prior is not None:
             raise error("a prior was given but the entropy params name none")
         return None
@@ -326,8 +341,10 @@ def _prior_tables(params: EntropyParams, prior, bits: int, error) -> "Mapping[tu
         raise error(f"the entropy prior is for {prior.bits}-bit tokens, not {bits}")
     if prior.max_total() > params.count_limit:
         raise error("the entropy prior's counts exceed count_limit")
-    if params.model_id == 3 and prior.net is None:
-        raise error(f"entropy prior {prior.id:08x} has no context net (entropy model 3)")
+    if params.model_id == 3 and (prior.net is None or prior.high_net is not None):
+        raise error(f"entropy prior {prior.id:08x} has no context net for whole tokens (entropy model 3)")
+    if params.model_id == 4 and prior.high_net is None:
+        raise error(f"entropy prior {prior.id:08x} has no nets for low and high bits (entropy model 4)")
     return prior.by_key
 
 
@@ -355,6 +372,7 @@ def _table_key(name: str) -> tuple:
 
 
 _NET = "net/"  # prefix of the context net's arrays in a prior's .npz
+_HIGH_NET = "high/"  # ... and of the high bits' net (model 4)
 _PRIOR_MAX = 1 << 15  # largest initial count (half units) a prior may hold
 _PRIOR_CODED = 32  # decisions per plane a table starting from a prior counts as coded (warm-up)
 
@@ -363,7 +381,8 @@ _PRIOR_CODED = 32  # decisions per plane a table starting from a prior counts as
 class EntropyPrior:
     """Initial counts of the context model's tables (models 1 and 2), fitted on
     tokens, and optionally the context net of model 3 (`ContextNet`, trained
-    on tokens of the same tokenizer).
+    on tokens of the same tokenizer), or the two nets of model 4: `net` for
+    the low ``net.bits`` bits and `high_net` for the rest, given the low bits.
 
     A tokenizer's tokens have statistics that a short chunk cannot learn from
     scratch: its tables starting from counts fitted on training tokens save
@@ -376,11 +395,18 @@ class EntropyPrior:
     bits: int
     tables: Mapping[str, np.ndarray]
     net: ContextNet | None = None
+    high_net: ContextNet | None = None
 
     def __post_init__(self) -> None:
         _check_bits(self.bits, ValueError)
-        if self.net is not None and self.net.bits != self.bits:
-            raise ValueError(f"the prior's context net is for {self.net.bits}-bit tokens, not {self.bits}")
+        if self.net is not None and self.net.side_bits:
+            raise ValueError("the prior's (low bits') context net takes no side tokens")
+        if self.high_net is None:
+            if self.net is not None and self.net.bits != self.bits:
+                raise ValueError(f"the prior's context net is for {self.net.bits}-bit tokens, not {self.bits}")
+        elif self.net is None or self.net.bits + self.high_net.bits != self.bits or self.high_net.side_bits != self.net.bits:
+            raise ValueError(f"the prior's high bits' net must code the {self.bits}-bit tokens' bits above the "
+                             "low net's, with the low bits as side tokens")
         by_key = {}
         for name, counts in self.tables.items():
             key = _table_key(name)
@@ -402,7 +428,16 @@ class EntropyPrior:
             h.update(self.by_key[_table_key(name)].astype("<i4").tobytes())
         if self.net is not None:  # priors without a net keep the ids they had before nets existed
             h.update(self.net.digest)
+        if self.high_net is not None:
+            h.update(b"high\0" + self.high_net.digest)
         return int.from_bytes(h.digest()[:4], "little") or 1
+
+    @property
+    def nets(self) -> tuple[ContextNet, ...]:
+        """The nets that code tokens under this prior, in coding order: none,
+        model 3's net, or model 4's low bits' net and high bits' net (each
+        coding the bits above the ones before it)."""
+        return tuple(n for n in (self.net, self.high_net) if n is not None)
 
     def max_total(self) -> int:
         """The largest c0 + c1 of any context."""
@@ -412,8 +447,9 @@ class EntropyPrior:
         """Write the prior as an .npz file (int32 arrays, one per table, ``bits``,
         and the net's arrays named ``net/...``)."""
         arrays = {name: np.asarray(c, np.int32) for name, c in self.tables.items()}
-        if self.net is not None:
-            arrays.update({_NET + name: a for name, a in self.net.arrays().items()})
+        for prefix, net in ((_NET, self.net), (_HIGH_NET, self.high_net)):
+            if net is not None:
+                arrays.update({prefix + name: a for name, a in net.arrays().items()})
         with open(path, "wb") as f:
             np.savez_compressed(f, bits=np.int32(self.bits), **arrays)
 
@@ -423,13 +459,19 @@ class EntropyPrior:
         try:
             with np.load(path, allow_pickle=False) as z:
                 bits = int(z["bits"])
-                tables = {name: z[name] for name in z.files if name != "bits" and not name.startswith(_NET)}
-                net = {name[len(_NET):]: z[name] for name in z.files if name.startswith(_NET)}
+                nets = {prefix: {name[len(prefix):]: z[name] for name in z.files if name.startswith(prefix)}
+                        for prefix in (_NET, _HIGH_NET)}
+                tables = {name: z[name] for name in z.files
+                          if name != "bits" and not name.startswith((_NET, _HIGH_NET))}
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not an entropy prior ({exc})") from None
         try:
-            return cls(bits, tables, ContextNet.from_arrays(bits, net) if net else None)
-        except ValueError as exc:
+            high = nets[_HIGH_NET]
+            high_net = ContextNet.from_arrays(int(high["w3"].shape[-1]).bit_length() - 1, high) if high else None
+            low = nets[_NET]
+            net = ContextNet.from_arrays(bits - (high_net.bits if high_net else 0), low) if low else None
+            return cls(bits, tables, net, high_net)
+        except (ValueError, KeyError) as exc:
             raise ValueError(f"{path}: {exc}") from None
 
 
@@ -878,23 +920,35 @@ def _signs_token(s: np.ndarray, K: int) -> np.ndarray:
     return b.view("<u4")[:, :, 0].astype(np.int64)
 
 
-_BY_NET, _BY_COUNTS = (0).to_bytes(4, "little"), (1).to_bytes(4, "little")  # model 3's payload selector
+_BY_NET, _BY_COUNTS = (0).to_bytes(4, "little"), (1).to_bytes(4, "little")  # models 3 and 4's payload selector
 
 
-def _net_encode(tokens: np.ndarray, net: ContextNet) -> bytes:
+def _net_parts(prior: "EntropyPrior") -> tuple[tuple[ContextNet, int], ...]:
+    """(net, shift) of each pass a chunk is coded in by nets: model 3's one
+    net for whole tokens, or model 4's low bits' net then its high bits' net."""
+    return tuple((net, net.side_bits) for net in prior.nets)
+
+
+def _net_encode(tokens: np.ndarray, prior: "EntropyPrior") -> bytes:
     enc = constriction.stream.queue.RangeEncoder()
+
+    def code(weights, symbols):
+        enc.encode(symbols.astype(np.int32), _CATEGORICAL, weights)
+
     if tokens.size:
-        code_chunk(net, tokens.shape, lambda weights, symbols: enc.encode(symbols.astype(np.int32), _CATEGORICAL, weights),
-                   tokens)
+        for net, shift in _net_parts(prior):
+            code_chunk(net, tokens.shape, code, (tokens >> shift) & ((1 << net.bits) - 1), side=tokens)
     return enc.get_compressed().astype("<u4", copy=False).tobytes()
 
 
-def _net_decode(data: memoryview, shape, net: ContextNet) -> np.ndarray:
+def _net_decode(data: memoryview, shape, prior: "EntropyPrior") -> np.ndarray:
+    parts = _net_parts(prior)
     # constriction gives each of a symbol's 2**K values at least 2**-24 (perfect=False),
     # so a symbol costs more than (2**K - 1) 2**-24 log2(e) bits; require half of that
-    dec = _decoder(data, shape, (shape[0] * shape[1] * shape[2] * (2 ** net.bits - 1)) >> 25)
+    dec = _decoder(data, shape, (shape[0] * shape[1] * shape[2] * sum(2 ** net.bits - 1 for net, _ in parts)) >> 25)
+    out = np.zeros(shape, np.int64)
     if dec is None:
-        return np.zeros(shape, np.int64)
+        return out
 
     def code(weights, _):
         try:
@@ -902,7 +956,8 @@ def _net_decode(data: memoryview, shape, net: ContextNet) -> np.ndarray:
         except Exception as e:  # constriction reports undecodable data this way
             raise EntropyError(f"entropy decoding failed: {e}") from None
 
-    out = code_chunk(net, shape, code)
+    for net, shift in parts:  # a high bits' net sees the low bits decoded so far as side tokens
+        out |= code_chunk(net, shape, code, side=out) << shift
     if not dec.maybe_exhausted():
         raise EntropyError("payload has data after the last token")
     return out

@@ -22,14 +22,14 @@ from test_entropy import structured_tokens
 NET = EntropyParams(model_id=3)
 
 
-def random_net(bits: int, seed: int = 0, hidden: tuple[int, int] = (16, 12)) -> ContextNet:
+def random_net(bits: int, seed: int = 0, hidden: tuple[int, int] = (16, 12), side_bits: int = 0) -> ContextNet:
     """An integer net with small random weights (a stand-in for a trained one)."""
     rng = np.random.default_rng(seed)
-    sizes = (n_inputs(bits), *hidden, 2 ** bits)
+    sizes = (n_inputs(bits, side_bits), *hidden, 2 ** bits)
     weights = tuple(rng.integers(-40, 41, (a, b)) for a, b in zip(sizes, sizes[1:]))
     biases = tuple(rng.integers(-300, 301, b) for b in sizes[1:])
     table = np.maximum(1, np.round(2**20 * np.exp(-(np.arange(300) + 0.5) / 32))).astype(np.int64)
-    return ContextNet(bits, weights, biases, (3, 5, 4), table)
+    return ContextNet(bits, weights, biases, (3, 5, 4), table, side_bits)
 
 
 def net_prior(bits: int, net: ContextNet | None = None) -> EntropyPrior:
@@ -200,7 +200,7 @@ from tokcodec.bitstream.entropy import EntropyParams, _net_encode, encode_tokens
 prior = net_prior(6)
 tokens = structured_tokens(7, 5, 20, 24, 6)
 print(hashlib.sha256(encode_tokens(tokens, 6, EntropyParams(model_id=3, prior=prior.id), prior)).hexdigest())
-print(hashlib.sha256(_net_encode(tokens, prior.net)).hexdigest())  # the net's path, whichever encode_tokens took
+print(hashlib.sha256(_net_encode(tokens, prior)).hexdigest())  # the net's path, whichever encode_tokens took
 """
 
 # Model 3's output is part of the file format (see test_entropy's golden hashes).
@@ -208,12 +208,17 @@ GOLDEN_SHA256 = ("a0782f055d8f0d7399853d7513aa3f37d750fd79f3190bd58c8a8b15e7c6a5
                  "fb6d5e63d9d89e809daac61c7b08ab091afb0feca4a4e088002590a7650e8cbe")  # the net alone
 
 
-def test_encoding_is_deterministic_across_threads() -> None:
-    snippet = _DET_SNIPPET.format(tests=str(Path(__file__).parent))
+def outputs_with_1_and_2_threads(snippet: str) -> list[str]:
+    """What a Python snippet (formatted with `tests`, this folder) prints, run with 1 and with 2 BLAS threads."""
     out = []
     for n in ("1", "2"):
         env = dict(os.environ, OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n)
-        res = subprocess.run([sys.executable, "-c", snippet], env=env, capture_output=True, text=True, timeout=60)
+        res = subprocess.run([sys.executable, "-c", snippet.format(tests=str(Path(__file__).parent))], env=env,
+                             capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, res.stderr
         out.append(res.stdout.strip())
-    assert out[0] == out[1] == GOLDEN_SHA256
+    return out
+
+
+def test_encoding_is_deterministic_across_threads() -> None:
+    assert outputs_with_1_and_2_threads(_DET_SNIPPET) == [GOLDEN_SHA256] * 2

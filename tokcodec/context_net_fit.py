@@ -53,32 +53,39 @@ class FitReport:
     int_bits: float
 
 
-def chunk_examples(chunk: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs (N, F) int8, token values (N,)) of every token of one (T, H, W) chunk:
-    the inputs are signs and flags, so int8 holds them in a quarter of float32's memory."""
-    return chunk_inputs(chunk, bits).astype(np.int8), chunk.reshape(-1).astype(np.int64)
+def chunk_examples(chunk: np.ndarray, bits: int, side_bits: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs (N, F) int8, token values (N,)) of every token of one (T, H, W)
+    chunk: of its bits `side_bits` .. `side_bits + bits - 1`, the bits below
+    being side tokens (a net for model 4's high bits; 0: whole tokens).
+    The inputs are signs and flags, so int8 holds them in a quarter of float32's memory."""
+    chunk = np.asarray(chunk, np.int64)
+    tokens = (chunk >> side_bits) & ((1 << bits) - 1)
+    return chunk_inputs(tokens, bits, chunk, side_bits).astype(np.int8), tokens.reshape(-1)
 
 
 class _Net(nn.Sequential):
-    def __init__(self, bits: int, hidden: tuple[int, int]) -> None:
-        super().__init__(nn.Linear(n_inputs(bits), hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]), nn.ReLU(),
-                         nn.Linear(hidden[1], 2 ** bits))
+    def __init__(self, bits: int, hidden: tuple[int, int], side_bits: int = 0) -> None:
+        super().__init__(nn.Linear(n_inputs(bits, side_bits), hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]),
+                         nn.ReLU(), nn.Linear(hidden[1], 2 ** bits))
 
 
-def fit_context_net(chunks: Iterable[np.ndarray], bits: int,
-                    config: ContextNetConfig = ContextNetConfig()) -> tuple[ContextNet, FitReport]:
-    """Train the integer context net of entropy model 3 on `bits`-bit token chunks.
+def fit_context_net(chunks: Iterable[np.ndarray], bits: int, config: ContextNetConfig = ContextNetConfig(),
+                    side_bits: int = 0) -> tuple[ContextNet, FitReport]:
+    """Train the integer context net of entropy model 3 on `bits`-bit token
+    chunks; with `side_bits`, the high bits' net of model 4: it codes bits
+    `side_bits` .. `side_bits + bits - 1` of the chunks' tokens given the
+    bits below.
 
     Use training videos' tokens, never the clips you evaluate on.
     """
-    pairs = [chunk_examples(np.asarray(c, np.int64) & ((1 << bits) - 1), bits) for c in chunks if np.size(c)]
+    pairs = [chunk_examples(c, bits, side_bits) for c in chunks if np.size(c)]
     if not pairs:
         raise ValueError("no tokens to fit a context net on")
     x = torch.from_numpy(np.concatenate([p[0] for p in pairs]))
     y = torch.from_numpy(np.concatenate([p[1] for p in pairs]))
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    net = _Net(bits, config.hidden)
+    net = _Net(bits, config.hidden, side_bits)
     opt = torch.optim.AdamW(net.parameters(), config.lr, weight_decay=config.weight_decay)
     # one cycle: warm up over 5% of the steps (at least 2), then anneal
     warmup = min(0.5, max(0.05, 2.5 / config.steps))
@@ -93,12 +100,12 @@ def fit_context_net(chunks: Iterable[np.ndarray], bits: int,
         if sched is not None:
             sched.step()
     net.eval()
-    quantised = quantise(net, bits, x)
+    quantised = quantise(net, bits, x, side_bits)
     report = FitReport(len(y), _float_bits(net, x, y), int_bits(quantised, x.numpy(), y.numpy()))
     return quantised, report
 
 
-def quantise(net: nn.Sequential, bits: int, x: torch.Tensor) -> ContextNet:
+def quantise(net: nn.Sequential, bits: int, x: torch.Tensor, side_bits: int = 0) -> ContextNet:
     """The integer net closest to `net`: per-layer power-of-two scales for the
     weights (at most 127 in magnitude) and for the activations (0..255,
     covering their 99.99th percentile on the inputs `x`)."""
@@ -125,7 +132,7 @@ def quantise(net: nn.Sequential, bits: int, x: torch.Tensor) -> ContextNet:
     g = acc[2] - int(math.log2(_GAP_STEPS_PER_NAT))
     if g < 0:
         raise ValueError("context net quantisation: logits too coarse for the gap table")
-    return ContextNet(bits, tuple(weights), tuple(biases), (shifts[0], shifts[1], g), _gap_table())
+    return ContextNet(bits, tuple(weights), tuple(biases), (shifts[0], shifts[1], g), _gap_table(), side_bits)
 
 
 def _weight_exponent(w: torch.Tensor) -> int:
