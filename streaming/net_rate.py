@@ -13,6 +13,11 @@ logit gap mapped through the net's table), so `chunk_bits` is what the
 coder spends up to the coder's own rounding of the probabilities. Backward,
 the floors pass the gradient straight through and the table is read as the
 piecewise-linear curve through its logarithms.
+
+Entropy model 4 codes a token's low bits with one net and its high bits
+with another that also sees the low bits (its side tokens): the token's
+bits are the sum of two `NetRate`s, the high one reading its own planes
+above the side planes.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from tokcodec.bitstream.context_net import CURRENT, PREVIOUS, ContextNet
+from tokcodec.bitstream.context_net import CURRENT, PREVIOUS, SIDE, ContextNet
 
 __all__ = ["NetRate"]
 
@@ -32,11 +37,13 @@ def _straight_floor(x: torch.Tensor) -> torch.Tensor:
 
 
 class NetRate(torch.nn.Module):
-    """A `ContextNet` as a torch function from token signs to bits."""
+    """A `ContextNet` as a torch function from token signs to bits. A net with
+    side tokens (model 4's high bits' net, ``side_bits`` S) prices the planes
+    S .. S + bits - 1 of the signs it is given, planes 0 .. S - 1 being its side tokens."""
 
     def __init__(self, net: ContextNet):
         super().__init__()
-        self.bits = net.bits
+        self.bits, self.side_bits = net.bits, net.side_bits
         self.shifts = tuple(2.0 ** -s for s in net.shifts)
         for i, (w, b) in enumerate(zip(net.weights, net.biases)):
             self.register_buffer(f"w{i + 1}", torch.as_tensor(w, dtype=torch.float32))
@@ -45,11 +52,13 @@ class NetRate(torch.nn.Module):
         self.register_buffer("value_signs", torch.as_tensor(net.signs_of(torch.arange(2 ** net.bits).numpy()),
                                                             dtype=torch.float32))
 
-    def inputs(self, signs: torch.Tensor, history: torch.Tensor | None, first: int) -> torch.Tensor:
+    def inputs(self, signs: torch.Tensor, history: torch.Tensor | None, first: int,
+               side: torch.Tensor | None = None) -> torch.Tensor:
         """(T H W, F) inputs of the tokens of `signs` (K, T, H, W) in {-1, +1}
         (rows in (t, y, x) order), frame 0 of which is frame `first` of its
         chunk; `history` (K, <= 2, H, W): the chunk's frames just before it
-        (None or empty: none), as `context_net.chunk_inputs` builds them."""
+        (None or empty: none); `side` (S, T, H, W): the side tokens' signs
+        (a net with side tokens); as `context_net.chunk_inputs` builds them."""
         K, T, H, W = signs.shape
         past = signs.new_zeros(K, 0, H, W) if history is None else history[:, -2:].to(signs.dtype)
         past = torch.cat([signs.new_zeros(K, 2 - past.shape[1], H, W), past], dim=1)
@@ -58,6 +67,10 @@ class NetRate(torch.nn.Module):
         parts += [frames[:, 1:1 + T, 2 + dy:2 + dy + H, 2 + dx:2 + dx + W] for dy, dx in PREVIOUS]
         parts.append(frames[:, 0:T, 2:2 + H, 2:2 + W])
         x = torch.stack(parts).permute(2, 3, 4, 0, 1).reshape(T * H * W, -1)  # input i*K + k: sign k of input token i
+        if self.side_bits:
+            padded = F.pad(side, (2, 2, 2, 2))
+            near = torch.stack([padded[:, :, 2 + dy:2 + dy + H, 2 + dx:2 + dx + W] for dy, dx in SIDE])
+            x = torch.cat([x, near.permute(2, 3, 4, 0, 1).reshape(T * H * W, -1)], dim=1)
         t = torch.arange(first, first + T, device=signs.device).repeat_interleave(H * W)
         flags = torch.stack([t == 0, t == 1], dim=1).to(x.dtype)
         return torch.cat([x, flags], dim=1)
@@ -79,14 +92,17 @@ class NetRate(torch.nn.Module):
 
     def chunk_bits(self, signs: torch.Tensor, history: torch.Tensor | None = None, first: int = 0) -> torch.Tensor:
         """The bits of the tokens of `signs` (K, T, H, W) in {-1, +1} (K >= the
-        net's bits; only the first `bits` planes are coded), a scalar;
+        net's bits plus its side bits; only planes side_bits .. side_bits +
+        bits - 1 are coded, the planes below being side tokens), a scalar;
         `history` and `first` as in `inputs`. Differentiable in `signs` and
         `history` (straight-through codes give a gradient per latent)."""
-        signs = signs[: self.bits].float()
+        own = slice(self.side_bits, self.side_bits + self.bits)
+        side = signs[: self.side_bits].float()
+        signs = signs[own].float()
         if history is not None:
-            history = history[: self.bits].float()
+            history = history[own].float()
         with torch.autocast(signs.device.type, enabled=False):  # integer sums up to 2**24 need float32
-            logp = self.log_probs(self.inputs(signs, history, first))
+            logp = self.log_probs(self.inputs(signs, history, first, side))
         own = signs.permute(1, 2, 3, 0).reshape(-1, 1, self.bits)
         one_hot = ((1 + own * self.value_signs) / 2).prod(dim=2)  # (N, 2**K): 1 at the token's value
         return -(one_hot * logp).sum() / math.log(2)

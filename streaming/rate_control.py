@@ -25,7 +25,7 @@ costs next to nothing. The decoder and the format do not change.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,7 +131,8 @@ def code_distance(z: torch.Tensor, threshold: float) -> float:
 
 def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: tuple[int, int, int],
                     payload_bytes: Callable[[np.ndarray], int], search: HysteresisSearch = HysteresisSearch(),
-                    refine: RefineConfig = RefineConfig(), net: ContextNet | None = None) -> Choice:
+                    refine: RefineConfig = RefineConfig(),
+                    net: ContextNet | Sequence[ContextNet] | None = None) -> Choice:
     """`refine.encode_refined` of one chunk (1, 3, T, H, W) whose first `size`
     = (T, H, W) frames are the clip, with the hysteresis threshold chosen by
     `choose_hysteresis` on the unrefined tokens (refinement then searches

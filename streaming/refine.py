@@ -4,8 +4,8 @@ The encoder's latent z is trained to quantise well on average; for one
 clip, the tokens sign(z) are not the ones whose decoding is closest to it.
 Refinement starts from z and takes a few Adam steps on the reconstruction
 error of the decoded clip (squared error, optionally SSIM) plus a rate term
-(the bits the tokens cost: under entropy model 3 what its context net
-spends on them, `net_rate`; otherwise the bits that change from one latent
+(the bits the tokens cost: under entropy models 3 and 4 what their context
+nets spend on them, `net_rate`; otherwise the bits that change from one latent
 frame to the next, each priced at what a change of its bit plane costs in
 this chunk), through the quantiser with a straight-through gradient (forward: the signs
 the encoder will send, hysteresis included; backward: identity), then
@@ -21,6 +21,7 @@ that of one segment's backward pass, whatever the chunk length.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -116,7 +117,8 @@ def asked_refine(steps: int | None = None, rate: float | None = None, ssim: floa
 
 def encode_refined(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None, hysteresis: float,
                    config: RefineConfig, size: tuple[int, int, int] | None = None,
-                   segment_frames: int | None = None, net: ContextNet | None = None) -> torch.Tensor:
+                   segment_frames: int | None = None,
+                   net: ContextNet | Sequence[ContextNet] | None = None) -> torch.Tensor:
     """`stateful.encode_chunk` with refinement: tokens (1, T', H', W') of one
     chunk (1, 3, T, H, W) whose first `size` = (T, H, W) frames are the clip
     (default: all of it); `segment_frames` as in `encode_chunk`; `net` as in
@@ -153,7 +155,8 @@ def _changes(latent: torch.Tensor, previous: torch.Tensor | None, weight: torch.
 
 def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bits: int, hysteresis: float,
                   config: RefineConfig, size: tuple[int, int, int] | None = None,
-                  segment_frames: int | None = None, net: ContextNet | None = None) -> torch.Tensor:
+                  segment_frames: int | None = None,
+                  net: ContextNet | Sequence[ContextNet] | None = None) -> torch.Tensor:
     """Tokens (1, T', H', W') of `bits` bits for the padded chunk `video`
     (1, 3, T, H, W) in [-1, 1], starting from the encoder's latent z (1, K,
     T', H', W'). Per decoder segment: `config.steps` Adam steps on the mean
@@ -161,8 +164,9 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
     of the chunk, the unpadded clip) plus `config.ssim` times its 1 - SSIM
     plus the rate weight (`RefineConfig.rate`) times the bits per pixel its
     tokens cost: what the context net `net` (of `bits`-bit tokens: the one
-    entropy model 3 codes them with) spends on them given the segments
-    before (`NetRate`), or without a net what its changes cost
+    entropy model 3 codes them with; or model 4's two nets, low bits' and
+    high bits', whose bits add up to `bits`) spends on them given the
+    segments before (`NetRate`), or without a net what its changes cost
     (`change_prices`); each step's latent quantised with `hysteresis` as
     `Tokenizer.encode` quantises; the tokens of the step with the lowest
     loss are kept, so a segment's loss is never above the unrefined
@@ -170,11 +174,12 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
     t = tokenizer.temporal_factor
     n, h, w = size or video.shape[-3:]
     keep = (torch.arange(z.shape[1], device=z.device) < bits).view(1, -1, 1, 1, 1).to(z.dtype)
-    if net is not None and net.bits != bits:
-        raise ValueError(f"a context net of {net.bits}-bit tokens cannot price {bits}-bit tokens")
-    rate = config.rate if config.rate is not None else NET_RATE if net is not None else CHANGE_RATE
-    net_rate = NetRate(net).to(z.device) if rate and net is not None else None
-    price = change_prices(hysteresis_signs(z, hysteresis)) * keep if rate and net is None else None
+    nets = () if net is None else (net,) if isinstance(net, ContextNet) else tuple(net)
+    if nets and sum(n.bits for n in nets) != bits:
+        raise ValueError(f"context nets of {sum(n.bits for n in nets)}-bit tokens cannot price {bits}-bit tokens")
+    rate = config.rate if config.rate is not None else NET_RATE if nets else CHANGE_RATE
+    net_rates = [NetRate(n).to(z.device) for n in nets] if rate else []
+    price = change_prices(hysteresis_signs(z, hysteresis)) * keep if rate and not nets else None
     per = ((segment_frames or segment_frames_for(*video.shape[-2:])) - 1) // t
     steps = {True: DecoderStep(tokenizer, True), False: DecoderStep(tokenizer, False)}
     frozen = [p for p in tokenizer.decoder.parameters() if p.requires_grad]
@@ -207,8 +212,8 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                         if config.ssim:  # in float32: bfloat16 variances can cancel to <= 0 and give NaN
                             with torch.autocast(y.device.type, enabled=False):
                                 loss = loss + config.ssim * (1 - structural_similarity(y, target))
-                        if net_rate is not None:
-                            cost = net_rate.chunk_bits(latent[0], history, a)
+                        if net_rates:
+                            cost = sum(r.chunk_bits(latent[0], history, a) for r in net_rates)
                             loss = loss + rate * cost / target[0, 0].numel()
                         elif rate:
                             loss = loss + rate * _changes(latent, previous, price) / target[0, 0].numel()

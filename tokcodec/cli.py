@@ -355,7 +355,8 @@ def export_onnx(model: str | None, output: str, force: bool) -> None:
 @click.option("--max-chunks", default=3, show_default=True,
               help=f"chunks of {DEFAULT_CHUNK_FRAMES} frames (as `encode` cuts them) used per video")
 @click.option("--net-steps", default=None, type=click.IntRange(min=0),
-              help="training steps of the context net (entropy model 3) of each level of at most 8 bits; 0: no net "
+              help="training steps of each context net (entropy models 3 and 4: levels of at most 8 bits, and a "
+                   "ladder level's bits above a lower level's); 0: no net "
                    "[default: 20000, `ContextNetConfig`]")
 @click.option("--net-hidden", default=None, callback=_hidden_sizes, metavar="N1,N2",
               help="the context net's two hidden layer widths [default: 256,256]")
@@ -365,12 +366,15 @@ def fit_prior(videos: tuple[str, ...], directory: str, model: str | None, max_ch
     """Fit a model's entropy priors on (training) VIDEOS; ship them in codec/models/.
 
     The context net learns from the tokens `encode` writes at the default
-    quality's scale and at 1x (hysteresis chosen per chunk)."""
+    quality's scale and at 1x (hysteresis chosen per chunk); a net for a
+    level's high bits (entropy model 4), from its quality levels' tokens."""
+    from tokcodec.bitstream.context_net import MAX_NET_BITS
     from tokcodec.context_net_fit import ContextNetConfig
     from tokcodec.priors import fit_model_priors
 
     def report(bits, fit):
-        click.echo(f"{bits}-bit context net: {fit.float_bits:.3f} bits/token in float, {fit.int_bits:.3f} in integers, "
+        what = "context net" if bits <= MAX_NET_BITS else "high bits' context net"
+        click.echo(f"{bits}-bit {what}: {fit.float_bits:.3f} bits/token in float, {fit.int_bits:.3f} in integers, "
                    f"on {fit.tokens} training tokens")
 
     defaults = ContextNetConfig()
@@ -379,7 +383,7 @@ def fit_prior(videos: tuple[str, ...], directory: str, model: str | None, max_ch
     net = config if config.steps else None
     for path, prior in fit_model_priors(list(videos), directory, model=model, max_chunks=max_chunks, net=net,
                                         report=report):
-        kind = "context net and " if prior.net is not None else ""
+        kind = "two context nets and " if prior.high_net is not None else "context net and " if prior.net is not None else ""
         click.echo(f"{path}: prior {prior.id:08x}, {kind}{len(prior.tables)} tables, {prior.bits}-bit tokens")
 
 

@@ -210,7 +210,7 @@ def encode_file(
                                _audio_track(audio_info), coded, level, span)
     cw, ch, bits = *header.coded_size, header.bits
     refine = default_refine(cw * ch, engine is None) if refine is None else refine
-    net = prior.net if prior is not None and header.entropy.model_id == 3 else None  # refinement prices bits by it
+    net = prior.nets if prior is not None and header.entropy.model_id in (3, 4) else None  # refinement prices bits by them
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)

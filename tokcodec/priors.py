@@ -11,7 +11,11 @@ A level of at most 8 bits per token also gets the context net of entropy
 model 3 (`tokcodec.context_net_fit`), trained on the tokens `encode` writes
 at the model's default quality (its scale, and the hysteresis threshold it
 chooses per chunk), and stored in the same file: `encode` codes such a
-level with the net.
+level with the net. A level of more bits that the rate ladder codes, at
+most 8 bits above a lower level with a net, gets the two nets of entropy
+model 4: that level's net for its low bits and a net for the rest given
+them, trained on the tokens `encode` writes at the ladder's points of the
+level.
 
 When a model's priors are fitted again, the ones they replace move to
 ``codec/models/retired/NAME.prior-kB-ID.npz`` (ID: the prior's id in hex):
@@ -103,11 +107,12 @@ def video_token_chunks(
     hysteresis: float | HysteresisSearch = DEFAULT_HYSTERESIS,
     scale: float | None | Sequence[float | None] = 1.0,
     bits: int | None = None,
+    quality: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Token grids of `bits` bits (default: all) of the first `max_chunks`
     chunks of each video, as `encode` cuts and codes them, resampled by
     `scale` as `encode --scale` (None: the scale `encode` picks for the
-    video at the default quality); a sequence of scales codes each chunk at
+    video at `quality`, default the default quality); a sequence of scales codes each chunk at
     each distinct size they give (a video is read once, and a scale that
     comes to the same size as another is not coded twice). `hysteresis`: a threshold, or a search
     that picks one per chunk as `encode --hysteresis auto` does, pricing the
@@ -128,7 +133,7 @@ def video_token_chunks(
         clips = read_clips(video, chunk_frames, tokenizer.temporal_factor)
         for clip in itertools.islice(clips, max_chunks):
             h, w = clip.frames.shape[1:3]
-            sizes = dict.fromkeys(coded_size(w, h, ladder.for_frame(None, w, h).scale if s is None else s)
+            sizes = dict.fromkeys(coded_size(w, h, ladder.for_frame(quality, w, h).scale if s is None else s)
                                   for s in scales)
             for cw, ch in sizes:
                 with torch.no_grad():
@@ -161,23 +166,38 @@ def fit_model_priors(
     None, trained on the tokens `encode` writes at each of `net_scales`
     (None: the default quality's scale; the net codes every point of the
     ladder, 0.5x to 3x) with `net_hysteresis` (default: chosen per chunk, as
-    `encode` does, `video_token_chunks`); `report(bits, fit_report)` hears
-    how each net fits.
+    `encode` does, `video_token_chunks`). A level of more bits that the
+    ladder codes, at most 8 bits above a lower level with a net, gets
+    entropy model 4's nets: that level's and one for its bits above it,
+    trained on the tokens `encode` writes at the ladder's points of the level.
+    `report(bits, fit_report)` hears how each net fits.
 
     Use training videos, never the clips you evaluate on.
     """
     tokenizer = load_tokenizer(model)
     levels = tokenizer.config.lfq.level_bits
+    ladder = model_ladder(tokenizer.config)
     chunks = list(video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, hysteresis))
+    nets = {}  # bits -> the net of that level
     out = []
-    for bits in levels:
+    for level, bits in enumerate(levels):
         mask = (1 << bits) - 1
         prior = fit_prior((c & mask for c in chunks), bits, weight)
+        low = max((b for b in nets if bits - b <= MAX_NET_BITS), default=None)
+        qualities = [q for q, point in enumerate(ladder.points) if point.level == level]
         if net is not None and bits <= MAX_NET_BITS:
             net_chunks = list(video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, net_hysteresis,
                                                  net_scales, bits))
             context_net, fit = fit_context_net(net_chunks, bits, net)
             prior = EntropyPrior(bits, prior.tables, context_net)
+            nets[bits] = context_net
+            if report is not None:
+                report(bits, fit)
+        elif net is not None and low is not None and qualities:
+            net_chunks = [c for q in qualities for c in video_token_chunks(
+                videos, tokenizer, chunk_frames, max_chunks, net_hysteresis, None, bits, q)]
+            high_net, fit = fit_context_net(net_chunks, bits - low, net, side_bits=low)
+            prior = EntropyPrior(bits, prior.tables, nets[low], high_net)
             if report is not None:
                 report(bits, fit)
         path = prior_path(tokenizer.config.name, bits, Path(directory))
