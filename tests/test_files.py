@@ -99,13 +99,17 @@ def test_fit_prior_writes_a_loadable_prior_per_level(source: Path, tmp_path: Pat
             "--net-hidden", "16,24")
     assert r.exit_code == 0, r.output
     model = load_tokenizer()
-    for bits in model.config.lfq.level_bits:
+    levels = model.config.lfq.level_bits
+    coded = {levels[point.level] for point in model_ladder(model.config).points}
+    for bits in levels:
         prior = EntropyPrior.load(tmp_path / f"{model.config.name}.prior-k{bits}.npz")
         assert prior.bits == bits and f"{prior.id:08x}" in r.output
-        assert (prior.net is not None) == (bits <= 8)  # the context net of entropy model 3
-        if prior.net is not None:
-            assert [w.shape[1] for w in prior.net.weights] == [16, 24, 2 ** bits]
-    assert "6-bit context net:" in r.output
+        split = bits > 8 and bits in coded  # the ladder's 12 bits: the 6-bit net, and one for the bits above
+        assert (prior.net is not None) == (bits <= 8 or split)  # the context net of entropy model 3
+        assert (prior.high_net is not None) == split  # and the second net of model 4
+        for net in prior.nets:
+            assert [w.shape[1] for w in net.weights] == [16, 24, 2 ** net.bits]
+    assert "6-bit context net:" in r.output and "12-bit high bits' context net:" in r.output
     r = cli("fit-prior", str(source), "-o", str(tmp_path), "--net-hidden", "16")
     assert r.exit_code == 2 and "two positive widths" in r.output
     from tokcodec.context_net_fit import ContextNetConfig  # the help states the defaults it cannot import lazily
@@ -418,6 +422,17 @@ def test_damaged_token_archive_fails_cleanly(tok: Path, tmp_path: Path) -> None:
     r = cli("pack", str(bad), "-o", str(tmp_path / "p.tok"))
     assert r.exit_code == 1 and r.stderr.startswith("tokcodec: error: ") and r.stderr.count("\n") == 1
     assert not (tmp_path / "p.tok").exists()
+
+
+def test_quality_7_is_coded_by_two_context_nets(source: Path, tmp_path: Path) -> None:
+    """The shipped 12-bit prior holds entropy model 4's nets: quality 7's tokens
+    (12 bits) are coded by the 6-bit net and the net of the bits above, and decode."""
+    out = tmp_path / "q7.tok"
+    tokcodec.encode_file(source, out, quality=7, chunk_frames=9, max_frames=9)
+    info = tokcodec.tok_info(out)
+    assert (info["quality"], info["bits"], info["entropy_model"]) == (7, 12, 4)
+    tokcodec.decode_file(out, tmp_path / "q7.mp4")
+    assert probe(tmp_path / "q7.mp4").frames == 9
 
 
 def test_quality_levels_pick_bits_of_the_ladder(source: Path, tmp_path: Path) -> None:
