@@ -47,6 +47,7 @@ from .stateful import _LOCKS, DecoderStep, _segments, encode_chunk, encode_laten
 DEFAULT_STEPS = 1
 DEFAULT_MAX_PIXELS = 1280 * 720
 NET_RATE = 0.5  # the default rate weight when the context net prices the bits
+TWO_NET_RATE = 0.25  # when entropy model 4's two nets do (quality 7)
 CHANGE_RATE = 0.25  # and when the changes do (see RefineConfig)
 
 
@@ -57,13 +58,19 @@ class RefineConfig:
     on the latent (the encoder's latents are of order 1); rate: weight of the
     estimated bits per pixel, against the squared error in [-1, 1] units;
     None (the default) picks the weight for how the bits are estimated,
-    `NET_RATE` or `CHANGE_RATE`.
+    `NET_RATE`, `TWO_NET_RATE` or `CHANGE_RATE`.
     Under entropy model 3 the bits are the context net's (`NetRate`): 0.5
     was chosen on carphone, realshort and the test card at the default
     point (5 steps, bench/RESULTS.md): against no refinement, 1% / 11%
     fewer bits for +1.0 / +0.6 dB on carphone / realshort, 15% more bits
     for +0.7 dB on the card (0.25: +7% / -2% / +18% bits, +1.0 / +0.7 /
     +0.8 dB; 1: -9% / -19% / +8% bits, +0.9 / +0.4 / +0.7 dB).
+    Under model 4 (quality 7, the top of the ladder, where the curve is
+    flatter and bits buy less) 0.25: against 0.5, +2.7% / +2.6% bits for
+    +0.12 / +0.11 dB on carphone / realshort (about 3 dB per doubling of
+    the bits, where the ladder gains 0.8 from quality 6 to 7); 0.1 bought
+    +0.10 / +0.05 dB more for +3.8% / +3.3% (twenty-eighth session,
+    bench/RESULTS.md).
     Otherwise (12-bit tokens, model 2) the bits of the changes from one
     latent frame to the next, what the counting model pays for: a change
     of bit plane k is priced log2((1 - p_k) / p_k) bits, p_k
@@ -177,7 +184,8 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
     nets = () if net is None else (net,) if isinstance(net, ContextNet) else tuple(net)
     if nets and sum(n.bits for n in nets) != bits:
         raise ValueError(f"context nets of {sum(n.bits for n in nets)}-bit tokens cannot price {bits}-bit tokens")
-    rate = config.rate if config.rate is not None else NET_RATE if nets else CHANGE_RATE
+    default = CHANGE_RATE if not nets else NET_RATE if len(nets) == 1 else TWO_NET_RATE
+    rate = config.rate if config.rate is not None else default
     net_rates = [NetRate(n).to(z.device) for n in nets] if rate else []
     price = change_prices(hysteresis_signs(z, hysteresis)) * keep if rate and not nets else None
     per = ((segment_frames or segment_frames_for(*video.shape[-2:])) - 1) // t
