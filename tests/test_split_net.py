@@ -112,7 +112,10 @@ def test_inconsistent_nets_and_models_are_refused() -> None:
         decode_tokens(data, tokens.shape, 12, EntropyParams(model_id=4))
     with pytest.raises(EntropyError, match="neither 0"):
         decode_tokens(b"\x02\0\0\0" + data[4:], tokens.shape, 12, EntropyParams(model_id=4, prior=split.id), split)
-    for cut in (data[:4], data[:8], data + b"\0\0\0\0"):  # an error or tokens of the shape, never a crash
+    rng = np.random.default_rng(0)
+    flipped = [bytes(b ^ (1 << int(rng.integers(8))) if i == j else b for i, b in enumerate(data))
+               for j in rng.integers(4, len(data), 20)]
+    for cut in [data[:4], data[:8], data + b"\0\0\0\0"] + flipped:  # an error or tokens of the shape, never a crash
         try:
             out = decode_tokens(cut, tokens.shape, 12, EntropyParams(model_id=4, prior=split.id), split)
         except EntropyError:
