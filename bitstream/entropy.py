@@ -466,10 +466,9 @@ class EntropyPrior:
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not an entropy prior ({exc})") from None
         try:
-            high = nets[_HIGH_NET]
-            high_net = ContextNet.from_arrays(int(high["w3"].shape[-1]).bit_length() - 1, high) if high else None
-            low = nets[_NET]
-            net = ContextNet.from_arrays(bits - (high_net.bits if high_net else 0), low) if low else None
+            low_bits = int(nets[_HIGH_NET]["side_bits"]) if nets[_HIGH_NET] else bits  # the high net sees the low bits
+            high_net = ContextNet.from_arrays(bits - low_bits, nets[_HIGH_NET]) if nets[_HIGH_NET] else None
+            net = ContextNet.from_arrays(low_bits, nets[_NET]) if nets[_NET] else None
             return cls(bits, tables, net, high_net)
         except (ValueError, KeyError) as exc:
             raise ValueError(f"{path}: {exc}") from None
@@ -923,12 +922,6 @@ def _signs_token(s: np.ndarray, K: int) -> np.ndarray:
 _BY_NET, _BY_COUNTS = (0).to_bytes(4, "little"), (1).to_bytes(4, "little")  # models 3 and 4's payload selector
 
 
-def _net_parts(prior: "EntropyPrior") -> tuple[tuple[ContextNet, int], ...]:
-    """(net, shift) of each pass a chunk is coded in by nets: model 3's one
-    net for whole tokens, or model 4's low bits' net then its high bits' net."""
-    return tuple((net, net.side_bits) for net in prior.nets)
-
-
 def _net_encode(tokens: np.ndarray, prior: "EntropyPrior") -> bytes:
     enc = constriction.stream.queue.RangeEncoder()
 
@@ -936,16 +929,15 @@ def _net_encode(tokens: np.ndarray, prior: "EntropyPrior") -> bytes:
         enc.encode(symbols.astype(np.int32), _CATEGORICAL, weights)
 
     if tokens.size:
-        for net, shift in _net_parts(prior):
-            code_chunk(net, tokens.shape, code, (tokens >> shift) & ((1 << net.bits) - 1), side=tokens)
+        for net in prior.nets:  # a net codes the bits above its side bits (model 4's high bits' net: the low ones)
+            code_chunk(net, tokens.shape, code, (tokens >> net.side_bits) & ((1 << net.bits) - 1), side=tokens)
     return enc.get_compressed().astype("<u4", copy=False).tobytes()
 
 
 def _net_decode(data: memoryview, shape, prior: "EntropyPrior") -> np.ndarray:
-    parts = _net_parts(prior)
     # constriction gives each of a symbol's 2**K values at least 2**-24 (perfect=False),
     # so a symbol costs more than (2**K - 1) 2**-24 log2(e) bits; require half of that
-    dec = _decoder(data, shape, (shape[0] * shape[1] * shape[2] * sum(2 ** net.bits - 1 for net, _ in parts)) >> 25)
+    dec = _decoder(data, shape, (shape[0] * shape[1] * shape[2] * sum(2 ** net.bits - 1 for net in prior.nets)) >> 25)
     out = np.zeros(shape, np.int64)
     if dec is None:
         return out
@@ -956,8 +948,8 @@ def _net_decode(data: memoryview, shape, prior: "EntropyPrior") -> np.ndarray:
         except Exception as e:  # constriction reports undecodable data this way
             raise EntropyError(f"entropy decoding failed: {e}") from None
 
-    for net, shift in parts:  # a high bits' net sees the low bits decoded so far as side tokens
-        out |= code_chunk(net, shape, code, side=out) << shift
+    for net in prior.nets:  # a high bits' net sees the low bits decoded so far as side tokens
+        out |= code_chunk(net, shape, code, side=out) << net.side_bits
     if not dec.maybe_exhausted():
         raise EntropyError("payload has data after the last token")
     return out
