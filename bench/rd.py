@@ -82,7 +82,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import metrics  # noqa: E402
 from corpus import clips as corpus_clips  # noqa: E402
 
-from tokcodec import AUTO_HYSTERESIS, DEFAULT_ENCODE_HYSTERESIS  # noqa: E402  (light: the networks load lazily)
+from tokcodec import AUTO_HYSTERESIS, DEFAULT_ENCODE_HYSTERESIS, HEADROOM  # noqa: E402  (light: the networks load lazily)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -666,7 +666,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tok-precision", default="auto", choices=["auto", "fp32", "bf16"],
                     help="what torch's networks compute in (tokcodec encode/decode --precision; default auto: "
                          "bfloat16 where the hardware has it)")
-    ap.add_argument("--tok-headroom", default="auto", choices=["auto", "keep", "clip"],
+    ap.add_argument("--tok-headroom", default="auto", choices=HEADROOM,
                     help="tokcodec's super-whites and -blacks (tokcodec encode --headroom; default auto)")
     ap.add_argument("--model", default=None, help="tokcodec model name (default: the shipped default)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "rd", help="output folder (default bench/rd)")

@@ -22,6 +22,10 @@ __version__ = "0.1.0"
 # frames it does not show.
 DEFAULT_CHUNK_FRAMES = 33
 
+# `encode --headroom` choices: what becomes of a limited-range source's Y'
+# above 235 or below 16 (`codec.luma_range`).
+HEADROOM = ("auto", "keep", "clip")
+
 # `encode --hysteresis` values that choose the threshold per chunk
 # (`streaming.rate_control`): estimated from the latent, or by decoding.
 AUTO_HYSTERESIS = ("auto", "auto-decode")

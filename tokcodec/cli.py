@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import click
 
-from tokcodec import AUTO_HYSTERESIS, DEFAULT_CHUNK_FRAMES, DEFAULT_ENCODE_HYSTERESIS, __version__
+from tokcodec import AUTO_HYSTERESIS, DEFAULT_CHUNK_FRAMES, DEFAULT_ENCODE_HYSTERESIS, HEADROOM, __version__
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn expected failures into one line on stderr and exit status 1 (no traceback)."""
@@ -192,7 +192,7 @@ def _print_report(r: Any) -> None:
                    "token grid, more bits and compute, better quality [default: the --quality point's]")
 @click.option("--level", default=None, type=click.IntRange(min=0),
               help="keep this LFQ level's bits per token [default: the --quality point's, see `tokcodec models`]")
-@click.option("--headroom", default="auto", show_default=True, type=click.Choice(["auto", "keep", "clip"]),
+@click.option("--headroom", default="auto", show_default=True, type=click.Choice(HEADROOM),
               help="Y' above 235 (super-whites) or below 16 in a limited-range source: 'keep' codes them (the "
                    "decoder writes them back), 'clip' clips them as players show them, 'auto' keeps them where "
                    "clipping would cost more than 38 dB of Y' PSNR")

@@ -44,7 +44,7 @@ from tokcodec.streaming.refine import RefineConfig, default_refine, encode_refin
 from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, chunk_latent
 from tokcodec.streaming.stateful import decode_chunk as segmented_decode
 
-from . import AUTO_HYSTERESIS, DEFAULT_CHUNK_FRAMES, DEFAULT_ENCODE_HYSTERESIS
+from . import AUTO_HYSTERESIS, DEFAULT_CHUNK_FRAMES, DEFAULT_ENCODE_HYSTERESIS, HEADROOM
 from .api import check_output
 from .ladder import MAX_SCALE, MIN_SCALE, model_ladder
 from .priors import model_prior, prior_for
@@ -53,7 +53,6 @@ from .progress import Progress
 
 T = TypeVar("T")
 
-HEADROOM = ("auto", "keep", "clip")  # `encode_file`'s choices for super-whites and -blacks
 
 
 @dataclass
