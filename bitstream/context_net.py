@@ -28,14 +28,14 @@ bit; 0 outside the grid) of
     and the token of frame t-2 at its place (0 for t < 2),
 
 bit i of a token being sign i, then (a net with side inputs, ``side_bits``
-S > 0) the S signs of each of the 3 x 3 side tokens of frame t centred on
+0 < S <= ``MAX_SIDE_BITS``) the S signs of each of the 3 x 3 side tokens of frame t centred on
 it (``SIDE``, row by row; 0 outside the grid), then two flags (t == 0,
 t == 1): F = 21 K + 9 S + 2 inputs. Side tokens are another S-bit grid of
 the same shape that the decoder already has: entropy model 4 codes the low
-S bits of every token of a chunk first, with a net of its own, and then the
-high K bits with a net whose side tokens are those low bits, decoded for
-the whole chunk, so a token's high bits see the low bits of its own place
-and its 8 neighbours.
+bits of every token of a chunk first, with a net of its own, and then the
+bits above them a net at a time, each net's side tokens being all the bits
+below its own, decoded for the whole chunk, so a token's higher bits see
+the lower bits of its own place and its 8 neighbours.
 
 Network: F -> N1 -> N2 -> 2**K, with integer weights and biases and
 integer activations, like an int8-quantised MLP:
@@ -67,9 +67,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ContextNet", "MAX_NET_BITS", "CURRENT", "PREVIOUS", "SIDE", "chunk_inputs", "code_chunk", "n_inputs", "wave_order"]
+__all__ = ["ContextNet", "MAX_NET_BITS", "MAX_SIDE_BITS", "CURRENT", "PREVIOUS", "SIDE", "chunk_inputs", "code_chunk", "n_inputs", "wave_order"]
 
 MAX_NET_BITS = 8  # 2**K outputs per token
+MAX_SIDE_BITS = 24  # side tokens a net may see: the 24 bits below a 30-bit token's top 6
 CURRENT = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if 2 * dy + dx < 0)
 PREVIOUS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 SIDE = PREVIOUS  # the side tokens a token sees, in its own frame
@@ -101,10 +102,10 @@ class ContextNet:
     side_bits: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("bits", "side_bits"):
+        for name, lo, hi in (("bits", 1, MAX_NET_BITS), ("side_bits", 0, MAX_SIDE_BITS)):
             v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or not (name == "bits") <= v <= MAX_NET_BITS:
-                raise ValueError(f"a context net's {name} must be in {int(name == 'bits')}..{MAX_NET_BITS}, not {v!r}")
+            if not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+                raise ValueError(f"a context net's {name} must be in {lo}..{hi}, not {v!r}")
         if len(self.weights) != 3 or len(self.biases) != 3 or len(self.shifts) != 3:
             raise ValueError("a context net has three layers and three shifts")
         fan_in, in_max = n_inputs(self.bits, self.side_bits), 1
@@ -295,7 +296,8 @@ def _side_frames(side: np.ndarray | None, side_bits: int, shape: tuple[int, int,
     if side is None or np.shape(side) != tuple(shape):
         raise ValueError(f"this context net needs side tokens of shape {tuple(shape)}")
     frames = _padded_frames(*shape, side_bits)
-    _set_signs(frames, _value_signs(side_bits)[np.asarray(side) & ((1 << side_bits) - 1)])
+    bit = (np.asarray(side)[..., None] >> np.arange(side_bits)) & 1  # no 2**S-row table: S may be 24
+    _set_signs(frames, (bit * 2 - 1).astype(np.int8))
     return frames
 
 

@@ -102,18 +102,20 @@ Models (``EntropyParams.model_id``; the ``.tok`` header stores the params):
      0.32 against 0.44 bits/token). Normative text for the net: the module
      docstring of ``bitstream/context_net.py``.
 
-4 -- two context nets for tokens of more bits than one net codes (written
-     since container 1.6, where the model's prior has both nets): the
-     prior's ``net`` codes the low L = ``net.bits`` bits of every token of
-     the chunk (``token & (2**L - 1)``) exactly as model 3 codes L-bit
-     tokens, then its ``high_net`` codes the high K - L bits (``token >>
-     L``) the same way, its side tokens being the low bits just coded
-     (``high_net.side_bits == L``), both in one range coder stream. The
-     low L bits of the default tokenizer's 12-bit level are its 6-bit
-     level's token (a level keeps the first channels), so the 6-bit net
-     codes them as well as it codes 6-bit files. The payload starts with a
-     u32 selector as in model 3: 0 by the two nets, 1 by model 2 with the
-     prior's counts for K bits.
+4 -- a chain of context nets for tokens of more bits than one net codes
+     (written since container 1.6, where the model's prior has them): the
+     prior's ``net`` codes the low L0 = ``net.bits`` bits of every token of
+     the chunk (``token & (2**L0 - 1)``) exactly as model 3 codes L0-bit
+     tokens, then each of its ``high_nets`` in turn codes the next bits the
+     same way (net n: bits S .. S + K_n - 1 of the token, ``token >> S``,
+     S = ``side_bits`` = the bits of the nets before it), its side tokens
+     being the S bits below, already coded for the whole chunk; all in one
+     range coder stream. A level of the default tokenizer keeps the first
+     channels of the next, so the low 6 bits of its 12-bit level are its
+     6-bit level's token, and each net codes the same bits at every level
+     that has them. The payload starts with a u32 selector as in model 3: 0
+     by the nets, 1 by model 2 with the prior's counts for K bits. (The
+     1.6 files of the twenty-eighth session have two nets: 12-bit tokens.)
 
 Bit-exactness. The probabilities the coder sees are computed from integer
 counts only, identically by encoder and decoder:
@@ -190,8 +192,8 @@ class EntropyParams:
 
     model_id:    0 = raw bit-packing, 1 = context model, 2 = the same context
                  model coded as 8-ary symbols, about twice as fast, 3 = the
-                 prior's learned context net, 4 = the prior's two nets, low
-                 bits then high bits (see the module docstring).
+                 prior's learned context net, 4 = the prior's chain of nets,
+                 low bits first (see the module docstring).
     prob_bits:   B, precision of the probabilities given to the coder (8..16).
     count_limit: c0 + c1 (half units) above which a context's counts halve;
                  sets how fast the model forgets (16..2**20).
@@ -215,8 +217,8 @@ class EntropyParams:
     @classmethod
     def for_encoding(cls, prior: "EntropyPrior | None", frame_tokens: int, net: bool = True) -> "EntropyParams":
         """The params `tokcodec encode` codes with: the prior's context net
-        (model 3) when it has one (and `net`), or its two nets (model 4)
-        when it has them; else the context model,
+        (model 3) when it has one (and `net`), or its chain of nets (model 4)
+        when it has one; else the context model,
         starting from `prior` when there is one. Small frames (at most 512 tokens per
         latent frame, e.g. 176x144 video at 8x8) that start from a prior skip
         the warm-up steps (warmup 0): there the steps buy 0.03% of the bits and
@@ -224,7 +226,7 @@ class EntropyParams:
         prior may fit badly, they save up to 4% (bench/RESULTS.md)."""
         if prior is None:
             return cls()
-        model_id = 2 if not net or prior.net is None else 4 if prior.high_net is not None else 3
+        model_id = 2 if not net or prior.net is None else 4 if prior.high_nets else 3
         return cls(model_id, prior=prior.id, warmup=0 if frame_tokens <= _SMALL else cls.warmup)
 
     def check(self, error: type[Exception] = ValueError) -> None:
@@ -341,10 +343,10 @@ def _prior_tables(params: EntropyParams, prior, bits: int, error) -> "Mapping[tu
         raise error(f"the entropy prior is for {prior.bits}-bit tokens, not {bits}")
     if prior.max_total() > params.count_limit:
         raise error("the entropy prior's counts exceed count_limit")
-    if params.model_id == 3 and (prior.net is None or prior.high_net is not None):
+    if params.model_id == 3 and (prior.net is None or prior.high_nets):
         raise error(f"entropy prior {prior.id:08x} has no context net for whole tokens (entropy model 3)")
-    if params.model_id == 4 and prior.high_net is None:
-        raise error(f"entropy prior {prior.id:08x} has no nets for low and high bits (entropy model 4)")
+    if params.model_id == 4 and not prior.high_nets:
+        raise error(f"entropy prior {prior.id:08x} has no chain of nets, low bits first (entropy model 4)")
     return prior.by_key
 
 
@@ -372,7 +374,7 @@ def _table_key(name: str) -> tuple:
 
 
 _NET = "net/"  # prefix of the context net's arrays in a prior's .npz
-_HIGH_NET = "high/"  # ... and of the high bits' net (model 4)
+_HIGH_NET = "high"  # ... and of model 4's nets above it: "high/", "high2/", ...
 _PRIOR_MAX = 1 << 15  # largest initial count (half units) a prior may hold
 _PRIOR_CODED = 32  # decisions per plane a table starting from a prior counts as coded (warm-up)
 
@@ -381,8 +383,9 @@ _PRIOR_CODED = 32  # decisions per plane a table starting from a prior counts as
 class EntropyPrior:
     """Initial counts of the context model's tables (models 1 and 2), fitted on
     tokens, and optionally the context net of model 3 (`ContextNet`, trained
-    on tokens of the same tokenizer), or the two nets of model 4: `net` for
-    the low ``net.bits`` bits and `high_net` for the rest, given the low bits.
+    on tokens of the same tokenizer), or the chain of nets of model 4: `net`
+    for the low ``net.bits`` bits, then each of `high_nets` for the bits
+    above the ones before it, given them (its side tokens).
 
     A tokenizer's tokens have statistics that a short chunk cannot learn from
     scratch: its tables starting from counts fitted on training tokens save
@@ -395,18 +398,27 @@ class EntropyPrior:
     bits: int
     tables: Mapping[str, np.ndarray]
     net: ContextNet | None = None
-    high_net: ContextNet | None = None
+    high_nets: tuple[ContextNet, ...] = ()
 
     def __post_init__(self) -> None:
         _check_bits(self.bits, ValueError)
+        if isinstance(self.high_nets, ContextNet) or not all(isinstance(n, ContextNet) for n in self.high_nets):
+            raise TypeError("high_nets must be a sequence of ContextNets")
+        object.__setattr__(self, "high_nets", tuple(self.high_nets))
         if self.net is not None and self.net.side_bits:
             raise ValueError("the prior's (low bits') context net takes no side tokens")
-        if self.high_net is None:
+        if not self.high_nets:
             if self.net is not None and self.net.bits != self.bits:
                 raise ValueError(f"the prior's context net is for {self.net.bits}-bit tokens, not {self.bits}")
-        elif self.net is None or self.net.bits + self.high_net.bits != self.bits or self.high_net.side_bits != self.net.bits:
-            raise ValueError(f"the prior's high bits' net must code the {self.bits}-bit tokens' bits above the "
-                             "low net's, with the low bits as side tokens")
+        else:
+            below = 0 if self.net is None else self.net.bits
+            for high in self.high_nets:
+                if self.net is None or high.side_bits != below:
+                    raise ValueError(f"the prior's nets must each code the {self.bits}-bit tokens' bits above the "
+                                     "nets' before it, with those bits as side tokens")
+                below += high.bits
+            if below != self.bits:
+                raise ValueError(f"the prior's nets code {below} bits of its {self.bits}-bit tokens")
         by_key = {}
         for name, counts in self.tables.items():
             key = _table_key(name)
@@ -428,16 +440,16 @@ class EntropyPrior:
             h.update(self.by_key[_table_key(name)].astype("<i4").tobytes())
         if self.net is not None:  # priors without a net keep the ids they had before nets existed
             h.update(self.net.digest)
-        if self.high_net is not None:
-            h.update(b"high\0" + self.high_net.digest)
+        for prefix, high in zip(_high_prefixes(), self.high_nets):
+            h.update(prefix[:-1].encode() + b"\0" + high.digest)  # b"high\0", b"high2\0", ...
         return int.from_bytes(h.digest()[:4], "little") or 1
 
     @property
     def nets(self) -> tuple[ContextNet, ...]:
         """The nets that code tokens under this prior, in coding order: none,
-        model 3's net, or model 4's low bits' net and high bits' net (each
+        model 3's net, or model 4's chain (the low bits' net, then each net
         coding the bits above the ones before it)."""
-        return tuple(n for n in (self.net, self.high_net) if n is not None)
+        return (self.net,) + self.high_nets if self.net is not None else ()
 
     def max_total(self) -> int:
         """The largest c0 + c1 of any context."""
@@ -445,11 +457,11 @@ class EntropyPrior:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the prior as an .npz file (int32 arrays, one per table, ``bits``,
-        and the net's arrays named ``net/...``)."""
+        the net's arrays named ``net/...`` and model 4's nets above it
+        ``high/...``, ``high2/...``, ...)."""
         arrays = {name: np.asarray(c, np.int32) for name, c in self.tables.items()}
-        for prefix, net in ((_NET, self.net), (_HIGH_NET, self.high_net)):
-            if net is not None:
-                arrays.update({prefix + name: a for name, a in net.arrays().items()})
+        for prefix, net in zip((_NET,) + _high_prefixes(), self.nets):
+            arrays.update({prefix + name: a for name, a in net.arrays().items()})
         with open(path, "wb") as f:
             np.savez_compressed(f, bits=np.int32(self.bits), **arrays)
 
@@ -459,19 +471,27 @@ class EntropyPrior:
         try:
             with np.load(path, allow_pickle=False) as z:
                 bits = int(z["bits"])
-                nets = {prefix: {name[len(prefix):]: z[name] for name in z.files if name.startswith(prefix)}
-                        for prefix in (_NET, _HIGH_NET)}
+                prefixes = (_NET,) + _high_prefixes()
+                nets = [{name[len(p):]: z[name] for name in z.files if name.startswith(p)} for p in prefixes]
                 tables = {name: z[name] for name in z.files
-                          if name != "bits" and not name.startswith((_NET, _HIGH_NET))}
+                          if name != "bits" and not any(name.startswith(p) for p in prefixes)}
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not an entropy prior ({exc})") from None
         try:
-            low_bits = int(nets[_HIGH_NET]["side_bits"]) if nets[_HIGH_NET] else bits  # the high net sees the low bits
-            high_net = ContextNet.from_arrays(bits - low_bits, nets[_HIGH_NET]) if nets[_HIGH_NET] else None
-            net = ContextNet.from_arrays(low_bits, nets[_NET]) if nets[_NET] else None
-            return cls(bits, tables, net, high_net)
+            nets = nets[:next((i for i, n in enumerate(nets) if not n), len(nets))]
+            # a net's bits: up to the next net's side bits (the last one's: up to the prior's bits)
+            ends = [int(n["side_bits"]) for n in nets[1:]] + [bits]
+            starts = [0] + ends[:-1]
+            chain = [ContextNet.from_arrays(end - start, n) for n, start, end in zip(nets, starts, ends)]
+            return cls(bits, tables, chain[0] if chain else None, tuple(chain[1:]))
         except (ValueError, KeyError) as exc:
             raise ValueError(f"{path}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _high_prefixes() -> tuple[str, ...]:
+    """The .npz prefixes of model 4's nets above the low bits' net, in coding order."""
+    return tuple(f"{_HIGH_NET}{'' if i == 1 else i}/" for i in range(1, MAX_BITS + 1))
 
 
 def fit_prior(chunks: Iterable[np.ndarray], bits: int, weight: int = 128) -> EntropyPrior:

@@ -47,7 +47,7 @@ from .stateful import _LOCKS, DecoderStep, _segments, encode_chunk, encode_laten
 DEFAULT_STEPS = 1
 DEFAULT_MAX_PIXELS = 1280 * 720
 NET_RATE = 0.5  # the default rate weight when the context net prices the bits
-TWO_NET_RATE = 0.25  # when entropy model 4's two nets do (quality 7)
+CHAIN_RATE = 0.25  # when entropy model 4's chain of nets does (quality 7, large frames' top points)
 CHANGE_RATE = 0.25  # and when the changes do (see RefineConfig)
 
 
@@ -58,7 +58,7 @@ class RefineConfig:
     on the latent (the encoder's latents are of order 1); rate: weight of the
     estimated bits per pixel, against the squared error in [-1, 1] units;
     None (the default) picks the weight for how the bits are estimated,
-    `NET_RATE`, `TWO_NET_RATE` or `CHANGE_RATE`.
+    `NET_RATE`, `CHAIN_RATE` or `CHANGE_RATE`.
     Under entropy model 3 the bits are the context net's (`NetRate`): 0.5
     was chosen on carphone, realshort and the test card at the default
     point (5 steps, bench/RESULTS.md): against no refinement, 1% / 11%
@@ -171,8 +171,8 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
     of the chunk, the unpadded clip) plus `config.ssim` times its 1 - SSIM
     plus the rate weight (`RefineConfig.rate`) times the bits per pixel its
     tokens cost: what the context net `net` (of `bits`-bit tokens: the one
-    entropy model 3 codes them with; or model 4's two nets, low bits' and
-    high bits', whose bits add up to `bits`) spends on them given the
+    entropy model 3 codes them with; or model 4's chain, the low bits' net
+    and the nets above it, whose bits add up to `bits`) spends on them given the
     segments before (`NetRate`), or without a net what its changes cost
     (`change_prices`); each step's latent quantised with `hysteresis` as
     `Tokenizer.encode` quantises; the tokens of the step with the lowest
@@ -184,7 +184,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
     nets = () if net is None else (net,) if isinstance(net, ContextNet) else tuple(net)
     if nets and sum(n.bits for n in nets) != bits:
         raise ValueError(f"context nets of {sum(n.bits for n in nets)}-bit tokens cannot price {bits}-bit tokens")
-    default = CHANGE_RATE if not nets else NET_RATE if len(nets) == 1 else TWO_NET_RATE
+    default = CHANGE_RATE if not nets else NET_RATE if len(nets) == 1 else CHAIN_RATE
     rate = config.rate if config.rate is not None else default
     net_rates = [NetRate(n).to(z.device) for n in nets] if rate else []
     price = change_prices(hysteresis_signs(z, hysteresis)) * keep if rate and not nets else None

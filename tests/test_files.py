@@ -100,16 +100,18 @@ def test_fit_prior_writes_a_loadable_prior_per_level(source: Path, tmp_path: Pat
     assert r.exit_code == 0, r.output
     model = load_tokenizer()
     levels = model.config.lfq.level_bits
-    coded = {levels[point.level] for point in model_ladder(model.config).points}
     for bits in levels:
         prior = EntropyPrior.load(tmp_path / f"{model.config.name}.prior-k{bits}.npz")
         assert prior.bits == bits and f"{prior.id:08x}" in r.output
-        split = bits > 8 and bits in coded  # the ladder's 12 bits: the 6-bit net, and one for the bits above
-        assert (prior.net is not None) == (bits <= 8 or split)  # the context net of entropy model 3
-        assert (prior.high_net is not None) == split  # and the second net of model 4
+        # every level has nets: 6 bits one, each level above the chain of the one below and a net on top
+        assert [(n.bits, n.side_bits) for n in prior.nets] == [(6, b) for b in range(0, bits, 6)]
         for net in prior.nets:
             assert [w.shape[1] for w in net.weights] == [16, 24, 2 ** net.bits]
-    assert "6-bit context net:" in r.output and "12-bit high bits' context net:" in r.output
+        if bits > 6:
+            below = EntropyPrior.load(tmp_path / f"{model.config.name}.prior-k{bits - 6}.npz")
+            assert [n.digest for n in prior.nets[:-1]] == [n.digest for n in below.nets]
+    assert "6-bit context net:" in r.output and "12-bit top bits' context net:" in r.output
+    assert "30-bit top bits' context net:" in r.output and "5 context nets and" in r.output
     r = cli("fit-prior", str(source), "-o", str(tmp_path), "--net-hidden", "16")
     assert r.exit_code == 2 and "two positive widths" in r.output
     from tokcodec.context_net_fit import ContextNetConfig  # the help states the defaults it cannot import lazily

@@ -1,4 +1,4 @@
-"""Entropy model 4: a token's low bits coded by one context net, its high bits by another that sees them."""
+"""Entropy model 4: a token's low bits coded by one context net, the bits above by a chain of nets that see them."""
 
 from __future__ import annotations
 
@@ -20,10 +20,14 @@ from test_entropy import structured_tokens
 from test_net_rate import signs_of
 
 
-def split_prior(low: int, high: int, seed: int = 0) -> EntropyPrior:
-    """A prior for (low + high)-bit tokens with random nets for both halves."""
-    bits = low + high
-    return EntropyPrior(bits, fit_prior([], bits).tables, random_net(low, seed), random_net(high, seed + 1, side_bits=low))
+def split_prior(low: int, *high: int, seed: int = 0) -> EntropyPrior:
+    """A prior for (low + sum(high))-bit tokens with random nets: one for the
+    low bits, then one for each width in `high`, seeing the bits below it."""
+    bits, below, chain = low + sum(high), low, []
+    for i, width in enumerate(high):
+        chain.append(random_net(width, seed + 1 + i, side_bits=below))
+        below += width
+    return EntropyPrior(bits, fit_prior([], bits).tables, random_net(low, seed), tuple(chain))
 
 
 def round_trip(tokens: np.ndarray, prior: EntropyPrior) -> bytes:
@@ -34,11 +38,11 @@ def round_trip(tokens: np.ndarray, prior: EntropyPrior) -> bytes:
     return data
 
 
-@pytest.mark.parametrize("low, high", [(6, 6), (3, 2), (1, 8), (8, 1)])
+@pytest.mark.parametrize("widths", [(6, 6), (3, 2), (1, 8), (8, 1), (6, 6, 6, 6, 6), (2, 8, 1)])
 @pytest.mark.parametrize("shape", [(1, 1, 1), (1, 9, 16), (3, 17, 1), (4, 12, 20), (0, 4, 4)])
-def test_round_trip(low: int, high: int, shape: tuple[int, int, int]) -> None:
-    prior = split_prior(low, high)
-    bits = low + high
+def test_round_trip(widths: tuple[int, ...], shape: tuple[int, int, int]) -> None:
+    prior = split_prior(*widths)
+    bits = sum(widths)
     rng = np.random.default_rng(bits)
     top = (1 << bits) - 1
     for tokens in (np.zeros(shape, np.int64), np.full(shape, top, np.int64), rng.integers(0, top, shape, endpoint=True),
@@ -62,7 +66,7 @@ def test_the_high_net_learns_from_the_low_bits_and_the_coder_spends_what_it_pred
     alone, report_alone = fit_context_net([t >> 4 for t in train], 4, config)
     assert high.side_bits == 4 and report.tokens == 20 * 5 * 12 * 16
     assert report.int_bits < 0.5 * report_alone.int_bits  # measured: 0.007 against 0.85 bits/token
-    prior = EntropyPrior(8, fit_prior(train, 8).tables, low, high)
+    prior = EntropyPrior(8, fit_prior(train, 8).tables, low, (high,))
     test = linked_tokens(99, 5, 12, 16)
     data = round_trip(test, prior)
     counting = len(encode_tokens(test, 8, EntropyParams(prior=prior.id), prior))
@@ -75,37 +79,57 @@ def test_the_prior_keeps_both_nets_in_its_file_and_its_id(tmp_path: Path) -> Non
     prior = split_prior(6, 6)
     prior.save(tmp_path / "p.npz")
     again = EntropyPrior.load(tmp_path / "p.npz")
-    assert again.id == prior.id and again.nets[0].bits == 6 and again.high_net.side_bits == 6
+    assert again.id == prior.id and again.nets[0].bits == 6 and again.high_nets[0].side_bits == 6
     tokens = structured_tokens(4, 3, 8, 10, 12)
     params = EntropyParams.for_encoding(prior, 80)
     assert encode_tokens(tokens, 12, params, again) == encode_tokens(tokens, 12, params, prior)
-    other = EntropyPrior(12, prior.tables, prior.net, random_net(6, 9, side_bits=6))
+    other = EntropyPrior(12, prior.tables, prior.net, (random_net(6, 9, side_bits=6),))
     assert len({prior.id, other.id, EntropyPrior(12, prior.tables).id}) == 3
     np.savez(tmp_path / "bad.npz", bits=np.int32(12), **prior.tables,
              **{"net/" + k: v for k, v in prior.net.arrays().items()},
-             **{"high/" + k: v for k, v in prior.high_net.arrays().items() if k != "side_bits"})
+             **{"high/" + k: v for k, v in prior.high_nets[0].arrays().items() if k != "side_bits"})
     with pytest.raises(ValueError, match="bad.npz"):
         EntropyPrior.load(tmp_path / "bad.npz")
 
 
+def test_a_chain_of_nets_keeps_its_order_in_its_file_and_its_id(tmp_path: Path) -> None:
+    """A 24-bit prior's four nets (the last seeing 18 bits below it) load back
+    in order, and every net and its place in the chain count in the id."""
+    prior = split_prior(6, 6, 6, 6)
+    assert [(n.bits, n.side_bits) for n in prior.nets] == [(6, 0), (6, 6), (6, 12), (6, 18)]
+    prior.save(tmp_path / "p.npz")
+    again = EntropyPrior.load(tmp_path / "p.npz")
+    assert again.id == prior.id and [n.digest for n in again.nets] == [n.digest for n in prior.nets]
+    tokens = structured_tokens(6, 3, 8, 10, 24)
+    params = EntropyParams.for_encoding(prior, 80)
+    assert encode_tokens(tokens, 24, params, again) == round_trip(tokens, prior)
+    shorter = split_prior(6, 6, 6)  # the same first three nets: the 18-bit level's chain
+    assert [n.digest for n in shorter.nets] == [n.digest for n in prior.nets[:3]] and shorter.id != prior.id
+    swapped = EntropyPrior(24, prior.tables, prior.net, (prior.high_nets[0], random_net(6, 3, side_bits=12),
+                                                         random_net(6, 2, side_bits=18)))
+    assert swapped.id != prior.id  # the same nets (but the order) code other bits
+
+
 def test_inconsistent_nets_and_models_are_refused() -> None:
     tables = fit_prior([], 12).tables
-    with pytest.raises(ValueError, match="high bits' net"):
-        EntropyPrior(12, tables, random_net(6), random_net(6, side_bits=5))  # sees 5 low bits, not 6
-    with pytest.raises(ValueError, match="high bits' net"):
-        EntropyPrior(12, tables, random_net(5), random_net(6, side_bits=5))  # 11 bits, not 12
-    with pytest.raises(ValueError, match="high bits' net"):
-        EntropyPrior(12, tables, None, random_net(6, side_bits=6))
+    with pytest.raises(ValueError, match="bits above"):
+        EntropyPrior(12, tables, random_net(6), (random_net(6, side_bits=5),))  # sees 5 low bits, not 6
+    with pytest.raises(ValueError, match="code 11 bits"):
+        EntropyPrior(12, tables, random_net(5), (random_net(6, side_bits=5),))  # 11 bits, not 12
+    with pytest.raises(ValueError, match="bits above"):
+        EntropyPrior(12, tables, None, (random_net(6, side_bits=6),))
+    with pytest.raises(ValueError, match="bits above"):  # the third net must see 12 bits, not 6
+        EntropyPrior(18, fit_prior([], 18).tables, random_net(6), (random_net(6, side_bits=6),) * 2)
     with pytest.raises(ValueError, match="no side tokens"):
         EntropyPrior(12, tables, random_net(6, side_bits=6))
     with pytest.raises(ValueError, match="side_bits"):
-        random_net(6, side_bits=9)
+        random_net(6, side_bits=25)
     split = split_prior(6, 6)
     tokens = structured_tokens(5, 2, 8, 8, 12)
     with pytest.raises(ValueError, match="whole tokens"):
         encode_tokens(tokens, 12, EntropyParams(model_id=3, prior=split.id), split)
     whole = EntropyPrior(6, fit_prior([], 6).tables, random_net(6))
-    with pytest.raises(ValueError, match="low and high"):
+    with pytest.raises(ValueError, match="no chain of nets"):
         encode_tokens(tokens & 63, 6, EntropyParams(model_id=4, prior=whole.id), whole)
     data = round_trip(tokens, split)
     with pytest.raises(EntropyError, match="needs a prior"):

@@ -367,13 +367,14 @@ def fit_prior(videos: tuple[str, ...], directory: str, model: str | None, max_ch
 
     The context net learns from the tokens `encode` writes at the default
     quality's scale and at 1x (hysteresis chosen per chunk); a net for a
-    level's high bits (entropy model 4), from its quality levels' tokens."""
+    level's bits above a lower level's (entropy model 4), from its quality
+    levels' tokens (a level only the pixel cap reaches: as the first net)."""
     from tokcodec.bitstream.context_net import MAX_NET_BITS
     from tokcodec.context_net_fit import ContextNetConfig
     from tokcodec.priors import fit_model_priors
 
     def report(bits, fit):
-        what = "context net" if bits <= MAX_NET_BITS else "high bits' context net"
+        what = "context net" if bits <= MAX_NET_BITS else "top bits' context net"
         click.echo(f"{bits}-bit {what}: {fit.float_bits:.3f} bits/token in float, {fit.int_bits:.3f} in integers, "
                    f"on {fit.tokens} training tokens")
 
@@ -383,7 +384,8 @@ def fit_prior(videos: tuple[str, ...], directory: str, model: str | None, max_ch
     net = config if config.steps else None
     for path, prior in fit_model_priors(list(videos), directory, model=model, max_chunks=max_chunks, net=net,
                                         report=report):
-        kind = "two context nets and " if prior.high_net is not None else "context net and " if prior.net is not None else ""
+        n = len(prior.nets)
+        kind = f"{n} context nets and " if n > 1 else "context net and " if n else ""
         click.echo(f"{path}: prior {prior.id:08x}, {kind}{len(prior.tables)} tables, {prior.bits}-bit tokens")
 
 

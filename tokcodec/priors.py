@@ -11,11 +11,11 @@ A level of at most 8 bits per token also gets the context net of entropy
 model 3 (`tokcodec.context_net_fit`), trained on the tokens `encode` writes
 at the model's default quality (its scale, and the hysteresis threshold it
 chooses per chunk), and stored in the same file: `encode` codes such a
-level with the net. A level of more bits that the rate ladder codes, at
-most 8 bits above a lower level with a net, gets the two nets of entropy
-model 4: that level's net for its low bits and a net for the rest given
-them, trained on the tokens `encode` writes at the ladder's points of the
-level.
+level with the net. A level of more bits, at most 8 bits above a lower
+level with nets, gets the chain of nets of entropy model 4: that level's
+nets for its low bits and a net for the rest given them, trained on the
+tokens `encode` writes at the ladder's points of the level (a level that
+only the pixel cap reaches: at the first net's scales).
 
 When a model's priors are fitted again, the ones they replace move to
 ``codec/models/retired/NAME.prior-kB-ID.npz`` (ID: the prior's id in hex):
@@ -166,10 +166,11 @@ def fit_model_priors(
     None, trained on the tokens `encode` writes at each of `net_scales`
     (None: the default quality's scale; the net codes every point of the
     ladder, 0.5x to 3x) with `net_hysteresis` (default: chosen per chunk, as
-    `encode` does, `video_token_chunks`). A level of more bits that the
-    ladder codes, at most 8 bits above a lower level with a net, gets
-    entropy model 4's nets: that level's and one for its bits above it,
-    trained on the tokens `encode` writes at the ladder's points of the level.
+    `encode` does, `video_token_chunks`). A level of more bits, at most 8
+    bits above a lower level with nets, gets entropy model 4's chain: that
+    level's nets and one for its bits above them, trained on the tokens
+    `encode` writes at the ladder's points of the level (a level that only
+    the pixel cap reaches: at `net_scales`).
     `report(bits, fit_report)` hears how each net fits.
 
     Use training videos, never the clips you evaluate on.
@@ -178,26 +179,23 @@ def fit_model_priors(
     levels = tokenizer.config.lfq.level_bits
     ladder = model_ladder(tokenizer.config)
     chunks = list(video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, hysteresis))
-    nets = {}  # bits -> the net of that level
+    chains = {}  # bits -> the nets that code that level, low bits first
     out = []
     for level, bits in enumerate(levels):
         mask = (1 << bits) - 1
         prior = fit_prior((c & mask for c in chunks), bits, weight)
-        low = max((b for b in nets if bits - b <= MAX_NET_BITS), default=None)
-        qualities = [q for q, point in enumerate(ladder.points) if point.level == level]
-        if net is not None and bits <= MAX_NET_BITS:
-            net_chunks = list(video_token_chunks(videos, tokenizer, chunk_frames, max_chunks, net_hysteresis,
-                                                 net_scales, bits))
-            context_net, fit = fit_context_net(net_chunks, bits, net)
-            prior = EntropyPrior(bits, prior.tables, context_net)
-            nets[bits] = context_net
-            if report is not None:
-                report(bits, fit)
-        elif net is not None and low is not None and qualities:
-            net_chunks = [c for q in qualities for c in video_token_chunks(
-                videos, tokenizer, chunk_frames, max_chunks, net_hysteresis, None, bits, q)]
-            high_net, fit = fit_context_net(net_chunks, bits - low, net, side_bits=low)
-            prior = EntropyPrior(bits, prior.tables, nets[low], high_net)
+        low = max((b for b in chains if bits - b <= MAX_NET_BITS), default=None)
+        if net is not None and (bits <= MAX_NET_BITS or low is not None):
+            side = 0 if bits <= MAX_NET_BITS else low
+            # a top net learns from the tokens of its level's points; the first net, and a top
+            # net of a level that only the pixel cap reaches (large frames' top points), at net_scales
+            qualities = [q for q, point in enumerate(ladder.points) if point.level == level] if side else []
+            net_chunks = [c for q in qualities or [None] for c in video_token_chunks(
+                videos, tokenizer, chunk_frames, max_chunks, net_hysteresis,
+                None if qualities else net_scales, bits, q)]
+            fitted, fit = fit_context_net(net_chunks, bits - side, net, side_bits=side)
+            chains[bits] = chains[low] + (fitted,) if side else (fitted,)
+            prior = EntropyPrior(bits, prior.tables, chains[bits][0], chains[bits][1:])
             if report is not None:
                 report(bits, fit)
         path = prior_path(tokenizer.config.name, bits, Path(directory))

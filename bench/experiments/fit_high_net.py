@@ -76,7 +76,7 @@ def main() -> None:
         high = EntropyPrior(BITS - LOW, low.tables, net)  # the high bits on their own, as model 3 codes them
     else:
         net, fit = fit_context_net(chunks, BITS - LOW, config, side_bits=LOW)
-        prior = EntropyPrior(BITS, shipped.tables, low.net, net)
+        prior = EntropyPrior(BITS, shipped.tables, low.net, (net,))
         prior.save(args.out)
     print(f"fitted in {time.time() - start:.0f} s: {fit.float_bits:.3f} bits/token in float, "
           f"{fit.int_bits:.3f} in integers" + ("" if args.no_side else f"; prior {prior.id:08x} -> {args.out}"))
