@@ -437,6 +437,24 @@ def test_quality_7_is_coded_by_two_context_nets(source: Path, tmp_path: Path) ->
     assert probe(tmp_path / "q7.mp4").frames == 9
 
 
+@pytest.mark.parametrize("level", [2, 3, 4])
+def test_levels_above_12_bits_are_coded_by_a_chain_of_nets(source: Path, tmp_path: Path, level: int) -> None:
+    """Large frames' top points code 18 to 30 bits per token (the pixel cap
+    trades scale for bits): the shipped priors of those levels hold model 4's
+    chain of 6-bit nets, which codes them, and the tokens decode as written."""
+    model = load_tokenizer()
+    bits = model.config.lfq.level_bits[level]
+    prior = load_prior(model.config.name, bits)
+    assert [(n.bits, n.side_bits) for n in prior.nets] == [(6, b) for b in range(0, bits, 6)]
+    out = tmp_path / f"l{level}.tok"
+    tokcodec.encode_file(source, out, scale=1.0, level=level, chunk_frames=9, max_frames=9)
+    info = tokcodec.tok_info(out)
+    assert (info["bits"], info["entropy_model"], info["entropy_prior"]) == (bits, 4, f"{prior.id:08x}")
+    assert max(int(c.tokens.max()) for c in tokcodec.read_tokens(out)) >= 1 << (bits - 6)  # the top net's bits are used
+    tokcodec.decode_file(out, tmp_path / f"l{level}.mp4")
+    assert probe(tmp_path / f"l{level}.mp4").frames == 9
+
+
 def test_quality_levels_pick_bits_of_the_ladder(source: Path, tmp_path: Path) -> None:
     from tokcodec.codec import LFQConfig, Tokenizer, TokenizerConfig
 
