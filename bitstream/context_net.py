@@ -316,8 +316,9 @@ def chunk_inputs(tokens: np.ndarray, net_bits: int, side: np.ndarray | None = No
 
 
 # Tokens per network call when encoding (all inputs are known): whole steps up to at least this
-# many. Small batches keep the inputs and activations in cache: 1,024 codes 1.5x to 2.4x faster
-# than 65,536 did (a 1080p chunk's 24-bit tokens, 6-bit ones at 176x144; bench/RESULTS.md)
+# many. Small batches keep the inputs and activations in cache: 1,024 codes 1.5x to 2.1x faster
+# than 65,536 did (a 1080p chunk's 24-bit tokens; 6- and 12-bit ones of carphone and realshort at 3x;
+# bench/RESULTS.md, "Large frames' top points coded by a chain of nets")
 _BATCH = 1 << 10
 
 
