@@ -12,7 +12,7 @@ model 3 (`tokcodec.context_net_fit`), trained on the tokens `encode` writes
 at the model's default quality (its scale, and the hysteresis threshold it
 chooses per chunk), and stored in the same file: `encode` codes such a
 level with the net. A level of more bits, at most 8 bits above a lower
-level with nets, gets the chain of nets of entropy model 4: that level's
+level with nets, gets the chain of nets of entropy model 4: the lower level's
 nets for its low bits and a net for the rest given them, trained on the
 tokens `encode` writes at the ladder's points of the level (a level that
 only the pixel cap reaches: at the first net's scales).
@@ -167,7 +167,7 @@ def fit_model_priors(
     (None: the default quality's scale; the net codes every point of the
     ladder, 0.5x to 3x) with `net_hysteresis` (default: chosen per chunk, as
     `encode` does, `video_token_chunks`). A level of more bits, at most 8
-    bits above a lower level with nets, gets entropy model 4's chain: that
+    bits above a lower level with nets, gets entropy model 4's chain: the lower
     level's nets and one for its bits above them, trained on the tokens
     `encode` writes at the ladder's points of the level (a level that only
     the pixel cap reaches: at `net_scales`).
