@@ -949,7 +949,7 @@ def _net_encode(tokens: np.ndarray, prior: "EntropyPrior") -> bytes:
         enc.encode(symbols.astype(np.int32), _CATEGORICAL, weights)
 
     if tokens.size:
-        for net in prior.nets:  # a net codes the bits above its side bits (model 4's high bits' net: the low ones)
+        for net in prior.nets:  # a net codes the bits above its side bits (model 4's chain: the nets' before it)
             code_chunk(net, tokens.shape, code, (tokens >> net.side_bits) & ((1 << net.bits) - 1), side=tokens)
     return enc.get_compressed().astype("<u4", copy=False).tobytes()
 
@@ -968,7 +968,7 @@ def _net_decode(data: memoryview, shape, prior: "EntropyPrior") -> np.ndarray:
         except Exception as e:  # constriction reports undecodable data this way
             raise EntropyError(f"entropy decoding failed: {e}") from None
 
-    for net in prior.nets:  # a high bits' net sees the low bits decoded so far as side tokens
+    for net in prior.nets:  # a net of model 4's chain sees the bits decoded so far as side tokens
         out |= code_chunk(net, shape, code, side=out) << net.side_bits
     if not dec.maybe_exhausted():
         raise EntropyError("payload has data after the last token")

@@ -14,10 +14,10 @@ coder spends up to the coder's own rounding of the probabilities. Backward,
 the floors pass the gradient straight through and the table is read as the
 piecewise-linear curve through its logarithms.
 
-Entropy model 4 codes a token's low bits with one net and its high bits
-with another that also sees the low bits (its side tokens): the token's
-bits are the sum of two `NetRate`s, the high one reading its own planes
-above the side planes.
+Entropy model 4 codes a token's low bits with one net and the bits above
+with a chain of nets, each also seeing all the bits below its own (its side
+tokens): the token's bits are the sum of the chain's `NetRate`s, each
+reading its own planes above its side planes.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _straight_floor(x: torch.Tensor) -> torch.Tensor:
 
 class NetRate(torch.nn.Module):
     """A `ContextNet` as a torch function from token signs to bits. A net with
-    side tokens (model 4's high bits' net, ``side_bits`` S) prices the planes
+    side tokens (a net above the first of model 4's chain, ``side_bits`` S) prices the planes
     S .. S + bits - 1 of the signs it is given, planes 0 .. S - 1 being its side tokens."""
 
     def __init__(self, net: ContextNet):

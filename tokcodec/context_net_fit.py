@@ -56,7 +56,7 @@ class FitReport:
 def chunk_examples(chunk: np.ndarray, bits: int, side_bits: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(inputs (N, F) int8, token values (N,)) of every token of one (T, H, W)
     chunk: of its bits `side_bits` .. `side_bits + bits - 1`, the bits below
-    being side tokens (a net for model 4's high bits; 0: whole tokens).
+    being side tokens (a net of model 4's chain above its first; 0: whole tokens).
     The inputs are signs and flags, so int8 holds them in a quarter of float32's memory."""
     chunk = np.asarray(chunk, np.int64)
     tokens = (chunk >> side_bits) & ((1 << bits) - 1)
@@ -72,7 +72,7 @@ class _Net(nn.Sequential):
 def fit_context_net(chunks: Iterable[np.ndarray], bits: int, config: ContextNetConfig = ContextNetConfig(),
                     side_bits: int = 0) -> tuple[ContextNet, FitReport]:
     """Train the integer context net of entropy model 3 on `bits`-bit token
-    chunks; with `side_bits`, the high bits' net of model 4: it codes bits
+    chunks; with `side_bits`, a net of model 4's chain above its first: it codes bits
     `side_bits` .. `side_bits + bits - 1` of the chunks' tokens given the
     bits below.
 

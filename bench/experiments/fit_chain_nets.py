@@ -84,7 +84,6 @@ def main() -> None:
     print(f"{len(chunks)} chunks, {sum(c.size for c in chunks)} tokens", flush=True)
     config = ContextNetConfig(hidden=tuple(int(h) for h in args.hidden.split(",")), steps=args.steps)
     chain = list(load_prior(MODEL, 2 * GROUP).nets)  # groups 0 and 1: the shipped nets
-    fitted = {}
     for g in args.groups:
         path = args.out / f"group{g}.npz"  # the net alone, so that a second run (or a parallel one) reuses it
         if not path.exists():
@@ -94,12 +93,11 @@ def main() -> None:
             print(f"group {g} (bits {GROUP * g}..{GROUP * g + GROUP - 1}): {time.time() - start:.0f} s, "
                   f"{fit.float_bits:.3f} bits/token in float, {fit.int_bits:.3f} in integers", flush=True)
             np.savez(path, **net.arrays())
-        fitted[g] = _load_group(args.out, g)
     priors = {}
     for g in range(2, BITS // GROUP):
         if all((args.out / f"group{i}.npz").exists() for i in range(2, g + 1)):
             level = GROUP * (g + 1)
-            nets = chain + [fitted.get(i) or _load_group(args.out, i) for i in range(2, g + 1)]
+            nets = chain + [_load_group(args.out, i) for i in range(2, g + 1)]
             priors[level] = EntropyPrior(level, load_prior(MODEL, level).tables, nets[0], tuple(nets[1:]))
             priors[level].save(args.out / f"{MODEL}.prior-k{level}.npz")
             print(f"{level}-bit prior {priors[level].id:08x}", flush=True)
