@@ -21,21 +21,24 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .entropy import EntropyError, EntropyParams, EntropyPrior, decode_tokens, encode_tokens
+from .luma_layer import LumaLayer, decode_layer, encode_layer, layer_shape
 
 MAGIC = b"TOKC"
 CHUNK_MAGIC = b"CHNK"
 INDEX_MAGIC = b"TIDX"
 TRAILER_MAGIC = b"TEND"
-VERSION = (1, 6)
+VERSION = (1, 7)
 
 MAX_HEADER_BODY = 1 << 20
 MAX_AUDIO_BYTES = 16 << 20
 MAX_AUDIO_PACKETS = 4096
+MAX_LAYER_BYTES = 16 << 20
 MAX_EXTRADATA = 1 << 20
 MAX_SIZE = 16384
 
 _PREFIX = struct.Struct("<4sBBI")  # magic, major, minor, body_size
 _CHUNK = struct.Struct("<4sIQIHIHI")  # magic, index, first_frame, frames, token_t, token_bytes, packets, audio_bytes
+_LAYER_BYTES = struct.Struct("<I")  # since 1.7, in files with a luma layer: the chunk's layer payload size
 _ENTRY = struct.Struct("<QIQ")  # first_frame, frames, offset
 _TRAILER = struct.Struct("<Q4s")
 _PACKET = struct.Struct("<qII")  # pts, duration, size
@@ -93,6 +96,9 @@ class Header:
     luma_black: int = 16
     luma_white: int = 235
     luma_matrix: int = 0
+    # Since 1.7: 1 if the chunks carry a coarse luma layer (`bitstream.luma_layer`);
+    # 0 (and absent before 1.7): they do not.
+    luma_layer: int = 0
 
     @property
     def coded_size(self) -> tuple[int, int]:
@@ -127,6 +133,7 @@ class Header:
             (self.chunk_token_frames(self.chunk_frames) < 1 << 16, "chunk frames"),
             (1 <= self.bits <= 30, "bits per token"),
             (0 <= self.luma_black < self.luma_white <= 255 and self.luma_matrix in (0, 1), "luma range"),
+            (self.luma_layer in (0, 1), "luma layer flag"),
         ]
         for ok, what in checks:
             if not ok:
@@ -174,6 +181,7 @@ class Header:
             body += a.extradata
         body += struct.pack("<II", self.coded_width, self.coded_height)  # since 1.3; 0: the displayed size
         body += struct.pack("<BBB", self.luma_black, self.luma_white, self.luma_matrix)  # since 1.5
+        body += struct.pack("<B", self.luma_layer)  # since 1.7
         head = _PREFIX.pack(MAGIC, *VERSION, len(body)) + bytes(body)
         return head + _CRC.pack(zlib.crc32(head))
 
@@ -222,10 +230,11 @@ class Header:
             audio = AudioTrack(codec, rate, layout, Fraction(tb_num, tb_den), c.take(n_extra))
         coded = c.unpack("<II") if c.remaining() >= 8 else (0, 0)  # absent before 1.3
         luma = c.unpack("<BBB") if c.remaining() >= 3 else (16, 235, 0)  # absent before 1.5
+        layer = c.unpack("<B")[0] if c.remaining() >= 1 else 0  # absent before 1.7
         if fps_den == 0:
             raise ValueError("zero frame rate denominator")
         return cls(model, fingerprint, width, height, pw, ph, Fraction(fps_num, fps_den), frames, chunk_frames,
-                   tf, sf, bits, quality, entropy, audio, *coded, *luma)
+                   tf, sf, bits, quality, entropy, audio, *coded, *luma, layer)
 
 
 def _str8(s: str) -> bytes:
@@ -301,11 +310,18 @@ class Chunk:
     tokens: np.ndarray  # int64 (T', H', W')
     audio: list[AudioPacket]
     payload_bytes: int  # size of the entropy-coded token payload
+    layer: LumaLayer | None = None  # the coarse luma layer (files with one; None where a chunk has none)
+    layer_bytes: int = 0  # its payload's size
 
 
 def _end_frame(entries: list[ChunkEntry]) -> int:
     """Frames covered by chunks 0 .. len(entries) - 1."""
     return entries[-1].end_frame if entries else 0
+
+
+def layer_shape_of(header: Header, frames: int, layer: LumaLayer) -> tuple[int, int, int]:
+    """(G, h, w) a chunk of `frames` frames needs for `layer`'s cells (displayed size)."""
+    return layer_shape(frames, header.height, header.width, layer.block, layer.group)
 
 
 def max_token_bytes(header: Header, token_t: int) -> int:
@@ -339,6 +355,7 @@ class TokWriter:
         self.entries: list[ChunkEntry] = []
         self.payload_bytes = 0  # entropy-coded tokens
         self.audio_bytes = 0  # stored audio packets, their small headers included
+        self.layer_bytes = 0  # coarse luma layers
         self._atomic = atomic
         if atomic:
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or ".")
@@ -360,8 +377,16 @@ class TokWriter:
         (an encoder's rate estimate: nothing is written)."""
         return len(encode_tokens(tokens, self.header.bits, self.header.entropy, self.prior))
 
-    def write_chunk(self, frames: int, tokens: np.ndarray, audio: Iterable[AudioPacket] = ()) -> ChunkEntry:
-        """Entropy-code one chunk of `frames` real frames and append it."""
+    def token_payload(self, tokens: np.ndarray) -> bytes:
+        """The entropy-coded payload of a chunk of `tokens` (what `write_chunk` writes for them)."""
+        return encode_tokens(tokens, self.header.bits, self.header.entropy, self.prior)
+
+    def write_chunk(self, frames: int, tokens: np.ndarray, audio: Iterable[AudioPacket] = (),
+                    layer: LumaLayer | None = None, payload: bytes | None = None) -> ChunkEntry:
+        """Entropy-code one chunk of `frames` real frames and append it, with
+        its coarse luma `layer` (a file whose header has ``luma_layer``;
+        None: none for this chunk). `payload`: `token_payload(tokens)` if
+        the caller has it already."""
         assert self._f is not None, "writer is closed"
         h = self.header
         if not 1 <= frames <= h.chunk_frames or (self.entries and self.entries[-1].frames != h.chunk_frames):
@@ -369,20 +394,26 @@ class TokWriter:
         expected = (h.chunk_token_frames(frames), *h.token_grid[1:])
         if tokens.shape != expected:
             raise ValueError(f"chunk tokens have shape {tokens.shape}, expected {expected}")
-        payload = encode_tokens(tokens, h.bits, h.entropy, self.prior)
+        if layer is not None and (not h.luma_layer or layer.values.shape != layer_shape_of(h, frames, layer)):
+            raise ValueError("this chunk's luma layer does not fit the file (no layer in its header, or another shape)")
+        payload = self.token_payload(tokens) if payload is None else payload
         packets = list(audio)
         audio_blob = b"".join(_PACKET.pack(p.pts, p.duration, len(p.data)) + p.data for p in packets)
         if len(packets) > MAX_AUDIO_PACKETS or len(audio_blob) > MAX_AUDIO_BYTES:
             raise ValueError("too much audio for one chunk")
+        layer_blob = encode_layer(layer)
         entry = ChunkEntry(len(self.entries), self.frames, frames, self._f.tell())
         head = _CHUNK.pack(CHUNK_MAGIC, entry.index, entry.first_frame, frames, expected[0], len(payload),
                            len(packets), len(audio_blob))
-        crc = zlib.crc32(audio_blob, zlib.crc32(payload, zlib.crc32(head)))
-        self._f.write(head + payload + audio_blob + _CRC.pack(crc))
+        if h.luma_layer:
+            head += _LAYER_BYTES.pack(len(layer_blob))
+        crc = zlib.crc32(layer_blob, zlib.crc32(audio_blob, zlib.crc32(payload, zlib.crc32(head))))
+        self._f.write(head + payload + audio_blob + layer_blob + _CRC.pack(crc))
         self._f.flush()
         self.entries.append(entry)
         self.payload_bytes += len(payload)
         self.audio_bytes += len(audio_blob)
+        self.layer_bytes += len(layer_blob)
         return entry
 
     def close(self) -> None:
@@ -449,6 +480,7 @@ class TokReader:
             if self.header.entropy.prior and prior_for is not None:
                 self.prior = prior_for(self.header)
             self._data_start = self._f.tell()
+            self._head_size = _CHUNK.size + (_LAYER_BYTES.size if self.header.luma_layer else 0)
             self.entries = self._read_index() or self._scan()
             self._check_complete()
         except BaseException:
@@ -494,13 +526,13 @@ class TokReader:
         """Walk the chunk headers of a file without an index (live or cut short)."""
         entries: list[ChunkEntry] = []
         offset = self._data_start
-        while offset + _CHUNK.size <= self.size:
+        while offset + self._head_size <= self.size:
             self._f.seek(offset)
-            head = self._f.read(_CHUNK.size)
+            head = self._f.read(self._head_size)
             if head[:4] == INDEX_MAGIC:
                 break  # an index whose trailer was damaged
             fields_ = self._chunk_fields(head, len(entries), offset)
-            end = offset + _CHUNK.size + fields_[4] + fields_[6] + 4
+            end = offset + self._head_size + fields_[4] + fields_[6] + fields_[7] + 4
             if end > self.size:
                 break  # the last chunk is incomplete
             if fields_[1] != _end_frame(entries):
@@ -519,17 +551,18 @@ class TokReader:
             raise TokError("truncated .tok file: no complete chunk")
 
     def _chunk_fields(self, head: bytes, index: int, offset: int) -> tuple:
-        if len(head) < _CHUNK.size:
+        if len(head) < self._head_size:
             raise TokError(f"truncated .tok file (chunk {index} incomplete)")
-        magic, idx, first, frames, token_t, token_bytes, packets, audio_bytes = _CHUNK.unpack(head)
+        magic, idx, first, frames, token_t, token_bytes, packets, audio_bytes = _CHUNK.unpack_from(head)
+        layer_bytes = _LAYER_BYTES.unpack_from(head, _CHUNK.size)[0] if self.header.luma_layer else 0
         h = self.header
         if magic != CHUNK_MAGIC or idx != index:
             raise TokError(f"chunk {index} is corrupt (no chunk at offset {offset})")
         if (not 1 <= frames <= h.chunk_frames or token_t != h.chunk_token_frames(frames)
                 or token_bytes > max_token_bytes(h, token_t) or packets > MAX_AUDIO_PACKETS
-                or audio_bytes > MAX_AUDIO_BYTES):
+                or audio_bytes > MAX_AUDIO_BYTES or layer_bytes > MAX_LAYER_BYTES):
             raise TokError(f"chunk {index} is corrupt (bad chunk header)")
-        return magic, first, frames, token_t, token_bytes, packets, audio_bytes
+        return magic, first, frames, token_t, token_bytes, packets, audio_bytes, layer_bytes
 
     def read_chunk(self, i: int, tokens: bool = True) -> Chunk:
         """Read and check chunk `i`; entropy-decode its tokens unless `tokens` is False."""
@@ -548,21 +581,22 @@ class TokReader:
         """Chunk `i`'s header and body (payloads + CRC), the CRC and the index checked; and its fields."""
         e = self.entries[i]
         f.seek(e.offset)
-        head = f.read(_CHUNK.size)
+        head = f.read(self._head_size)
         fields_ = self._chunk_fields(head, i, e.offset)
-        _, first, frames, token_t, token_bytes, packets, audio_bytes = fields_
-        body = f.read(token_bytes + audio_bytes + 4)
-        if len(body) < token_bytes + audio_bytes + 4:
+        _, first, frames, token_t, token_bytes, packets, audio_bytes, layer_bytes = fields_
+        size = token_bytes + audio_bytes + layer_bytes
+        body = f.read(size + 4)
+        if len(body) < size + 4:
             raise TokError(f"truncated .tok file (chunk {i} incomplete)")
-        (crc,) = _CRC.unpack_from(body, token_bytes + audio_bytes)
-        if zlib.crc32(body[: token_bytes + audio_bytes], zlib.crc32(head)) != crc:
+        (crc,) = _CRC.unpack_from(body, size)
+        if zlib.crc32(body[:size], zlib.crc32(head)) != crc:
             raise TokError(f"chunk {i} is corrupt (CRC mismatch)")
         if (first, frames) != (e.first_frame, e.frames):
             raise TokError(f"chunk {i} does not match the index")
         return head, body, fields_
 
     def _read_chunk(self, f: BinaryIO, i: int, with_tokens: bool) -> Chunk:
-        _, body, (_, first, frames, token_t, token_bytes, packets, audio_bytes) = self._read_checked(f, i)
+        _, body, (_, first, frames, token_t, token_bytes, packets, audio_bytes, layer_bytes) = self._read_checked(f, i)
         h = self.header
         tokens = np.zeros((0, 0, 0), np.int64)
         if with_tokens:
@@ -576,7 +610,12 @@ class TokReader:
             except EntropyError as exc:
                 raise TokError(f"chunk {i} is corrupt ({exc})") from None
         audio = _parse_packets(memoryview(body)[token_bytes : token_bytes + audio_bytes], packets, i)
-        return Chunk(i, first, frames, tokens, audio, token_bytes)
+        try:
+            layer = decode_layer(memoryview(body)[token_bytes + audio_bytes : token_bytes + audio_bytes + layer_bytes],
+                                 frames, h.height, h.width)
+        except ValueError as exc:
+            raise TokError(f"chunk {i} is corrupt ({exc})") from None
+        return Chunk(i, first, frames, tokens, audio, token_bytes, layer, layer_bytes)
 
     def audio_packets(self, start: int = 0, frames: int | None = None) -> Iterator[AudioPacket]:
         """Audio packets of the chunks covering a frame range, read lazily.

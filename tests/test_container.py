@@ -14,6 +14,7 @@ import pytest
 
 from tokcodec.bitstream.container import AudioPacket, AudioTrack, Header, TokError, TokReader, TokWriter
 from tokcodec.bitstream.entropy import EntropyParams
+from tokcodec.bitstream.luma_layer import LumaLayer, layer_shape
 
 
 def header(**kw) -> Header:
@@ -181,9 +182,9 @@ def test_a_coded_size_round_trips_and_is_checked() -> None:
 
 
 def test_a_version_1_2_header_reads_as_unscaled() -> None:
-    """Files written before 1.3 end their header body before the coded size (and 1.5's luma range)."""
+    """Files written before 1.3 end their header body before the coded size (and 1.5's luma range, 1.7's layer flag)."""
     data = header().to_bytes()
-    body = data[10:-4][:-11]
+    body = data[10:-4][:-12]
     head = b"TOKC" + bytes([1, 2]) + struct.pack("<I", len(body)) + body
     old = Header.read(__import__("io").BytesIO(head + struct.pack("<I", zlib.crc32(head))))
     assert old == header() and old.coded_size == (60, 30)
@@ -194,10 +195,82 @@ def test_a_version_1_4_header_reads_as_the_nominal_luma_range() -> None:
     wide = replace(header(), luma_black=0, luma_white=255, luma_matrix=1)
     data = wide.to_bytes()
     assert Header.read(io.BytesIO(data)) == wide
-    body = data[10:-4][:-3]
+    body = data[10:-4][:-4]
     head = b"TOKC" + bytes([1, 4]) + struct.pack("<I", len(body)) + body
     old = Header.read(io.BytesIO(head + struct.pack("<I", zlib.crc32(head))))
     assert (old.luma_black, old.luma_white, old.luma_matrix) == (16, 235, 0)
     for bad in (dict(luma_black=200, luma_white=100), dict(luma_matrix=2)):
         with pytest.raises(TokError, match="luma range"):
             Header.read(io.BytesIO(replace(header(), **bad).to_bytes()))
+
+
+def layer_for(h: Header, frames: int, seed: int = 0) -> LumaLayer:
+    rng = np.random.default_rng(seed)
+    shape = layer_shape(frames, h.height, h.width, 8, 4)
+    return LumaLayer(8, 4, 4, rng.integers(-5, 6, shape).astype(np.int8))
+
+
+def test_chunks_carry_a_luma_layer_in_a_file_that_says_so(tmp_path: Path) -> None:
+    """1.7: a header with luma_layer = 1 gives every chunk a layer field (empty: no layer for that chunk)."""
+    h = header(luma_layer=1, entropy=EntropyParams(model_id=2))
+    layers = [layer_for(h, 9, 1), None, layer_for(h, 4, 2)]
+    gs = grids([9, 9, 4], h)
+    with TokWriter(tmp_path / "l.tok", h) as w:
+        for i, (f, g, layer) in enumerate(zip([9, 9, 4], gs, layers)):
+            w.write_chunk(f, g, audio(i), layer)
+    assert w.layer_bytes > 0
+    for path in (tmp_path / "l.tok",):
+        with TokReader(path) as r:
+            assert r.header.luma_layer == 1
+            for c, g, layer in zip(r.chunks(), gs, layers):
+                assert np.array_equal(c.tokens, g) and c.audio == audio(c.index)
+                assert (c.layer is None) == (layer is None) and (c.layer_bytes > 0) == (layer is not None)
+                if layer is not None:
+                    assert (c.layer.block, c.layer.group, c.layer.step) == (8, 4, 4)
+                    assert np.array_equal(c.layer.values, layer.values)
+    # the chunks without the index (a live file) walk the same way
+    data = (tmp_path / "l.tok").read_bytes()
+    (tmp_path / "cut.tok").write_bytes(data[: data.rindex(b"TIDX")])
+    with TokReader(tmp_path / "cut.tok") as r:
+        assert [c.layer is None for c in r.chunks()] == [False, True, False]
+
+
+def test_a_layer_is_refused_where_the_file_has_none_or_it_does_not_fit(tmp_path: Path) -> None:
+    h = header()
+    with pytest.raises(ValueError, match="luma layer"):
+        with TokWriter(tmp_path / "a.tok", h) as w:
+            w.write_chunk(9, grids([9], h)[0], (), layer_for(h, 9))
+    h = header(luma_layer=1)
+    with pytest.raises(ValueError, match="luma layer"):
+        with TokWriter(tmp_path / "b.tok", h) as w:
+            w.write_chunk(9, grids([9], h)[0], (), layer_for(h, 4))  # a 4-frame layer for 9 frames
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_damaged_layer_is_reported_in_one_line(tmp_path: Path) -> None:
+    h = header(luma_layer=1, audio=None)
+    g = grids([9], h)[0]
+    with TokWriter(tmp_path / "a.tok", h) as w:
+        w.write_chunk(9, g, (), layer_for(h, 9))
+    data = bytearray((tmp_path / "a.tok").read_bytes())
+    with TokReader(tmp_path / "a.tok") as r:
+        off = r.entries[0].offset
+        c = r.read_chunk(0)
+    start = off + 32 + 4 + c.payload_bytes  # chunk head, layer size, tokens (no audio)
+    data[start] = 2  # a block of 2 pixels, below what a reader accepts; the CRC made to match
+    end = start + c.layer_bytes
+    data[end:end + 4] = struct.pack("<I", zlib.crc32(bytes(data[off:end])))
+    (tmp_path / "b.tok").write_bytes(bytes(data))
+    with TokReader(tmp_path / "b.tok") as r, pytest.raises(TokError, match=r"chunk 0 is corrupt \(luma layer"):
+        r.read_chunk(0)
+
+
+def test_a_file_without_a_layer_keeps_the_1_6_chunk_layout(tmp_path: Path) -> None:
+    """Only the header's flag byte is new: a 1.6 reader (which skips unknown header bytes) reads its chunks."""
+    h = header()
+    write(tmp_path / "a.tok", h)
+    h1 = header(luma_layer=1)
+    write(tmp_path / "b.tok", h1)
+    a, b = (tmp_path / "a.tok").read_bytes(), (tmp_path / "b.tok").read_bytes()
+    assert len(b) - len(a) == 3 * 4  # a 4-byte empty layer size per chunk, nothing else
+    assert Header.read(io.BytesIO(a)).luma_layer == 0 and Header.read(io.BytesIO(b)).luma_layer == 1

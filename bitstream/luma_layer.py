@@ -1,0 +1,134 @@
+"""The coarse luma layer of a chunk: a grid of small integers, and its coding.
+
+The tokenizer's 6 to 30 bits per token carry edges and texture better than
+the mean level of a region: decoded frames are off by a few Y' codes over
+whole blocks, and that costs PSNR on every frame (bench/RESULTS.md, "A
+coarse luma layer"). The layer sends that error: the mean of the source's
+luma minus the decoded luma over cells of ``block`` x ``block`` pixels of the
+displayed frame and ``group`` frames, divided by ``step`` and rounded. The
+decoder adds the values back, interpolated between cell centres
+(`codec.luma_layer`). This module knows only the integers and their bytes.
+
+Payload (FORMAT.md, "Luma layer"): empty for a chunk without a layer, else
+the u8 fields block, group, step, decay_first, decay_rest, then the values
+in (group, row, column) order as one range-coder stream (constriction,
+32-bit words): the first group's values as they are, every later group's
+as its difference to the group before. Each symbol has the fixed integer
+weights of a two-sided geometric distribution, ``w(0) = 2**20`` and
+``w(k + 1) = max(1, w(k) * decay // 256)`` for ``|v| = k + 1`` (``decay_first``
+for the first group, ``decay_rest`` after), over ``-2 MAX_VALUE .. 2
+MAX_VALUE``: integers, so every machine decodes the same values.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+__all__ = ["LumaLayer", "MAX_VALUE", "MIN_BLOCK", "MAX_CELLS", "layer_shape", "encode_layer", "decode_layer"]
+
+MAX_VALUE = 31  # |value| of a cell, in steps
+MIN_BLOCK = 4  # smallest cell side in pixels a reader accepts
+MAX_CELLS = 1 << 22  # cells of one chunk's layer a reader accepts (a bound before allocating)
+_HEAD = struct.Struct("<BBBBB")  # block, group, step, decay_first, decay_rest
+_SPAN = 2 * MAX_VALUE  # symbols are -SPAN .. SPAN
+
+
+@dataclass(frozen=True)
+class LumaLayer:
+    """One chunk's layer: `values` (G, h, w) int, cells of `block` x `block`
+    displayed pixels and `group` frames; a cell's luma correction is
+    value * `step` (8-bit RGB luma units)."""
+
+    block: int
+    group: int
+    step: int
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not (MIN_BLOCK <= self.block <= 255 and 1 <= self.group <= 255 and 1 <= self.step <= 255):
+            raise ValueError(f"luma layer: bad cell ({self.block} px, {self.group} frames, step {self.step})")
+        if self.values.ndim != 3 or (self.values.size and np.abs(self.values).max() > MAX_VALUE):
+            raise ValueError(f"luma layer: values must be a (G, h, w) grid within +-{MAX_VALUE}")
+
+
+def layer_shape(frames: int, height: int, width: int, block: int, group: int) -> tuple[int, int, int]:
+    """(G, h, w) of the layer of a chunk of `frames` frames of `width` x `height`."""
+    return -(-frames // group), -(-height // block), -(-width // block)
+
+
+def _weights(decay: int) -> np.ndarray:
+    """Integer weights of the symbols -SPAN .. SPAN (two-sided geometric)."""
+    half = [1 << 20]
+    for _ in range(_SPAN):
+        half.append(max(1, half[-1] * decay // 256))
+    w = np.asarray(half[:0:-1] + half, np.float64)
+    return w
+
+
+def _model(decay: int) -> "constriction.stream.model.Categorical":
+    return constriction.stream.model.Categorical(_weights(decay), perfect=False)
+
+
+def _ideal_bits(symbols: np.ndarray, decay: int) -> float:
+    w = _weights(decay)
+    return float(-np.log2(w[symbols + _SPAN] / w.sum()).sum())
+
+
+def _best_decay(symbols: np.ndarray) -> int:
+    return min(range(16, 256, 8), key=lambda d: _ideal_bits(symbols, d)) if symbols.size else 128
+
+
+def _symbols(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    v = values.astype(np.int64)
+    return v[:1].reshape(-1), (v[1:] - v[:-1]).reshape(-1)
+
+
+def encode_layer(layer: LumaLayer | None) -> bytes:
+    """The chunk payload of `layer` (b"" for none)."""
+    if layer is None:
+        return b""
+    first, rest = _symbols(layer.values)
+    d0, d1 = _best_decay(first), _best_decay(rest)
+    enc = constriction.stream.queue.RangeEncoder()
+    if first.size:
+        enc.encode(first.astype(np.int32) + _SPAN, _model(d0))
+    if rest.size:
+        enc.encode(rest.astype(np.int32) + _SPAN, _model(d1))
+    words = enc.get_compressed().astype("<u4", copy=False).tobytes()
+    return _HEAD.pack(layer.block, layer.group, layer.step, d0, d1) + words
+
+
+def decode_layer(data: bytes | memoryview, frames: int, height: int, width: int) -> LumaLayer | None:
+    """Inverse of `encode_layer` for a chunk of `frames` frames of `width` x
+    `height`; raises ValueError (one line) on a malformed payload."""
+    if not len(data):
+        return None
+    if len(data) < _HEAD.size or (len(data) - _HEAD.size) % 4:
+        raise ValueError("luma layer of a bad size")
+    block, group, step, d0, d1 = _HEAD.unpack_from(data)
+    if block < MIN_BLOCK or not group or not step or not d0 or not d1:
+        raise ValueError("luma layer with a bad cell")
+    shape = layer_shape(frames, height, width, block, group)
+    n = shape[0] * shape[1] * shape[2]
+    if n > MAX_CELLS:
+        raise ValueError(f"luma layer of {n} cells, more than {MAX_CELLS}")
+    words = np.frombuffer(data, "<u4", offset=_HEAD.size).astype(np.uint32)
+    if not len(words):
+        raise ValueError("luma layer without values")
+    dec = constriction.stream.queue.RangeDecoder(words)
+    plane = shape[1] * shape[2]
+    try:
+        first = dec.decode(_model(d0), plane).astype(np.int64) - _SPAN
+        rest = dec.decode(_model(d1), n - plane).astype(np.int64) - _SPAN if n > plane else np.zeros(0, np.int64)
+    except Exception as exc:  # constriction reports undecodable data this way
+        raise ValueError(f"luma layer undecodable ({exc})") from None
+    if not dec.maybe_exhausted():
+        raise ValueError("luma layer has data after its last value")
+    values = np.cumsum(np.concatenate([first, rest]).reshape(shape), axis=0)
+    if np.abs(values).max() > MAX_VALUE:
+        raise ValueError("luma layer value out of range")
+    return LumaLayer(block, group, step, values.astype(np.int8))
