@@ -32,6 +32,8 @@ import numpy as np
 import torch
 
 from tokcodec.bitstream.context_net import ContextNet
+from tokcodec.bitstream.luma_layer import MAX_CELLS, LumaLayer, layer_shape
+from tokcodec.codec.luma_layer import apply, luma, measure
 from tokcodec.codec.lfq import hysteresis_signs
 from tokcodec.codec.model import Tokenizer
 
@@ -146,3 +148,33 @@ def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: 
         return choice
     tokens = refine_tokens(tokenizer, tokenizer.pad(video), z, bits, choice.threshold, refine, size, net=net)
     return Choice(choice.threshold, tokens, choice.tried)
+
+
+# The coarse luma layer's cells a chunk may use ((block px, frames, step)), finest last; the
+# encoder keeps the best-scoring one or none (bench/RESULTS.md, "A coarse luma layer").
+LAYER_CELLS = ((32, 4, 4), (16, 4, 4), (8, 4, 4))
+
+
+def choose_layer(source: np.ndarray, decoded: np.ndarray, token_bytes: int,
+                 layer_bytes: Callable[[LumaLayer], int], matrix: int = 0,
+                 cells: Sequence[tuple[int, int, int]] = LAYER_CELLS, db_per_doubling: float = 1.0
+                 ) -> LumaLayer | None:
+    """The coarse luma layer (`codec.luma_layer`) that scores best for one
+    chunk, or None where no layer beats none: score = the luma PSNR of the
+    corrected frames minus `db_per_doubling` times log2 of the chunk's bits
+    (`token_bytes` + `layer_bytes` of the layer), the exchange rate the
+    hysteresis search uses. `source`, `decoded`: the chunk's real frames,
+    uint8 RGB (n, H, W, 3) at the displayed size, as read and as the decoder
+    writes them."""
+    target = luma(source, matrix)
+
+    def score(layer: LumaLayer | None) -> float:
+        out = luma(apply(decoded, layer), matrix)
+        mse = max(float(np.square(out - target).mean()), 1e-10)
+        size = token_bytes + (layer_bytes(layer) if layer is not None else 0)
+        return 10 * math.log10(255 ** 2 / mse) - db_per_doubling * math.log2(8 * max(size, 1))
+
+    n, H, W = target.shape
+    layers = [None] + [measure(source, decoded, b, g, s, matrix) for b, g, s in cells
+                       if math.prod(layer_shape(n, H, W, b, g)) <= MAX_CELLS]
+    return max(layers, key=score)

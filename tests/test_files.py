@@ -181,6 +181,31 @@ def test_api_encode_report(source: Path, tmp_path: Path) -> None:
     assert r.audio_bytes == tokcodec.tok_info(tmp_path / "a.tok")["audio_bytes"] > 0
 
 
+def _luma_error(video: Path, source: Path) -> float:
+    out = np.stack(list(iter_frames(video))).astype(np.float32)
+    src = np.stack(list(iter_frames(source))).astype(np.float32)
+    return float(np.square((out - src) @ np.array([0.299, 0.587, 0.114], np.float32)).mean())
+
+
+def test_the_coarse_luma_layer_is_sent_where_it_pays_and_added_back(source: Path, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.tok", tmp_path / "b.tok"
+    ra = tokcodec.encode_file(source, a, chunk_frames=9)
+    rb = tokcodec.encode_file(source, b, chunk_frames=9, luma_layer=False)
+    ia, ib = tokcodec.tok_info(a), tokcodec.tok_info(b)
+    assert (ia["layer_chunks"], ib["layer_chunks"], ib["layer_bytes"]) == (ra.layers, 0, 0) and ra.layers >= 1
+    assert ra.layer_bytes == ia["layer_bytes"] > 0
+    assert ra.bytes - rb.bytes == ra.layer_bytes + 4 * ra.chunks  # and a layer size per chunk
+    assert ra.token_bytes == rb.token_bytes  # the same tokens: the layer is measured after them
+    with tokcodec.open_tok(b) as r:
+        assert r.header.luma_layer == 0
+    assert "coarse luma layer in" in cli("info", str(a)).output and "coarse luma" not in cli("info", str(b)).output
+    for tok, mp4 in ((a, "a.mp4"), (b, "b.mp4")):
+        tokcodec.decode_file(tok, tmp_path / mp4, lossless=True)
+    assert _luma_error(tmp_path / "a.mp4", source) < _luma_error(tmp_path / "b.mp4", source)
+    r = cli("encode", str(source), "-o", str(tmp_path / "c.tok"), "--chunk-frames", "9", "--no-luma-layer", "-q")
+    assert r.exit_code == 0 and (tmp_path / "c.tok").read_bytes() == b.read_bytes()
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -22,8 +22,10 @@ import torch
 
 from tokcodec.bitstream.container import MAX_SIZE, AudioPacket, AudioTrack, Header, TokError, TokReader, TokWriter
 from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
+from tokcodec.bitstream.luma_layer import encode_layer
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
 from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, video_to_frames
+from tokcodec.codec.luma_layer import apply as apply_layer
 from tokcodec.codec.io import (
     AudioPacketData,
     AudioStreamInfo,
@@ -39,7 +41,7 @@ from tokcodec.codec.io import (
     source_luma,
 )
 from tokcodec.codec.precision import network_precision, resolve_precision
-from tokcodec.streaming.rate_control import HysteresisSearch, choose_hysteresis, encode_searched
+from tokcodec.streaming.rate_control import HysteresisSearch, choose_hysteresis, choose_layer, encode_searched
 from tokcodec.streaming.refine import RefineConfig, default_refine, encode_refined
 from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, chunk_latent
 from tokcodec.streaming.stateful import decode_chunk as segmented_decode
@@ -74,6 +76,8 @@ class EncodeReport:
     thresholds: list[float] = field(default_factory=list)  # the hysteresis each chunk was coded with
     refine_steps: int = 0  # the refinement's steps per segment (`refine.default_refine` unless asked)
     luma_range: LumaRange = NOMINAL  # the Y' span coded (`codec.luma_range`): wider keeps super-whites
+    layer_bytes: int = 0  # part of `bytes` that is the coarse luma layer (`luma_layer`)
+    layers: int = 0  # chunks that carry one
 
 
 @dataclass
@@ -121,6 +125,7 @@ def encode_file(
     onnx: str | os.PathLike | None = None,
     precision: str = "auto",
     headroom: str = "auto",
+    luma_layer: bool = True,
 ) -> EncodeReport:
     """Encode a video file (or its first `max_frames` frames) to a .tok file.
 
@@ -161,6 +166,11 @@ def encode_file(
     widened to 255 or 0, recorded in the header) where clipping them would
     cost more than 38 dB of Y' PSNR in frames sampled over the part encoded;
     "keep": always widened to 0..255; "clip": clipped as players show them.
+    `luma_layer`: send each chunk's coarse luma layer where it scores better
+    than none (`streaming.rate_control.choose_layer`: the decoded chunk's mean
+    luma error over cells of 8 to 32 pixels and 4 frames, a few percent of the
+    bytes for 0.2 to 0.8 dB); the encoder decodes every chunk to measure it.
+    False: no layer, a file a 1.6 reader can read.
     """
     check_output(output, force)
     if headroom not in HEADROOM:
@@ -206,14 +216,14 @@ def encode_file(
                          f"larger than the {MAX_SIZE} pixels a .tok allows")
     span = source_span(source, headroom, None if max_frames is None else max_frames / info.fps)
     header, prior = new_header(tokenizer, info.width, info.height, info.fps, chunk_frames, quality, entropy,
-                               _audio_track(audio_info), coded, level, span)
+                               _audio_track(audio_info), coded, level, span, luma_layer)
     cw, ch, bits = *header.coded_size, header.bits
     refine = default_refine(cw * ch, engine is None) if refine is None else refine
     net = prior.nets if prior is not None and header.entropy.model_id in (3, 4) else None  # refinement prices bits by them
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)
-    tokens = 0
+    tokens = layers = 0
     thresholds = []
     with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer:
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames, span)):
@@ -240,14 +250,21 @@ def encode_file(
             end = clip.start + clip.valid
             # The last chunk of the whole source also takes the audio that outlasts the video.
             whole = last and (max_frames is None or end < max_frames)
-            writer.write_chunk(clip.valid, codes, audio.until(None if whole else end))
+            payload = writer.token_payload(codes)
+            layer = None
+            if header.luma_layer:  # measured on the frames the decoder will write
+                decoded = decode_chunk(tokenizer, header, codes, clip.valid, engine, precision)
+                layer = choose_layer(clip.frames[: clip.valid], decoded, len(payload),
+                                     lambda candidate: len(encode_layer(candidate)), header.luma_matrix)
+                layers += layer is not None
+            writer.write_chunk(clip.valid, codes, audio.until(None if whole else end), layer, payload)
             tokens += codes.size
             progress.update(clip.valid)
         if not writer.entries:
             raise ValueError(f"{source}: no frames could be decoded")
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
                         writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes,
-                        header.quality, bits, (cw, ch), thresholds, refine.steps, span)
+                        header.quality, bits, (cw, ch), thresholds, refine.steps, span, writer.layer_bytes, layers)
 
 
 def source_span(source: str | os.PathLike, headroom: str = "auto", until: float | None = None) -> LumaRange:
@@ -278,6 +295,7 @@ def new_header(
     coded: tuple[int, int] | None = None,
     level: int | None = None,
     luma: LumaRange = NOMINAL,
+    luma_layer: bool = False,
 ) -> tuple[Header, EntropyPrior | None]:
     """The header of a new .tok file (frames 0 until written) and the entropy
     prior its chunks are coded with (the model's shipped one by default).
@@ -285,7 +303,8 @@ def new_header(
     LFQ level the tokens keep unless `level` is given; `coded` = (width,
     height) the frames are resampled to before the tokenizer (None: not
     resampled; the caller applies the point's scale); `luma`: the Y' span
-    the frames were read in (`source_span`)."""
+    the frames were read in (`source_span`); `luma_layer`: whether chunks may
+    carry a coarse luma layer."""
     ladder = model_ladder(tokenizer.config)
     quality = ladder.default if quality is None else quality
     bits = tokenizer.level_bits(ladder.point(quality).level if level is None else level)
@@ -301,7 +320,8 @@ def new_header(
                     quality=quality, entropy=entropy, audio=audio,
                     coded_width=0 if (cw, ch) == (width, height) else cw,
                     coded_height=0 if (cw, ch) == (width, height) else ch,
-                    luma_black=luma.black, luma_white=luma.white, luma_matrix=luma.matrix_code)
+                    luma_black=luma.black, luma_white=luma.white, luma_matrix=luma.matrix_code,
+                    luma_layer=int(luma_layer))
     return header, prior
 
 
@@ -433,9 +453,9 @@ def decode_file(
         ) as writer:
             for e in entries:
                 chunk = reader.read_chunk(e.index)
-                for frame in decode_chunk(tokenizer, h, chunk.tokens, chunk.frames, engine, precision)[
-                    max(start - chunk.first_frame, 0) : end - chunk.first_frame
-                ]:
+                decoded = apply_layer(decode_chunk(tokenizer, h, chunk.tokens, chunk.frames, engine, precision),
+                                      chunk.layer)
+                for frame in decoded[max(start - chunk.first_frame, 0) : end - chunk.first_frame]:
                     writer.write(frame)
                     progress.update(1)
     return DecodeReport(str(output), start, end - start, len(entries), time.monotonic() - began)
@@ -520,6 +540,7 @@ def tok_info(path: str | os.PathLike) -> dict[str, Any]:
         h = reader.header
         chunks = [reader.read_chunk(e.index, tokens=False) for e in reader.entries]
         token_bytes = sum(c.payload_bytes for c in chunks)
+        layer_bytes = sum(c.layer_bytes for c in chunks)
         audio_bytes = sum(16 + len(p.data) for c in chunks for p in c.audio)
         grid = h.token_grid
         tokens = sum(h.chunk_token_frames(e.frames) * grid[1] * grid[2] for e in reader.entries)
@@ -544,6 +565,8 @@ def tok_info(path: str | os.PathLike) -> dict[str, Any]:
             "bytes": size,
             "token_bytes": token_bytes,
             "audio_bytes": audio_bytes,
+            "layer_bytes": layer_bytes,
+            "layer_chunks": sum(c.layer is not None for c in chunks),
             "tokens": tokens,
             "bits_per_token": 8 * token_bytes / tokens,
             "bpp": 8 * size / (reader.frames * h.width * h.height),

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tokcodec.bitstream.container import AudioPacket, Header, TokWriter
+from tokcodec.bitstream.container import AudioPacket, Header, TokWriter, layer_shape_of
+from tokcodec.bitstream.luma_layer import LumaLayer
 
 from .api import check_output
 from .files import EncodeReport, header_span, named_errors, open_tok
@@ -89,8 +90,10 @@ def export_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force
 
     Arrays: `tokens` (chunks, T', H', W') int32 with the last chunk's missing
     latent frames zero-filled, `chunk_frames` (chunks,) real frames per chunk,
-    `audio_data`/`audio_index` for the audio packets, and `meta`, the header
-    as JSON. Token grids are streamed chunk by chunk (constant memory).
+    `audio_data`/`audio_index` for the audio packets, `layer_index` (chunks,
+    4: block, group, step, values; block 0 for a chunk without one) and
+    `layer_values` (int8, the chunks' values one after the other) for the
+    coarse luma layers, and `meta`, the header as JSON. Token grids are streamed chunk by chunk (constant memory).
     Returns the number of chunks.
     """
     check_output(output, force)
@@ -101,13 +104,17 @@ def export_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force
         with named_errors(source), open_tok(source) as reader, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             h = reader.header
             frames = np.array([e.frames for e in reader.entries], np.int64)
-            audio_index, audio_blobs = [], []
+            audio_index, audio_blobs, layer_index, layer_values = [], [], [], []
 
             def grids() -> Iterator[np.ndarray]:
                 for e in reader.entries:
                     c = reader.read_chunk(e.index)
                     audio_index.extend((e.index, p.pts, p.duration, len(p.data)) for p in c.audio)
                     audio_blobs.extend(p.data for p in c.audio)
+                    layer = c.layer
+                    layer_index.append((0, 0, 0, 0) if layer is None else
+                                       (layer.block, layer.group, layer.step, layer.values.size))
+                    layer_values.append(np.zeros(0, np.int8) if layer is None else layer.values.reshape(-1))
                     grid = np.zeros(h.token_grid, np.int32)
                     grid[: c.tokens.shape[0]] = c.tokens
                     yield grid
@@ -116,6 +123,8 @@ def export_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force
             write_array(zf, "chunk_frames", frames)
             write_array(zf, "audio_index", np.array(audio_index, np.int64).reshape(-1, 4))
             write_array(zf, "audio_data", np.frombuffer(b"".join(audio_blobs), np.uint8))
+            write_array(zf, "layer_index", np.array(layer_index, np.int64).reshape(-1, 4))
+            write_array(zf, "layer_values", np.concatenate(layer_values).astype(np.int8))
             write_array(zf, _META, np.array(json.dumps(h.to_json())))
         os.chmod(tmp, 0o644)
         os.replace(tmp, output)
@@ -129,7 +138,8 @@ def pack_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: 
     """Write a .tok file from an .npz made by `export_tokens` (or by a model).
 
     No tokenizer is run: the token grids are entropy-coded as they are, one
-    chunk at a time.
+    chunk at a time, with the coarse luma layers the archive holds (a model
+    that changes a chunk's tokens should leave its layer out: block 0).
     """
     check_output(output, force)
     start = time.monotonic()
@@ -145,6 +155,8 @@ def pack_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: 
             audio_index = (read_array(zf, "audio_index") if "audio_index.npy" in names
                            else np.zeros((0, 4), np.int64))
             audio_data = read_array(zf, "audio_data").tobytes() if "audio_data.npy" in names else b""
+            layer_index = read_array(zf, "layer_index") if "layer_index.npy" in names else np.zeros((0, 4), np.int64)
+            layer_values = read_array(zf, "layer_values") if "layer_values.npy" in names else np.zeros(0, np.int8)
             shape, dtype, rows = read_rows(zf, "tokens")
         except Exception as exc:  # numpy's .npy header parser raises many types on garbage
             raise ValueError(f"{source}: not a token archive from `tokcodec tokens` ({exc})") from None
@@ -161,6 +173,7 @@ def pack_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: 
         for chunk, pts, duration, size in audio_index.tolist():
             packets.setdefault(chunk, []).append(AudioPacket(pts, duration, audio_data[offset : offset + size]))
             offset += size
+        layers = _layers(header, frames.tolist(), layer_index, layer_values, source)
         prior = prior_for(header) if header.entropy.prior else None
         if header.entropy.prior and prior is None:
             raise ValueError(f"{source}: the tokens name entropy prior {header.entropy.prior:08x} of model "
@@ -170,11 +183,35 @@ def pack_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: 
             for i, (grid, f) in enumerate(zip(_damage_checked(rows, source), frames.tolist())):
                 if grid.size and (grid.min() < 0 or grid.max() >= 1 << header.bits):
                     raise ValueError(f"{source}: token values out of range for {header.bits}-bit tokens")
-                writer.write_chunk(f, grid[: header.chunk_token_frames(f)].astype(np.int64), packets.get(i, []))
+                writer.write_chunk(f, grid[: header.chunk_token_frames(f)].astype(np.int64), packets.get(i, []),
+                                   layers.get(i))
                 n += grid.size
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
                         writer.payload_bytes, n, time.monotonic() - start, quality=header.quality,
-                        bits=header.bits, coded_size=header.coded_size, luma_range=header_span(header))
+                        bits=header.bits, coded_size=header.coded_size, luma_range=header_span(header),
+                        layer_bytes=writer.layer_bytes, layers=len(layers))
+
+
+def _layers(header: Header, frames: list[int], index: np.ndarray, values: np.ndarray,
+            source: str | os.PathLike) -> dict[int, LumaLayer]:
+    """The archive's coarse luma layers by chunk (`export_tokens`' layer_index and layer_values)."""
+    if not len(index):
+        return {}
+    if index.shape != (len(frames), 4) or int(index[:, 3].sum()) != len(values):
+        raise ValueError(f"{source}: the luma layers do not match the chunks")
+    out, offset = {}, 0
+    for i, (block, group, step, n) in enumerate(index.tolist()):
+        if block:
+            try:
+                layer = LumaLayer(block, group, step, np.zeros((0, 0, 0), np.int8))
+                shape = layer_shape_of(header, frames[i], layer)
+                if n != np.prod(shape) or not header.luma_layer:
+                    raise ValueError("its shape does not fit the chunk")
+                out[i] = LumaLayer(block, group, step, values[offset : offset + n].reshape(shape).astype(np.int8))
+            except ValueError as exc:
+                raise ValueError(f"{source}: bad luma layer of chunk {i} ({exc})") from None
+        offset += n
+    return out
 
 
 def _damage_checked(rows: Iterator[np.ndarray], source: str | os.PathLike) -> Iterator[np.ndarray]:
