@@ -134,19 +134,21 @@ def code_distance(z: torch.Tensor, threshold: float) -> float:
 def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: tuple[int, int, int],
                     payload_bytes: Callable[[np.ndarray], int], search: HysteresisSearch = HysteresisSearch(),
                     refine: RefineConfig = RefineConfig(),
-                    net: ContextNet | Sequence[ContextNet] | None = None) -> Choice:
+                    net: ContextNet | Sequence[ContextNet] | None = None,
+                    decoded: list[torch.Tensor] | None = None) -> Choice:
     """`refine.encode_refined` of one chunk (1, 3, T, H, W) whose first `size`
     = (T, H, W) frames are the clip, with the hysteresis threshold chosen by
     `choose_hysteresis` on the unrefined tokens (refinement then searches
     with that threshold, pricing bits by `net` as `refine_tokens` does;
-    `Choice.tried` scores the unrefined tokens)."""
+    `Choice.tried` scores the unrefined tokens; `decoded` as in `refine_tokens`)."""
     bits = tokenizer._check_bits(bits)
     z = encode_latent(tokenizer, video)
     choice = choose_hysteresis(tokenizer, video[:, :, :, : size[1], : size[2]], z, bits, size[0], payload_bytes,
                                search)
     if not refine.steps:
         return choice
-    tokens = refine_tokens(tokenizer, tokenizer.pad(video), z, bits, choice.threshold, refine, size, net=net)
+    tokens = refine_tokens(tokenizer, tokenizer.pad(video), z, bits, choice.threshold, refine, size, net=net,
+                           decoded=decoded)
     return Choice(choice.threshold, tokens, choice.tried)
 
 

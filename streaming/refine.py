@@ -125,17 +125,18 @@ def asked_refine(steps: int | None = None, rate: float | None = None, ssim: floa
 def encode_refined(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None, hysteresis: float,
                    config: RefineConfig, size: tuple[int, int, int] | None = None,
                    segment_frames: int | None = None,
-                   net: ContextNet | Sequence[ContextNet] | None = None) -> torch.Tensor:
+                   net: ContextNet | Sequence[ContextNet] | None = None,
+                   decoded: list[torch.Tensor] | None = None) -> torch.Tensor:
     """`stateful.encode_chunk` with refinement: tokens (1, T', H', W') of one
     chunk (1, 3, T, H, W) whose first `size` = (T, H, W) frames are the clip
-    (default: all of it); `segment_frames` as in `encode_chunk`; `net` as in
-    `refine_tokens`."""
+    (default: all of it); `segment_frames` as in `encode_chunk`; `net` and
+    `decoded` as in `refine_tokens`."""
     if not config.steps:
         return encode_chunk(tokenizer, video, bits, hysteresis, segment_frames)
     bits = tokenizer._check_bits(bits)
     z = encode_latent(tokenizer, video, segment_frames)
     return refine_tokens(tokenizer, tokenizer.pad(video), z, bits, hysteresis, config, size or video.shape[-3:],
-                         segment_frames, net)
+                         segment_frames, net, decoded)
 
 
 def change_prices(signs: torch.Tensor) -> torch.Tensor:
@@ -163,7 +164,8 @@ def _changes(latent: torch.Tensor, previous: torch.Tensor | None, weight: torch.
 def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bits: int, hysteresis: float,
                   config: RefineConfig, size: tuple[int, int, int] | None = None,
                   segment_frames: int | None = None,
-                  net: ContextNet | Sequence[ContextNet] | None = None) -> torch.Tensor:
+                  net: ContextNet | Sequence[ContextNet] | None = None,
+                  decoded: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Tokens (1, T', H', W') of `bits` bits for the padded chunk `video`
     (1, 3, T, H, W) in [-1, 1], starting from the encoder's latent z (1, K,
     T', H', W'). Per decoder segment: `config.steps` Adam steps on the mean
@@ -177,7 +179,10 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
     (`change_prices`); each step's latent quantised with `hysteresis` as
     `Tokenizer.encode` quantises; the tokens of the step with the lowest
     loss are kept, so a segment's loss is never above the unrefined
-    tokens' given the segments before it."""
+    tokens' given the segments before it. `decoded`: a list that receives,
+    segment by segment, the kept tokens' decoded frames (1, 3, f, h, w) in
+    float32, what the decoder makes of them (the frames of the first `size`
+    (T, H, W), where a last segment of padding may add one more)."""
     t = tokenizer.temporal_factor
     n, h, w = size or video.shape[-3:]
     keep = (torch.arange(z.shape[1], device=z.device) < bits).view(1, -1, 1, 1, 1).to(z.dtype)
@@ -205,7 +210,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                 step = steps[caches is None]
                 zs = z[:, :, a:b].detach().clone().requires_grad_(True)
                 opt = torch.optim.Adam([zs], lr=config.lr)
-                best, best_loss, best_caches = None, float("inf"), None
+                best, best_loss, best_caches, best_y = None, float("inf"), None, None
                 previous = None if recent is None else recent[:, :, -1]
                 history = None if recent is None else recent[0].to(z.dtype) * 2 - 1
                 for i in range(config.steps + 1):
@@ -227,11 +232,14 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                             loss = loss + rate * _changes(latent, previous, price) / target[0, 0].numel()
                     if loss.item() < best_loss:  # the caches of its forward carry on to the next segment
                         best, best_loss, best_caches = hard, loss.item(), [c.detach() for c in new_caches]
+                        best_y = y.detach() if decoded is not None else None
                     if not last:
                         opt.zero_grad()
                         loss.backward()
                         opt.step()
                 caches = best_caches
+                if decoded is not None:
+                    decoded.append(best_y)
                 recent = best[:, :, -2:] if recent is None else torch.cat([recent, best], dim=2)[:, :, -2:]
                 out.append(bits_to_indices(best, dim=1))
         finally:

@@ -71,9 +71,9 @@ def test_hysteresis_saves_bits_at_almost_no_cost_on_the_sample(tmp_path: Path) -
     from tokcodec.streaming.refine import RefineConfig
 
     size, psnr = {}, {}
-    for h in (0.0, DEFAULT_HYSTERESIS, None):  # unrefined: the hysteresis's own effect
+    for h in (0.0, DEFAULT_HYSTERESIS, None):  # unrefined, no luma layer: the hysteresis's own effect
         tok, mp4 = tmp_path / f"{h}.tok", tmp_path / f"{h}.mp4"
-        size[h] = encode_file(SAMPLE, tok, hysteresis=h, refine=RefineConfig()).bytes
+        size[h] = encode_file(SAMPLE, tok, hysteresis=h, refine=RefineConfig(), luma_layer=False).bytes
         decode_file(tok, mp4, lossless=True)
         psnr[h] = video_psnr(SAMPLE, mp4)
     assert size[DEFAULT_HYSTERESIS] <= 0.85 * size[0.0]
@@ -109,9 +109,10 @@ def test_refinement_buys_quality_and_bits_on_the_sample(tmp_path: Path) -> None:
     from tokcodec.streaming.refine import DEFAULT_STEPS, RefineConfig
 
     size, psnr = {}, {}
-    for steps in (0, None, 5):  # None: encode's default
+    for steps in (0, None, 5):  # None: encode's default; no luma layer: the refinement's own effect
         tok, mp4 = tmp_path / f"{steps}.tok", tmp_path / f"{steps}.mp4"
-        report = encode_file(SAMPLE, tok, refine=None if steps is None else RefineConfig(steps=steps))
+        report = encode_file(SAMPLE, tok, refine=None if steps is None else RefineConfig(steps=steps),
+                             luma_layer=False)
         assert report.refine_steps == (DEFAULT_STEPS if steps is None else steps)
         size[steps] = report.bytes
         decode_file(tok, mp4, lossless=True)
@@ -120,3 +121,23 @@ def test_refinement_buys_quality_and_bits_on_the_sample(tmp_path: Path) -> None:
     assert size[5] <= size[0]
     assert psnr[None] >= psnr[0] + 0.2
     assert size[None] <= size[0]
+
+
+@pytest.mark.slow
+def test_the_luma_layer_pays_for_itself_on_the_sample(tmp_path: Path) -> None:
+    """`encode`'s coarse luma layer (the default since the thirtieth session) must raise the
+    sample's PSNR by more than its bytes cost at the exchange rate it is chosen by, 1 dB per
+    doubling of the bytes (measured 2026-12-05: see bench/RESULTS.md, "A coarse luma layer")."""
+    from tokcodec.api import video_psnr
+    from tokcodec.files import decode_file, encode_file
+
+    size, psnr = {}, {}
+    for layer in (False, True):
+        tok, mp4 = tmp_path / f"{layer}.tok", tmp_path / f"{layer}.mp4"
+        report = encode_file(SAMPLE, tok, luma_layer=layer)
+        assert (report.layers > 0) == layer
+        size[layer] = report.bytes
+        decode_file(tok, mp4, lossless=True)
+        psnr[layer] = video_psnr(SAMPLE, mp4)
+    assert psnr[True] > psnr[False]
+    assert psnr[True] - math.log2(size[True]) > psnr[False] - math.log2(size[False])

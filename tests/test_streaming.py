@@ -163,8 +163,13 @@ def test_refinement_finds_tokens_that_decode_closer(model: Tokenizer, frames: np
     assert all(p.requires_grad for p in model.parameters())  # left as it was
     # in decoder segments of 1 + 1 and then 1 latent frame (5 and 4 frames), the
     # later ones refined against the caches of the refined earlier ones
-    segmented = encode_refined(model, video, None, h, RefineConfig(steps=8), segment_frames=5)
+    decoded: list[torch.Tensor] = []
+    segmented = encode_refined(model, video, None, h, RefineConfig(steps=8), segment_frames=5, decoded=decoded)
     assert segmented.shape == plain.shape and error(segmented) < 0.95 * error(plain)  # measured: 0.90 x
+    # the kept tokens' decoded segments are what the decoder makes of the tokens
+    kept = torch.cat(decoded, dim=2)[:, :, :13]
+    assert kept.shape == video.shape and len(decoded) == 3
+    assert torch.allclose(kept, decode_chunk(model, segmented, (13, 48, 64), segment_frames=5), atol=1e-5)
     with pytest.raises(ValueError):
         RefineConfig(steps=-1)
     with pytest.raises(ValueError):

@@ -229,15 +229,16 @@ def encode_file(
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames, span)):
             # Both engines see the same 8-bit resampled frames, so they give the same tokens.
             frames = resize_frames(clip.frames, ch, cw)
+            refined: list[torch.Tensor] | None = [] if header.luma_layer and refine.steps else None
             if engine is None:
                 video = frames_to_video(frames)
                 with network_precision(precision, tokenizer.device):
                     if search is None:
                         codes = encode_refined(tokenizer, video, bits, hysteresis, refine, (clip.valid, ch, cw),
-                                               net=net)
+                                               net=net, decoded=refined)
                     else:
                         choice = encode_searched(tokenizer, video, bits, (clip.valid, ch, cw),
-                                                 writer.payload_size, search, refine, net)
+                                                 writer.payload_size, search, refine, net, refined)
                         codes = choice.tokens
                 codes = codes[0].numpy()
             elif search is None:
@@ -252,8 +253,10 @@ def encode_file(
             whole = last and (max_frames is None or end < max_frames)
             payload = writer.token_payload(codes)
             layer = None
-            if header.luma_layer:  # measured on the frames the decoder will write
-                decoded = decode_chunk(tokenizer, header, codes, clip.valid, engine, precision)
+            if header.luma_layer:  # measured on the frames the decoder will write (the refinement's last decode)
+                decoded = (resize_frames(video_to_frames(torch.cat(refined, dim=2)[:, :, : clip.valid]),
+                                         header.height, header.width) if refined
+                           else decode_chunk(tokenizer, header, codes, clip.valid, engine, precision))
                 layer = choose_layer(clip.frames[: clip.valid], decoded, len(payload),
                                      lambda candidate: len(encode_layer(candidate)), header.luma_matrix)
                 layers += layer is not None
