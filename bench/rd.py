@@ -4,7 +4,7 @@
         [--crf-x264 18,23,...] [--crf-x265 ...] [--crf-svtav1 ...] [--tok-quality 0,...] [--model NAME]
         [--tok-hysteresis H|auto] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S] [--tok-onnx DIR|auto]
         [--tok-scale S] [--tok-level L] [--tok-precision auto|fp32|bf16] [--tok-headroom auto|keep|clip]
-        [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
+        [--tok-no-luma-layer] [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
         [--out bench/rd] [--no-vmaf] [--threads N] [--keep] [--quiet] [--traceback]
 
 For every clip (the eval split of ../shared/corpus unless --clips names
@@ -138,13 +138,18 @@ class Source:
 
 
 def load_source(path: Path, max_frames: int | None) -> Source:
-    """Decode the first `max_frames` frames (all when None) of a clip's video stream."""
+    """Decode the first `max_frames` frames (all when None) of a clip's video stream,
+    on the constant-rate timeline tokcodec encodes (`iter_frames`: a variable-rate
+    source's frames repeated through timestamp gaps), so that every codec and the
+    reference see the same frame sequence."""
+    from tokcodec.codec.video_reader import constant_rate_frames, probe
+
     yuv: list[np.ndarray] = []
+    fps = probe(path).fps
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        fps = Fraction(stream.average_rate or stream.guessed_rate or stream.base_rate)
         first = None
-        for frame in container.decode(stream):
+        for frame in constant_rate_frames(container.decode(stream), fps):
             if first is None:
                 first = frame
             if (frame.width, frame.height) != (first.width, first.height):
@@ -251,11 +256,13 @@ def _threshold(value: str) -> float | str:
 
 def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | str | None = None,
                  refine: Any = None, onnx: str | None = None, scale: float | None = None,
-                 level: int | None = None, precision: str = "auto", headroom: str = "auto") -> Measured:
+                 level: int | None = None, precision: str = "auto", headroom: str = "auto",
+                 luma_layer: bool = True) -> Measured:
     """`refine`: a `streaming.refine.RefineConfig` (None: the encoder's default);
     `onnx`: an export folder or "auto"; `scale`, `level`: `encode_file`'s overrides of the
     ladder point (None: the point's; the decoder scales back); `precision`: torch's
-    ("auto", "fp32" or "bf16", `codec.precision`); `headroom`: `encode_file`'s (super-whites kept or clipped)."""
+    ("auto", "fp32" or "bf16", `codec.precision`); `headroom`: `encode_file`'s (super-whites kept or clipped);
+    `luma_layer`: `encode_file`'s (the coarse luma layer sent where it pays)."""
     import tokcodec
 
     tok = work / f"{src.path.stem}-tokcodec-q{quality}.tok"
@@ -263,7 +270,8 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
     start = time.perf_counter()
     report = tokcodec.encode_file(src.path, tok, model=model, quality=quality, max_frames=src.frames,
                                   hysteresis=hysteresis, force=True, refine=refine, onnx=onnx,
-                                  scale=scale, level=level, precision=precision, headroom=headroom)
+                                  scale=scale, level=level, precision=precision, headroom=headroom,
+                                  luma_layer=luma_layer)
     enc = time.perf_counter() - start
     start = time.perf_counter()
     tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True, onnx=onnx, precision=precision)
@@ -273,7 +281,8 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
                     {"tokens": report.tokens, "token_bytes": report.token_bytes, "audio_bytes": report.audio_bytes,
                      "bits": report.bits, "coded_size": list(report.coded_size),
                      "scale": round(report.coded_size[0] / src.width, 3), "hysteresis": report.thresholds,
-                     "refine_steps": report.refine_steps,
+                     "refine_steps": report.refine_steps, "layer_bytes": report.layer_bytes,
+                     "layer_chunks": report.layers,
                      "luma_range": [report.luma_range.black, report.luma_range.white]})
 
 
@@ -353,7 +362,8 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
                                                                                refine, args.tok_onnx,
                                                                                args.tok_scale, args.tok_level,
                                                                                args.tok_precision,
-                                                                               args.tok_headroom)))
+                                                                               args.tok_headroom,
+                                                                               not args.tok_no_luma_layer)))
         else:
             a = ANCHORS[codec]
             for crf in getattr(args, f"crf_{codec}"):
@@ -464,7 +474,8 @@ def markdown(results: dict[str, Any]) -> str:
             f", networks in {s['tok_precision']}" if s.get("tok_precision") else "")
          + (f", coded at {s['tok_scale']}x the source size (--scale)" if s.get("tok_scale") not in (1, None) else "")
          + (f", LFQ level {s['tok_level']} (--level)" if s.get("tok_level") is not None else "")
-         + (f", headroom {s['tok_headroom']}" if s.get("tok_headroom") else "") + "; "
+         + (f", headroom {s['tok_headroom']}" if s.get("tok_headroom") else "")
+         + (", no coarse luma layer" if s.get("tok_luma_layer") is False else "") + "; "
          if s["tok_quality"] else "")
         + f"anchors via PyAV {m['versions']['av']} (FFmpeg {m['versions']['ffmpeg']}): "
         + ", ".join(f"{ANCHORS[c].label} preset {s['presets'][c]} CRF {','.join(map(str, s['crf'][c]))}"
@@ -668,6 +679,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "bfloat16 where the hardware has it)")
     ap.add_argument("--tok-headroom", default="auto", choices=HEADROOM,
                     help="tokcodec's super-whites and -blacks (tokcodec encode --headroom; default auto)")
+    ap.add_argument("--tok-no-luma-layer", action="store_true",
+                    help="tokcodec without its coarse luma layer (tokcodec encode --no-luma-layer)")
     ap.add_argument("--model", default=None, help="tokcodec model name (default: the shipped default)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "rd", help="output folder (default bench/rd)")
     ap.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the slowest metric)")
@@ -747,6 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["tok_scale"] = args.tok_scale
         settings["tok_level"] = args.tok_level
         settings["tok_headroom"] = args.tok_headroom
+        settings["tok_luma_layer"] = not args.tok_no_luma_layer
         if not args.tok_onnx:
             from tokcodec.codec.precision import resolve_precision
 

@@ -320,6 +320,18 @@ def _constant_rate(frames: Iterator[Any], fps: Fraction) -> Iterator[tuple[Any, 
         filled = slot + 1
 
 
+def constant_rate_frames(frames: Iterator[Any], fps: Fraction) -> Iterator[Any]:
+    """Decoded frames (PyAV) on the constant-rate timeline `iter_frames` gives:
+    in time order, a frame repeated through the slots its successor skips, a
+    frame landing in a filled slot dropped. For tools that need the source's
+    own frames (not RGB) on the timeline the codec encodes (bench/rd.py)."""
+    for frame, gap in _constant_rate(_in_time_order(frames), fps):
+        for _ in range(gap):
+            yield previous
+        previous = frame
+        yield frame
+
+
 def clip_length(n: int, stride: int) -> int:
     """The smallest ``1 + stride*k`` (k >= 0) that is at least ``n``."""
     if stride < 1:
