@@ -198,8 +198,8 @@ def _print_report(r: Any) -> None:
                    "clipping would cost more than 38 dB of Y' PSNR")
 @click.option("--luma-layer/--no-luma-layer", default=True, show_default=True,
               help="send each chunk's coarse luma layer (its mean luma error over cells of 8 to 32 pixels) where "
-                   "it pays for its bytes: 0.2 to 0.8 dB for a few percent; the encoder decodes each chunk to "
-                   "measure it; --no-luma-layer: faster, and a file a .tok 1.6 reader can read")
+                   "it pays for its bytes (0.3 to 1.3 dB PSNR-Y on natural clips); unrefined chunks are decoded "
+                   "once more to measure it; --no-luma-layer: a file a .tok 1.6 reader can read")
 @click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1), help="encode only the first N frames")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")

@@ -168,9 +168,10 @@ def encode_file(
     "keep": always widened to 0..255; "clip": clipped as players show them.
     `luma_layer`: send each chunk's coarse luma layer where it scores better
     than none (`streaming.rate_control.choose_layer`: the decoded chunk's mean
-    luma error over cells of 8 to 32 pixels and 4 frames, a few percent of the
-    bytes for 0.2 to 0.8 dB); the encoder decodes every chunk to measure it.
-    False: no layer, a file a 1.6 reader can read.
+    luma error over cells of 8 to 32 pixels and 4 frames; on the eval clips
+    0% to 27% of the bytes for 0.3 to 1.3 dB PSNR-Y, bench/RESULTS.md),
+    measured on the refinement's last decode, or on one more decode where
+    the chunk is not refined. False: no layer, a file a 1.6 reader can read.
     """
     check_output(output, force)
     if headroom not in HEADROOM:
