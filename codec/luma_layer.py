@@ -17,9 +17,11 @@ import torch.nn.functional as F
 
 from tokcodec.bitstream.luma_layer import MAX_VALUE, LumaLayer, layer_shape
 
+from .luma_range import KR_KB, MATRICES
+
 __all__ = ["luma", "cell_means", "measure", "correction", "apply"]
 
-_WEIGHTS = {0: (0.299, 0.587, 0.114), 1: (0.2126, 0.7152, 0.0722)}  # header luma_matrix -> Kr, Kg, Kb
+_WEIGHTS = [(KR_KB[m][0], 1 - sum(KR_KB[m]), KR_KB[m][1]) for m in MATRICES]  # header luma_matrix -> Kr, Kg, Kb
 
 
 def luma(frames: np.ndarray, matrix: int = 0) -> np.ndarray:
@@ -40,11 +42,10 @@ def cell_means(y: np.ndarray, block: int, group: int) -> np.ndarray:
     return s / count
 
 
-def measure(source: np.ndarray, decoded: np.ndarray, block: int, group: int, step: int,
-            matrix: int = 0) -> LumaLayer:
-    """The layer that moves `decoded` towards `source` (uint8 RGB frames (n, H, W, 3),
-    the same shape): their cells' mean luma difference in steps, rounded and clipped."""
-    diff = cell_means(luma(source, matrix), block, group) - cell_means(luma(decoded, matrix), block, group)
+def measure(source: np.ndarray, decoded: np.ndarray, block: int, group: int, step: int) -> LumaLayer:
+    """The layer that moves `decoded` towards `source` (their `luma`, (n, H, W),
+    the same shape): their cells' mean difference in steps, rounded and clipped."""
+    diff = cell_means(source - decoded, block, group)  # the mean of a difference: one pass, not two
     return LumaLayer(block, group, step, np.clip(np.round(diff / step), -MAX_VALUE, MAX_VALUE).astype(np.int8))
 
 

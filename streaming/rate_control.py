@@ -168,7 +168,7 @@ def choose_layer(source: np.ndarray, decoded: np.ndarray, token_bytes: int,
     hysteresis search uses. `source`, `decoded`: the chunk's real frames,
     uint8 RGB (n, H, W, 3) at the displayed size, as read and as the decoder
     writes them."""
-    target = luma(source, matrix)
+    target, base = luma(source, matrix), luma(decoded, matrix)
 
     def score(layer: LumaLayer | None) -> float:
         out = luma(apply(decoded, layer), matrix)
@@ -177,6 +177,6 @@ def choose_layer(source: np.ndarray, decoded: np.ndarray, token_bytes: int,
         return 10 * math.log10(255 ** 2 / mse) - db_per_doubling * math.log2(8 * max(size, 1))
 
     n, H, W = target.shape
-    layers = [None] + [measure(source, decoded, b, g, s, matrix) for b, g, s in cells
+    layers = [None] + [measure(target, base, b, g, s) for b, g, s in cells
                        if math.prod(layer_shape(n, H, W, b, g)) <= MAX_CELLS]
     return max(layers, key=score)

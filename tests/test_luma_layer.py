@@ -75,7 +75,7 @@ def test_cell_means_average_partial_cells_over_what_they_hold() -> None:
 def test_a_uniform_luma_offset_is_measured_and_removed() -> None:
     source = smooth_frames()
     decoded = np.clip(source.astype(np.int16) - 12, 0, 255).astype(np.uint8)
-    layer = measure(source, decoded, 16, 4, 4)
+    layer = measure(luma(source), luma(decoded), 16, 4, 4)
     assert np.all(layer.values == 3)  # 12 levels of luma in steps of 4
     out = apply(decoded, layer)
     assert np.abs(luma(out) - luma(source)).mean() < 0.6  # back to the source but for rounding
