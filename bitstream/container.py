@@ -21,13 +21,13 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .entropy import EntropyError, EntropyParams, EntropyPrior, decode_tokens, encode_tokens
-from .luma_layer import LumaLayer, decode_layer, encode_layer, layer_shape
+from .luma_layer import CellLayer, Layers, decode_layers, encode_layers, layer_shape
 
 MAGIC = b"TOKC"
 CHUNK_MAGIC = b"CHNK"
 INDEX_MAGIC = b"TIDX"
 TRAILER_MAGIC = b"TEND"
-VERSION = (1, 7)
+VERSION = (1, 8)
 
 MAX_HEADER_BODY = 1 << 20
 MAX_AUDIO_BYTES = 16 << 20
@@ -38,7 +38,8 @@ MAX_SIZE = 16384
 
 _PREFIX = struct.Struct("<4sBBI")  # magic, major, minor, body_size
 _CHUNK = struct.Struct("<4sIQIHIHI")  # magic, index, first_frame, frames, token_t, token_bytes, packets, audio_bytes
-_LAYER_BYTES = struct.Struct("<I")  # since 1.7, in files with a luma layer: the chunk's layer payload size
+_LAYER_BYTES = struct.Struct("<I")  # since 1.7, in files with coarse layers: the chunk's layer payload size
+LUMA_LAYER, CHROMA_LAYERS = 1, 2  # Header.luma_layer: chunks may carry a Y' layer (1.7) / Y', Cb and Cr layers (1.8)
 _ENTRY = struct.Struct("<QIQ")  # first_frame, frames, offset
 _TRAILER = struct.Struct("<Q4s")
 _PACKET = struct.Struct("<qII")  # pts, duration, size
@@ -96,8 +97,8 @@ class Header:
     luma_black: int = 16
     luma_white: int = 235
     luma_matrix: int = 0
-    # Since 1.7: 1 if the chunks carry a coarse luma layer (`bitstream.luma_layer`);
-    # 0 (and absent before 1.7): they do not.
+    # Since 1.7: 1 if the chunks may carry a coarse Y' layer (`bitstream.luma_layer`),
+    # since 1.8: 2 if they may carry Y', Cb and Cr layers; 0 (and absent before 1.7): none.
     luma_layer: int = 0
 
     @property
@@ -133,7 +134,7 @@ class Header:
             (self.chunk_token_frames(self.chunk_frames) < 1 << 16, "chunk frames"),
             (1 <= self.bits <= 30, "bits per token"),
             (0 <= self.luma_black < self.luma_white <= 255 and self.luma_matrix in (0, 1), "luma range"),
-            (self.luma_layer in (0, 1), "luma layer flag"),
+            (self.luma_layer in (0, LUMA_LAYER, CHROMA_LAYERS), "luma layer flag"),
         ]
         for ok, what in checks:
             if not ok:
@@ -310,8 +311,8 @@ class Chunk:
     tokens: np.ndarray  # int64 (T', H', W')
     audio: list[AudioPacket]
     payload_bytes: int  # size of the entropy-coded token payload
-    layer: LumaLayer | None = None  # the coarse luma layer (files with one; None where a chunk has none)
-    layer_bytes: int = 0  # its payload's size
+    layers: Layers = Layers()  # the coarse layers (files with them; empty where a chunk has none)
+    layer_bytes: int = 0  # their payload's size
 
 
 def _end_frame(entries: list[ChunkEntry]) -> int:
@@ -319,7 +320,7 @@ def _end_frame(entries: list[ChunkEntry]) -> int:
     return entries[-1].end_frame if entries else 0
 
 
-def layer_shape_of(header: Header, frames: int, layer: LumaLayer) -> tuple[int, int, int]:
+def layer_shape_of(header: Header, frames: int, layer: CellLayer) -> tuple[int, int, int]:
     """(G, h, w) a chunk of `frames` frames needs for `layer`'s cells (displayed size)."""
     return layer_shape(frames, header.height, header.width, layer.block, layer.group)
 
@@ -355,7 +356,7 @@ class TokWriter:
         self.entries: list[ChunkEntry] = []
         self.payload_bytes = 0  # entropy-coded tokens
         self.audio_bytes = 0  # stored audio packets, their small headers included
-        self.layer_bytes = 0  # coarse luma layers
+        self.layer_bytes = 0  # coarse layers
         self._atomic = atomic
         if atomic:
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or ".")
@@ -382,11 +383,11 @@ class TokWriter:
         return encode_tokens(tokens, self.header.bits, self.header.entropy, self.prior)
 
     def write_chunk(self, frames: int, tokens: np.ndarray, audio: Iterable[AudioPacket] = (),
-                    layer: LumaLayer | None = None, payload: bytes | None = None) -> ChunkEntry:
+                    layers: Layers = Layers(), payload: bytes | None = None) -> ChunkEntry:
         """Entropy-code one chunk of `frames` real frames and append it, with
-        its coarse luma `layer` (a file whose header has ``luma_layer``;
-        None: none for this chunk). `payload`: `token_payload(tokens)` if
-        the caller has it already."""
+        its coarse `layers` (a file whose header has ``luma_layer``, and Cb
+        and Cr only where it is `CHROMA_LAYERS`). `payload`:
+        `token_payload(tokens)` if the caller has it already."""
         assert self._f is not None, "writer is closed"
         h = self.header
         if not 1 <= frames <= h.chunk_frames or (self.entries and self.entries[-1].frames != h.chunk_frames):
@@ -394,14 +395,15 @@ class TokWriter:
         expected = (h.chunk_token_frames(frames), *h.token_grid[1:])
         if tokens.shape != expected:
             raise ValueError(f"chunk tokens have shape {tokens.shape}, expected {expected}")
-        if layer is not None and (not h.luma_layer or layer.values.shape != layer_shape_of(h, frames, layer)):
-            raise ValueError("this chunk's luma layer does not fit the file (no layer in its header, or another shape)")
+        if layers and (not h.luma_layer or any(p is not None and p.values.shape != layer_shape_of(h, frames, p)
+                                                for p in layers.planes)):
+            raise ValueError("this chunk's coarse layers do not fit the file (none in its header, or another shape)")
         payload = self.token_payload(tokens) if payload is None else payload
         packets = list(audio)
         audio_blob = b"".join(_PACKET.pack(p.pts, p.duration, len(p.data)) + p.data for p in packets)
         if len(packets) > MAX_AUDIO_PACKETS or len(audio_blob) > MAX_AUDIO_BYTES:
             raise ValueError("too much audio for one chunk")
-        layer_blob = encode_layer(layer)
+        layer_blob = encode_layers(layers, h.luma_layer == CHROMA_LAYERS) if h.luma_layer else b""
         entry = ChunkEntry(len(self.entries), self.frames, frames, self._f.tell())
         head = _CHUNK.pack(CHUNK_MAGIC, entry.index, entry.first_frame, frames, expected[0], len(payload),
                            len(packets), len(audio_blob))
@@ -611,11 +613,11 @@ class TokReader:
                 raise TokError(f"chunk {i} is corrupt ({exc})") from None
         audio = _parse_packets(memoryview(body)[token_bytes : token_bytes + audio_bytes], packets, i)
         try:
-            layer = decode_layer(memoryview(body)[token_bytes + audio_bytes : token_bytes + audio_bytes + layer_bytes],
-                                 frames, h.height, h.width)
+            layers = decode_layers(memoryview(body)[token_bytes + audio_bytes : token_bytes + audio_bytes + layer_bytes],
+                                   frames, h.height, h.width, h.luma_layer == CHROMA_LAYERS)
         except ValueError as exc:
             raise TokError(f"chunk {i} is corrupt ({exc})") from None
-        return Chunk(i, first, frames, tokens, audio, token_bytes, layer, layer_bytes)
+        return Chunk(i, first, frames, tokens, audio, token_bytes, layers, layer_bytes)
 
     def audio_packets(self, start: int = 0, frames: int | None = None) -> Iterator[AudioPacket]:
         """Audio packets of the chunks covering a frame range, read lazily.

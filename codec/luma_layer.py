@@ -1,12 +1,15 @@
-"""The coarse luma layer in pixels: measured by the encoder, added by the decoder.
+"""The coarse layers in pixels: measured by the encoder, added by the decoder.
 
-A `bitstream.luma_layer.LumaLayer` holds, per cell of block x block
-displayed pixels and `group` frames, the source's mean luma minus the decoded
-frames' mean luma, in steps. The decoder turns the cells into a smooth
-correction (bilinear between cell centres, constant over a cell's frames)
-and adds it to R, G and B alike: that moves Y' by the correction and leaves
-Cb and Cr as they are (Kr + Kg + Kb = 1). Luma here is Kr R + Kg G + Kb B of
-the 8-bit RGB frames, with the source's matrix (BT.601 or BT.709).
+A `bitstream.luma_layer.CellLayer` holds, per cell of block x block
+displayed pixels and `group` frames, the source's mean of one plane (Y', Cb
+or Cr) minus the decoded frames' mean, in steps. The decoder turns the cells
+into a smooth correction (bilinear between cell centres, constant over a
+cell's frames) and adds it to the RGB frames through the inverse of the
+colour matrix: a Y' correction adds the same to R, G and B (Kr + Kg + Kb =
+1) and leaves Cb and Cr as they are; a Cb or Cr correction leaves Y' as it
+is. The planes here are those of the 8-bit RGB frames with the source's
+matrix (BT.601 or BT.709), full range: Y' = Kr R + Kg G + Kb B,
+Cb = (B - Y') / (2 (1 - Kb)), Cr = (R - Y') / (2 (1 - Kr)).
 """
 
 from __future__ import annotations
@@ -15,18 +18,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tokcodec.bitstream.luma_layer import MAX_VALUE, LumaLayer, layer_shape
+from tokcodec.bitstream.luma_layer import MAX_VALUE, CellLayer, Layers, layer_shape
 
 from .luma_range import KR_KB, MATRICES
 
-__all__ = ["luma", "cell_means", "measure", "correction", "apply"]
+__all__ = ["luma", "planes", "cell_means", "measure", "correction", "corrections", "apply"]
 
-_WEIGHTS = [(KR_KB[m][0], 1 - sum(KR_KB[m]), KR_KB[m][1]) for m in MATRICES]  # header luma_matrix -> Kr, Kg, Kb
+
+def _kr_kg_kb(matrix: int) -> tuple[float, float, float]:
+    kr, kb = KR_KB[MATRICES[matrix]]
+    return kr, 1 - kr - kb, kb
 
 
 def luma(frames: np.ndarray, matrix: int = 0) -> np.ndarray:
     """float32 (n, H, W) luma of uint8 RGB frames (n, H, W, 3)."""
-    return frames.astype(np.float32) @ np.asarray(_WEIGHTS[matrix], np.float32)
+    return frames.astype(np.float32) @ np.asarray(_kr_kg_kb(matrix), np.float32)
+
+
+def planes(frames: np.ndarray, matrix: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32 (n, H, W) Y', Cb and Cr of uint8 RGB frames (n, H, W, 3)
+    (Cb and Cr centred on 0)."""
+    kr, _, kb = _kr_kg_kb(matrix)
+    rgb = frames.astype(np.float32)
+    y = luma(frames, matrix)
+    return y, (rgb[..., 2] - y) / (2 * (1 - kb)), (rgb[..., 0] - y) / (2 * (1 - kr))
 
 
 def cell_means(y: np.ndarray, block: int, group: int) -> np.ndarray:
@@ -42,14 +57,14 @@ def cell_means(y: np.ndarray, block: int, group: int) -> np.ndarray:
     return s / count
 
 
-def measure(source: np.ndarray, decoded: np.ndarray, block: int, group: int, step: int) -> LumaLayer:
-    """The layer that moves `decoded` towards `source` (their `luma`, (n, H, W),
-    the same shape): their cells' mean difference in steps, rounded and clipped."""
+def measure(source: np.ndarray, decoded: np.ndarray, block: int, group: int, step: int) -> CellLayer:
+    """The layer that moves `decoded` towards `source` (one plane of each, (n,
+    H, W), the same shape): their cells' mean difference in steps, rounded and clipped."""
     diff = cell_means(source - decoded, block, group)  # the mean of a difference: one pass, not two
-    return LumaLayer(block, group, step, np.clip(np.round(diff / step), -MAX_VALUE, MAX_VALUE).astype(np.int8))
+    return CellLayer(block, group, step, np.clip(np.round(diff / step), -MAX_VALUE, MAX_VALUE).astype(np.int8))
 
 
-def correction(layer: LumaLayer, height: int, width: int) -> np.ndarray:
+def correction(layer: CellLayer, height: int, width: int) -> np.ndarray:
     """float32 (G, H, W): each group's correction at every pixel, bilinear
     between cell centres (a cell of `block` pixels upsampled by `block`, then cropped)."""
     G, h, w = layer.values.shape
@@ -58,14 +73,34 @@ def correction(layer: LumaLayer, height: int, width: int) -> np.ndarray:
     return up[:, 0, :height, :width].numpy()
 
 
-def apply(frames: np.ndarray, layer: LumaLayer | None, first: int = 0, upsampled: np.ndarray | None = None
-          ) -> np.ndarray:
-    """uint8 RGB frames (n, H, W, 3) with the layer's correction added to each
-    channel; `first`: the index within the chunk of frames[0]; `upsampled`:
-    `correction`'s output if already computed. No layer: the frames as they are."""
-    if layer is None:
+Corrections = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]
+
+
+def corrections(layers: Layers, height: int, width: int) -> Corrections:
+    """`correction` of each plane's layer (None for a plane without one): what
+    `apply` needs, computed once a chunk."""
+    return tuple(None if p is None else correction(p, height, width) for p in layers.planes)  # type: ignore[return-value]
+
+
+def apply(frames: np.ndarray, layers: Layers, first: int = 0, upsampled: Corrections | None = None,
+          matrix: int = 0) -> np.ndarray:
+    """uint8 RGB frames (n, H, W, 3) with the layers' corrections added
+    (`matrix`: the file's luma matrix, 0 BT.601, 1 BT.709); `first`: the index
+    within the chunk of frames[0]; `upsampled`: `corrections`' output if
+    already computed. No layer: the frames as they are."""
+    if not layers:
         return frames
     n, H, W, _ = frames.shape
-    up = correction(layer, H, W) if upsampled is None else upsampled
-    delta = up[(first + np.arange(n)) // layer.group]
-    return np.clip(np.rint(frames.astype(np.float32) + delta[..., None]), 0, 255).astype(np.uint8)
+    up = corrections(layers, H, W) if upsampled is None else upsampled
+    kr, kg, kb = _kr_kg_kb(matrix)
+    # What a unit of each plane adds to R, G and B (Y' the same to all three).
+    to_rgb = [np.asarray(c, np.float32) for c in ((1, 1, 1), (0, -2 * kb * (1 - kb) / kg, 2 * (1 - kb)),
+                                                  (2 * (1 - kr), -2 * kr * (1 - kr) / kg, 0))]
+    out = np.empty_like(frames)
+    for i in range(n):  # a frame at a time: a 1080p chunk in float32 would take gigabytes
+        delta = np.zeros((H, W, 3), np.float32)
+        for layer, plane, rgb in zip(layers.planes, up, to_rgb):
+            if layer is not None:
+                delta += plane[(first + i) // layer.group][..., None] * rgb
+        out[i] = np.clip(np.rint(frames[i].astype(np.float32) + delta), 0, 255)
+    return out

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from tokcodec.bitstream.context_net import ContextNet
-from tokcodec.bitstream.luma_layer import MAX_CELLS, LumaLayer, layer_shape
-from tokcodec.codec.luma_layer import apply, luma, measure
+from tokcodec.bitstream.luma_layer import MAX_CELLS, CellLayer, Layers, layer_shape
+from tokcodec.codec.luma_layer import apply, correction, luma, measure, planes
 from tokcodec.codec.lfq import hysteresis_signs
 from tokcodec.codec.model import Tokenizer
 
@@ -152,31 +152,56 @@ def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: 
     return Choice(choice.threshold, tokens, choice.tried)
 
 
-# The coarse luma layer's cells a chunk may use ((block px, frames, step)), finest last; the
-# encoder keeps the best-scoring one or none (bench/RESULTS.md, "A coarse luma layer").
+# The coarse layers' cells a chunk may use ((block px, frames, step)), finest last; the encoder
+# keeps the best-scoring one per plane, or none (bench/RESULTS.md, "A coarse luma layer" and
+# "Coarse chroma layers"). Chroma only in large cells: they fix a region's tint, what shows, for
+# about 1% of the bytes; finer ones score too, but cost 10-50% more bytes at the low points.
 LAYER_CELLS = ((32, 4, 4), (16, 4, 4), (8, 4, 4))
+CHROMA_CELLS = ((64, 4, 4), (32, 4, 4))
+# A chroma plane's PSNR counts for 1/6 of luma's, as in PSNR-YCbCr's 6:1:1 weighting.
+CHROMA_WEIGHT = 1 / 6
 
 
-def choose_layer(source: np.ndarray, decoded: np.ndarray, token_bytes: int,
-                 layer_bytes: Callable[[LumaLayer], int], matrix: int = 0,
-                 cells: Sequence[tuple[int, int, int]] = LAYER_CELLS, db_per_doubling: float = 1.0
-                 ) -> LumaLayer | None:
-    """The coarse luma layer (`codec.luma_layer`) that scores best for one
-    chunk, or None where no layer beats none: score = the luma PSNR of the
-    corrected frames minus `db_per_doubling` times log2 of the chunk's bits
-    (`token_bytes` + `layer_bytes` of the layer), the exchange rate the
-    hysteresis search uses. `source`, `decoded`: the chunk's real frames,
-    uint8 RGB (n, H, W, 3) at the displayed size, as read and as the decoder
-    writes them."""
-    target, base = luma(source, matrix), luma(decoded, matrix)
+def _psnr(mse: float) -> float:
+    return 10 * math.log10(255 ** 2 / max(mse, 1e-10))
 
-    def score(layer: LumaLayer | None) -> float:
-        out = luma(apply(decoded, layer), matrix)
-        mse = max(float(np.square(out - target).mean()), 1e-10)
-        size = token_bytes + (layer_bytes(layer) if layer is not None else 0)
-        return 10 * math.log10(255 ** 2 / mse) - db_per_doubling * math.log2(8 * max(size, 1))
 
-    n, H, W = target.shape
-    layers = [None] + [measure(target, base, b, g, s) for b, g, s in cells
-                       if math.prod(layer_shape(n, H, W, b, g)) <= MAX_CELLS]
-    return max(layers, key=score)
+def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int,
+                  layer_bytes: Callable[[Layers], int], matrix: int = 0, luma_layer: bool = True,
+                  chroma: bool = False, cells: Sequence[tuple[int, int, int]] = LAYER_CELLS,
+                  chroma_cells: Sequence[tuple[int, int, int]] = CHROMA_CELLS, db_per_doubling: float = 1.0,
+                  chroma_weight: float = CHROMA_WEIGHT) -> Layers:
+    """The coarse layers (`codec.luma_layer`) that score best for one chunk,
+    one plane after the other, each plane's layer or none: score = the
+    plane's PSNR (Y'; Cb and Cr weighted by `chroma_weight`) minus
+    `db_per_doubling` times log2 of the chunk's bits (`token_bytes` +
+    `layer_bytes` of the layers), the exchange rate the hysteresis search
+    uses. `luma_layer`, `chroma`: whether Y', and Cb and Cr, may have one.
+    `source`, `decoded`: the chunk's real frames, uint8 RGB (n, H, W, 3) at
+    the displayed size, as read and as the decoder writes them."""
+    target, base = planes(source, matrix), planes(decoded, matrix)
+    n, H, W = target[0].shape
+
+    def candidates(plane: int, cells: Sequence[tuple[int, int, int]]) -> list[CellLayer | None]:
+        return [None] + [measure(target[plane], base[plane], b, g, s) for b, g, s in cells
+                         if math.prod(layer_shape(n, H, W, b, g)) <= MAX_CELLS]
+
+    def bits(layers: Layers) -> float:
+        return db_per_doubling * math.log2(8 * max(token_bytes + (layer_bytes(layers) if layers else 0), 1))
+
+    def luma_score(layers: Layers) -> float:  # on the frames as the decoder writes them: rounded, clipped
+        out = luma(apply(decoded, layers, matrix=matrix), matrix)
+        return _psnr(float(np.square(out - target[0]).mean())) - bits(layers)
+
+    def chroma_score(plane: int, layers: Layers) -> float:  # on the plane itself: a chroma layer leaves Y' be
+        layer = layers.planes[plane]
+        out = base[plane] if layer is None else base[plane] + correction(layer, H, W)[np.arange(n) // layer.group]
+        return chroma_weight * _psnr(float(np.square(out - target[plane]).mean())) - bits(layers)
+
+    chosen = Layers()
+    if luma_layer:
+        chosen = max((Layers(y) for y in candidates(0, cells)), key=luma_score)
+    if chroma:
+        chosen = max((replace(chosen, cb=cb) for cb in candidates(1, chroma_cells)), key=lambda c: chroma_score(1, c))
+        chosen = max((replace(chosen, cr=cr) for cr in candidates(2, chroma_cells)), key=lambda c: chroma_score(2, c))
+    return chosen

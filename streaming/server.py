@@ -60,7 +60,7 @@ from aiortc.mediastreams import MediaStreamError
 from tokcodec.bitstream.container import TokError, TokWriter
 from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import resize_frames
-from tokcodec.codec.luma_layer import apply as apply_layer, correction
+from tokcodec.codec.luma_layer import apply as apply_layers, corrections
 from tokcodec.codec.luma_range import LumaRange, to_display
 from tokcodec.codec.precision import resolve_precision
 
@@ -135,12 +135,12 @@ class TokFileTrack(MediaStreamTrack):
         span = LumaRange.from_codes(h.luma_black, h.luma_white, h.luma_matrix)  # a viewer gets display RGB
         for entry in self.reader.entries:
             chunk = self.reader.read_chunk(entry.index)
-            layer = None if chunk.layer is None else correction(chunk.layer, h.height, h.width)  # once a chunk
+            layers = corrections(chunk.layers, h.height, h.width)  # once a chunk
             for i, frame in enumerate(decoder.decode_chunk(chunk.tokens)):
                 if i == chunk.frames:
                     break
                 frame = resize_frames(frame[None, :ch, :cw], h.height, h.width)
-                yield to_display(apply_layer(frame, chunk.layer, i, layer)[0], span)
+                yield to_display(apply_layers(frame, chunk.layers, i, layers, h.luma_matrix)[0], span)
 
     def _next(self) -> np.ndarray | None:
         with self.lock:

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tokcodec.bitstream.container import AudioPacket, AudioTrack, Header, TokError, TokReader, TokWriter
+from tokcodec.bitstream.container import (CHROMA_LAYERS, LUMA_LAYER, AudioPacket, AudioTrack, Header, TokError,
+                                          TokReader, TokWriter)
 from tokcodec.bitstream.entropy import EntropyParams
-from tokcodec.bitstream.luma_layer import LumaLayer, layer_shape
+from tokcodec.bitstream.luma_layer import CellLayer, Layers, layer_shape
 
 
 def header(**kw) -> Header:
@@ -204,10 +205,10 @@ def test_a_version_1_4_header_reads_as_the_nominal_luma_range() -> None:
             Header.read(io.BytesIO(replace(header(), **bad).to_bytes()))
 
 
-def layer_for(h: Header, frames: int, seed: int = 0) -> LumaLayer:
+def layer_for(h: Header, frames: int, seed: int = 0, block: int = 8) -> CellLayer:
     rng = np.random.default_rng(seed)
-    shape = layer_shape(frames, h.height, h.width, 8, 4)
-    return LumaLayer(8, 4, 4, rng.integers(-5, 6, shape).astype(np.int8))
+    shape = layer_shape(frames, h.height, h.width, block, 4)
+    return CellLayer(block, 4, 4, rng.integers(-5, 6, shape).astype(np.int8))
 
 
 def test_chunks_carry_a_luma_layer_in_a_file_that_says_so(tmp_path: Path) -> None:
@@ -217,33 +218,58 @@ def test_chunks_carry_a_luma_layer_in_a_file_that_says_so(tmp_path: Path) -> Non
     gs = grids([9, 9, 4], h)
     with TokWriter(tmp_path / "l.tok", h) as w:
         for i, (f, g, layer) in enumerate(zip([9, 9, 4], gs, layers)):
-            w.write_chunk(f, g, audio(i), layer)
+            w.write_chunk(f, g, audio(i), Layers(layer))
     assert w.layer_bytes > 0
     for path in (tmp_path / "l.tok",):
         with TokReader(path) as r:
             assert r.header.luma_layer == 1
             for c, g, layer in zip(r.chunks(), gs, layers):
                 assert np.array_equal(c.tokens, g) and c.audio == audio(c.index)
-                assert (c.layer is None) == (layer is None) and (c.layer_bytes > 0) == (layer is not None)
+                assert (c.layers.y is None) == (layer is None) and (c.layer_bytes > 0) == (layer is not None)
+                assert c.layers.cb is None and c.layers.cr is None
                 if layer is not None:
-                    assert (c.layer.block, c.layer.group, c.layer.step) == (8, 4, 4)
-                    assert np.array_equal(c.layer.values, layer.values)
+                    assert (c.layers.y.block, c.layers.y.group, c.layers.y.step) == (8, 4, 4)
+                    assert np.array_equal(c.layers.y.values, layer.values)
     # the chunks without the index (a live file) walk the same way
     data = (tmp_path / "l.tok").read_bytes()
     (tmp_path / "cut.tok").write_bytes(data[: data.rindex(b"TIDX")])
     with TokReader(tmp_path / "cut.tok") as r:
-        assert [c.layer is None for c in r.chunks()] == [False, True, False]
+        assert [bool(c.layers) for c in r.chunks()] == [True, False, True]
+
+
+def test_chunks_carry_chroma_layers_in_a_file_that_says_so(tmp_path: Path) -> None:
+    """1.8: a header with luma_layer = 2 lets a chunk carry Y', Cb and Cr layers, each or none."""
+    h = header(luma_layer=CHROMA_LAYERS, audio=None)
+    layers = [Layers(layer_for(h, 9, 1), layer_for(h, 9, 2, 16), layer_for(h, 9, 3, 32)),
+              Layers(None, None, layer_for(h, 9, 4, 16)), Layers(), Layers(layer_for(h, 4, 5))]
+    gs = grids([9, 9, 9, 4], h)
+    with TokWriter(tmp_path / "c.tok", h) as w:
+        for f, g, chunk_layers in zip([9, 9, 9, 4], gs, layers):
+            w.write_chunk(f, g, (), chunk_layers)
+    with TokReader(tmp_path / "c.tok") as r:
+        assert r.header.luma_layer == CHROMA_LAYERS
+        for c, g, want in zip(r.chunks(), gs, layers):
+            assert np.array_equal(c.tokens, g) and (c.layer_bytes > 0) == bool(want)
+            for got, layer in zip(c.layers.planes, want.planes):
+                assert (got is None) == (layer is None)
+                if layer is not None:
+                    assert got.block == layer.block and np.array_equal(got.values, layer.values)
+    # a file with Y' layers only takes no chroma
+    with pytest.raises(ValueError, match="chroma"):
+        with TokWriter(tmp_path / "y.tok", header(luma_layer=LUMA_LAYER)) as w:
+            w.write_chunk(9, gs[0], (), layers[1])
+    assert not (tmp_path / "y.tok").exists()
 
 
 def test_a_layer_is_refused_where_the_file_has_none_or_it_does_not_fit(tmp_path: Path) -> None:
     h = header()
-    with pytest.raises(ValueError, match="luma layer"):
+    with pytest.raises(ValueError, match="coarse layers"):
         with TokWriter(tmp_path / "a.tok", h) as w:
-            w.write_chunk(9, grids([9], h)[0], (), layer_for(h, 9))
-    h = header(luma_layer=1)
-    with pytest.raises(ValueError, match="luma layer"):
+            w.write_chunk(9, grids([9], h)[0], (), Layers(layer_for(h, 9)))
+    h = header(luma_layer=CHROMA_LAYERS)
+    with pytest.raises(ValueError, match="coarse layers"):
         with TokWriter(tmp_path / "b.tok", h) as w:
-            w.write_chunk(9, grids([9], h)[0], (), layer_for(h, 4))  # a 4-frame layer for 9 frames
+            w.write_chunk(9, grids([9], h)[0], (), Layers(cr=layer_for(h, 4)))  # a 4-frame layer for 9 frames
     assert not list(tmp_path.iterdir())
 
 
@@ -251,7 +277,7 @@ def test_a_damaged_layer_is_reported_in_one_line(tmp_path: Path) -> None:
     h = header(luma_layer=1, audio=None)
     g = grids([9], h)[0]
     with TokWriter(tmp_path / "a.tok", h) as w:
-        w.write_chunk(9, g, (), layer_for(h, 9))
+        w.write_chunk(9, g, (), Layers(layer_for(h, 9)))
     data = bytearray((tmp_path / "a.tok").read_bytes())
     with TokReader(tmp_path / "a.tok") as r:
         off = r.entries[0].offset

@@ -166,6 +166,33 @@ def test_tokens_and_pack_round_trip(tok: Path, tmp_path: Path) -> None:
     assert [c.frame_range for c in a] == [range(0, 9), range(9, 18), range(18, 22)]
     assert all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, b)) and len(a) == len(b) == 3
     assert packed.read_bytes() == tok.read_bytes()  # audio and metadata included
+    with tokcodec.open_tok(tok) as r:
+        assert any(c.layers.cb is not None for c in r.chunks())  # the chroma layers made the trip too
+
+
+def test_an_archive_from_before_chroma_layers_packs_its_luma_layers(tok: Path, tmp_path: Path) -> None:
+    """A (chunks, 4) layer_index (1.7's `tokcodec tokens`) holds each chunk's Y' layer alone."""
+    import zipfile
+
+    from tokcodec.token_archive import read_array, write_array
+
+    npz, old, packed = tmp_path / "t.npz", tmp_path / "old.npz", tmp_path / "p.tok"
+    assert cli("tokens", str(tok), "-o", str(npz)).exit_code == 0
+    with zipfile.ZipFile(npz) as src, zipfile.ZipFile(old, "w") as dst:
+        index, values = read_array(src, "layer_index"), read_array(src, "layer_values")
+        assert index.shape == (3, 3, 4)
+        keep = np.concatenate([np.ones(n, bool) if plane == 0 else np.zeros(n, bool)
+                               for row in index for plane, n in enumerate(row[:, 3])])
+        for item in src.infolist():
+            if item.filename not in ("layer_index.npy", "layer_values.npy"):
+                dst.writestr(item, src.read(item))
+        write_array(dst, "layer_index", index[:, 0])
+        write_array(dst, "layer_values", values[keep])
+    assert cli("pack", str(old), "-o", str(packed)).exit_code == 0
+    with tokcodec.open_tok(tok) as a, tokcodec.open_tok(packed) as b:
+        for x, y in zip(a.chunks(), b.chunks()):
+            assert (x.layers.y is None) == (y.layers.y is None) and y.layers.cb is None and y.layers.cr is None
+            assert x.layers.y is None or np.array_equal(x.layers.y.values, y.layers.y.values)
 
 
 def test_read_tokens_range(tok: Path) -> None:
@@ -181,29 +208,41 @@ def test_api_encode_report(source: Path, tmp_path: Path) -> None:
     assert r.audio_bytes == tokcodec.tok_info(tmp_path / "a.tok")["audio_bytes"] > 0
 
 
-def _luma_error(video: Path, source: Path) -> float:
+def _plane_errors(video: Path, source: Path) -> np.ndarray:
+    """Mean squared error of Y', Cb and Cr (BT.601, full range) of `video`'s frames against `source`'s."""
     out = np.stack(list(iter_frames(video))).astype(np.float32)
     src = np.stack(list(iter_frames(source))).astype(np.float32)
-    return float(np.square((out - src) @ np.array([0.299, 0.587, 0.114], np.float32)).mean())
+    m = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
+    return np.square((out - src) @ m.T).reshape(-1, 3).mean(axis=0)
 
 
-def test_the_coarse_luma_layer_is_sent_where_it_pays_and_added_back(source: Path, tmp_path: Path) -> None:
-    a, b = tmp_path / "a.tok", tmp_path / "b.tok"
+def test_the_coarse_layers_are_sent_where_they_pay_and_added_back(source: Path, tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.tok", tmp_path / "b.tok", tmp_path / "c.tok"
     ra = tokcodec.encode_file(source, a, chunk_frames=9)
-    rb = tokcodec.encode_file(source, b, chunk_frames=9, luma_layer=False)
-    ia, ib = tokcodec.tok_info(a), tokcodec.tok_info(b)
+    rb = tokcodec.encode_file(source, b, chunk_frames=9, luma_layer=False, chroma_layer=False)
+    rc = tokcodec.encode_file(source, c, chunk_frames=9, chroma_layer=False)
+    ia, ib, ic = tokcodec.tok_info(a), tokcodec.tok_info(b), tokcodec.tok_info(c)
     assert (ia["layer_chunks"], ib["layer_chunks"], ib["layer_bytes"]) == (ra.layers, 0, 0) and ra.layers >= 1
-    assert ra.layer_bytes == ia["layer_bytes"] > 0
-    assert ra.bytes - rb.bytes == ra.layer_bytes + 4 * ra.chunks  # and a layer size per chunk
-    assert ra.token_bytes == rb.token_bytes  # the same tokens: the layer is measured after them
-    with tokcodec.open_tok(b) as r:
-        assert r.header.luma_layer == 0
-    assert "coarse luma layer in" in cli("info", str(a)).output and "coarse luma" not in cli("info", str(b)).output
-    for tok, mp4 in ((a, "a.mp4"), (b, "b.mp4")):
-        tokcodec.decode_file(tok, tmp_path / mp4, lossless=True)
-    assert _luma_error(tmp_path / "a.mp4", source) < _luma_error(tmp_path / "b.mp4", source)
-    r = cli("encode", str(source), "-o", str(tmp_path / "c.tok"), "--chunk-frames", "9", "--no-luma-layer", "-q")
-    assert r.exit_code == 0 and (tmp_path / "c.tok").read_bytes() == b.read_bytes()
+    assert ra.layer_bytes == ia["layer_bytes"] > rc.layer_bytes == ic["layer_bytes"] > 0
+    assert ia["layer_planes"]["y"] == ic["layer_planes"]["y"] >= 1 and ic["layer_planes"]["cb"] == 0
+    assert ia["layer_planes"]["cb"] >= 1 and ia["layer_planes"]["cr"] >= 1
+    for r in (ra, rc):
+        assert r.bytes - rb.bytes == r.layer_bytes + 4 * r.chunks  # and a layer size per chunk
+        assert r.token_bytes == rb.token_bytes  # the same tokens: the layers are measured after them
+    for tok, flag in ((a, 2), (b, 0), (c, 1)):
+        with tokcodec.open_tok(tok) as r:
+            assert r.header.luma_layer == flag
+    assert "coarse layers in" in cli("info", str(a)).output and "coarse layers" not in cli("info", str(b)).output
+    errors = {}
+    for tok in (a, b, c):
+        tokcodec.decode_file(tok, tmp_path / f"{tok.stem}.mp4", lossless=True)
+        errors[tok.stem] = _plane_errors(tmp_path / f"{tok.stem}.mp4", source)
+    assert errors["c"][0] < errors["b"][0]  # the Y' layer
+    assert np.all(errors["a"][1:] < errors["c"][1:])  # the Cb and Cr layers
+    assert abs(errors["a"][0] - errors["c"][0]) < 0.02 * errors["c"][0]  # which leave Y' be
+    for flags, tok in ((("--no-luma-layer", "--no-chroma-layer"), b), (("--no-chroma-layer",), c)):
+        r = cli("encode", str(source), "-o", str(tmp_path / "d.tok"), "--chunk-frames", "9", *flags, "-q", "--force")
+        assert r.exit_code == 0 and (tmp_path / "d.tok").read_bytes() == tok.read_bytes()
 
 
 # ---------------------------------------------------------------- bad input

@@ -1,13 +1,14 @@
-"""The coarse luma layer: its coding, its pixels, and the encoder's choice of it."""
+"""The coarse layers (Y', Cb, Cr): their coding, their pixels, and the encoder's choice of them."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tokcodec.bitstream.luma_layer import MAX_VALUE, LumaLayer, decode_layer, encode_layer, layer_shape
-from tokcodec.codec.luma_layer import apply, cell_means, correction, luma, measure
-from tokcodec.streaming.rate_control import choose_layer
+from tokcodec.bitstream.luma_layer import (MAX_VALUE, CellLayer, Layers, decode_layer, decode_layers, encode_layer,
+                                           encode_layers, layer_shape)
+from tokcodec.codec.luma_layer import apply, cell_means, corrections, luma, measure, planes
+from tokcodec.streaming.rate_control import choose_layers
 
 
 def smooth_frames(n: int = 9, h: int = 40, w: int = 56, seed: int = 0) -> np.ndarray:
@@ -25,12 +26,12 @@ def test_layers_round_trip_and_the_shape_comes_from_the_chunk() -> None:
     assert shape == (9, 15, 20)
     values = np.clip(np.rint(rng.laplace(0, 3, shape)), -MAX_VALUE, MAX_VALUE).astype(np.int8)
     values[0, 0, 0], values[1, 0, 0] = MAX_VALUE, -MAX_VALUE  # the widest step between groups
-    data = encode_layer(LumaLayer(16, 4, 4, values))
+    data = encode_layer(CellLayer(16, 4, 4, values))
     assert len(data) < values.size  # fewer than a byte a cell
     back = decode_layer(data, 33, 240, 320)
     assert (back.block, back.group, back.step) == (16, 4, 4) and np.array_equal(back.values, values)
     assert encode_layer(None) == b"" and decode_layer(b"", 33, 240, 320) is None
-    flat = encode_layer(LumaLayer(8, 1, 2, np.zeros((1, 1, 1), np.int8)))
+    flat = encode_layer(CellLayer(8, 1, 2, np.zeros((1, 1, 1), np.int8)))
     assert decode_layer(flat, 1, 5, 7).values.shape == (1, 1, 1)
 
 
@@ -40,7 +41,7 @@ def test_layers_round_trip_and_the_shape_comes_from_the_chunk() -> None:
     (lambda d: d[:5], "without values"),
 ])
 def test_malformed_layers_are_refused_in_one_line(damage, message: str) -> None:
-    data = encode_layer(LumaLayer(16, 4, 4, np.ones((3, 2, 2), np.int8)))
+    data = encode_layer(CellLayer(16, 4, 4, np.ones((3, 2, 2), np.int8)))
     with pytest.raises(ValueError, match=message):
         decode_layer(damage(data), 9, 30, 20)
 
@@ -59,7 +60,7 @@ def test_random_payloads_give_a_layer_or_a_one_line_error() -> None:
 
 
 def test_a_reader_bounds_the_cells_before_allocating() -> None:
-    data = encode_layer(LumaLayer(4, 1, 1, np.zeros((1, 1, 1), np.int8)))
+    data = encode_layer(CellLayer(4, 1, 1, np.zeros((1, 1, 1), np.int8)))
     with pytest.raises(ValueError, match="cells"):
         decode_layer(data, 65, 16384, 16384)
 
@@ -77,25 +78,89 @@ def test_a_uniform_luma_offset_is_measured_and_removed() -> None:
     decoded = np.clip(source.astype(np.int16) - 12, 0, 255).astype(np.uint8)
     layer = measure(luma(source), luma(decoded), 16, 4, 4)
     assert np.all(layer.values == 3)  # 12 levels of luma in steps of 4
-    out = apply(decoded, layer)
+    out = apply(decoded, Layers(layer))
     assert np.abs(luma(out) - luma(source)).mean() < 0.6  # back to the source but for rounding
     # R, G and B move alike: the chroma of every pixel stays
     assert np.array_equal(out.astype(int) - decoded.astype(int), np.repeat((out[..., :1].astype(int)
                                                                             - decoded[..., :1]), 3, axis=-1))
     # a frame range of the chunk gets the same correction as the whole chunk
-    up = correction(layer, *source.shape[1:3])
-    assert np.array_equal(apply(decoded[5:7], layer, 5, up), out[5:7])
+    up = corrections(Layers(layer), *source.shape[1:3])
+    assert np.array_equal(apply(decoded[5:7], Layers(layer), 5, up), out[5:7])
+
+
+@pytest.mark.parametrize("matrix", [0, 1])
+def test_a_chroma_offset_is_measured_and_removed_without_moving_luma(matrix: int) -> None:
+    source = smooth_frames(seed=4) // 2 + 64  # far from 0 and 255: no channel clips when the colour moves
+    y, cb, cr = planes(source, matrix)
+    # the same picture with Cb 8 lower and Cr 6 higher: R, G, B through the inverse matrix
+    shifted = np.clip(np.rint(source + apply(np.zeros_like(source, np.uint8) + 128,
+                                             Layers(None, CellLayer(64, 9, 2, np.full((1, 1, 1), -4, np.int8)),
+                                                    CellLayer(64, 9, 2, np.full((1, 1, 1), 3, np.int8))),
+                                             matrix=matrix).astype(np.float32) - 128), 0, 255).astype(np.uint8)
+    y2, cb2, cr2 = planes(shifted, matrix)
+    assert np.abs(y2 - y).mean() < 0.6 and abs(float((cb2 - cb).mean()) + 8) < 0.5 and abs(float((cr2 - cr).mean()) - 6) < 0.5
+    layers = Layers(None, measure(cb, cb2, 16, 4, 2), measure(cr, cr2, 16, 4, 2))
+    assert np.all(layers.cb.values == 4) and np.all(layers.cr.values == -3)
+    back = apply(shifted, layers, matrix=matrix)
+    y3, cb3, cr3 = planes(back, matrix)
+    assert np.abs(cb3 - cb).mean() < 0.8 and np.abs(cr3 - cr).mean() < 0.8
+    assert np.abs(y3 - y2).mean() < 0.6  # a chroma layer leaves Y' be, but for rounding
+
+
+def test_chunk_layers_round_trip_by_plane() -> None:
+    rng = np.random.default_rng(5)
+    shape = layer_shape(9, 30, 20, 8, 4)
+    layer = lambda: CellLayer(8, 4, 4, rng.integers(-3, 4, shape).astype(np.int8))  # noqa: E731
+    for chunk in (Layers(layer(), layer(), layer()), Layers(None, layer()), Layers(cr=layer()), Layers(layer())):
+        back = decode_layers(encode_layers(chunk, True), 9, 30, 20, True)
+        assert [None if p is None else p.values.tolist() for p in back.planes] == \
+            [None if p is None else p.values.tolist() for p in chunk.planes]
+    assert encode_layers(Layers(), True) == b"" and not decode_layers(b"", 9, 30, 20, True)
+    y = Layers(layer())
+    assert encode_layers(y, False) == encode_layer(y.y)  # a 1.7 file's payload: the Y' layer alone
+    assert np.array_equal(decode_layers(encode_layers(y, False), 9, 30, 20, False).y.values, y.y.values)
+    with pytest.raises(ValueError, match="chroma"):
+        encode_layers(Layers(cb=layer()), False)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d[:6], "bad size"),
+    (lambda d: d[:4] + (10 ** 6).to_bytes(4, "little") + d[8:], "bad size"),
+    (lambda d: bytes(8), "without a layer"),
+    (lambda d: d[:8] + bytes([2]) + d[9:], "bad cell"),
+])
+def test_malformed_chunk_layers_are_refused_in_one_line(damage, message: str) -> None:
+    data = encode_layers(Layers(CellLayer(16, 4, 4, np.ones((3, 2, 2), np.int8))), True)
+    with pytest.raises(ValueError, match=message):
+        decode_layers(damage(data), 9, 30, 20, True)
 
 
 def test_the_encoder_keeps_a_layer_only_where_it_pays() -> None:
     source = smooth_frames(seed=1)
-    size = lambda layer: len(encode_layer(layer))  # noqa: E731
-    assert choose_layer(source, source, 2000, size) is None  # nothing to correct
+    size = lambda layers: len(encode_layers(layers, True))  # noqa: E731
+    assert not choose_layers(source, source, 2000, size, chroma=True)  # nothing to correct
     dark = np.clip(source.astype(np.int16) - 10, 0, 255).astype(np.uint8)
-    layer = choose_layer(dark, source, 2000, size)
-    assert layer is not None
-    assert luma(np.abs(apply(source, layer).astype(np.int16) - dark)).mean() < 1.5
+    layers = choose_layers(dark, source, 2000, size)
+    assert layers.y is not None and layers.cb is None and layers.cr is None
+    assert luma(np.abs(apply(source, layers).astype(np.int16) - dark)).mean() < 1.5
     # where the error is mostly fine detail the layer cannot carry, its bytes would buy too little
     noise = np.random.default_rng(2).normal(0, 10, source.shape[:3])[..., None]
     noisy = np.clip(np.rint(source + noise - 2), 0, 255).astype(np.uint8)
-    assert choose_layer(noisy, source, 20, size) is None
+    assert not choose_layers(noisy, source, 20, size)
+
+
+def test_the_encoder_sends_chroma_layers_where_colour_is_off() -> None:
+    source = smooth_frames(seed=6) // 2 + 64
+    shift = Layers(None, CellLayer(64, 9, 2, np.full((1, 1, 1), -4, np.int8)),
+                   CellLayer(64, 9, 2, np.full((1, 1, 1), 4, np.int8)))
+    redder = apply(source, shift)  # Cb 8 lower, Cr 8 higher, Y' as it was: two of the encoder's steps
+    size = lambda layers: len(encode_layers(layers, True))  # noqa: E731
+    assert not choose_layers(redder, source, 2000, size)  # chroma off: none unless asked
+    layers = choose_layers(redder, source, 2000, size, chroma=True)
+    assert layers.cb is not None and layers.cr is not None
+    _, cb, cr = planes(redder)
+    _, cb0, cr0 = planes(source)
+    _, cb1, cr1 = planes(apply(source, layers))
+    assert np.abs(cb1 - cb).mean() < 0.3 * np.abs(cb0 - cb).mean()
+    assert np.abs(cr1 - cr).mean() < 0.3 * np.abs(cr0 - cr).mean()
+    assert not choose_layers(source, source, 2000, size, luma_layer=False, chroma=True)

@@ -267,7 +267,7 @@ def test_a_file_that_kept_super_whites_plays_as_players_show_it(tmp_path: Path) 
     from media import make_superwhite_source
 
     from tokcodec.codec import load_tokenizer
-    from tokcodec.codec.luma_layer import apply as apply_layer
+    from tokcodec.codec.luma_layer import apply as apply_layers
     from tokcodec.codec.luma_range import LumaRange, to_display
     from tokcodec.files import decode_chunk, encode_file, open_tok
     from tokcodec.streaming.server import TokFileTrack
@@ -283,8 +283,9 @@ def test_a_file_that_kept_super_whites_plays_as_players_show_it(tmp_path: Path) 
         track.reader.close()
     with open_tok(tmp_path / "s.tok") as reader:
         chunk = reader.read_chunk(0)
-        codec_rgb = apply_layer(decode_chunk(load_tokenizer(reader.header.model), reader.header, chunk.tokens,
-                                             chunk.frames), chunk.layer)  # with its coarse luma layer, if any
+        codec_rgb = apply_layers(decode_chunk(load_tokenizer(reader.header.model), reader.header, chunk.tokens,
+                                              chunk.frames), chunk.layers,  # with its coarse layers, if any
+                                 matrix=reader.header.luma_matrix)
     shown = to_display(codec_rgb, report.luma_range).astype(int)
     assert np.abs(played.astype(int) - shown).max() <= 2  # the engines' own rounding aside
     assert np.abs(codec_rgb.astype(int) - shown).max() > 10  # and that differs from the codec's RGB

@@ -20,12 +20,13 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import torch
 
-from tokcodec.bitstream.container import MAX_SIZE, AudioPacket, AudioTrack, Header, TokError, TokReader, TokWriter
+from tokcodec.bitstream.container import (CHROMA_LAYERS, LUMA_LAYER, MAX_SIZE, AudioPacket, AudioTrack, Header,
+                                          TokError, TokReader, TokWriter)
 from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
-from tokcodec.bitstream.luma_layer import encode_layer
+from tokcodec.bitstream.luma_layer import Layers, encode_layers
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
 from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, video_to_frames
-from tokcodec.codec.luma_layer import apply as apply_layer
+from tokcodec.codec.luma_layer import apply as apply_layers
 from tokcodec.codec.io import (
     AudioPacketData,
     AudioStreamInfo,
@@ -41,7 +42,7 @@ from tokcodec.codec.io import (
     source_luma,
 )
 from tokcodec.codec.precision import network_precision, resolve_precision
-from tokcodec.streaming.rate_control import HysteresisSearch, choose_hysteresis, choose_layer, encode_searched
+from tokcodec.streaming.rate_control import HysteresisSearch, choose_hysteresis, choose_layers, encode_searched
 from tokcodec.streaming.refine import RefineConfig, default_refine, encode_refined
 from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, chunk_latent
 from tokcodec.streaming.stateful import decode_chunk as segmented_decode
@@ -76,8 +77,8 @@ class EncodeReport:
     thresholds: list[float] = field(default_factory=list)  # the hysteresis each chunk was coded with
     refine_steps: int = 0  # the refinement's steps per segment (`refine.default_refine` unless asked)
     luma_range: LumaRange = NOMINAL  # the Y' span coded (`codec.luma_range`): wider keeps super-whites
-    layer_bytes: int = 0  # part of `bytes` that is the coarse luma layer (`luma_layer`)
-    layers: int = 0  # chunks that carry one
+    layer_bytes: int = 0  # part of `bytes` that is the coarse layers (`luma_layer`, `chroma_layer`)
+    layers: int = 0  # chunks that carry any
 
 
 @dataclass
@@ -126,6 +127,7 @@ def encode_file(
     precision: str = "auto",
     headroom: str = "auto",
     luma_layer: bool = True,
+    chroma_layer: bool = True,
 ) -> EncodeReport:
     """Encode a video file (or its first `max_frames` frames) to a .tok file.
 
@@ -167,11 +169,15 @@ def encode_file(
     cost more than 38 dB of Y' PSNR in frames sampled over the part encoded;
     "keep": always widened to 0..255; "clip": clipped as players show them.
     `luma_layer`: send each chunk's coarse luma layer where it scores better
-    than none (`streaming.rate_control.choose_layer`: the decoded chunk's mean
+    than none (`streaming.rate_control.choose_layers`: the decoded chunk's mean
     luma error over cells of 8 to 32 pixels and 4 frames; on the eval clips
     0% to 27% of the bytes for 0.3 to 1.3 dB PSNR-Y, bench/RESULTS.md),
     measured on the refinement's last decode, or on one more decode where
-    the chunk is not refined. False: no layer, a file a 1.6 reader can read.
+    the chunk is not refined. `chroma_layer`: the same for Cb and Cr (cells
+    of 32 or 64 pixels; a plane's PSNR counted 1/6 of luma's, as PSNR-YCbCr
+    6:1:1 does: +3 to +7 dB Cb and Cr PSNR for 1% to 15% of the bytes on the
+    eval clips, bench/RESULTS.md "Coarse chroma layers"). Without either, a
+    file a .tok 1.6 reader can read; with `luma_layer` only, one a 1.7 reader can.
     """
     check_output(output, force)
     if headroom not in HEADROOM:
@@ -217,14 +223,14 @@ def encode_file(
                          f"larger than the {MAX_SIZE} pixels a .tok allows")
     span = source_span(source, headroom, None if max_frames is None else max_frames / info.fps)
     header, prior = new_header(tokenizer, info.width, info.height, info.fps, chunk_frames, quality, entropy,
-                               _audio_track(audio_info), coded, level, span, luma_layer)
+                               _audio_track(audio_info), coded, level, span, luma_layer, chroma_layer)
     cw, ch, bits = *header.coded_size, header.bits
     refine = default_refine(cw * ch, engine is None) if refine is None else refine
     net = prior.nets if prior is not None and header.entropy.model_id in (3, 4) else None  # refinement prices bits by them
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)
-    tokens = layers = 0
+    tokens = layered = 0
     thresholds = []
     with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer:
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames, span)):
@@ -253,22 +259,24 @@ def encode_file(
             # The last chunk of the whole source also takes the audio that outlasts the video.
             whole = last and (max_frames is None or end < max_frames)
             payload = writer.token_payload(codes)
-            layer = None
+            layers = Layers()
             if header.luma_layer:  # measured on the frames the decoder will write (the refinement's last decode)
                 decoded = (resize_frames(video_to_frames(torch.cat(refined, dim=2)[:, :, : clip.valid]),
                                          header.height, header.width) if refined
                            else decode_chunk(tokenizer, header, codes, clip.valid, engine, precision))
-                layer = choose_layer(clip.frames[: clip.valid], decoded, len(payload),
-                                     lambda candidate: len(encode_layer(candidate)), header.luma_matrix)
-                layers += layer is not None
-            writer.write_chunk(clip.valid, codes, audio.until(None if whole else end), layer, payload)
+                chroma = header.luma_layer == CHROMA_LAYERS
+                layers = choose_layers(clip.frames[: clip.valid], decoded, len(payload),
+                                       lambda candidate: len(encode_layers(candidate, chroma)), header.luma_matrix,
+                                       luma_layer, chroma)
+                layered += bool(layers)
+            writer.write_chunk(clip.valid, codes, audio.until(None if whole else end), layers, payload)
             tokens += codes.size
             progress.update(clip.valid)
         if not writer.entries:
             raise ValueError(f"{source}: no frames could be decoded")
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
                         writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes,
-                        header.quality, bits, (cw, ch), thresholds, refine.steps, span, writer.layer_bytes, layers)
+                        header.quality, bits, (cw, ch), thresholds, refine.steps, span, writer.layer_bytes, layered)
 
 
 def source_span(source: str | os.PathLike, headroom: str = "auto", until: float | None = None) -> LumaRange:
@@ -300,6 +308,7 @@ def new_header(
     level: int | None = None,
     luma: LumaRange = NOMINAL,
     luma_layer: bool = False,
+    chroma_layer: bool = False,
 ) -> tuple[Header, EntropyPrior | None]:
     """The header of a new .tok file (frames 0 until written) and the entropy
     prior its chunks are coded with (the model's shipped one by default).
@@ -307,8 +316,8 @@ def new_header(
     LFQ level the tokens keep unless `level` is given; `coded` = (width,
     height) the frames are resampled to before the tokenizer (None: not
     resampled; the caller applies the point's scale); `luma`: the Y' span
-    the frames were read in (`source_span`); `luma_layer`: whether chunks may
-    carry a coarse luma layer."""
+    the frames were read in (`source_span`); `luma_layer`, `chroma_layer`: whether
+    chunks may carry a coarse Y' layer, and Cb and Cr layers."""
     ladder = model_ladder(tokenizer.config)
     quality = ladder.default if quality is None else quality
     bits = tokenizer.level_bits(ladder.point(quality).level if level is None else level)
@@ -325,7 +334,7 @@ def new_header(
                     coded_width=0 if (cw, ch) == (width, height) else cw,
                     coded_height=0 if (cw, ch) == (width, height) else ch,
                     luma_black=luma.black, luma_white=luma.white, luma_matrix=luma.matrix_code,
-                    luma_layer=int(luma_layer))
+                    luma_layer=CHROMA_LAYERS if chroma_layer else LUMA_LAYER if luma_layer else 0)
     return header, prior
 
 
@@ -457,8 +466,8 @@ def decode_file(
         ) as writer:
             for e in entries:
                 chunk = reader.read_chunk(e.index)
-                decoded = apply_layer(decode_chunk(tokenizer, h, chunk.tokens, chunk.frames, engine, precision),
-                                      chunk.layer)
+                decoded = apply_layers(decode_chunk(tokenizer, h, chunk.tokens, chunk.frames, engine, precision),
+                                       chunk.layers, matrix=h.luma_matrix)
                 for frame in decoded[max(start - chunk.first_frame, 0) : end - chunk.first_frame]:
                     writer.write(frame)
                     progress.update(1)
@@ -570,7 +579,9 @@ def tok_info(path: str | os.PathLike) -> dict[str, Any]:
             "token_bytes": token_bytes,
             "audio_bytes": audio_bytes,
             "layer_bytes": layer_bytes,
-            "layer_chunks": sum(c.layer is not None for c in chunks),
+            "layer_chunks": sum(bool(c.layers) for c in chunks),
+            "layer_planes": {name: sum(c.layers.planes[i] is not None for c in chunks)  # chunks with each plane's
+                             for i, name in enumerate(("y", "cb", "cr"))},
             "tokens": tokens,
             "bits_per_token": 8 * token_bytes / tokens,
             "bpp": 8 * size / (reader.frames * h.width * h.height),

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tokcodec.bitstream.container import AudioPacket, Header, TokWriter, layer_shape_of
-from tokcodec.bitstream.luma_layer import LumaLayer
+from tokcodec.bitstream.container import CHROMA_LAYERS, AudioPacket, Header, TokWriter, layer_shape_of
+from tokcodec.bitstream.luma_layer import CellLayer, Layers
 
 from .api import check_output
 from .files import EncodeReport, header_span, named_errors, open_tok
@@ -91,9 +91,9 @@ def export_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force
     Arrays: `tokens` (chunks, T', H', W') int32 with the last chunk's missing
     latent frames zero-filled, `chunk_frames` (chunks,) real frames per chunk,
     `audio_data`/`audio_index` for the audio packets, `layer_index` (chunks,
-    4: block, group, step, values; block 0 for a chunk without one) and
-    `layer_values` (int8, the chunks' values one after the other) for the
-    coarse luma layers, and `meta`, the header as JSON. Token grids are streamed chunk by chunk (constant memory).
+    3 planes Y', Cb, Cr, 4: block, group, step, values; block 0 for a plane
+    without one) and `layer_values` (int8, the values in chunk, then plane
+    order) for the coarse layers, and `meta`, the header as JSON. Token grids are streamed chunk by chunk (constant memory).
     Returns the number of chunks.
     """
     check_output(output, force)
@@ -111,10 +111,10 @@ def export_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force
                     c = reader.read_chunk(e.index)
                     audio_index.extend((e.index, p.pts, p.duration, len(p.data)) for p in c.audio)
                     audio_blobs.extend(p.data for p in c.audio)
-                    layer = c.layer
-                    layer_index.append((0, 0, 0, 0) if layer is None else
-                                       (layer.block, layer.group, layer.step, layer.values.size))
-                    layer_values.append(np.zeros(0, np.int8) if layer is None else layer.values.reshape(-1))
+                    for layer in c.layers.planes:
+                        layer_index.append((0, 0, 0, 0) if layer is None else
+                                           (layer.block, layer.group, layer.step, layer.values.size))
+                        layer_values.append(np.zeros(0, np.int8) if layer is None else layer.values.reshape(-1))
                     grid = np.zeros(h.token_grid, np.int32)
                     grid[: c.tokens.shape[0]] = c.tokens
                     yield grid
@@ -123,7 +123,7 @@ def export_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force
             write_array(zf, "chunk_frames", frames)
             write_array(zf, "audio_index", np.array(audio_index, np.int64).reshape(-1, 4))
             write_array(zf, "audio_data", np.frombuffer(b"".join(audio_blobs), np.uint8))
-            write_array(zf, "layer_index", np.array(layer_index, np.int64).reshape(-1, 4))
+            write_array(zf, "layer_index", np.array(layer_index, np.int64).reshape(-1, 3, 4))
             write_array(zf, "layer_values", np.concatenate(layer_values).astype(np.int8))
             write_array(zf, _META, np.array(json.dumps(h.to_json())))
         os.chmod(tmp, 0o644)
@@ -138,8 +138,9 @@ def pack_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: 
     """Write a .tok file from an .npz made by `export_tokens` (or by a model).
 
     No tokenizer is run: the token grids are entropy-coded as they are, one
-    chunk at a time, with the coarse luma layers the archive holds (a model
-    that changes a chunk's tokens should leave its layer out: block 0).
+    chunk at a time, with the coarse layers the archive holds (a model that
+    changes a chunk's tokens should leave its layers out: block 0; an
+    archive's (chunks, 4) layer_index, from before chroma layers, holds Y' layers).
     """
     check_output(output, force)
     start = time.monotonic()
@@ -184,7 +185,7 @@ def pack_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: 
                 if grid.size and (grid.min() < 0 or grid.max() >= 1 << header.bits):
                     raise ValueError(f"{source}: token values out of range for {header.bits}-bit tokens")
                 writer.write_chunk(f, grid[: header.chunk_token_frames(f)].astype(np.int64), packets.get(i, []),
-                                   layers.get(i))
+                                   layers.get(i, Layers()))
                 n += grid.size
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
                         writer.payload_bytes, n, time.monotonic() - start, quality=header.quality,
@@ -193,24 +194,34 @@ def pack_tokens(source: str | os.PathLike, output: str | os.PathLike, *, force: 
 
 
 def _layers(header: Header, frames: list[int], index: np.ndarray, values: np.ndarray,
-            source: str | os.PathLike) -> dict[int, LumaLayer]:
-    """The archive's coarse luma layers by chunk (`export_tokens`' layer_index and layer_values)."""
+            source: str | os.PathLike) -> dict[int, Layers]:
+    """The archive's coarse layers by chunk (`export_tokens`' layer_index and layer_values)."""
     if not len(index):
         return {}
-    if index.shape != (len(frames), 4) or int(index[:, 3].sum()) != len(values):
-        raise ValueError(f"{source}: the luma layers do not match the chunks")
+    if index.ndim == 2:  # (chunks, 4): Y' layers only
+        index = np.concatenate([index[:, None], np.zeros((len(index), 2, 4), index.dtype)], axis=1)
+    if index.shape != (len(frames), 3, 4) or int(index[..., 3].sum()) != len(values):
+        raise ValueError(f"{source}: the coarse layers do not match the chunks")
     out, offset = {}, 0
-    for i, (block, group, step, n) in enumerate(index.tolist()):
-        if block:
-            try:
-                layer = LumaLayer(block, group, step, np.zeros((0, 0, 0), np.int8))
-                shape = layer_shape_of(header, frames[i], layer)
-                if n != np.prod(shape) or not header.luma_layer:
-                    raise ValueError("its shape does not fit the chunk")
-                out[i] = LumaLayer(block, group, step, values[offset : offset + n].reshape(shape).astype(np.int8))
-            except ValueError as exc:
-                raise ValueError(f"{source}: bad luma layer of chunk {i} ({exc})") from None
-        offset += n
+    for i, rows in enumerate(index.tolist()):
+        planes: list[CellLayer | None] = []
+        for plane, (block, group, step, n) in zip(("Y'", "Cb", "Cr"), rows):
+            planes.append(None)
+            if block:
+                try:
+                    layer = CellLayer(block, group, step, np.zeros((0, 0, 0), np.int8))
+                    shape = layer_shape_of(header, frames[i], layer)
+                    if n != np.prod(shape) or not header.luma_layer:
+                        raise ValueError("its shape does not fit the chunk")
+                    if plane != "Y'" and header.luma_layer != CHROMA_LAYERS:
+                        raise ValueError("the header has no chroma layers")
+                    planes[-1] = CellLayer(block, group, step,
+                                           values[offset : offset + n].reshape(shape).astype(np.int8))
+                except ValueError as exc:
+                    raise ValueError(f"{source}: bad {plane} layer of chunk {i} ({exc})") from None
+            offset += n
+        if any(p is not None for p in planes):
+            out[i] = Layers(*planes)
     return out
 
 
