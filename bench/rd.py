@@ -4,11 +4,11 @@
         [--crf-x264 18,23,...] [--crf-x265 ...] [--crf-svtav1 ...] [--tok-quality 0,...] [--model NAME]
         [--tok-hysteresis H|auto] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S] [--tok-onnx DIR|auto]
         [--tok-scale S] [--tok-level L] [--tok-precision auto|fp32|bf16] [--tok-headroom auto|keep|clip]
-        [--tok-no-luma-layer] [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
+        [--tok-no-luma-layer] [--tok-no-chroma-layer] [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
         [--out bench/rd] [--no-vmaf] [--threads N] [--keep] [--quiet] [--traceback]
 
 For every clip (the eval split of ../shared/corpus unless --clips names
-others) and every codec point it measures bpp, PSNR-Y, MS-SSIM, VMAF and the
+others) and every codec point it measures bpp, PSNR-Y, MS-SSIM, VMAF, PSNR-Cb/Cr/YCbCr and the
 encode and decode speed, then BD-rates against x264. It writes
 OUT/results.json (every point), OUT/<metric>.png (the curves) and prints a
 markdown summary for bench/RESULTS.md on stdout; progress and failures go to
@@ -34,13 +34,18 @@ How each number is made:
   RGB output becomes Y' with the matrix and range the source is read in
   (BT.601 limited range for the untagged eval clips, the inverse of the
   YUV->RGB conversion tokcodec's reader applied), rounded to 8 bits.
-  PSNR-Y: mean of per-frame PSNR. MS-SSIM: mean of per-frame MS-SSIM, five
+  PSNR-Y: mean of per-frame PSNR. Colour: the source's Cb and Cr planes
+  (4:2:0) as decoded, an anchor's decoded planes, tokcodec's RGB turned into
+  Cb and Cr the same way and averaged over 2 x 2 pixels; PSNR-Cb, PSNR-Cr
+  as PSNR-Y, and PSNR-YCbCr = (6 PSNR-Y + PSNR-Cb + PSNR-Cr) / 8 (the
+  weighting of JVET's common test conditions). MS-SSIM: mean of per-frame MS-SSIM, five
   scales where the frame allows, fewer on small frames (176x144: four).
   VMAF: v0.6.1 via vmaf-torch, mean of per-frame scores clipped to [0, 100].
-  The per-clip "RGB ceiling" is the PSNR-Y of the source after that
-  YUV->RGB->Y' round trip alone: no codec with an RGB interface can beat it.
+  The per-clip "RGB ceiling" is the PSNR-Y (and -Cb, -Cr) of the source
+  after that YUV->RGB->Y'CbCr round trip alone: no codec with an RGB
+  interface can beat it.
 - BD-rate: PCHIP in log-rate over the common quality range, against x264,
-  for PSNR-Y, MS-SSIM in dB (-10 log10(1 - MS-SSIM)) and VMAF; "n/a (...)"
+  for PSNR-Y, MS-SSIM in dB (-10 log10(1 - MS-SSIM)), VMAF and PSNR-YCbCr; "n/a (...)"
   when a curve has fewer than two points or the ranges do not overlap.
 - Speed: encode fps = frames / wall time from decoded frames in memory
   (anchors) or from the source file (tokcodec: `encode_file`, which also
@@ -111,6 +116,8 @@ METRICS = {  # key in a point -> (axis label, key used for BD-rate)
     "psnr_y": ("PSNR-Y (dB)", "psnr_y"),
     "msssim": ("MS-SSIM (dB) = -10 log10(1 - MS-SSIM)", "msssim_db"),
     "vmaf": ("VMAF v0.6.1", "vmaf"),
+    # The colour too: (6 PSNR-Y + PSNR-Cb + PSNR-Cr) / 8 on the 4:2:0 planes, as JVET's common test conditions weigh them.
+    "psnr_ycbcr": ("PSNR-YCbCr 6:1:1 (dB)", "psnr_ycbcr"),
 }
 STYLE = {"tokcodec": ("tab:red", "*"), "x264": ("tab:blue", "o"), "x265": ("tab:green", "s"), "svtav1": ("tab:purple", "^")}
 
@@ -128,6 +135,7 @@ class Source:
     fps: Fraction
     yuv: list[np.ndarray]  # yuv420p frames, (H * 3/2, W) uint8 each
     y: np.ndarray  # reference luma (frames, H, W) uint8
+    chroma: tuple[np.ndarray, np.ndarray]  # reference Cb and Cr (frames, H/2, W/2) uint8
     matrix: str  # RGB -> Y' matrix matching the source's YUV -> RGB ('bt601' or 'bt709')
     full_range: bool
     pix_fmt: str
@@ -166,7 +174,8 @@ def load_source(path: Path, max_frames: int | None) -> Source:
         full = int(first.color_range) == 2 or first.format.name.startswith("yuvj")
         pix_fmt = first.format.name
     y = np.stack([f[:h] for f in yuv])
-    return Source(path, w, h, fps, yuv, y, matrix, full, pix_fmt)
+    uv = np.stack([f[h:].reshape(2, h // 2, w // 2) for f in yuv])  # yuv420p: the U plane, then the V plane
+    return Source(path, w, h, fps, yuv, y, (uv[:, 0], uv[:, 1]), matrix, full, pix_fmt)
 
 
 _LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
@@ -181,33 +190,62 @@ def luma(frame: av.VideoFrame, matrix: str, full_range: bool) -> np.ndarray:
     return metrics.rgb_to_y(frame.to_ndarray(format="rgb24"), matrix, full_range)
 
 
-def decode_luma(path: Path, matrix: str, full_range: bool) -> tuple[np.ndarray, float]:
-    """All frames' Y' of a video file, and the seconds the decoding took."""
+def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
+    plane = frame.planes[i]
+    buf = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
+    return buf[:, : plane.width].copy()
+
+
+def _half(plane: np.ndarray) -> np.ndarray:
+    """Means of 2 x 2 blocks of a (H, W) plane (the last row or column repeated for an odd size)."""
+    p = np.pad(plane.astype(np.float32), ((0, plane.shape[0] % 2), (0, plane.shape[1] % 2)), mode="edge")
+    return p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2).mean(axis=(1, 3))
+
+
+def decode_luma(path: Path, matrix: str, full_range: bool
+                ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None, float]:
+    """All frames' Y', their Cb and Cr at 4:2:0 (other formats' chroma averaged
+    over 2 x 2 pixels, RGB's through `matrix` and the range first), and the
+    seconds the decoding took (the planes' conversions included)."""
     start = time.perf_counter()
-    ys = []
+    ys, cbs, crs = [], [], []
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
             ys.append(luma(frame, matrix, full_range))
+            if frame.format.name in ("yuv420p", "yuvj420p"):
+                cb, cr = _plane(frame, 1), _plane(frame, 2)
+            elif frame.format.name == "yuv444p":  # tokcodec's lossless output of a kept span: the source's matrix
+                cb, cr = (np.clip(np.rint(_half(_plane(frame, i))), 0, 255).astype(np.uint8) for i in (1, 2))
+            else:
+                cb, cr = (c[0] for c in metrics.rgb_to_cbcr_420(frame.to_ndarray(format="rgb24")[None], matrix,
+                                                                 full_range))
+            cbs.append(cb)
+            crs.append(cr)
     seconds = time.perf_counter() - start
     if not ys:
         raise ValueError(f"{path.name}: decoded no frames")
-    return np.stack(ys), seconds
+    return np.stack(ys), (np.stack(cbs), np.stack(crs)), seconds
 
 
-def rgb_ceiling(src: Source) -> float:
-    """PSNR-Y of the source after tokcodec's reader (YUV -> RGB) and the metric's RGB -> Y'."""
+def rgb_ceiling(src: Source) -> tuple[float, float, float]:
+    """PSNR-Y, -Cb and -Cr of the source after tokcodec's reader (YUV -> RGB) and
+    the metric's RGB -> Y'CbCr (chroma averaged to 4:2:0)."""
     from tokcodec.codec.io import iter_frames
 
-    ys = []
+    ys, cbs, crs = [], [], []
     frames = iter_frames(src.path)
     try:
         for rgb in frames:
             ys.append(metrics.rgb_to_y(rgb, src.matrix, src.full_range))
+            cb, cr = metrics.rgb_to_cbcr_420(rgb[None], src.matrix, src.full_range)
+            cbs.append(cb[0])
+            crs.append(cr[0])
             if len(ys) == src.frames:
                 break
     finally:
         frames.close()
-    return metrics.psnr_y(src.y, np.stack(ys))
+    return (metrics.psnr_y(src.y, np.stack(ys)), metrics.psnr_y(src.chroma[0], np.stack(cbs)),
+            metrics.psnr_y(src.chroma[1], np.stack(crs)))
 
 
 # ---------------------------------------------------------------- codecs
@@ -236,13 +274,14 @@ class Measured:
     encode_s: float
     decode_s: float
     extra: dict[str, Any] = field(default_factory=dict)
+    chroma: tuple[np.ndarray, np.ndarray] | None = None  # decoded Cb and Cr (4:2:0), where the output has them
 
 
 def run_anchor(src: Source, anchor: Anchor, crf: int, preset: str, work: Path) -> Measured:
     path = work / f"{src.path.stem}-{anchor.encoder}-crf{crf}.mp4"
     enc = encode_anchor(src, anchor, crf, preset, path)
-    y, dec = decode_luma(path, src.matrix, src.full_range)
-    return Measured(path.stat().st_size, y, enc, dec)
+    y, chroma, dec = decode_luma(path, src.matrix, src.full_range)
+    return Measured(path.stat().st_size, y, enc, dec, chroma=chroma)
 
 
 def _threshold(value: str) -> float | str:
@@ -257,12 +296,12 @@ def _threshold(value: str) -> float | str:
 def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | str | None = None,
                  refine: Any = None, onnx: str | None = None, scale: float | None = None,
                  level: int | None = None, precision: str = "auto", headroom: str = "auto",
-                 luma_layer: bool = True) -> Measured:
+                 luma_layer: bool = True, chroma_layer: bool = True) -> Measured:
     """`refine`: a `streaming.refine.RefineConfig` (None: the encoder's default);
     `onnx`: an export folder or "auto"; `scale`, `level`: `encode_file`'s overrides of the
     ladder point (None: the point's; the decoder scales back); `precision`: torch's
     ("auto", "fp32" or "bf16", `codec.precision`); `headroom`: `encode_file`'s (super-whites kept or clipped);
-    `luma_layer`: `encode_file`'s (the coarse luma layer sent where it pays)."""
+    `luma_layer`, `chroma_layer`: `encode_file`'s (the coarse layers sent where they pay)."""
     import tokcodec
 
     tok = work / f"{src.path.stem}-tokcodec-q{quality}.tok"
@@ -271,19 +310,19 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
     report = tokcodec.encode_file(src.path, tok, model=model, quality=quality, max_frames=src.frames,
                                   hysteresis=hysteresis, force=True, refine=refine, onnx=onnx,
                                   scale=scale, level=level, precision=precision, headroom=headroom,
-                                  luma_layer=luma_layer)
+                                  luma_layer=luma_layer, chroma_layer=chroma_layer)
     enc = time.perf_counter() - start
     start = time.perf_counter()
     tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True, onnx=onnx, precision=precision)
     dec = time.perf_counter() - start
-    y, _ = decode_luma(mp4, src.matrix, src.full_range)
+    y, chroma, _ = decode_luma(mp4, src.matrix, src.full_range)
     return Measured(tok.stat().st_size - report.audio_bytes, y, enc, dec,
                     {"tokens": report.tokens, "token_bytes": report.token_bytes, "audio_bytes": report.audio_bytes,
                      "bits": report.bits, "coded_size": list(report.coded_size),
                      "scale": round(report.coded_size[0] / src.width, 3), "hysteresis": report.thresholds,
                      "refine_steps": report.refine_steps, "layer_bytes": report.layer_bytes,
                      "layer_chunks": report.layers,
-                     "luma_range": [report.luma_range.black, report.luma_range.white]})
+                     "luma_range": [report.luma_range.black, report.luma_range.white]}, chroma)
 
 
 def tok_quality_levels(model: Any) -> list[int]:
@@ -302,7 +341,10 @@ class Scorer:
     def __init__(self, vmaf: metrics.Vmaf | None) -> None:
         self.vmaf = vmaf
 
-    def __call__(self, ref: np.ndarray, dist: np.ndarray) -> dict[str, float | None]:
+    def __call__(self, ref: np.ndarray, dist: np.ndarray, ref_chroma: tuple[np.ndarray, np.ndarray] | None = None,
+                 dist_chroma: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float | None]:
+        """Y' metrics of `dist` against `ref` ((frames, H, W) uint8); with both
+        `ref_chroma` and `dist_chroma` (Cb and Cr, 4:2:0) also PSNR-Cb, -Cr and -YCbCr."""
         if dist.shape != ref.shape:
             raise ValueError(f"decoded {dist.shape[0]} frames of {dist.shape[2]}x{dist.shape[1]}, "
                              f"expected {ref.shape[0]} of {ref.shape[2]}x{ref.shape[1]}")
@@ -313,6 +355,10 @@ class Scorer:
         else:
             out["msssim"] = out["msssim_db"] = None
         out["vmaf"] = self.vmaf(ref, dist) if self.vmaf is not None else None
+        out["psnr_cb"] = out["psnr_cr"] = out["psnr_ycbcr"] = None
+        if ref_chroma is not None and dist_chroma is not None and dist_chroma[0].shape == ref_chroma[0].shape:
+            out["psnr_cb"], out["psnr_cr"] = (metrics.psnr_y(r, d) for r, d in zip(ref_chroma, dist_chroma))
+            out["psnr_ycbcr"] = (6 * out["psnr_y"] + out["psnr_cb"] + out["psnr_cr"]) / 8
         return out
 
 
@@ -346,7 +392,7 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
     log(f"{path.name}: {src.width}x{src.height}, {src.frames} frames")
     if "tokcodec" in args.codecs:
         try:
-            clip["rgb_ceiling_psnr_y"] = rgb_ceiling(src)
+            clip["rgb_ceiling_psnr_y"], *clip["rgb_ceiling_psnr_cbcr"] = rgb_ceiling(src)
         except Exception as exc:  # noqa: BLE001
             clip["errors"].append({"codec": "tokcodec", "rgb_ceiling": True, "error": _one_line(exc)})
     jobs: list[tuple[str, str, int, Callable[[], Measured]]] = []
@@ -363,7 +409,8 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
                                                                                args.tok_scale, args.tok_level,
                                                                                args.tok_precision,
                                                                                args.tok_headroom,
-                                                                               not args.tok_no_luma_layer)))
+                                                                               not args.tok_no_luma_layer,
+                                                                               not args.tok_no_chroma_layer)))
         else:
             a = ANCHORS[codec]
             for crf in getattr(args, f"crf_{codec}"):
@@ -373,11 +420,12 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
     for codec, param, value, job in jobs:
         try:
             m = job()
-            point = {"codec": codec, param: value, "bytes": m.bytes, "bpp": 8 * m.bytes / pixels, **scorer(src.y, m.y),
+            point = {"codec": codec, param: value, "bytes": m.bytes, "bpp": 8 * m.bytes / pixels, **scorer(src.y, m.y, src.chroma, m.chroma),
                      "encode_fps": src.frames / m.encode_s, "decode_fps": src.frames / m.decode_s, **m.extra}
             clip["points"].append(point)
             log(f"  {codec:8} {param} {value:<3} bpp {point['bpp']:.4f}  PSNR-Y {point['psnr_y']:.2f}  "
                 f"MS-SSIM {_fmt(point['msssim'], 4)}  VMAF {_fmt(point['vmaf'], 2)}  "
+                f"PSNR-Cb/Cr {_fmt(point['psnr_cb'], 2)}/{_fmt(point['psnr_cr'], 2)}  "
                 f"enc {point['encode_fps']:.1f} fps  dec {point['decode_fps']:.1f} fps")
         except Exception as exc:  # noqa: BLE001 - a failing codec point is reported, not fatal
             clip["errors"].append({"codec": codec, param: value, "error": _one_line(exc)})
@@ -475,13 +523,15 @@ def markdown(results: dict[str, Any]) -> str:
          + (f", coded at {s['tok_scale']}x the source size (--scale)" if s.get("tok_scale") not in (1, None) else "")
          + (f", LFQ level {s['tok_level']} (--level)" if s.get("tok_level") is not None else "")
          + (f", headroom {s['tok_headroom']}" if s.get("tok_headroom") else "")
-         + (", no coarse luma layer" if s.get("tok_luma_layer") is False else "") + "; "
+         + (", no coarse luma layer" if s.get("tok_luma_layer") is False else "")
+         + (", no coarse chroma layers" if s.get("tok_chroma_layer") is False else "") + "; "
          if s["tok_quality"] else "")
         + f"anchors via PyAV {m['versions']['av']} (FFmpeg {m['versions']['ffmpeg']}): "
         + ", ".join(f"{ANCHORS[c].label} preset {s['presets'][c]} CRF {','.join(map(str, s['crf'][c]))}"
                     for c in s["crf"]) + ", yuv420p .mp4.",
-        "Metrics on 8-bit luma: the source's Y' as decoded; anchors' decoded Y'; tokcodec's lossless RGB output "
-        "turned into Y' with the matrix and range the source is read in (per clip below), rounded to 8 bits. "
+        "Metrics on 8-bit planes: the source's Y'CbCr 4:2:0 as decoded; anchors' decoded planes; tokcodec's "
+        "lossless RGB output turned into Y'CbCr with the matrix and range the source is read in (per clip below), "
+        "chroma averaged over 2 x 2 pixels, rounded to 8 bits. PSNR-YCbCr = (6 PSNR-Y + PSNR-Cb + PSNR-Cr) / 8. "
         "PSNR-Y = mean per-frame PSNR; MS-SSIM = mean per-frame MS-SSIM (scales per clip below); "
         f"{s['vmaf']}. bpp = 8 x file bytes / (frames x W x H), container included. "
         "Encode fps: frames in memory (anchors) or the source file (tokcodec) to the compressed file; "
@@ -496,21 +546,27 @@ def markdown(results: dict[str, Any]) -> str:
         ceiling = clip.get("rgb_ceiling_psnr_y")
         lines.append(f"{clip['width']}x{clip['height']}, {clip['frames']} frames, {clip['pix_fmt']} ({clip['luma']}), "
                      f"MS-SSIM with {clip['msssim_scales']} scales"
-                     + (f", RGB round-trip ceiling {ceiling:.2f} dB PSNR-Y" if ceiling is not None else "") + ".")
-        lines += ["", "| codec | setting | bpp | PSNR-Y (dB) | MS-SSIM | VMAF | encode fps | decode fps |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                     + (f", RGB round-trip ceiling {ceiling:.2f} dB PSNR-Y" if ceiling is not None else "")
+                     + (" / {:.2f} / {:.2f} dB PSNR-Cb / Cr".format(*clip["rgb_ceiling_psnr_cbcr"])
+                        if clip.get("rgb_ceiling_psnr_cbcr") else "") + ".")
+        lines += ["", "| codec | setting | bpp | PSNR-Y (dB) | MS-SSIM | VMAF | PSNR-Cb / Cr (dB) | PSNR-YCbCr (dB) "
+                      "| encode fps | decode fps |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for p in clip["points"]:
             lines.append(f"| {_label(p['codec'])} | {_setting(p)} | {p['bpp']:.4f} | {p['psnr_y']:.2f} | {_fmt(p['msssim'], 4)} "
-                         f"| {_fmt(p['vmaf'], 2)} | {p['encode_fps']:.1f} | {p['decode_fps']:.1f} |")
+                         f"| {_fmt(p['vmaf'], 2)} | {_fmt(p.get('psnr_cb'), 2)} / {_fmt(p.get('psnr_cr'), 2)} "
+                         f"| {_fmt(p.get('psnr_ycbcr'), 2)} | {p['encode_fps']:.1f} | {p['decode_fps']:.1f} |")
         for e in clip["errors"]:
-            lines.append(f"| {_label(e['codec'])} | {_setting(e)} | failed: {e['error'].replace('|', '/')} | | | | | |")
+            lines.append(f"| {_label(e['codec'])} | {_setting(e)} | failed: {e['error'].replace('|', '/')} | | | | | | | |")
     rows = [(n, codec, row) for n, c in results["clips"].items() for codec, row in c.get("bd_rate_vs_x264", {}).items()]
     if rows:
-        lines += ["", "### BD-rate against x264", "", "| clip | codec | PSNR-Y | MS-SSIM (dB) | VMAF |", "| --- | --- | ---: | ---: | ---: |"]
+        lines += ["", "### BD-rate against x264", "", "| clip | codec | PSNR-Y | MS-SSIM (dB) | VMAF | PSNR-YCbCr |",
+                  "| --- | --- | ---: | ---: | ---: | ---: |"]
         for n, codec, row in rows:
-            lines.append(f"| {n} | {_label(codec)} | " + " | ".join(_pct(row[k]) for k in METRICS) + " |")
+            lines.append(f"| {n} | {_label(codec)} | " + " | ".join(_pct(row.get(k, "n/a")) for k in METRICS) + " |")
         for codec, row in results.get("bd_rate_mean", {}).items():
-            lines.append(f"| mean over clips | {_label(codec)} | " + " | ".join(_pct(row[k]) for k in METRICS) + " |")
+            lines.append(f"| mean over clips | {_label(codec)} | "
+                         + " | ".join(_pct(row.get(k, "n/a")) for k in METRICS) + " |")
     return "\n".join(lines)
 
 
@@ -681,6 +737,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="tokcodec's super-whites and -blacks (tokcodec encode --headroom; default auto)")
     ap.add_argument("--tok-no-luma-layer", action="store_true",
                     help="tokcodec without its coarse luma layer (tokcodec encode --no-luma-layer)")
+    ap.add_argument("--tok-no-chroma-layer", action="store_true",
+                    help="tokcodec without its coarse chroma layers (tokcodec encode --no-chroma-layer)")
     ap.add_argument("--model", default=None, help="tokcodec model name (default: the shipped default)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "rd", help="output folder (default bench/rd)")
     ap.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the slowest metric)")
@@ -761,6 +819,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["tok_level"] = args.tok_level
         settings["tok_headroom"] = args.tok_headroom
         settings["tok_luma_layer"] = not args.tok_no_luma_layer
+        settings["tok_chroma_layer"] = not args.tok_no_chroma_layer
         if not args.tok_onnx:
             from tokcodec.codec.precision import resolve_precision
 

@@ -38,6 +38,8 @@ def main(anchor_path: str, test_path: str) -> None:
         for _, key in METRICS.values():
             for measure, unit in ((metrics.bd_rate, "%"), (metrics.bd_quality, "")):
                 try:
+                    if any(p.get(key) is None for p in a + t):
+                        raise ValueError("not measured in both")
                     value = measure([p["bpp"] for p in a], [p[key] for p in a], [p["bpp"] for p in t],
                                     [p[key] for p in t])
                     cells.append(f"{value:+.{1 if unit else 2}f}{unit}")

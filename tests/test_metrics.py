@@ -180,6 +180,17 @@ def test_bd_rate_is_undefined_without_two_points_or_overlap() -> None:
         metrics.bd_rate(RATE_A, PSNR_A, [100.0, 200.0], [10.0, 12.0])
 
 
+def test_rgb_to_cbcr_420_gives_the_usual_codes_and_averages_2x2() -> None:
+    red = np.zeros((1, 2, 2, 3), np.uint8)
+    red[..., 0] = 255
+    cb, cr = metrics.rgb_to_cbcr_420(red)  # BT.601 limited range: red is Y' 81, Cb 90, Cr 240
+    assert (cb.shape, int(cb[0, 0, 0]), int(cr[0, 0, 0])) == ((1, 1, 1), 90, 240)
+    assert [int(c[0, 0, 0]) for c in metrics.rgb_to_cbcr_420(red, "bt601", True)] == [85, 255]
+    half = np.concatenate([red, np.full((1, 2, 2, 3), 128, np.uint8)], axis=2)  # red beside grey, 2 x 4
+    cb, cr = metrics.rgb_to_cbcr_420(np.concatenate([half, half[:, :1]], axis=1))  # 3 rows: the last one repeated
+    assert cb.shape == (1, 2, 2) and int(cr[0, 1, 1]) == 128 and int(cr[0, 1, 0]) == 240
+
+
 # ---------------------------------------------------------------- bench/rd.py end to end
 
 
@@ -215,8 +226,12 @@ def test_rd_measures_codecs_and_reports_a_failing_point(tmp_path: Path, capsys: 
     assert res["settings"]["tok_refine"] == "default" and tok["refine_steps"] == 1
     assert c["errors"][0]["codec"] == "svtav1" and c["errors"][0]["crf"] == 70
     assert c["bd_rate_vs_x264"]["tokcodec"]["psnr_y"] == "n/a (needs >= 2 points)"
-    assert c["rgb_ceiling_psnr_y"] > 35
-    assert {Path(p).name for p in res["plots"]} == {"psnr_y.png", "msssim.png"}
+    assert c["rgb_ceiling_psnr_y"] > 35 and min(c["rgb_ceiling_psnr_cbcr"]) > 35
+    # colour: the source's 4:2:0 planes against each output's
+    assert points[("x264", 0)]["psnr_cb"] == points[("x264", 0)]["psnr_cr"] == metrics.PSNR_CAP
+    assert 20 < tok["psnr_cb"] < metrics.PSNR_CAP and 20 < tok["psnr_cr"] < metrics.PSNR_CAP
+    assert tok["psnr_ycbcr"] == pytest.approx((6 * tok["psnr_y"] + tok["psnr_cb"] + tok["psnr_cr"]) / 8)
+    assert {Path(p).name for p in res["plots"]} == {"psnr_y.png", "msssim.png", "psnr_ycbcr.png"}
     md = capsys.readouterr().out
     assert md.startswith("## Rate-distortion") and "| libx264 | CRF 30 |" in md and "failed:" in md
     assert "refinement steps the encoder's default (1 for frames coded at up to 921,600 pixels" in md
