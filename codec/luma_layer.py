@@ -39,9 +39,8 @@ def planes(frames: np.ndarray, matrix: int = 0) -> tuple[np.ndarray, np.ndarray,
     """float32 (n, H, W) Y', Cb and Cr of uint8 RGB frames (n, H, W, 3)
     (Cb and Cr centred on 0)."""
     kr, _, kb = _kr_kg_kb(matrix)
-    rgb = frames.astype(np.float32)
     y = luma(frames, matrix)
-    return y, (rgb[..., 2] - y) / (2 * (1 - kb)), (rgb[..., 0] - y) / (2 * (1 - kr))
+    return y, (frames[..., 2].astype(np.float32) - y) / (2 * (1 - kb)), (frames[..., 0] - y) / (2 * (1 - kr))
 
 
 def cell_means(y: np.ndarray, block: int, group: int) -> np.ndarray:

@@ -179,7 +179,9 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int,
     uses. `luma_layer`, `chroma`: whether Y', and Cb and Cr, may have one.
     `source`, `decoded`: the chunk's real frames, uint8 RGB (n, H, W, 3) at
     the displayed size, as read and as the decoder writes them."""
-    target, base = planes(source, matrix), planes(decoded, matrix)
+    # Y' alone unless chroma is wanted: three float planes of a 1080p chunk take gigabytes.
+    target, base = ((planes(source, matrix), planes(decoded, matrix)) if chroma
+                    else ((luma(source, matrix),), (luma(decoded, matrix),)))
     n, H, W = target[0].shape
 
     def candidates(plane: int, cells: Sequence[tuple[int, int, int]]) -> list[CellLayer | None]:
