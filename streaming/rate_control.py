@@ -155,7 +155,7 @@ def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: 
 # The coarse layers' cells a chunk may use ((block px, frames, step)), finest last; the encoder
 # keeps the best-scoring one per plane, or none (bench/RESULTS.md, "A coarse luma layer" and
 # "Coarse chroma layers"). Chroma only in large cells: they fix a region's tint, what shows, for
-# about 1% of the bytes; finer ones score too, but cost 10-50% more bytes at the low points.
+# 1% to 7% of the default point's bytes; finer ones score too, but cost 16-52% more bytes at low points.
 LAYER_CELLS = ((32, 4, 4), (16, 4, 4), (8, 4, 4))
 CHROMA_CELLS = ((64, 4, 4), (32, 4, 4))
 # A chroma plane's PSNR counts for 1/6 of luma's, as in PSNR-YCbCr's 6:1:1 weighting.

@@ -175,8 +175,8 @@ def encode_file(
     measured on the refinement's last decode, or on one more decode where
     the chunk is not refined. `chroma_layer`: the same for Cb and Cr (cells
     of 32 or 64 pixels; a plane's PSNR counted 1/6 of luma's, as PSNR-YCbCr
-    6:1:1 does: +3 to +7 dB Cb and Cr PSNR for 1% to 15% of the bytes on the
-    eval clips, bench/RESULTS.md "Coarse chroma layers"). Without either, a
+    6:1:1 does: +1 to +7 dB Cb and Cr PSNR for 1% to 7% more bytes at the
+    default point on the eval clips, bench/RESULTS.md "Coarse chroma layers"). Without either, a
     file a .tok 1.6 reader can read; with `luma_layer` only, one a 1.7 reader can.
     """
     check_output(output, force)
