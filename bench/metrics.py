@@ -56,6 +56,16 @@ def rgb_to_y(rgb: np.ndarray, matrix: str = "bt601", full_range: bool = False) -
     return np.clip(np.rint(y), 0, 255).astype(np.uint8)
 
 
+def mean_2x2(frames: np.ndarray) -> np.ndarray:
+    """float32 means of 2 x 2 pixel blocks of (n, H, W, ...) frames, the last row
+    or column repeated for an odd size: 4:2:0 subsampling."""
+    x = np.asarray(frames, dtype=np.float32)
+    if x.shape[1] % 2 or x.shape[2] % 2:
+        x = np.pad(x, ((0, 0), (0, x.shape[1] % 2), (0, x.shape[2] % 2)) + ((0, 0),) * (x.ndim - 3), mode="edge")
+    n, h, w = x.shape[:3]
+    return x.reshape(n, h // 2, 2, w // 2, 2, *x.shape[3:]).mean(axis=(2, 4))
+
+
 def rgb_to_cbcr_420(rgb: np.ndarray, matrix: str = "bt601", full_range: bool = False
                     ) -> tuple[np.ndarray, np.ndarray]:
     """8-bit Cb and Cr of uint8 RGB frames (n, H, W, 3) at 4:2:0: each the mean
@@ -64,11 +74,7 @@ def rgb_to_cbcr_420(rgb: np.ndarray, matrix: str = "bt601", full_range: bool = F
     Limited range maps the chroma to 16..240 around 128, full range to 0..255.
     """
     kr, kb = _KR_KB[matrix]
-    rgb = np.asarray(rgb, dtype=np.float32)
-    if rgb.shape[1] % 2 or rgb.shape[2] % 2:
-        rgb = np.pad(rgb, ((0, 0), (0, rgb.shape[1] % 2), (0, rgb.shape[2] % 2), (0, 0)), mode="edge")
-    n, h, w, _ = rgb.shape
-    rgb = rgb.reshape(n, h // 2, 2, w // 2, 2, 3).mean(axis=(2, 4))
+    rgb = mean_2x2(rgb)
     y = kr * rgb[..., 0] + (1.0 - kr - kb) * rgb[..., 1] + kb * rgb[..., 2]
     scale = 1.0 if full_range else 224.0 / 255.0
     cb = 128.0 + scale * (rgb[..., 2] - y) / (2 * (1 - kb))

@@ -196,12 +196,6 @@ def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
     return buf[:, : plane.width].copy()
 
 
-def _half(plane: np.ndarray) -> np.ndarray:
-    """Means of 2 x 2 blocks of a (H, W) plane (the last row or column repeated for an odd size)."""
-    p = np.pad(plane.astype(np.float32), ((0, plane.shape[0] % 2), (0, plane.shape[1] % 2)), mode="edge")
-    return p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2).mean(axis=(1, 3))
-
-
 def decode_luma(path: Path, matrix: str, full_range: bool
                 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None, float]:
     """All frames' Y', their Cb and Cr at 4:2:0 (other formats' chroma averaged
@@ -215,7 +209,8 @@ def decode_luma(path: Path, matrix: str, full_range: bool
             if frame.format.name in ("yuv420p", "yuvj420p"):
                 cb, cr = _plane(frame, 1), _plane(frame, 2)
             elif frame.format.name == "yuv444p":  # tokcodec's lossless output of a kept span: the source's matrix
-                cb, cr = (np.clip(np.rint(_half(_plane(frame, i))), 0, 255).astype(np.uint8) for i in (1, 2))
+                cb, cr = (np.clip(np.rint(metrics.mean_2x2(_plane(frame, i)[None])[0]), 0, 255).astype(np.uint8)
+                          for i in (1, 2))
             else:
                 cb, cr = (c[0] for c in metrics.rgb_to_cbcr_420(frame.to_ndarray(format="rgb24")[None], matrix,
                                                                  full_range))
