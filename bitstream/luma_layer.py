@@ -36,7 +36,7 @@ import constriction
 import numpy as np
 
 __all__ = ["CellLayer", "Layers", "MAX_VALUE", "MIN_BLOCK", "MAX_CELLS", "layer_shape", "encode_layer", "decode_layer",
-           "encode_layers", "decode_layers"]
+           "encode_layers", "decode_layers", "layers_size"]
 
 MAX_VALUE = 31  # |value| of a cell, in steps
 MIN_BLOCK = 4  # smallest cell side in pixels a reader accepts
@@ -138,6 +138,15 @@ def encode_layers(layers: Layers, chroma: bool) -> bytes:
         return encode_layer(layers.y)
     y, cb, cr = (encode_layer(p) for p in layers.planes)
     return _SIZES.pack(len(y), len(cb)) + y + cb + cr if layers else b""
+
+
+def layers_size(plane_bytes: tuple[int, int, int], chroma: bool) -> int:
+    """The size of `encode_layers`' payload from its planes' `encode_layer`
+    sizes (Y', Cb, Cr; 0 for a plane without a layer): what an encoder
+    comparing many combinations of the planes' layers needs, without coding each."""
+    if not chroma:
+        return plane_bytes[0]
+    return _SIZES.size + sum(plane_bytes) if any(plane_bytes) else 0
 
 
 def decode_layers(data: bytes | memoryview, frames: int, height: int, width: int, chroma: bool) -> Layers:

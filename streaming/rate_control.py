@@ -24,15 +24,16 @@ costs next to nothing. The decoder and the format do not change.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from tokcodec.bitstream.context_net import ContextNet
-from tokcodec.bitstream.luma_layer import MAX_CELLS, CellLayer, Layers, layer_shape
+from tokcodec.bitstream.luma_layer import MAX_CELLS, CellLayer, Layers, encode_layer, layer_shape, layers_size
 from tokcodec.codec.luma_layer import apply, correction, luma, measure, planes
 from tokcodec.codec.lfq import hysteresis_signs
 from tokcodec.codec.model import Tokenizer
@@ -153,7 +154,7 @@ def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: 
 
 
 # The coarse layers' cells a chunk may use ((block px, frames, step)), finest last; the encoder
-# keeps the best-scoring one per plane, or none (bench/RESULTS.md, "A coarse luma layer" and
+# keeps the best-scoring combination of one or none per plane (bench/RESULTS.md, "A coarse luma layer" and
 # "Coarse chroma layers"). Chroma only in large cells: they fix a region's tint, what shows, for
 # 1% to 7% of the default point's bytes; finer ones score too, but cost 16-52% more bytes at low points.
 LAYER_CELLS = ((32, 4, 4), (16, 4, 4), (8, 4, 4))
@@ -166,19 +167,21 @@ def _psnr(mse: float) -> float:
     return 10 * math.log10(255 ** 2 / max(mse, 1e-10))
 
 
-def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int,
-                  layer_bytes: Callable[[Layers], int], matrix: int = 0, luma_layer: bool = True,
-                  chroma: bool = False, cells: Sequence[tuple[int, int, int]] = LAYER_CELLS,
+def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, matrix: int = 0,
+                  luma_layer: bool = True, chroma: bool = False,
+                  cells: Sequence[tuple[int, int, int]] = LAYER_CELLS,
                   chroma_cells: Sequence[tuple[int, int, int]] = CHROMA_CELLS, db_per_doubling: float = 1.0,
                   chroma_weight: float = CHROMA_WEIGHT) -> Layers:
-    """The coarse layers (`codec.luma_layer`) that score best for one chunk,
-    one plane after the other, each plane's layer or none: score = the
-    plane's PSNR (Y'; Cb and Cr weighted by `chroma_weight`) minus
-    `db_per_doubling` times log2 of the chunk's bits (`token_bytes` +
-    `layer_bytes` of the layers), the exchange rate the hysteresis search
-    uses. `luma_layer`, `chroma`: whether Y', and Cb and Cr, may have one.
-    `source`, `decoded`: the chunk's real frames, uint8 RGB (n, H, W, 3) at
-    the displayed size, as read and as the decoder writes them."""
+    """The coarse layers (`codec.luma_layer`) that score best for one chunk:
+    each plane's layer from its `cells` or none, the three planes chosen
+    together. Score = Y' PSNR + `chroma_weight` x (Cb PSNR + Cr PSNR) minus
+    `db_per_doubling` times log2 of the chunk's bits (`token_bytes` + the
+    layers' payload, `encode_layers`), the exchange rate the hysteresis
+    search uses. `luma_layer`, `chroma`: whether Y', and Cb and Cr, may have
+    one (`chroma`: the file's chunks may carry Cb and Cr layers, whose
+    payload then has 8 bytes of sizes: chosen together, the planes share
+    them). `source`, `decoded`: the chunk's real frames, uint8 RGB (n, H, W,
+    3) at the displayed size, as read and as the decoder writes them."""
     # Y' alone unless chroma is wanted: three float planes of a 1080p chunk take gigabytes.
     target, base = ((planes(source, matrix), planes(decoded, matrix)) if chroma
                     else ((luma(source, matrix),), (luma(decoded, matrix),)))
@@ -188,22 +191,24 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int,
         return [None] + [measure(target[plane], base[plane], b, g, s) for b, g, s in cells
                          if math.prod(layer_shape(n, H, W, b, g)) <= MAX_CELLS]
 
-    def bits(layers: Layers) -> float:
-        return db_per_doubling * math.log2(8 * max(token_bytes + (layer_bytes(layers) if layers else 0), 1))
+    def luma_psnr(layer: CellLayer | None) -> float:  # on the frames as the decoder writes them: rounded, clipped
+        out = luma(apply(decoded, Layers(layer), matrix=matrix), matrix)
+        return _psnr(float(np.square(out - target[0]).mean()))
 
-    def luma_score(layers: Layers) -> float:  # on the frames as the decoder writes them: rounded, clipped
-        out = luma(apply(decoded, layers, matrix=matrix), matrix)
-        return _psnr(float(np.square(out - target[0]).mean())) - bits(layers)
-
-    def chroma_score(plane: int, layers: Layers) -> float:  # on the plane itself: a chroma layer leaves Y' be
-        layer = layers.planes[plane]
+    def chroma_psnr(plane: int, layer: CellLayer | None) -> float:  # on the plane itself: a chroma layer leaves Y' be
         out = base[plane] if layer is None else base[plane] + correction(layer, H, W)[np.arange(n) // layer.group]
-        return chroma_weight * _psnr(float(np.square(out - target[plane]).mean())) - bits(layers)
+        return chroma_weight * _psnr(float(np.square(out - target[plane]).mean()))
 
-    chosen = Layers()
-    if luma_layer:
-        chosen = max((Layers(y) for y in candidates(0, cells)), key=luma_score)
-    if chroma:
-        chosen = max((replace(chosen, cb=cb) for cb in candidates(1, chroma_cells)), key=lambda c: chroma_score(1, c))
-        chosen = max((replace(chosen, cr=cr) for cr in candidates(2, chroma_cells)), key=lambda c: chroma_score(2, c))
-    return chosen
+    # Each candidate's quality and bytes once; the planes' qualities add, and so do their bytes.
+    options: list[list[tuple[CellLayer | None, float, int]]] = [
+        [(c, luma_psnr(c), len(encode_layer(c))) for c in candidates(0, cells if luma_layer else ())]]
+    for plane in (1, 2):  # without chroma layers Cb and Cr have no say
+        options.append([(c, chroma_psnr(plane, c), len(encode_layer(c))) for c in candidates(plane, chroma_cells)]
+                       if chroma else [(None, 0.0, 0)])
+
+    def score(combo: tuple[tuple[CellLayer | None, float, int], ...]) -> float:
+        size = token_bytes + layers_size(tuple(b for _, _, b in combo), chroma)
+        return sum(q for _, q, _ in combo) - db_per_doubling * math.log2(8 * max(size, 1))
+
+    best = max(itertools.product(*options), key=score)
+    return Layers(*(c for c, _, _ in best))

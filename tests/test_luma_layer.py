@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tokcodec.bitstream.luma_layer import (MAX_VALUE, CellLayer, Layers, decode_layer, decode_layers, encode_layer,
-                                           encode_layers, layer_shape)
+                                           encode_layers, layer_shape, layers_size)
 from tokcodec.codec.luma_layer import apply, cell_means, corrections, luma, measure, planes
 from tokcodec.streaming.rate_control import choose_layers
 
@@ -121,6 +121,12 @@ def test_chunk_layers_round_trip_by_plane() -> None:
     assert np.array_equal(decode_layers(encode_layers(y, False), 9, 30, 20, False).y.values, y.y.values)
     with pytest.raises(ValueError, match="chroma"):
         encode_layers(Layers(cb=layer()), False)
+    # an encoder can price a combination of planes from the planes' own sizes
+    for chunk in (Layers(layer(), layer(), layer()), Layers(None, layer()), Layers(cr=layer()), Layers(layer()), Layers()):
+        sizes = tuple(len(encode_layer(p)) for p in chunk.planes)
+        assert layers_size(sizes, True) == len(encode_layers(chunk, True))
+        if chunk.cb is None and chunk.cr is None:
+            assert layers_size(sizes, False) == len(encode_layers(chunk, False))
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -137,16 +143,15 @@ def test_malformed_chunk_layers_are_refused_in_one_line(damage, message: str) ->
 
 def test_the_encoder_keeps_a_layer_only_where_it_pays() -> None:
     source = smooth_frames(seed=1)
-    size = lambda layers: len(encode_layers(layers, True))  # noqa: E731
-    assert not choose_layers(source, source, 2000, size, chroma=True)  # nothing to correct
+    assert not choose_layers(source, source, 2000, chroma=True)  # nothing to correct
     dark = np.clip(source.astype(np.int16) - 10, 0, 255).astype(np.uint8)
-    layers = choose_layers(dark, source, 2000, size)
+    layers = choose_layers(dark, source, 2000)
     assert layers.y is not None and layers.cb is None and layers.cr is None
     assert luma(np.abs(apply(source, layers).astype(np.int16) - dark)).mean() < 1.5
     # where the error is mostly fine detail the layer cannot carry, its bytes would buy too little
     noise = np.random.default_rng(2).normal(0, 10, source.shape[:3])[..., None]
     noisy = np.clip(np.rint(source + noise - 2), 0, 255).astype(np.uint8)
-    assert not choose_layers(noisy, source, 20, size)
+    assert not choose_layers(noisy, source, 20)
 
 
 def test_the_encoder_sends_chroma_layers_where_colour_is_off() -> None:
@@ -154,13 +159,29 @@ def test_the_encoder_sends_chroma_layers_where_colour_is_off() -> None:
     shift = Layers(None, CellLayer(64, 9, 2, np.full((1, 1, 1), -4, np.int8)),
                    CellLayer(64, 9, 2, np.full((1, 1, 1), 4, np.int8)))
     redder = apply(source, shift)  # Cb 8 lower, Cr 8 higher, Y' as it was: two of the encoder's steps
-    size = lambda layers: len(encode_layers(layers, True))  # noqa: E731
-    assert not choose_layers(redder, source, 2000, size)  # chroma off: none unless asked
-    layers = choose_layers(redder, source, 2000, size, chroma=True)
+    assert not choose_layers(redder, source, 2000)  # chroma off: none unless asked
+    layers = choose_layers(redder, source, 2000, chroma=True)
     assert layers.cb is not None and layers.cr is not None
     _, cb, cr = planes(redder)
     _, cb0, cr0 = planes(source)
     _, cb1, cr1 = planes(apply(source, layers))
     assert np.abs(cb1 - cb).mean() < 0.3 * np.abs(cb0 - cb).mean()
     assert np.abs(cr1 - cr).mean() < 0.3 * np.abs(cr0 - cr).mean()
-    assert not choose_layers(source, source, 2000, size, luma_layer=False, chroma=True)
+    assert not choose_layers(source, source, 2000, luma_layer=False, chroma=True)
+
+
+def test_the_planes_are_chosen_together_and_share_the_sizes_header() -> None:
+    # Y' a step dark and Cb well off: at the exchange rate where a Y' layer just pays in a
+    # Y'-only file, it pays in a chroma file too, beside a Cb layer whose 8-byte header of
+    # sizes it shares; chosen on its own first it would be charged the header and dropped.
+    source = smooth_frames(seed=7) // 2 + 64
+    off = Layers(CellLayer(64, 9, 1, np.full((1, 1, 1), -4, np.int8)), CellLayer(64, 9, 2, np.full((1, 1, 1), -4, np.int8)))
+    noise = np.random.default_rng(8).normal(0, 3, source.shape[:3])[..., None]
+    decoded = np.clip(np.rint(apply(source, off) + noise), 0, 255).astype(np.uint8)
+    keeps = lambda rate: choose_layers(source, decoded, 2000, db_per_doubling=rate).y is not None  # noqa: E731
+    low, high = 0.01, 1e5  # the exchange rate at which the Y'-only file drops its layer
+    assert keeps(low) and not keeps(high)
+    while high / low > 1.01:
+        low, high = (((low * high) ** 0.5, high) if keeps((low * high) ** 0.5) else (low, (low * high) ** 0.5))
+    layers = choose_layers(source, decoded, 2000, chroma=True, db_per_doubling=low)
+    assert layers.y is not None and layers.cb is not None

@@ -23,7 +23,7 @@ import torch
 from tokcodec.bitstream.container import (CHROMA_LAYERS, LUMA_LAYER, MAX_SIZE, AudioPacket, AudioTrack, Header,
                                           TokError, TokReader, TokWriter)
 from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
-from tokcodec.bitstream.luma_layer import Layers, encode_layers
+from tokcodec.bitstream.luma_layer import Layers
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
 from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, video_to_frames
 from tokcodec.codec.luma_layer import apply as apply_layers
@@ -265,8 +265,7 @@ def encode_file(
                                          header.height, header.width) if refined
                            else decode_chunk(tokenizer, header, codes, clip.valid, engine, precision))
                 chroma = header.luma_layer == CHROMA_LAYERS
-                layers = choose_layers(clip.frames[: clip.valid], decoded, len(payload),
-                                       lambda candidate: len(encode_layers(candidate, chroma)), header.luma_matrix,
+                layers = choose_layers(clip.frames[: clip.valid], decoded, len(payload), header.luma_matrix,
                                        luma_layer, chroma)
                 layered += bool(layers)
             writer.write_chunk(clip.valid, codes, audio.until(None if whole else end), layers, payload)
