@@ -3,11 +3,11 @@
 The tokenizer's 6 to 30 bits per token carry edges and texture better than
 the mean level of a region: decoded frames are off by a few Y' codes over
 whole blocks, and that costs PSNR on every frame (bench/RESULTS.md, "A
-coarse luma layer"). The layer sends that error: the mean of the source's
-luma minus the decoded luma over cells of ``block`` x ``block`` pixels of the
-displayed frame and ``group`` frames, divided by ``step`` and rounded. The
-decoder adds the values back, interpolated between cell centres
-(`codec.luma_layer`). The decoder's colour is off in the same way, more so
+coarse luma layer"). The layer sends that error: one value per cell of
+``block`` x ``block`` pixels of the displayed frame and ``group`` frames, in
+units of ``step``, which the decoder adds back, interpolated between cell
+centres (`codec.luma_layer`; the encoder fits the values to the source's
+luma minus the decoded luma). The decoder's colour is off in the same way, more so
 (Cb and Cr PSNR 29 to 34 dB on the eval clips): since .tok 1.8 a chunk may
 carry the same kind of layer for Cb and Cr as well (`Layers`). This module
 knows only the integers and their bytes.

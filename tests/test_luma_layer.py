@@ -7,7 +7,7 @@ import pytest
 
 from tokcodec.bitstream.luma_layer import (MAX_VALUE, CellLayer, Layers, decode_layer, decode_layers, encode_layer,
                                            encode_layers, layer_shape, layers_size)
-from tokcodec.codec.luma_layer import apply, cell_means, corrections, luma, measure, planes
+from tokcodec.codec.luma_layer import apply, correction, corrections, group_means, luma, measure, planes, upsampling
 from tokcodec.streaming.rate_control import choose_layers
 
 
@@ -65,12 +65,34 @@ def test_a_reader_bounds_the_cells_before_allocating() -> None:
         decode_layer(data, 65, 16384, 16384)
 
 
-def test_cell_means_average_partial_cells_over_what_they_hold() -> None:
+def test_group_means_average_the_last_group_over_what_it_holds() -> None:
     y = np.arange(5 * 7 * 9, dtype=np.float32).reshape(5, 7, 9)
-    means = cell_means(y, 4, 2)
-    assert means.shape == layer_shape(5, 7, 9, 4, 2) == (3, 2, 3)
-    assert means[2, 1, 2] == pytest.approx(y[4:, 4:, 8:].mean())
-    assert means[0, 0, 0] == pytest.approx(y[:2, :4, :4].mean())
+    means = group_means(y, 2)
+    assert means.shape == (3, 7, 9)
+    assert np.allclose(means[0], y[:2].mean(0)) and np.allclose(means[2], y[4])
+
+
+def test_the_fit_is_the_decoders_interpolation_inverted_in_least_squares() -> None:
+    rng = np.random.default_rng(9)
+    n, H, W, block, group = 6, 37, 50, 8, 3  # partial cells at the right and bottom
+    # one axis of the decoder's bilinear is the interpolation matrix
+    values = rng.integers(-5, 6, layer_shape(n, H, W, block, group)).astype(np.int8)
+    up = correction(CellLayer(block, group, 2, values), H, W)
+    rows, cols = upsampling(values.shape[1], block, H), upsampling(values.shape[2], block, W)
+    assert np.allclose(up, 2 * rows @ values.astype(np.float64) @ cols.T, atol=1e-5)
+    # an error the decoder can express exactly is found exactly, frames within a group averaged
+    decoded = rng.uniform(60, 190, (n, H, W)).astype(np.float32)
+    wobble = rng.normal(0, 3, (n, H, W)).astype(np.float32)
+    wobble -= group_means(wobble, group).repeat(group, axis=0)[:n].astype(np.float32)  # zero mean per group
+    source = decoded + up[np.arange(n) // group] + wobble
+    assert np.array_equal(measure(source, decoded, block, group, 2).values, values)
+    # cell means of a sharp error fit worse than the least-squares values
+    sharp = decoded + np.where(np.arange(W) < 20, 9.0, -9.0).astype(np.float32)
+    fit = measure(sharp, decoded, block, group, 1)
+    residual = lambda v: np.square(sharp - decoded - correction(CellLayer(block, group, 1, v), H, W)[np.arange(n) // group]).mean()  # noqa: E731
+    column = np.where(np.arange(W) < 20, 9.0, -9.0)
+    means = np.rint([column[c * block : (c + 1) * block].mean() for c in range(fit.values.shape[2])])
+    assert residual(fit.values) < residual(np.broadcast_to(means, fit.values.shape).astype(np.int8))
 
 
 def test_a_uniform_luma_offset_is_measured_and_removed() -> None:
