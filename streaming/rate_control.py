@@ -34,7 +34,7 @@ import torch
 
 from tokcodec.bitstream.context_net import ContextNet
 from tokcodec.bitstream.luma_layer import MAX_CELLS, CellLayer, Layers, encode_layer, layer_shape, layers_size
-from tokcodec.codec.luma_layer import apply, correction, luma, measure, planes
+from tokcodec.codec.luma_layer import correction, luma, measure, planes
 from tokcodec.codec.lfq import hysteresis_signs
 from tokcodec.codec.model import Tokenizer
 
@@ -153,11 +153,13 @@ def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: 
     return Choice(choice.threshold, tokens, choice.tried)
 
 
-# The coarse layers' cells a chunk may use ((block px, frames, step)), finest last; the encoder
-# keeps the best-scoring combination of one or none per plane (bench/RESULTS.md, "A coarse luma layer" and
-# "Coarse chroma layers"). Chroma only in large cells: they fix a region's tint, what shows, for
-# 1% to 7% of the default point's bytes; finer ones score too, but cost 16-52% more bytes at low points.
-LAYER_CELLS = ((32, 4, 4), (16, 4, 4), (8, 4, 4))
+# The coarse layers' cells a chunk may use ((block px, frames, step)); the encoder keeps the
+# best-scoring combination of one or none per plane (bench/RESULTS.md, "A coarse luma layer",
+# "Coarse chroma layers" and "More cells for the luma layer"). Longer groups and coarser steps
+# serve low points and steady pictures. Chroma only in large cells: they fix a region's tint,
+# what shows, for 1% to 7% of the default point's bytes; finer ones score too, but cost 16-52%
+# more bytes at low points.
+LAYER_CELLS = ((32, 4, 4), (16, 4, 4), (8, 4, 4), (16, 16, 4), (8, 16, 4), (8, 8, 8), (8, 4, 8))
 CHROMA_CELLS = ((64, 4, 4), (32, 4, 4))
 # A chroma plane's PSNR counts for 1/6 of luma's, as in PSNR-YCbCr's 6:1:1 weighting.
 CHROMA_WEIGHT = 1 / 6
@@ -191,20 +193,26 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
         return [None] + [measure(target[plane], base[plane], b, g, s) for b, g, s in cells
                          if math.prod(layer_shape(n, H, W, b, g)) <= MAX_CELLS]
 
-    def luma_psnr(layer: CellLayer | None) -> float:  # on the frames as the decoder writes them: rounded, clipped
-        out = luma(apply(decoded, Layers(layer), matrix=matrix), matrix)
-        return _psnr(float(np.square(out - target[0]).mean()))
-
-    def chroma_psnr(plane: int, layer: CellLayer | None) -> float:  # on the plane itself: a chroma layer leaves Y' be
-        out = base[plane] if layer is None else base[plane] + correction(layer, H, W)[np.arange(n) // layer.group]
-        return chroma_weight * _psnr(float(np.square(out - target[plane]).mean()))
+    def psnr(plane: int, layer: CellLayer | None) -> float:
+        """The plane's PSNR with `layer` added (Y' clipped as the decoder's 8-bit RGB clips it,
+        near enough), a group of frames at a time: a 1080p chunk's planes are large."""
+        if layer is None:
+            return _psnr(float(np.square(base[plane] - target[plane]).mean()))
+        up, total = correction(layer, H, W), 0.0
+        for g in range(len(up)):
+            frames = slice(g * layer.group, (g + 1) * layer.group)
+            out = base[plane][frames] + up[g]
+            if plane == 0:
+                np.clip(out, 0, 255, out=out)
+            total += float(np.square(out - target[plane][frames]).sum())
+        return _psnr(total / target[plane].size)
 
     # Each candidate's quality and bytes once; the planes' qualities add, and so do their bytes.
     options: list[list[tuple[CellLayer | None, float, int]]] = [
-        [(c, luma_psnr(c), len(encode_layer(c))) for c in candidates(0, cells if luma_layer else ())]]
+        [(c, psnr(0, c), len(encode_layer(c))) for c in candidates(0, cells if luma_layer else ())]]
     for plane in (1, 2):  # without chroma layers Cb and Cr have no say
-        options.append([(c, chroma_psnr(plane, c), len(encode_layer(c))) for c in candidates(plane, chroma_cells)]
-                       if chroma else [(None, 0.0, 0)])
+        options.append([(c, chroma_weight * psnr(plane, c), len(encode_layer(c)))
+                        for c in candidates(plane, chroma_cells)] if chroma else [(None, 0.0, 0)])
 
     def score(combo: tuple[tuple[CellLayer | None, float, int], ...]) -> float:
         size = token_bytes + layers_size(tuple(b for _, _, b in combo), chroma)
