@@ -163,6 +163,10 @@ LAYER_CELLS = ((32, 4, 4), (16, 4, 4), (8, 4, 4), (16, 16, 4), (8, 16, 4), (8, 8
 CHROMA_CELLS = ((64, 4, 4), (32, 4, 4))
 # A chroma plane's PSNR counts for 1/6 of luma's, as in PSNR-YCbCr's 6:1:1 weighting.
 CHROMA_WEIGHT = 1 / 6
+# The layers may take at most this share of the chunk's token bytes. Scored alone, a low point's
+# chunk can buy a layer of several times its tokens (realshort quality 0: 4.4 KB on 1.3 KB),
+# which turns it into a higher point, larger than quality 1's: the ladder must rise with N.
+MAX_LAYER_SHARE = 1.0
 
 
 def _psnr(mse: float) -> float:
@@ -173,7 +177,7 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
                   luma_layer: bool = True, chroma: bool = False,
                   cells: Sequence[tuple[int, int, int]] = LAYER_CELLS,
                   chroma_cells: Sequence[tuple[int, int, int]] = CHROMA_CELLS, db_per_doubling: float = 1.0,
-                  chroma_weight: float = CHROMA_WEIGHT) -> Layers:
+                  chroma_weight: float = CHROMA_WEIGHT, max_share: float = MAX_LAYER_SHARE) -> Layers:
     """The coarse layers (`codec.luma_layer`) that score best for one chunk:
     each plane's layer from its `cells` or none, the three planes chosen
     together. Score = Y' PSNR + `chroma_weight` x (Cb PSNR + Cr PSNR) minus
@@ -182,8 +186,9 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
     search uses. `luma_layer`, `chroma`: whether Y', and Cb and Cr, may have
     one (`chroma`: the file's chunks may carry Cb and Cr layers, whose
     payload then has 8 bytes of sizes: chosen together, the planes share
-    them). `source`, `decoded`: the chunk's real frames, uint8 RGB (n, H, W,
-    3) at the displayed size, as read and as the decoder writes them."""
+    them). The layers' payload may be at most `max_share` times
+    `token_bytes`. `source`, `decoded`: the chunk's real frames, uint8 RGB
+    (n, H, W, 3) at the displayed size, as read and as the decoder writes them."""
     # Y' alone unless chroma is wanted: three float planes of a 1080p chunk take gigabytes.
     target, base = ((planes(source, matrix), planes(decoded, matrix)) if chroma
                     else ((luma(source, matrix),), (luma(decoded, matrix),)))
@@ -215,8 +220,10 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
                         for c in candidates(plane, chroma_cells)] if chroma else [(None, 0.0, 0)])
 
     def score(combo: tuple[tuple[CellLayer | None, float, int], ...]) -> float:
-        size = token_bytes + layers_size(tuple(b for _, _, b in combo), chroma)
-        return sum(q for _, q, _ in combo) - db_per_doubling * math.log2(8 * max(size, 1))
+        layer_bytes = layers_size(tuple(b for _, _, b in combo), chroma)
+        if layer_bytes > max_share * token_bytes:
+            return -math.inf
+        return sum(q for _, q, _ in combo) - db_per_doubling * math.log2(8 * max(token_bytes + layer_bytes, 1))
 
-    best = max(itertools.product(*options), key=score)
+    best = max(itertools.product(*options), key=score)  # no layers at all always scores
     return Layers(*(c for c, _, _ in best))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -174,6 +176,12 @@ def test_the_encoder_keeps_a_layer_only_where_it_pays() -> None:
     noise = np.random.default_rng(2).normal(0, 10, source.shape[:3])[..., None]
     noisy = np.clip(np.rint(source + noise - 2), 0, 255).astype(np.uint8)
     assert not choose_layers(noisy, source, 20)
+    # a layer larger than the tokens would make a low point a higher one: refused, however well it scores
+    size = len(encode_layer(layers.y))
+    assert choose_layers(dark, source, size - 1, max_share=math.inf).y is not None
+    capped = choose_layers(dark, source, size - 1).y
+    assert capped is None or len(encode_layer(capped)) <= size - 1
+    assert not choose_layers(dark, source, 8)  # the smallest layer (5 bytes of header, a word of values) is 9
 
 
 def test_the_encoder_sends_chroma_layers_where_colour_is_off() -> None:
