@@ -155,16 +155,16 @@ def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: 
 
 # The coarse layers' cells a chunk may use ((block px, frames, step)); the encoder keeps the
 # best-scoring combination of one or none per plane (bench/RESULTS.md, "A coarse luma layer",
-# "Coarse chroma layers" and "More cells for the luma layer"). Longer groups and coarser steps
-# serve low points and steady pictures. Chroma only in large cells: they fix a region's tint,
-# what shows, for 1% to 7% of the default point's bytes; finer ones score too, but cost 16-52%
-# more bytes at low points.
+# "Coarse chroma layers" and "Coarse layers chosen together, fitted, from more cells").
+# Longer groups and coarser steps serve low points and steady pictures. Chroma only in large
+# cells: they fix a region's tint, what shows, for 1% to 7% of the default point's bytes; finer
+# ones score too, but cost 16-52% more bytes at low points.
 LAYER_CELLS = ((32, 4, 4), (16, 4, 4), (8, 4, 4), (16, 16, 4), (8, 16, 4), (8, 8, 8), (8, 4, 8))
 CHROMA_CELLS = ((64, 4, 4), (32, 4, 4))
 # A chroma plane's PSNR counts for 1/6 of luma's, as in PSNR-YCbCr's 6:1:1 weighting.
 CHROMA_WEIGHT = 1 / 6
 # The layers may take at most this share of the chunk's token bytes. Scored alone, a low point's
-# chunk can buy a layer of several times its tokens (realshort quality 0: 4.4 KB on 1.3 KB),
+# chunk can buy a layer of several times its tokens (realshort quality 0: 4.4 KB on 1.1 KB),
 # which turns it into a higher point, larger than quality 1's: the ladder must rise with N.
 MAX_LAYER_SHARE = 1.0
 

@@ -197,7 +197,7 @@ def _print_report(r: Any) -> None:
                    "decoder writes them back), 'clip' clips them as players show them, 'auto' keeps them where "
                    "clipping would cost more than 38 dB of Y' PSNR")
 @click.option("--luma-layer/--no-luma-layer", default=True, show_default=True,
-              help="send each chunk's coarse luma layer (its mean luma error over cells of 8 to 32 pixels) where "
+              help="send each chunk's coarse luma layer (its luma error over cells of 8 to 32 pixels) where "
                    "it pays for its bytes (0.3 to 1.3 dB PSNR-Y on natural clips); unrefined chunks are decoded "
                    "once more to measure it")
 @click.option("--chroma-layer/--no-chroma-layer", default=True, show_default=True,

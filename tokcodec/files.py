@@ -169,8 +169,8 @@ def encode_file(
     cost more than 38 dB of Y' PSNR in frames sampled over the part encoded;
     "keep": always widened to 0..255; "clip": clipped as players show them.
     `luma_layer`: send each chunk's coarse luma layer where it scores better
-    than none (`streaming.rate_control.choose_layers`: the decoded chunk's mean
-    luma error over cells of 8 to 32 pixels and 4 frames; on the eval clips
+    than none (`streaming.rate_control.choose_layers`: the decoded chunk's
+    luma error over cells of 8 to 32 pixels and 4 to 16 frames; on the eval clips
     0% to 27% of the bytes for 0.3 to 1.3 dB PSNR-Y, bench/RESULTS.md),
     measured on the refinement's last decode, or on one more decode where
     the chunk is not refined. `chroma_layer`: the same for Cb and Cr (cells
