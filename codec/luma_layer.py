@@ -3,11 +3,11 @@
 A `bitstream.luma_layer.CellLayer` holds, per cell of block x block
 displayed pixels and `group` frames, a correction of one plane (Y', Cb or
 Cr) in steps: the encoder fits the cells to the source minus the decoded
-frames (`measure`). The decoder turns the cells into a smooth correction (bilinear between cell centres, constant over a
-cell's frames) and adds it to the RGB frames through the inverse of the
-colour matrix: a Y' correction adds the same to R, G and B (Kr + Kg + Kb =
-1) and leaves Cb and Cr as they are; a Cb or Cr correction leaves Y' as it
-is. The planes here are those of the 8-bit RGB frames with the source's
+frames (`measure`). The decoder turns the cells into a smooth correction
+(bilinear between cell centres, constant over a cell's frames) and adds it
+to the RGB frames through the inverse of the colour matrix: a Y' correction
+adds the same to R, G and B (Kr + Kg + Kb = 1) and leaves Cb and Cr as they
+are; a Cb or Cr correction leaves Y' as it is. The planes here are those of the 8-bit RGB frames with the source's
 matrix (BT.601 or BT.709), full range: Y' = Kr R + Kg G + Kb B,
 Cb = (B - Y') / (2 (1 - Kb)), Cr = (R - Y') / (2 (1 - Kr)).
 """
@@ -63,7 +63,7 @@ def measure(source: np.ndarray, decoded: np.ndarray, block: int, group: int, ste
     least-squares sense, in steps, rounded and clipped. Cell means would be
     smoothed twice, by the averaging and by the interpolation: the fit
     undoes the second (8-px cells at the eval clips' default point: +0.09 to
-    +0.13 dB Y' for 8% to 27% more layer bytes, bench/RESULTS.md "Coarse
+    +0.13 dB Y' for 8% to 30% more layer bytes, bench/RESULTS.md "Coarse
     layers chosen together, fitted, from more cells")."""
     n, H, W = source.shape
     _, h, w = layer_shape(n, H, W, block, group)
