@@ -167,6 +167,10 @@ CHROMA_WEIGHT = 1 / 6
 # chunk can buy a layer of several times its tokens (realshort quality 0: 4.4 KB on 1.1 KB),
 # which turns it into a higher point, larger than quality 1's: the ladder must rise with N.
 MAX_LAYER_SHARE = 1.0
+# ... but always this many bytes: a tiny chunk's tokens (32 bytes for 5 frames of 96x64 at
+# quality 0) weigh less than the file's own header, and capped at them it lost its chroma
+# layers (Cr 27.7 -> 15.3 dB on such a clip).
+LAYER_ALLOWANCE = 256
 
 
 def _psnr(mse: float) -> float:
@@ -177,7 +181,8 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
                   luma_layer: bool = True, chroma: bool = False,
                   cells: Sequence[tuple[int, int, int]] = LAYER_CELLS,
                   chroma_cells: Sequence[tuple[int, int, int]] = CHROMA_CELLS, db_per_doubling: float = 1.0,
-                  chroma_weight: float = CHROMA_WEIGHT, max_share: float = MAX_LAYER_SHARE) -> Layers:
+                  chroma_weight: float = CHROMA_WEIGHT, max_share: float = MAX_LAYER_SHARE,
+                  allowance: int = LAYER_ALLOWANCE) -> Layers:
     """The coarse layers (`codec.luma_layer`) that score best for one chunk:
     each plane's layer from its `cells` or none, the three planes chosen
     together. Score = Y' PSNR + `chroma_weight` x (Cb PSNR + Cr PSNR) minus
@@ -187,7 +192,7 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
     one (`chroma`: the file's chunks may carry Cb and Cr layers, whose
     payload then has 8 bytes of sizes: chosen together, the planes share
     them). The layers' payload may be at most `max_share` times
-    `token_bytes`. `source`, `decoded`: the chunk's real frames, uint8 RGB
+    `token_bytes`, or `allowance` bytes where that is more. `source`, `decoded`: the chunk's real frames, uint8 RGB
     (n, H, W, 3) at the displayed size, as read and as the decoder writes them."""
     # Y' alone unless chroma is wanted: three float planes of a 1080p chunk take gigabytes.
     target, base = ((planes(source, matrix), planes(decoded, matrix)) if chroma
@@ -221,7 +226,7 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
 
     def score(combo: tuple[tuple[CellLayer | None, float, int], ...]) -> float:
         layer_bytes = layers_size(tuple(b for _, _, b in combo), chroma)
-        if layer_bytes > max_share * token_bytes:
+        if layer_bytes > max(max_share * token_bytes, allowance):
             return -math.inf
         return sum(q for _, q, _ in combo) - db_per_doubling * math.log2(8 * max(token_bytes + layer_bytes, 1))
 
