@@ -7,9 +7,10 @@ frames (`measure`). The decoder turns the cells into a smooth correction
 (bilinear between cell centres, constant over a cell's frames) and adds it
 to the RGB frames through the inverse of the colour matrix: a Y' correction
 adds the same to R, G and B (Kr + Kg + Kb = 1) and leaves Cb and Cr as they
-are; a Cb or Cr correction leaves Y' as it is. The planes here are those of the 8-bit RGB frames with the source's
-matrix (BT.601 or BT.709), full range: Y' = Kr R + Kg G + Kb B,
-Cb = (B - Y') / (2 (1 - Kb)), Cr = (R - Y') / (2 (1 - Kr)).
+are; a Cb or Cr correction leaves Y' as it is. The planes here are those
+of the 8-bit RGB frames with the source's matrix (BT.601 or BT.709), full
+range: Y' = Kr R + Kg G + Kb B, Cb = (B - Y') / (2 (1 - Kb)),
+Cr = (R - Y') / (2 (1 - Kr)).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tokcodec.bitstream.luma_layer import MAX_VALUE, CellLayer, Layers, layer_sh
 
 from .luma_range import KR_KB, MATRICES
 
-__all__ = ["luma", "planes", "group_means", "upsampling", "measure", "correction", "corrections", "apply"]
+__all__ = ["luma", "planes", "group_means", "upsampling", "measure", "fit", "correction", "corrections", "apply"]
 
 
 def _kr_kg_kb(matrix: int) -> tuple[float, float, float]:
@@ -58,18 +59,23 @@ def upsampling(cells: int, block: int, size: int) -> np.ndarray:
 
 def measure(source: np.ndarray, decoded: np.ndarray, block: int, group: int, step: int) -> CellLayer:
     """The layer that moves `decoded` towards `source` (one plane of each, (n,
-    H, W), the same shape): per group of frames, the cell values whose
-    interpolation (`correction`) comes closest to their difference in the
-    least-squares sense, in steps, rounded and clipped. Cell means would be
-    smoothed twice, by the averaging and by the interpolation: the fit
-    undoes the second (8-px cells at the eval clips' default point: +0.09 to
-    +0.13 dB Y' for 8% to 30% more layer bytes, bench/RESULTS.md "Coarse
-    layers chosen together, fitted, from more cells")."""
-    n, H, W = source.shape
-    _, h, w = layer_shape(n, H, W, block, group)
+    H, W), the same shape): `fit` to their difference's `group_means`."""
+    return fit(group_means(source - decoded, group), block, group, step)
+
+
+def fit(error: np.ndarray, block: int, group: int, step: int) -> CellLayer:
+    """The layer whose correction comes closest, in the least-squares sense,
+    to `error` (G, H, W), each group of frames' mean error (`group_means`):
+    per group the cell values through the interpolation (`correction`), in
+    steps, rounded and clipped. Cell means would be smoothed twice, by the
+    averaging and by the interpolation: the fit undoes the second (8-px
+    cells at the eval clips' default point: +0.09 to +0.13 dB Y' for 8% to
+    30% more layer bytes, bench/RESULTS.md "Coarse layers chosen together,
+    fitted, from more cells")."""
+    _, H, W = error.shape
+    _, h, w = layer_shape(1, H, W, block, 1)
     rows, cols = (np.linalg.pinv(upsampling(c, block, size)) for c, size in ((h, H), (w, W)))
-    diff = group_means(source - decoded, group)  # the group's frames share a correction: fit their mean
-    values = rows @ diff @ cols.T / step
+    values = rows @ error @ cols.T / step
     return CellLayer(block, group, step, np.clip(np.round(values), -MAX_VALUE, MAX_VALUE).astype(np.int8))
 
 

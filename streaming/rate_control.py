@@ -34,7 +34,7 @@ import torch
 
 from tokcodec.bitstream.context_net import ContextNet
 from tokcodec.bitstream.luma_layer import MAX_CELLS, CellLayer, Layers, encode_layer, layer_shape, layers_size
-from tokcodec.codec.luma_layer import correction, luma, measure, planes
+from tokcodec.codec.luma_layer import correction, fit, group_means, luma, planes
 from tokcodec.codec.lfq import hysteresis_signs
 from tokcodec.codec.model import Tokenizer
 
@@ -200,7 +200,9 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
     n, H, W = target[0].shape
 
     def candidates(plane: int, cells: Sequence[tuple[int, int, int]]) -> list[CellLayer | None]:
-        return [None] + [measure(target[plane], base[plane], b, g, s) for b, g, s in cells
+        error = target[plane] - base[plane]
+        means = {g: group_means(error, g) for g in {g for _, g, _ in cells}}  # once per group length
+        return [None] + [fit(means[g], b, g, s) for b, g, s in cells
                          if math.prod(layer_shape(n, H, W, b, g)) <= MAX_CELLS]
 
     def psnr(plane: int, layer: CellLayer | None) -> float:
