@@ -34,7 +34,7 @@ import torch
 
 from tokcodec.bitstream.context_net import ContextNet
 from tokcodec.bitstream.luma_layer import MAX_CELLS, CellLayer, Layers, encode_layer, layer_shape, layers_size
-from tokcodec.codec.luma_layer import correction, fit, group_means, luma, planes
+from tokcodec.codec.luma_layer import apply, correction, fit, group_means, luma, planes
 from tokcodec.codec.lfq import hysteresis_signs
 from tokcodec.codec.model import Tokenizer
 
@@ -192,7 +192,10 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
     one (`chroma`: the file's chunks may carry Cb and Cr layers, whose
     payload then has 8 bytes of sizes: chosen together, the planes share
     them). The layers' payload may be at most `max_share` times
-    `token_bytes`, or `allowance` bytes where that is more. `source`, `decoded`: the chunk's real frames, uint8 RGB
+    `token_bytes`, or `allowance` bytes where that is more. Y' candidates are
+    scored on the Y' plane, and the winner's PSNR then checked on the RGB
+    frames the decoder writes (R, G and B clipped), choosing again until
+    the winner's is. `source`, `decoded`: the chunk's real frames, uint8 RGB
     (n, H, W, 3) at the displayed size, as read and as the decoder writes them."""
     # Y' alone unless chroma is wanted: three float planes of a 1080p chunk take gigabytes.
     target, base = ((planes(source, matrix), planes(decoded, matrix)) if chroma
@@ -206,8 +209,9 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
                          if math.prod(layer_shape(n, H, W, b, g)) <= MAX_CELLS]
 
     def psnr(plane: int, layer: CellLayer | None) -> float:
-        """The plane's PSNR with `layer` added (Y' clipped as the decoder's 8-bit RGB clips it,
-        near enough), a group of frames at a time: a 1080p chunk's planes are large."""
+        """The plane's PSNR with `layer` added, a group of frames at a time (a 1080p chunk's
+        planes are large): an estimate for Y', whose sum is clipped to 0..255 where the decoder
+        clips R, G and B (`exact_psnr`)."""
         if layer is None:
             return _psnr(float(np.square(base[plane] - target[plane]).mean()))
         up, total = correction(layer, H, W), 0.0
@@ -219,6 +223,15 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
             total += float(np.square(out - target[plane][frames]).sum())
         return _psnr(total / target[plane].size)
 
+    def exact_psnr(layer: CellLayer) -> float:
+        """Y' PSNR of the RGB frames the decoder writes with the Y' `layer` (clipped and
+        rounded per channel), a few frames at a time."""
+        up, total = (correction(layer, H, W), None, None), 0.0
+        for first in range(0, n, 8):
+            out = apply(decoded[first : first + 8], Layers(y=layer), first, up, matrix)
+            total += float(np.square(luma(out, matrix) - target[0][first : first + 8]).sum())
+        return _psnr(total / target[0].size)
+
     # Each candidate's quality and bytes once; the planes' qualities add, and so do their bytes.
     options: list[list[tuple[CellLayer | None, float, int]]] = [
         [(c, psnr(0, c), len(encode_layer(c))) for c in candidates(0, cells if luma_layer else ())]]
@@ -226,11 +239,21 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
         options.append([(c, chroma_weight * psnr(plane, c), len(encode_layer(c)))
                         for c in candidates(plane, chroma_cells)] if chroma else [(None, 0.0, 0)])
 
-    def score(combo: tuple[tuple[CellLayer | None, float, int], ...]) -> float:
-        layer_bytes = layers_size(tuple(b for _, _, b in combo), chroma)
+    def score(combo: tuple[int, int, int]) -> float:
+        chosen = [options[plane][i] for plane, i in enumerate(combo)]
+        layer_bytes = layers_size(tuple(b for _, _, b in chosen), chroma)
         if layer_bytes > max(max_share * token_bytes, allowance):
             return -math.inf
-        return sum(q for _, q, _ in combo) - db_per_doubling * math.log2(8 * max(token_bytes + layer_bytes, 1))
+        return sum(q for _, q, _ in chosen) - db_per_doubling * math.log2(8 * max(token_bytes + layer_bytes, 1))
 
-    best = max(itertools.product(*options), key=score)  # no layers at all always scores
-    return Layers(*(c for c, _, _ in best))
+    # The Y' estimate misses where the decoder clips R, G or B (saturated colours): until the best
+    # combination's Y' layer has been measured on the RGB frames, measure it and choose again
+    # (an RGB pass or two a chunk, not one per candidate).
+    exact = {0}  # no Y' layer: base[0] is the decoded frames' own Y'
+    while True:
+        best = max(itertools.product(*(range(len(o)) for o in options)), key=score)  # no layers always scores
+        if best[0] in exact:
+            return Layers(*(options[plane][i][0] for plane, i in enumerate(best)))
+        layer, _, size = options[0][best[0]]
+        options[0][best[0]] = (layer, exact_psnr(layer), size)
+        exact.add(best[0])

@@ -186,6 +186,22 @@ def test_the_encoder_keeps_a_layer_only_where_it_pays() -> None:
     assert choose_layers(dark, source, 8, allowance=size).y is not None
 
 
+def test_a_luma_layer_is_judged_on_the_rgb_frames_the_decoder_writes() -> None:
+    # The same Y' error (-6) on grey and on saturated blue (R = G = 0). On grey a Y' layer removes
+    # it. On blue it would lower R and G, which clip at 0, and B: Y' moves by Kb = 0.114 of the
+    # step, about 1.4 dB, less than the layer's bytes cost at this rate (2.8 dB). On the Y' plane
+    # alone it looked like 16 dB.
+    grey = smooth_frames(seed=3)
+    blue = np.zeros_like(grey)
+    blue[..., 2] = np.clip(grey[..., 1].astype(np.int16) + 90, 0, 255)
+    dark_blue = blue.copy()
+    dark_blue[..., 2] = np.clip(blue[..., 2].astype(np.int16) - 53, 0, 255)
+    dark_grey = np.clip(grey.astype(np.int16) - 6, 0, 255).astype(np.uint8)
+    assert luma(dark_blue).mean() - luma(blue).mean() == pytest.approx(-6, abs=0.1)
+    assert choose_layers(dark_grey, grey, 10, db_per_doubling=3).y is not None
+    assert choose_layers(dark_blue, blue, 10, db_per_doubling=3).y is None
+
+
 def test_the_encoder_sends_chroma_layers_where_colour_is_off() -> None:
     source = smooth_frames(seed=6) // 2 + 64
     shift = Layers(None, CellLayer(64, 9, 2, np.full((1, 1, 1), -4, np.int8)),
