@@ -171,6 +171,12 @@ MAX_LAYER_SHARE = 1.0
 # quality 0) weigh less than the file's own header, and capped at them it lost its chroma
 # layers (Cr 27.7 -> 15.3 dB on such a clip).
 LAYER_ALLOWANCE = 256
+# dB of PSNR a doubling of a chunk's bits is worth to the layers: a little above the hysteresis
+# search's 1, nearer the ladder's own slope (1 to 2.6 dB per doubling at the eval clips' low
+# points). At 1.25 against 1, BD-rate PSNR-Y / MS-SSIM / VMAF -2.1 / -1.9 / -0.4% on carphone,
+# -0.3 / +1.1 / +0.3% on realshort, -2.5 / -3.5 / -2.8% on the card; 1.5 and 2 lost VMAF
+# (bench/RESULTS.md, "The layers' exchange rate").
+LAYER_DB_PER_DOUBLING = 1.25
 
 
 def _psnr(mse: float) -> float:
@@ -180,15 +186,15 @@ def _psnr(mse: float) -> float:
 def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, matrix: int = 0,
                   luma_layer: bool = True, chroma: bool = False,
                   cells: Sequence[tuple[int, int, int]] = LAYER_CELLS,
-                  chroma_cells: Sequence[tuple[int, int, int]] = CHROMA_CELLS, db_per_doubling: float = 1.0,
+                  chroma_cells: Sequence[tuple[int, int, int]] = CHROMA_CELLS,
+                  db_per_doubling: float = LAYER_DB_PER_DOUBLING,
                   chroma_weight: float = CHROMA_WEIGHT, max_share: float = MAX_LAYER_SHARE,
                   allowance: int = LAYER_ALLOWANCE) -> Layers:
     """The coarse layers (`codec.luma_layer`) that score best for one chunk:
     each plane's layer from its `cells` or none, the three planes chosen
     together. Score = Y' PSNR + `chroma_weight` x (Cb PSNR + Cr PSNR) minus
     `db_per_doubling` times log2 of the chunk's bits (`token_bytes` + the
-    layers' payload, `encode_layers`), the exchange rate the hysteresis
-    search uses. `luma_layer`, `chroma`: whether Y', and Cb and Cr, may have
+    layers' payload, `encode_layers`). `luma_layer`, `chroma`: whether Y', and Cb and Cr, may have
     one (`chroma`: the file's chunks may carry Cb and Cr layers, whose
     payload then has 8 bytes of sizes: chosen together, the planes share
     them). The layers' payload may be at most `max_share` times
