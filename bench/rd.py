@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/rd.py [--clips NAME,...] [--frames N] [--codecs tokcodec,x264,x265,svtav1]
         [--crf-x264 18,23,...] [--crf-x265 ...] [--crf-svtav1 ...] [--tok-quality 0,...] [--model NAME]
-        [--tok-hysteresis H|auto] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S] [--tok-onnx DIR|auto]
+        [--tok-hysteresis H|auto] [--tok-hysteresis-rate R] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S] [--tok-onnx DIR|auto]
         [--tok-scale S] [--tok-level L] [--tok-precision auto|fp32|bf16] [--tok-headroom auto|keep|clip]
         [--tok-no-luma-layer] [--tok-no-chroma-layer] [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
         [--out bench/rd] [--no-vmaf] [--threads N] [--keep] [--quiet] [--traceback]
@@ -394,12 +394,13 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
     from tokcodec.streaming.refine import asked_refine
 
     refine = asked_refine(args.tok_refine, args.tok_refine_rate, args.tok_refine_ssim)  # None: the encoder's default
+    hysteresis = tok_hysteresis(args)
     # Anchors first: libx264's output was seen to change by a few tenths of a percent
     # once torch had run in the process (see the report of issue 4).
     for codec in sorted(args.codecs, key=lambda c: c == "tokcodec"):
         if codec == "tokcodec":
             for q in args.tok_quality:
-                jobs.append((codec, "quality", q, lambda q=q: run_tokcodec(src, q, model, work, args.tok_hysteresis,
+                jobs.append((codec, "quality", q, lambda q=q: run_tokcodec(src, q, model, work, hysteresis,
                                                                                refine, args.tok_onnx,
                                                                                args.tok_scale, args.tok_level,
                                                                                args.tok_precision,
@@ -510,7 +511,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"Command: `{results['command']}`, {m['description']}, {results['date']} "
         f"(load average {m['loadavg_start']} at the start: other work on the machine slows every codec's fps).",
         (f"tokcodec model `{s['tokcodec_model']}` (fingerprint {s['tokcodec_fingerprint']}), quality levels "
-         f"{', '.join(map(str, s['tok_quality']))}, encoder hysteresis {s.get('tok_hysteresis', 0)}, "
+         f"{', '.join(map(str, s['tok_quality']))}, encoder hysteresis {s.get('tok_hysteresis', 0)}"
+         + (f" at {s['tok_hysteresis_rate']} dB per doubling" if s.get("tok_hysteresis_rate") is not None else "")
+         + ", "
          f"refinement steps {_refine_steps(s)} (rate weight {_refine_rate(s)}, "
          f"SSIM weight {s.get('tok_refine_ssim', 0)})"
          + (f", networks on onnxruntime (--onnx {s['tok_onnx']})" if s.get("tok_onnx") else
@@ -563,6 +566,16 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| mean over clips | {_label(codec)} | "
                          + " | ".join(_pct(row.get(k, "n/a")) for k in METRICS) + " |")
     return "\n".join(lines)
+
+
+def tok_hysteresis(args: argparse.Namespace) -> Any:
+    """`encode_file`'s hysteresis from --tok-hysteresis and --tok-hysteresis-rate: a threshold,
+    'auto' / 'auto-decode', None (the encoder's default) or a `HysteresisSearch` at that rate."""
+    if args.tok_hysteresis_rate is None:
+        return args.tok_hysteresis
+    from tokcodec.streaming.rate_control import HysteresisSearch
+
+    return HysteresisSearch(decode=args.tok_hysteresis == "auto-decode", db_per_doubling=args.tok_hysteresis_rate)
 
 
 def tok_refine_steps(args: argparse.Namespace) -> int | str:
@@ -709,6 +722,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tok-hysteresis", type=_threshold, default=None,
                     help="tokcodec encoder's hysteresis threshold, or 'auto' / 'auto-decode' (chosen per chunk; "
                          "tokcodec encode --hysteresis; default: the codec's default)")
+    ap.add_argument("--tok-hysteresis-rate", type=float, default=None,
+                    help="dB of PSNR a doubling of the bits is worth to the encoder's hysteresis search "
+                         "(with 'auto' or 'auto-decode'; default: the encoder's, HysteresisSearch's)")
     ap.add_argument("--tok-refine", type=int, default=None,
                     help="tokcodec encoder's refinement steps per segment (tokcodec encode --refine; "
                          "default: the encoder's, 1 on torch for frames coded up to 720p's pixel count, "
@@ -751,6 +767,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("--frames must be at least 1")
     if args.threads is not None and args.threads < 1:
         ap.error("--threads must be at least 1")
+    if args.tok_hysteresis_rate is not None:
+        if not args.tok_hysteresis_rate >= 0:
+            ap.error("--tok-hysteresis-rate must be >= 0")
+        if args.tok_hysteresis not in (None, *AUTO_HYSTERESIS):
+            ap.error("--tok-hysteresis-rate needs --tok-hysteresis auto or auto-decode (the search)")
     return args
 
 
@@ -806,6 +827,7 @@ def main(argv: list[str] | None = None) -> int:
     settings["tok_quality"] = args.tok_quality
     if "tokcodec" in args.codecs:
         settings["tok_hysteresis"] = DEFAULT_ENCODE_HYSTERESIS if args.tok_hysteresis is None else args.tok_hysteresis
+        settings["tok_hysteresis_rate"] = args.tok_hysteresis_rate
         settings["tok_refine"] = tok_refine_steps(args)
         settings["tok_refine_rate"] = args.tok_refine_rate
         settings["tok_refine_ssim"] = args.tok_refine_ssim

@@ -237,6 +237,18 @@ def test_rd_measures_codecs_and_reports_a_failing_point(tmp_path: Path, capsys: 
     assert "refinement steps the encoder's default (1 for frames coded at up to 921,600 pixels" in md
 
 
+def test_rd_gives_the_hysteresis_search_its_rate() -> None:
+    import rd
+
+    search = rd.tok_hysteresis(rd.parse_args(["--tok-hysteresis-rate", "1.5"]))
+    assert isinstance(search, HysteresisSearch) and search.db_per_doubling == 1.5 and not search.decode
+    assert rd.tok_hysteresis(rd.parse_args(["--tok-hysteresis", "auto-decode", "--tok-hysteresis-rate", "0.5"])).decode
+    assert rd.tok_hysteresis(rd.parse_args([])) is None  # the encoder's default
+    for bad in (["--tok-hysteresis", "0.2", "--tok-hysteresis-rate", "1"], ["--tok-hysteresis-rate", "-1"]):
+        with pytest.raises(SystemExit):
+            rd.parse_args(bad)
+
+
 def test_bd_quality_is_the_mean_gain_at_equal_rate() -> None:
     q = np.array([30.0, 34.0, 38.0, 42.0])
     rate = 1000 * 2 ** ((q - 30) / 6)
