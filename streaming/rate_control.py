@@ -172,10 +172,10 @@ MAX_LAYER_SHARE = 1.0
 # layers (Cr 27.7 -> 15.3 dB on such a clip).
 LAYER_ALLOWANCE = 256
 # dB of PSNR a doubling of a chunk's bits is worth to the layers: a little above the hysteresis
-# search's 1, nearer the ladder's own slope (1 to 2.6 dB per doubling at the eval clips' low
-# points). At 1.25 against 1, BD-rate PSNR-Y / MS-SSIM / VMAF -2.1 / -1.9 / -0.4% on carphone,
-# -0.3 / +1.1 / +0.3% on realshort, -2.5 / -3.5 / -2.8% on the card; 1.5 and 2 lost VMAF
-# (bench/RESULTS.md, "The layers' exchange rate").
+# search's 1, nearer the ladder's own slope (0.4 to 2.6 dB per doubling between the eval clips'
+# points). At 1.25 against 1 the eval ladder's BD-rate PSNR-Y / MS-SSIM / VMAF moved -1.1 / -1.0 /
+# -0.3% on carphone, +0.0 / +1.1 / +0.7% on realshort, -2.5 / -3.5 / -2.8% on the card; 1.5 and 2
+# lost more on realshort (bench/RESULTS.md, "The layers' exchange rate").
 LAYER_DB_PER_DOUBLING = 1.25
 
 
