@@ -53,8 +53,8 @@ class CausalConv3d(nn.Module):
         cache yet (a chunk's first step) the first frame is replicated, as offline."""
         if any(self.pad[:4]):
             x = F.pad(x, self.pad[:4] + (0, 0), mode="replicate")
-        past = slot.cache if slot.cache is not None else x[:, :, :1].expand(-1, -1, self.kt - 1, -1, -1)
-        x = torch.cat([past, x], dim=2)
+        past = [slot.cache] if slot.cache is not None else [x[:, :, :1]] * (self.kt - 1)  # slices keep x's layout
+        x = torch.cat([*past, x], dim=2)
         n = (x.shape[2] - self.kt) // self.st + 1
         slot.cache = x[:, :, n * self.st :]
         return self.conv(x)
@@ -83,6 +83,12 @@ def conv3(cin: int, cout: int, factorized: bool) -> nn.Module:
     return FactorizedConv3d(cin, cout) if factorized else CausalConv3d(cin, cout, 3)
 
 
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """The layout of x (B, C, T, H, W): channels-last or the default
+    (`codec.precision.fastest_memory_format`). Layers that copy keep it."""
+    return torch.channels_last_3d if x.is_contiguous(memory_format=torch.channels_last_3d) else torch.contiguous_format
+
+
 def frame_group_norm(x: torch.Tensor, groups: int, eps: float = 1e-6) -> torch.Tensor:
     """Group norm with statistics per frame, never across time.
 
@@ -92,7 +98,9 @@ def frame_group_norm(x: torch.Tensor, groups: int, eps: float = 1e-6) -> torch.T
     b, c, t, h, w = x.shape
     y = x.transpose(1, 2).reshape(b * t, c, h, w)
     y = F.group_norm(y, groups, eps=eps)
-    return y.reshape(b, t, c, h, w).transpose(1, 2)
+    y = y.reshape(b, t, c, h, w).transpose(1, 2)
+    channels_last = memory_format(x) == torch.channels_last_3d  # group_norm drops it when T is 1
+    return y.contiguous(memory_format=torch.channels_last_3d) if channels_last else y
 
 
 class FrameGroupNorm(nn.Module):
@@ -119,6 +127,7 @@ def upsample_latent(z: torch.Tensor, size: tuple[int, int, int], continuing: boo
     """
     t, h, w = size
     tz, hz, wz = z.shape[-3:]
+    layout = memory_format(z)  # repeat_interleave drops channels-last
     if continuing:
         z = z.repeat_interleave(t // tz, dim=2)
     elif t != tz:
@@ -128,7 +137,7 @@ def upsample_latent(z: torch.Tensor, size: tuple[int, int, int], continuing: boo
         z = torch.cat([z[:, :, :1], z[:, :, 1:].repeat_interleave(r, dim=2)], dim=2)
     if (h, w) != (hz, wz):
         z = z.repeat_interleave(h // hz, dim=3).repeat_interleave(w // wz, dim=4)
-    return z
+    return z.contiguous(memory_format=layout)
 
 
 class AdaptiveGroupNorm(nn.Module):
@@ -186,6 +195,12 @@ def depth_to_space(x: torch.Tensor, t: int, s: int, continuing: bool = False) ->
     """
     b, c, tt, h, w = x.shape
     c_out = c // (t * s * s)
+    channels_last = memory_format(x) == torch.channels_last_3d
     x = x.reshape(b, c_out, t, s, s, tt, h, w)
-    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, c_out, tt * t, h * s, w * s)
-    return x if continuing else x[:, :, t - 1 :]
+    if channels_last:  # one copy straight into that layout
+        x = x.permute(0, 5, 2, 6, 3, 7, 4, 1).reshape(b, tt * t, h * s, w * s, c_out).permute(0, 4, 1, 2, 3)
+    else:
+        x = x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, c_out, tt * t, h * s, w * s)
+    x = x if continuing else x[:, :, t - 1 :]
+    # (reshape is a view, not that copy, where size-1 dimensions allow: then copy)
+    return x.contiguous(memory_format=torch.channels_last_3d) if channels_last else x

@@ -25,6 +25,7 @@ from torch import nn
 from .config import TokenizerConfig
 from .layers import CausalConv3d, FrameGroupNorm, ResBlock, depth_to_space
 from .lfq import LFQ, LFQOutput, bits_to_indices, hysteresis_signs, level_codes
+from .precision import in_fastest_layout
 
 
 class Encoder(nn.Module):
@@ -47,7 +48,7 @@ class Encoder(nn.Module):
         self.conv_out = CausalConv3d(ch[-1], cfg.bits, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.stem(x)
+        h = self.stem(in_fastest_layout(self, x))
         for i, level in enumerate(self.levels):
             h = level(h)
             if i < len(self.downs):
@@ -81,6 +82,7 @@ class Decoder(nn.Module):
         self.continuing = False  # streaming: zq holds latent frames after a chunk's first
 
     def forward(self, zq: torch.Tensor) -> torch.Tensor:
+        zq = in_fastest_layout(self, zq)
         h = self.conv_in(zq)
         for j, blocks in enumerate(self.levels):
             for block in blocks:

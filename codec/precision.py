@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -50,3 +51,28 @@ def network_precision(precision: str, device: torch.device | str = "cpu") -> con
     if resolve_precision(precision, device) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def fastest_memory_format(x: torch.Tensor) -> torch.memory_format:
+    """The memory layout in which the convolutions run fastest on `x` (B, C, T, H, W) here.
+
+    Under bfloat16 autocast on a CPU, oneDNN runs channels-last (NDHWC)
+    tensors without reordering them around every convolution: the decoder
+    at 800x600 runs 1.6x faster (bench/RESULTS.md, "Channels-last networks
+    under bfloat16"). In float32 channels-last is slower there, and on a GPU
+    it is not measured: those keep the default layout.
+    """
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def in_fastest_layout(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`x` in `fastest_memory_format`, with `network`'s weights moved to it too
+    (once per change of layout). The layers keep the layout they are given,
+    so a network calls this once, on its input. Training keeps the default."""
+    layout = torch.contiguous_format if network.training else fastest_memory_format(x)
+    if getattr(network, "_memory_format", torch.contiguous_format) != layout:
+        network.to(memory_format=layout)
+        network._memory_format = layout
+    return x.contiguous(memory_format=layout)

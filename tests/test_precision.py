@@ -93,3 +93,39 @@ def test_round_trip_refuses_a_precision_that_is_not_one(tmp_path) -> None:
     with pytest.raises(ValueError, match="precision must be one of"):
         reconstruct_file(tmp_path / "in.mp4", tmp_path / "out.mp4", model=jittered_tokenizer(), precision="fp16")
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_bfloat16_hands_every_convolution_a_channels_last_tensor(video: torch.Tensor) -> None:
+    """oneDNN runs bfloat16 convolutions fastest on channels-last (NDHWC) tensors,
+    float32 ones on the default layout: each precision gets its own for every
+    convolution of both networks, offline and in streaming segments, and the
+    weights follow (back to the default for float32 and for training)."""
+    model = jittered_tokenizer()  # its own: this test moves the weights between layouts
+    seen: list[str] = []  # the layout of each convolution's input
+
+    def layout(_, args: tuple[torch.Tensor, ...]) -> None:
+        x = args[0]
+        seen.append("default" if x.is_contiguous() else "last" if x.is_contiguous(memory_format=torch.channels_last_3d)
+                    else "strided")
+
+    hooks = [m.register_forward_pre_hook(layout) for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
+
+    def code() -> None:
+        tokens = encode_chunk(model, video)
+        decode_chunk(model, tokens, tuple(video.shape[-3:]))
+        decode_chunk(model, tokens, tuple(video.shape[-3:]), segment_frames=5)
+
+    with network_precision("bf16"):
+        code()
+    assert len(seen) > 50 and set(seen) == {"last"}
+    assert all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in model.parameters() if p.dim() == 5)
+    seen.clear()
+    code()
+    assert len(seen) > 50 and "last" not in seen
+    assert all(p.is_contiguous() for p in model.parameters())
+    model.train()
+    with network_precision("bf16"):
+        model(video)
+    assert all(p.is_contiguous() for p in model.parameters())
+    for hook in hooks:
+        hook.remove()
