@@ -67,9 +67,11 @@ def export_onnx(tokenizer: Tokenizer, out_dir: str | os.PathLike, height: int = 
     frames_t = torch.zeros(1, 3, t, h, w).uniform_(-1, 1)
     n_enc = len(_temporal_convs(tokenizer.encoder))
     n_dec = len(_temporal_convs(tokenizer.decoder))
-    enc_first, enc_step = EncoderStep(tokenizer, True), EncoderStep(tokenizer, False)
-    dec_first = _DecoderFromLatent(DecoderStep(tokenizer, True))
-    dec_step = _DecoderFromLatent(DecoderStep(tokenizer, False))
+    # In eval mode too: torch.onnx.export gives each module back the mode it had,
+    # and a new wrapper's (training) would reach the tokenizer's networks inside it.
+    enc_first, enc_step = EncoderStep(tokenizer, True).eval(), EncoderStep(tokenizer, False).eval()
+    dec_first = _DecoderFromLatent(DecoderStep(tokenizer, True)).eval()
+    dec_step = _DecoderFromLatent(DecoderStep(tokenizer, False)).eval()
     with torch.no_grad():
         z, *enc_caches = enc_first(frames1)
         latent = torch.where(z > 0, 1.0, -1.0)

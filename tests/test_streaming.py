@@ -207,6 +207,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
+def test_onnx_export_leaves_the_tokenizer_in_eval_mode(model: Tokenizer, exported: Path) -> None:
+    """torch.onnx.export restores each module's mode; the networks must come back in
+    eval mode, not in the training mode of the step wrappers around them (the
+    networks pick their memory layout by it, `codec.precision.in_fastest_layout`)."""
+    assert not any(m.training for m in model.modules())
+
+
 def test_onnx_export_is_valid_and_matches_torch(model: Tokenizer, frames: np.ndarray, exported: Path) -> None:
     for g in GRAPHS:
         onnx.checker.check_model(str(exported / f"{g}.onnx"))
