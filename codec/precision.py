@@ -57,10 +57,10 @@ def fastest_memory_format(x: torch.Tensor) -> torch.memory_format:
     """The memory layout in which the convolutions run fastest on `x` (B, C, T, H, W) here.
 
     Under bfloat16 autocast on a CPU, oneDNN runs channels-last (NDHWC)
-    tensors without reordering them around every convolution: the decoder
-    at 800x600 runs 1.6x faster (bench/RESULTS.md, "Channels-last networks
-    under bfloat16"). In float32 channels-last is slower there, and on a GPU
-    it is not measured: those keep the default layout.
+    tensors without reordering them around every convolution: files code
+    1.6x to 2x faster (bench/RESULTS.md, "Channels-last networks under
+    bfloat16"). In float32 channels-last is slower there, and on a GPU it
+    is not measured: those keep the default layout.
     """
     if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
         return torch.channels_last_3d
