@@ -83,10 +83,14 @@ def conv3(cin: int, cout: int, factorized: bool) -> nn.Module:
     return FactorizedConv3d(cin, cout) if factorized else CausalConv3d(cin, cout, 3)
 
 
-def memory_format(x: torch.Tensor) -> torch.memory_format:
-    """The layout of x (B, C, T, H, W): channels-last or the default
-    (`codec.precision.fastest_memory_format`). Layers that copy keep it."""
-    return torch.channels_last_3d if x.is_contiguous(memory_format=torch.channels_last_3d) else torch.contiguous_format
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether x (B, C, T, H, W) is laid out channels-last (`codec.precision.fastest_memory_format`)."""
+    return x.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def keep_layout(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """y made channels-last where its input x was (an op that copied dropped it); else y as it is."""
+    return y.contiguous(memory_format=torch.channels_last_3d) if is_channels_last(x) else y
 
 
 def frame_group_norm(x: torch.Tensor, groups: int, eps: float = 1e-6) -> torch.Tensor:
@@ -98,9 +102,7 @@ def frame_group_norm(x: torch.Tensor, groups: int, eps: float = 1e-6) -> torch.T
     b, c, t, h, w = x.shape
     y = x.transpose(1, 2).reshape(b * t, c, h, w)
     y = F.group_norm(y, groups, eps=eps)
-    y = y.reshape(b, t, c, h, w).transpose(1, 2)
-    channels_last = memory_format(x) == torch.channels_last_3d  # group_norm drops it when T is 1
-    return y.contiguous(memory_format=torch.channels_last_3d) if channels_last else y
+    return keep_layout(y.reshape(b, t, c, h, w).transpose(1, 2), x)  # group_norm drops it when T is 1
 
 
 class FrameGroupNorm(nn.Module):
@@ -127,7 +129,7 @@ def upsample_latent(z: torch.Tensor, size: tuple[int, int, int], continuing: boo
     """
     t, h, w = size
     tz, hz, wz = z.shape[-3:]
-    layout = memory_format(z)  # repeat_interleave drops channels-last
+    latent = z
     if continuing:
         z = z.repeat_interleave(t // tz, dim=2)
     elif t != tz:
@@ -137,7 +139,7 @@ def upsample_latent(z: torch.Tensor, size: tuple[int, int, int], continuing: boo
         z = torch.cat([z[:, :, :1], z[:, :, 1:].repeat_interleave(r, dim=2)], dim=2)
     if (h, w) != (hz, wz):
         z = z.repeat_interleave(h // hz, dim=3).repeat_interleave(w // wz, dim=4)
-    return z.contiguous(memory_format=layout)
+    return keep_layout(z, latent)  # repeat_interleave drops channels-last
 
 
 class AdaptiveGroupNorm(nn.Module):
@@ -195,7 +197,7 @@ def depth_to_space(x: torch.Tensor, t: int, s: int, continuing: bool = False) ->
     """
     b, c, tt, h, w = x.shape
     c_out = c // (t * s * s)
-    channels_last = memory_format(x) == torch.channels_last_3d
+    channels_last = is_channels_last(x)
     x = x.reshape(b, c_out, t, s, s, tt, h, w)
     if channels_last:  # one copy straight into that layout
         x = x.permute(0, 5, 2, 6, 3, 7, 4, 1).reshape(b, tt * t, h * s, w * s, c_out).permute(0, 4, 1, 2, 3)
