@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tokcodec.memory import prefer_huge_pages
+
+prefer_huge_pages()  # before torch's first allocation: see tokcodec.memory
+
 __version__ = "0.1.0"
 
 # Frames per independently decodable chunk of `tokcodec encode` (1 + 4k).
