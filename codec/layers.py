@@ -41,7 +41,7 @@ class CausalConv3d(nn.Module):
         self.stream: StreamSlot | None = None  # set while a streaming wrapper drives the model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stream is not None and self.kt > 1:
+        if self.streaming:
             return self._forward_streaming(x, self.stream)
         if any(self.pad):
             x = F.pad(x, self.pad, mode="replicate")
@@ -53,11 +53,29 @@ class CausalConv3d(nn.Module):
         cache yet (a chunk's first step) the first frame is replicated, as offline."""
         if any(self.pad[:4]):
             x = F.pad(x, self.pad[:4] + (0, 0), mode="replicate")
+        return self.conv(self._after_cache(x, slot))
+
+    def _after_cache(self, x: torch.Tensor, slot: "StreamSlot") -> torch.Tensor:
         past = [slot.cache] if slot.cache is not None else [x[:, :, :1]] * (self.kt - 1)  # slices keep x's layout
         x = torch.cat([*past, x], dim=2)
         n = (x.shape[2] - self.kt) // self.st + 1
         slot.cache = x[:, :, n * self.st :]
-        return self.conv(x)
+        return x
+
+    @property
+    def streaming(self) -> bool:
+        return self.stream is not None and self.kt > 1
+
+    @property
+    def input_padding(self) -> tuple[int, int, int, int, int]:
+        """(left, right, top, bottom, leading frames): what `forward_padded`
+        expects its input replicate-padded by. Streaming, the leading frames
+        come from the cache instead."""
+        return (*self.pad[:4], 0 if self.streaming else self.kt - 1)
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """forward(x) for an x already replicate-padded by `input_padding`."""
+        return self.conv(self._after_cache(x, self.stream) if self.streaming else x)
 
 
 class StreamSlot:
@@ -78,6 +96,17 @@ class FactorizedConv3d(nn.Sequential):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__(CausalConv3d(cin, cout, (1, 3, 3)), CausalConv3d(cout, cout, (3, 1, 1)))
 
+    @property
+    def input_padding(self) -> tuple[int, int, int, int, int]:
+        """The spatial convolution's border and the temporal one's leading frames."""
+        return (*self[0].input_padding[:4], self[1].input_padding[4])
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """forward(x) for an x already replicate-padded by `input_padding`. The
+        spatial convolution works frame by frame, so the leading frames come
+        out of it as the replicated first frame the temporal one needs: no copy."""
+        return self[1].forward_padded(self[0].conv(x))
+
 
 def conv3(cin: int, cout: int, factorized: bool) -> nn.Module:
     return FactorizedConv3d(cin, cout) if factorized else CausalConv3d(cin, cout, 3)
@@ -93,16 +122,86 @@ def keep_layout(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return y.contiguous(memory_format=torch.channels_last_3d) if is_channels_last(x) else y
 
 
-def frame_group_norm(x: torch.Tensor, groups: int, eps: float = 1e-6) -> torch.Tensor:
-    """Group norm with statistics per frame, never across time.
+def frame_group_norm(
+    x: torch.Tensor,
+    groups: int,
+    eps: float = 1e-6,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Group norm with statistics per frame, never across time (and a
+    per-channel affine where `weight` and `bias` are given).
 
     A group norm over (T, H, W) would let later frames change the
     normalisation of earlier ones and break causality.
     """
     b, c, t, h, w = x.shape
     y = x.transpose(1, 2).reshape(b * t, c, h, w)
-    y = F.group_norm(y, groups, eps=eps)
+    y = F.group_norm(y, groups, weight, bias, eps)
     return keep_layout(y.reshape(b, t, c, h, w).transpose(1, 2), x)  # group_norm drops it when T is 1
+
+
+def one_pass_inference() -> bool:
+    """Whether norm -> SiLU -> convolution may take its inference path
+    (`norm_silu_conv`), which writes into a buffer in place: nothing for
+    autograd to record and no ONNX graph being traced."""
+    return not (torch.is_grad_enabled() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())
+
+
+def silu_into_padded(
+    y: torch.Tensor,
+    padding: tuple[int, int, int, int, int],
+    scale: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
+    continuing: bool = False,
+) -> torch.Tensor:
+    """silu(y * scale + shift), replicate-padded by (left, right, top, bottom,
+    leading frames), written once into the padded buffer.
+
+    The offline path pays a full copy of the tensor for each of the scale,
+    shift, SiLU, float32 round trip under autocast and padding; this one
+    reads y once and writes the buffer twice (affine, then SiLU in place:
+    SiLU commutes with replication). `scale` and `shift` (together) broadcast
+    to y, or lie on a coarser grid that `upsample_latent` (with `continuing`)
+    maps onto y: the decoder's latent, never upsampled in memory.
+    """
+    b, c, t, h, w = y.shape
+    left, right, top, bottom, lead = padding
+    layout = torch.channels_last_3d if is_channels_last(y) else torch.contiguous_format
+    out = torch.empty(
+        (b, c, lead + t, top + h + bottom, left + w + right), dtype=y.dtype, device=y.device, memory_format=layout
+    )
+    inner = out[:, :, lead:, top : top + h, left : left + w]
+    if scale is None:
+        inner.copy_(y)
+    elif continuing or scale.shape[2] in (1, t):
+        _affine_into(inner, y, scale, shift)
+    else:  # latent frame 0 stands for frame 0 alone, the others for r frames each
+        _affine_into(inner[:, :, :1], y[:, :, :1], scale[:, :, :1], shift[:, :, :1])
+        _affine_into(inner[:, :, 1:], y[:, :, 1:], scale[:, :, 1:], shift[:, :, 1:])
+    if top:
+        out[:, :, lead:, :top, left : left + w] = out[:, :, lead:, top : top + 1, left : left + w]
+    if bottom:
+        out[:, :, lead:, top + h :, left : left + w] = out[:, :, lead:, top + h - 1 : top + h, left : left + w]
+    if left:
+        out[:, :, lead:, :, :left] = out[:, :, lead:, :, left : left + 1]
+    if right:
+        out[:, :, lead:, :, left + w :] = out[:, :, lead:, :, left + w - 1 : left + w]
+    if lead:
+        out[:, :, :lead] = out[:, :, lead : lead + 1]
+    return F.silu(out, inplace=True)
+
+
+def _affine_into(out: torch.Tensor, y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> None:
+    """out = y * scale + shift, with scale and shift nearest-upsampled by whole
+    factors in T, H and W: each such dimension is split into (coarse, repeat)
+    and the parameters broadcast over the repeats."""
+    for d in (4, 3, 2):  # last first, so that the earlier dimensions keep their index
+        n, m = y.shape[d], scale.shape[d]
+        if m not in (1, n):
+            y, out = (v.unflatten(d, (m, n // m)) for v in (y, out))
+            scale, shift = scale.unsqueeze(d + 1), shift.unsqueeze(d + 1)
+    torch.addcmul(shift, y, scale, out=out)
 
 
 class FrameGroupNorm(nn.Module):
@@ -117,6 +216,14 @@ class FrameGroupNorm(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         y = frame_group_norm(x, self.groups)
         return y * self.weight.view(1, -1, 1, 1, 1) + self.bias.view(1, -1, 1, 1, 1)
+
+    def silu_padded(
+        self, x: torch.Tensor, cond: torch.Tensor | None, padding: tuple[int, int, int, int, int]
+    ) -> torch.Tensor:
+        """silu(self(x)) replicate-padded by `padding`, in one pass (`silu_into_padded`)."""
+        with torch.autocast(x.device.type, enabled=False):  # x's own precision; the kernel sums in float32
+            y = frame_group_norm(x, self.groups, weight=self.weight, bias=self.bias)
+        return silu_into_padded(y, padding)
 
 
 def upsample_latent(z: torch.Tensor, size: tuple[int, int, int], continuing: bool = False) -> torch.Tensor:
@@ -163,6 +270,18 @@ class AdaptiveGroupNorm(nn.Module):
         scale, shift = self.to_scale_shift(upsample_latent(cond, x.shape[-3:], self.continuing)).chunk(2, dim=1)
         return frame_group_norm(x, self.groups) * (1 + scale) + shift
 
+    def silu_padded(
+        self, x: torch.Tensor, cond: torch.Tensor | None, padding: tuple[int, int, int, int, int]
+    ) -> torch.Tensor:
+        """silu(self(x, cond)) replicate-padded by `padding`, in one pass
+        (`silu_into_padded`). The 1x1x1 projection commutes with nearest
+        upsampling, so it runs on the latent's grid, and stays there."""
+        assert cond is not None, "AdaptiveGroupNorm needs the quantised latent"
+        scale, shift = self.to_scale_shift(cond).chunk(2, dim=1)
+        with torch.autocast(x.device.type, enabled=False):  # x's own precision; the kernel sums in float32
+            y = frame_group_norm(x, self.groups)
+        return silu_into_padded(y, padding, (1 + scale).to(y.dtype), shift.to(y.dtype), self.continuing)
+
 
 class ResBlock(nn.Module):
     """Pre-activation residual block: norm, SiLU, conv, norm, SiLU, conv.
@@ -183,9 +302,19 @@ class ResBlock(nn.Module):
         self.skip = nn.Identity() if cin == cout else CausalConv3d(cin, cout, 1)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x, cond)))
-        h = self.conv2(F.silu(self.norm2(h, cond)))
+        h = norm_silu_conv(self.norm1, self.conv1, x, cond)
+        h = norm_silu_conv(self.norm2, self.conv2, h, cond)
         return self.skip(x) + h
+
+
+def norm_silu_conv(
+    norm: FrameGroupNorm | AdaptiveGroupNorm, conv: nn.Module, x: torch.Tensor, cond: torch.Tensor | None = None
+) -> torch.Tensor:
+    """conv(silu(norm(x, cond))): in inference (`one_pass_inference`) the
+    norm writes the convolution's padded input directly."""
+    if one_pass_inference():
+        return conv.forward_padded(norm.silu_padded(x, cond, conv.input_padding))
+    return conv(F.silu(norm(x, cond)))
 
 
 def depth_to_space(x: torch.Tensor, t: int, s: int, continuing: bool = False) -> torch.Tensor:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TokenizerConfig
-from .layers import CausalConv3d, FrameGroupNorm, ResBlock, depth_to_space
+from .layers import CausalConv3d, FrameGroupNorm, ResBlock, depth_to_space, norm_silu_conv
 from .lfq import LFQ, LFQOutput, bits_to_indices, hysteresis_signs, level_codes
 from .precision import in_fastest_layout
 
@@ -53,7 +53,7 @@ class Encoder(nn.Module):
             h = level(h)
             if i < len(self.downs):
                 h = self.downs[i](h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return norm_silu_conv(self.norm_out, self.conv_out, h)
 
 
 class Decoder(nn.Module):
@@ -90,7 +90,7 @@ class Decoder(nn.Module):
             if j < len(self.ups):
                 st, ss = self.up_strides[j]
                 h = depth_to_space(self.ups[j](h), st, ss, self.continuing)
-        h = self.conv_out(F.silu(self.norm_out(h)))
+        h = norm_silu_conv(self.norm_out, self.conv_out, h)
         return depth_to_space(h, 1, self.patch)
 
 
