@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.optim.adam import adam
 
 from tokcodec.bitstream.context_net import ContextNet
 from tokcodec.codec.lfq import bit_changes, bits_to_indices, hysteresis_signs
@@ -161,6 +162,26 @@ def _changes(latent: torch.Tensor, previous: torch.Tensor | None, weight: torch.
     return bit_changes(latent, weight)
 
 
+class LatentAdam:
+    """Adam (torch's defaults) on the one tensor the refinement searches.
+
+    torch's functional `adam` is the algorithm of `torch.optim.Adam`, whose
+    constructor also imports torch._dynamo: 1.2 to 1.7 s a process, more than
+    the whole refinement of a small clip.
+    """
+
+    def __init__(self, x: torch.Tensor, lr: float) -> None:
+        self.x, self.lr = x, lr
+        self.m, self.v = torch.zeros_like(x), torch.zeros_like(x)
+        self.steps = torch.zeros(())
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One step along x.grad."""
+        adam([self.x], [self.x.grad], [self.m], [self.v], [], [self.steps], foreach=False, amsgrad=False,
+             beta1=0.9, beta2=0.999, lr=self.lr, weight_decay=0.0, eps=1e-8, maximize=False)
+
+
 def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bits: int, hysteresis: float,
                   config: RefineConfig, size: tuple[int, int, int] | None = None,
                   segment_frames: int | None = None,
@@ -209,7 +230,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                 target = video[:, :, f0:f1, :h, :w]
                 step = steps[caches is None]
                 zs = z[:, :, a:b].detach().clone().requires_grad_(True)
-                opt = torch.optim.Adam([zs], lr=config.lr)
+                opt = LatentAdam(zs, config.lr)
                 best, best_loss, best_caches, best_y = None, float("inf"), None, None
                 previous = None if recent is None else recent[:, :, -1]
                 history = None if recent is None else recent[0].to(z.dtype) * 2 - 1
@@ -234,7 +255,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                         best, best_loss, best_caches = hard, loss.item(), [c.detach() for c in new_caches]
                         best_y = y.detach() if decoded is not None else None
                     if not last:
-                        opt.zero_grad()
+                        zs.grad = None
                         loss.backward()
                         opt.step()
                 caches = best_caches

@@ -15,7 +15,7 @@ from tokcodec.cli import main
 from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
-from tokcodec.streaming.refine import RefineConfig, change_prices, encode_refined
+from tokcodec.streaming.refine import LatentAdam, RefineConfig, change_prices, encode_refined
 from tokcodec.streaming.stateful import (
     StreamingDecoder,
     StreamingEncoder,
@@ -144,6 +144,23 @@ def test_change_prices_make_changes_dear_where_a_plane_stands_still() -> None:
     p = torch.tensor([16.5, 4.5, 0.5]) / 17
     assert torch.allclose(price, torch.log2((1 - p) / p).clamp_min(0))
     assert price[0] == 0 and 0 < price[1] < price[2] < 6
+
+
+def test_latent_adam_steps_as_torch_optim_adam_does() -> None:
+    """The refinement's own Adam (torch's functional one, without the
+    optimizer class's 1-2 s import of torch._dynamo) takes torch.optim.Adam's steps."""
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(5, 7, generator=g)
+    a = torch.randn(5, 7, generator=g).requires_grad_(True)
+    b = a.detach().clone().requires_grad_(True)
+    reference, ours = torch.optim.Adam([a], lr=0.05), LatentAdam(b, 0.05)
+    for _ in range(20):
+        for x in (a, b):
+            x.grad = None
+            ((x - target) ** 3).abs().sum().backward()
+        reference.step()
+        ours.step()
+    assert torch.equal(a, b) and not torch.equal(b, target)
 
 
 def test_refinement_finds_tokens_that_decode_closer(model: Tokenizer, frames: np.ndarray) -> None:
