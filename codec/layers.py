@@ -158,10 +158,11 @@ def silu_into_padded(
     """silu(y * scale + shift), replicate-padded by (left, right, top, bottom,
     leading frames), written once into the padded buffer.
 
-    The offline path pays a full copy of the tensor for each of the scale,
-    shift, SiLU, float32 round trip under autocast and padding; this one
-    reads y once and writes the buffer twice (affine, then SiLU in place:
-    SiLU commutes with replication). `scale` and `shift` (together) broadcast
+    The plain path makes a full-size tensor for each of: the latent
+    upsampled (in float32) and cast for its projection, the projection, the
+    affine's product and sum, SiLU and the padding; this one reads y once
+    and writes the buffer twice (affine, then SiLU in place: SiLU commutes
+    with replication). `scale` and `shift` (together) broadcast
     to y, or lie on a coarser grid that `upsample_latent` (with `continuing`)
     maps onto y: the decoder's latent, never upsampled in memory.
     """
@@ -221,7 +222,8 @@ class FrameGroupNorm(nn.Module):
         self, x: torch.Tensor, cond: torch.Tensor | None, padding: tuple[int, int, int, int, int]
     ) -> torch.Tensor:
         """silu(self(x)) replicate-padded by `padding`, in one pass (`silu_into_padded`)."""
-        with torch.autocast(x.device.type, enabled=False):  # x's own precision; the kernel sums in float32
+        # In x's precision (CUDA's autocast would take float32); the kernel sums in float32.
+        with torch.autocast(x.device.type, enabled=False):
             y = frame_group_norm(x, self.groups, weight=self.weight, bias=self.bias)
         return silu_into_padded(y, padding)
 
@@ -278,7 +280,8 @@ class AdaptiveGroupNorm(nn.Module):
         upsampling, so it runs on the latent's grid, and stays there."""
         assert cond is not None, "AdaptiveGroupNorm needs the quantised latent"
         scale, shift = self.to_scale_shift(cond).chunk(2, dim=1)
-        with torch.autocast(x.device.type, enabled=False):  # x's own precision; the kernel sums in float32
+        # In x's precision (CUDA's autocast would take float32); the kernel sums in float32.
+        with torch.autocast(x.device.type, enabled=False):
             y = frame_group_norm(x, self.groups)
         return silu_into_padded(y, padding, (1 + scale).to(y.dtype), shift.to(y.dtype), self.continuing)
 
