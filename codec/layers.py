@@ -136,9 +136,11 @@ def frame_group_norm(
     normalisation of earlier ones and break causality.
     """
     b, c, t, h, w = x.shape
+    if t == 1:  # one frame: the plain group norm, which keeps a channels-last input so (as 4D it does not)
+        return F.group_norm(x, groups, weight, bias, eps)
     y = x.transpose(1, 2).reshape(b * t, c, h, w)
     y = F.group_norm(y, groups, weight, bias, eps)
-    return keep_layout(y.reshape(b, t, c, h, w).transpose(1, 2), x)  # group_norm drops it when T is 1
+    return y.reshape(b, t, c, h, w).transpose(1, 2)
 
 
 def one_pass_inference() -> bool:

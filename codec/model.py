@@ -25,7 +25,7 @@ from torch import nn
 from .config import TokenizerConfig
 from .layers import CausalConv3d, FrameGroupNorm, ResBlock, depth_to_space, norm_silu_conv
 from .lfq import LFQ, LFQOutput, bits_to_indices, hysteresis_signs, level_codes
-from .precision import in_fastest_layout
+from .precision import autocast_input, in_fastest_layout
 
 
 class Encoder(nn.Module):
@@ -82,7 +82,7 @@ class Decoder(nn.Module):
         self.continuing = False  # streaming: zq holds latent frames after a chunk's first
 
     def forward(self, zq: torch.Tensor) -> torch.Tensor:
-        zq = in_fastest_layout(self, zq)
+        zq = autocast_input(in_fastest_layout(self, zq))
         h = self.conv_in(zq)
         for j, blocks in enumerate(self.levels):
             for block in blocks:

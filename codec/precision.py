@@ -76,3 +76,13 @@ def in_fastest_layout(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
         network.to(memory_format=layout)
         network._memory_format = layout
     return x.contiguous(memory_format=layout)
+
+
+def autocast_input(x: torch.Tensor) -> torch.Tensor:
+    """x in the dtype that autocast hands convolutions (itself outside
+    autocast): the decoder's latent feeds a dozen convolutions, and autocast
+    would cast it again for each."""
+    device = x.device.type
+    if x.is_floating_point() and torch.is_autocast_enabled(device):
+        return x.to(torch.get_autocast_dtype(device))
+    return x

@@ -11,7 +11,7 @@ from models import jittered_tokenizer
 
 from tokcodec.codec import Tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
-from tokcodec.codec.precision import bf16_native, network_precision, resolve_precision
+from tokcodec.codec.precision import autocast_input, bf16_native, network_precision, resolve_precision
 from tokcodec.streaming.refine import RefineConfig, encode_refined
 from tokcodec.streaming.stateful import TorchEngine, decode_chunk, encode_chunk, encode_latent
 
@@ -129,3 +129,12 @@ def test_bfloat16_hands_every_convolution_a_channels_last_tensor(video: torch.Te
     assert all(p.is_contiguous() for p in model.parameters())
     for hook in hooks:
         hook.remove()
+
+
+def test_autocast_input_casts_once_what_autocast_would_cast_per_convolution() -> None:
+    latent = torch.randn(1, 4, 2, 3, 3)
+    assert autocast_input(latent) is latent
+    with network_precision("bf16"):
+        assert autocast_input(latent).dtype == torch.bfloat16
+        tokens = torch.zeros(3, dtype=torch.int64)
+        assert autocast_input(tokens) is tokens
