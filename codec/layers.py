@@ -41,21 +41,15 @@ class CausalConv3d(nn.Module):
         self.stream: StreamSlot | None = None  # set while a streaming wrapper drives the model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.streaming:
-            return self._forward_streaming(x, self.stream)
-        if any(self.pad):
-            x = F.pad(x, self.pad, mode="replicate")
-        return self.conv(x)
-
-    def _forward_streaming(self, x: torch.Tensor, slot: "StreamSlot") -> torch.Tensor:
-        """The same convolution over [cached frames, x]; the frames that later
-        outputs still need (kt - stride of them) become the new cache. With no
-        cache yet (a chunk's first step) the first frame is replicated, as offline."""
-        if any(self.pad[:4]):
-            x = F.pad(x, self.pad[:4] + (0, 0), mode="replicate")
-        return self.conv(self._after_cache(x, slot))
+        left, right, top, bottom, lead = self.input_padding
+        if left or right or top or bottom or lead:
+            x = F.pad(x, (left, right, top, bottom, lead, 0), mode="replicate")
+        return self.forward_padded(x)
 
     def _after_cache(self, x: torch.Tensor, slot: "StreamSlot") -> torch.Tensor:
+        """[cached frames, x], streaming; the frames that later outputs still
+        need (kt - stride of them) become the new cache. With no cache yet (a
+        chunk's first step) the first frame is replicated, as offline."""
         past = [slot.cache] if slot.cache is not None else [x[:, :, :1]] * (self.kt - 1)  # slices keep x's layout
         x = torch.cat([*past, x], dim=2)
         n = (x.shape[2] - self.kt) // self.st + 1
