@@ -137,11 +137,45 @@ def frame_group_norm(
     return y.reshape(b, t, c, h, w).transpose(1, 2)
 
 
-def one_pass_inference() -> bool:
-    """Whether norm -> SiLU -> convolution may take its inference path
-    (`norm_silu_conv`), which writes into a buffer in place: nothing for
-    autograd to record and no ONNX graph being traced."""
-    return not (torch.is_grad_enabled() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())
+def exporting() -> bool:
+    """Whether a graph is being traced for export (torch.onnx, torch.jit):
+    norm -> SiLU -> convolution then runs as plain ops, nothing in place."""
+    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
+def norm_silu_padded(
+    x: torch.Tensor,
+    groups: int,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    padding: tuple[int, int, int, int, int],
+    continuing: bool = False,
+) -> torch.Tensor:
+    """silu(frame_group_norm(x) * scale + shift), replicate-padded by
+    `padding`, in one pass (`silu_into_padded`; scale and shift as there, in
+    x's dtype); with autograd on, as `NormSiluPad`, whose backward is written
+    out too."""
+    # In x's precision (CUDA's autocast would take float32); the kernels sum in float32.
+    with torch.autocast(x.device.type, enabled=False):
+        if torch.is_grad_enabled():
+            return NormSiluPad.apply(x, scale, shift, groups, padding, continuing)
+        y, _ = normalize_frames(x, groups)
+        return silu_into_padded(y, padding, scale, shift, continuing)
+
+
+def normalize_frames(x: torch.Tensor, groups: int, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """`frame_group_norm` without affine, and its 1 / std (B * T, groups)."""
+    b, c, t, h, w = x.shape
+    if t == 1:  # 5D keeps a channels-last input so
+        frames, layout = x, torch.channels_last_3d
+    else:
+        frames, layout = x.transpose(1, 2).reshape(b * t, c, h, w), torch.channels_last  # a view if channels-last
+    if not (frames.is_contiguous() or frames.is_contiguous(memory_format=layout)):  # as the kernel requires
+        frames = frames.contiguous()
+    y, _, rstd = torch.native_group_norm(frames, None, None, b * t, c, h * w, groups, eps)
+    if t == 1:
+        return y, rstd
+    return y.reshape(b, t, c, h, w).transpose(1, 2), rstd
 
 
 def silu_into_padded(
@@ -171,11 +205,8 @@ def silu_into_padded(
     inner = out[:, :, lead:, top : top + h, left : left + w]
     if scale is None:
         inner.copy_(y)
-    elif continuing or scale.shape[2] in (1, t):
-        _affine_into(inner, y, scale, shift)
-    else:  # latent frame 0 stands for frame 0 alone, the others for r frames each
-        _affine_into(inner[:, :, :1], y[:, :, :1], scale[:, :, :1], shift[:, :, :1])
-        _affine_into(inner[:, :, 1:], y[:, :, 1:], scale[:, :, 1:], shift[:, :, 1:])
+    else:
+        _affine_into(inner, y, scale, shift, continuing)
     if top:
         out[:, :, lead:, :top, left : left + w] = out[:, :, lead:, top : top + 1, left : left + w]
     if bottom:
@@ -189,16 +220,165 @@ def silu_into_padded(
     return F.silu(out, inplace=True)
 
 
-def _affine_into(out: torch.Tensor, y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> None:
-    """out = y * scale + shift, with scale and shift nearest-upsampled by whole
-    factors in T, H and W: each such dimension is split into (coarse, repeat)
-    and the parameters broadcast over the repeats."""
+def _latent_frames(t: int, tz: int, continuing: bool) -> list[tuple[slice, slice]]:
+    """(frames, latent frames) that map onto each other by whole factors
+    (`upsample_latent`): all onto all, or frame 0 onto latent frame 0 and the
+    others onto the rest."""
+    everything = slice(None)
+    if continuing or tz in (1, t):
+        return [(everything, everything)]
+    return [(slice(0, 1), slice(0, 1)), (slice(1, None), slice(1, None))]
+
+
+def _split_repeats(
+    y: torch.Tensor, *params: torch.Tensor, whole: bool = False
+) -> tuple[torch.Tensor, list[torch.Tensor], list[int]]:
+    """y and the params (whose T, H and W divide y's) as views in which the
+    params broadcast: each dimension that needs it (`whole`: also where
+    the params have 1) split into (coarse, repeat), the params given a
+    repeat dimension of 1. Also the repeat dimensions, as indices of the
+    split y, in increasing order."""
+    repeats = []
     for d in (4, 3, 2):  # last first, so that the earlier dimensions keep their index
-        n, m = y.shape[d], scale.shape[d]
-        if m not in (1, n):
-            y, out = (v.unflatten(d, (m, n // m)) for v in (y, out))
-            scale, shift = scale.unsqueeze(d + 1), shift.unsqueeze(d + 1)
-    torch.addcmul(shift, y, scale, out=out)
+        n, m = y.shape[d], params[0].shape[d]
+        if m != n and (whole or m != 1):
+            y = y.unflatten(d, (m, n // m))
+            params = tuple(p.unsqueeze(d + 1) for p in params)
+            repeats = [d + 1] + [r + 1 for r in repeats]
+    return y, list(params), repeats
+
+
+def _affine_into(
+    out: torch.Tensor, y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None, continuing: bool = False
+) -> None:
+    """out = y * scale + shift (or y * scale; out may be y), scale and shift
+    broadcast, or nearest-upsampled from a coarser grid (`upsample_latent`)
+    through views (`_split_repeats`), never in memory."""
+    for fine, coarse in _latent_frames(y.shape[2], scale.shape[2], continuing):
+        params = (scale[:, :, coarse],) + (() if shift is None else (shift[:, :, coarse],))
+        out_split, _, _ = _split_repeats(out[:, :, fine], *params)
+        y_split, params, _ = _split_repeats(y[:, :, fine], *params)
+        if shift is None:
+            torch.mul(y_split, params[0], out=out_split)
+        else:
+            torch.addcmul(params[1], y_split, params[0], out=out_split)
+
+
+def _sum_repeats(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """v summed onto the grid of `like` (whose T, H and W divide v's, or
+    are 1: the whole dimension), in float32 at least: the adjoint of
+    broadcasting `like` as `_affine_into` does. Repeats are added slice by
+    slice: torch's reduction over such strided dimensions is many times slower."""
+    if like.shape[2:] == (1, 1, 1):  # per channel
+        sums = _pixel_sums(v).sum(2)
+        return (sums.sum(0) if like.shape[0] == 1 else sums).view(like.shape[:2] + (1, 1, 1))
+    split, _, repeats = _split_repeats(v, like, whole=True)
+    parts = [split]
+    for d in reversed(repeats):  # the last first, so that the earlier keep their index
+        parts = [p.select(d, k) for p in parts for k in range(p.shape[d])]
+    total = parts[0].to(torch.promote_types(v.dtype, torch.float32), copy=True)
+    for p in parts[1:]:
+        total += p
+    return total.sum(0, keepdim=True) if like.shape[0] == 1 < v.shape[0] else total
+
+
+def _pixel_sums(v: torch.Tensor) -> torch.Tensor:
+    """(B, C, T): v (B, C, T, H, W) summed over each frame, in float32 at
+    least, or channels-last as a product with ones (in v's dtype, if bfloat16:
+    20 to 30 times faster than torch's sum over the strided H and W)."""
+    b, c, t, h, w = v.shape
+    if not is_channels_last(v):
+        return v.sum((3, 4), dtype=torch.promote_types(v.dtype, torch.float32))
+    pixels = v.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, c)
+    return torch.matmul(v.new_ones(1, h * w), pixels).view(b, t, c).transpose(1, 2)
+
+
+def _fold_padding(grad: torch.Tensor, padding: tuple[int, int, int, int, int]) -> torch.Tensor:
+    """The gradient of what `silu_into_padded` replicate-pads, from the
+    padded buffer's: each border's gradient added onto the edge it copies,
+    in the reverse order of the copies (on a copy of grad, which other
+    branches of the graph may share)."""
+    left, right, top, bottom, lead = padding
+    if not any(padding):
+        return grad
+    g = grad.clone()
+    if lead:
+        g[:, :, lead] += g[:, :, :lead].sum(2)
+    g = g[:, :, lead:]
+    h, w = g.shape[3] - top - bottom, g.shape[4] - left - right
+    if right:
+        g[..., left + w - 1] += g[..., left + w :].sum(-1)
+    if left:
+        g[..., left] += g[..., :left].sum(-1)
+    g = g[..., left : left + w]
+    if bottom:
+        g[..., top + h - 1, :] += g[..., top + h :, :].sum(-2)
+    if top:
+        g[..., top, :] += g[..., :top, :].sum(-2)
+    return g[..., top : top + h, :]
+
+
+def _group_norm_backward(g: torch.Tensor, y: torch.Tensor, rstd: torch.Tensor, groups: int) -> torch.Tensor:
+    """The gradient of x for y = `normalize_frames`(x) from y's, g (consumed):
+    rstd * (g - mean(g) - y * mean(g * y)), the means over each frame's
+    group. (torch's own kernel is several times slower on channels-last
+    bfloat16.)"""
+    b, c, t, h, w = y.shape
+    sums = torch.stack([_pixel_sums(g), _pixel_sums(g * y)]).to(rstd.dtype)  # (2, B, C, T)
+    means = sums.view(2, b, groups, c // groups, t).mean(3, keepdim=True) / (h * w)  # (2, B, G, 1, T)
+    r = rstd.view(b, t, groups).transpose(1, 2).unsqueeze(2)  # (B, G, 1, T)
+    per_channel = torch.stack([r, -r * means[0], -r * means[1]]).expand(3, b, groups, c // groups, t)
+    # (B, C, T, 1, 1) in g's layout: broadcast along a strided channel dimension is slow
+    layout = torch.channels_last_3d if is_channels_last(g) else torch.contiguous_format
+    k_g, k_1, k_y = (k.contiguous(memory_format=layout)
+                     for k in per_channel.reshape(3, b, c, t, 1, 1).to(g.dtype).unbind(0))
+    torch.addcmul(k_1, g, k_g, out=g)
+    return g.addcmul_(y, k_y)
+
+
+class NormSiluPad(torch.autograd.Function):
+    """`norm_silu_padded` under autograd: forward in one pass, backward by
+    hand from the normalised x. Autograd through the plain ops stores and
+    rereads several full-size tensors (the upsampled latent among them),
+    and torch's group-norm and strided-sum kernels are slow on
+    channels-last bfloat16: this took a quarter off the refinement's
+    gradient step and 40% off its peak memory (bench/RESULTS.md)."""
+
+    @staticmethod
+    def forward(ctx, x, scale, shift, groups, padding, continuing):  # type: ignore[override]
+        y, rstd = normalize_frames(x, groups)
+        ctx.save_for_backward(y, rstd, scale, shift)
+        ctx.groups, ctx.padding, ctx.continuing = groups, padding, continuing
+        return silu_into_padded(y, padding, scale, shift, continuing)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        y, rstd, scale, shift = ctx.saved_tensors
+        need_x, need_scale, need_shift = ctx.needs_input_grad[:3]
+        with torch.autocast(grad.device.type, enabled=False):
+            g = _fold_padding(grad, ctx.padding).to(y.dtype)
+            pre = torch.empty_like(y)  # the activation's input, again
+            _affine_into(pre, y, scale, shift, ctx.continuing)
+            g = torch.ops.aten.silu_backward(g, pre)
+            del pre
+            g_scale = g_shift = g_x = None
+            if need_scale:
+                g_scale = _sum_onto(g * y, scale, ctx.continuing)
+            if need_shift:
+                g_shift = _sum_onto(g, shift, ctx.continuing)
+            if need_x:
+                _affine_into(g, g, scale, None, ctx.continuing)
+                g_x = _group_norm_backward(g, y, rstd, ctx.groups)
+        return g_x, g_scale, g_shift, None, None, None
+
+
+def _sum_onto(v: torch.Tensor, param: torch.Tensor, continuing: bool) -> torch.Tensor:
+    """The gradient of a param that `_affine_into` broadcasts (with
+    `continuing`) from v, the output's: `_sum_repeats` onto its grid, in its dtype."""
+    parts = _latent_frames(v.shape[2], param.shape[2], continuing)
+    if len(parts) == 1:
+        return _sum_repeats(v, param).to(param.dtype)
+    return torch.cat([_sum_repeats(v[:, :, fine], param[:, :, coarse]) for fine, coarse in parts], 2).to(param.dtype)
 
 
 class FrameGroupNorm(nn.Module):
@@ -217,11 +397,9 @@ class FrameGroupNorm(nn.Module):
     def silu_padded(
         self, x: torch.Tensor, cond: torch.Tensor | None, padding: tuple[int, int, int, int, int]
     ) -> torch.Tensor:
-        """silu(self(x)) replicate-padded by `padding`, in one pass (`silu_into_padded`)."""
-        # In x's precision (CUDA's autocast would take float32); the kernel sums in float32.
-        with torch.autocast(x.device.type, enabled=False):
-            y = frame_group_norm(x, self.groups, weight=self.weight, bias=self.bias)
-        return silu_into_padded(y, padding)
+        """silu(self(x)) replicate-padded by `padding`, in one pass (`norm_silu_padded`)."""
+        per_channel = (v.to(x.dtype).view(1, -1, 1, 1, 1) for v in (self.weight, self.bias))
+        return norm_silu_padded(x, self.groups, *per_channel, padding)
 
 
 def upsample_latent(z: torch.Tensor, size: tuple[int, int, int], continuing: bool = False) -> torch.Tensor:
@@ -272,14 +450,11 @@ class AdaptiveGroupNorm(nn.Module):
         self, x: torch.Tensor, cond: torch.Tensor | None, padding: tuple[int, int, int, int, int]
     ) -> torch.Tensor:
         """silu(self(x, cond)) replicate-padded by `padding`, in one pass
-        (`silu_into_padded`). The 1x1x1 projection commutes with nearest
+        (`norm_silu_padded`). The 1x1x1 projection commutes with nearest
         upsampling, so it runs on the latent's grid, and stays there."""
         assert cond is not None, "AdaptiveGroupNorm needs the quantised latent"
         scale, shift = self.to_scale_shift(cond).chunk(2, dim=1)
-        # In x's precision (CUDA's autocast would take float32); the kernel sums in float32.
-        with torch.autocast(x.device.type, enabled=False):
-            y = frame_group_norm(x, self.groups)
-        return silu_into_padded(y, padding, (1 + scale).to(y.dtype), shift.to(y.dtype), self.continuing)
+        return norm_silu_padded(x, self.groups, (1 + scale).to(x.dtype), shift.to(x.dtype), padding, self.continuing)
 
 
 class ResBlock(nn.Module):
@@ -309,11 +484,11 @@ class ResBlock(nn.Module):
 def norm_silu_conv(
     norm: FrameGroupNorm | AdaptiveGroupNorm, conv: nn.Module, x: torch.Tensor, cond: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """conv(silu(norm(x, cond))): in inference (`one_pass_inference`) the
-    norm writes the convolution's padded input directly."""
-    if one_pass_inference():
-        return conv.forward_padded(norm.silu_padded(x, cond, conv.input_padding))
-    return conv(F.silu(norm(x, cond)))
+    """conv(silu(norm(x, cond))): the norm writes the convolution's padded
+    input directly (`norm_silu_padded`); plain ops while `exporting`."""
+    if exporting():
+        return conv(F.silu(norm(x, cond)))
+    return conv.forward_padded(norm.silu_padded(x, cond, conv.input_padding))
 
 
 def depth_to_space(x: torch.Tensor, t: int, s: int, continuing: bool = False) -> torch.Tensor:
