@@ -37,15 +37,18 @@ from .net_rate import NetRate
 from .stateful import _LOCKS, DecoderStep, _segments, encode_chunk, encode_latent, segment_frames_for
 
 
-# The encoder's default (`encode --refine`): one step, measured on the natural
-# eval clips with the anchors in the same run (bench/RESULTS.md, "One
-# refinement step by default"): 16% to 25% fewer bits than no refinement for
-# the same PSNR-Y / MS-SSIM / VMAF, about half of what 5 steps save, for 3 to
-# 5 times the encoding time (5 steps: 9 to 16 times). Its backward pass takes
+# The encoder's default (`encode --refine`): two steps since the thirty-sixth
+# session. One step (the default from the twenty-sixth; bench/RESULTS.md, "One
+# refinement step by default") saves 16% to 25% of the bits against none for
+# the same PSNR-Y / MS-SSIM / VMAF on the natural eval clips, for 3 to 5 times
+# the encoding time; the second saves 5% to 8% more (carphone -7.3 / -7.5 /
+# -1.2%, realshort -4.7 / -5.2 / -7.7%) for 1.2x to 2.2x the encoding time,
+# affordable once the gradient step got a quarter faster (bench/RESULTS.md,
+# "The refinement's backward by hand, and two steps"). Its backward pass takes
 # about 2.7 times the memory of plain coding (8.4 against 3.1 GB for a 720p
-# source coded at 1920x1080), so the default refines frames coded at up to
-# 720p's pixel count only.
-DEFAULT_STEPS = 1
+# source coded at 1920x1080, before that), so the default refines frames coded
+# at up to 720p's pixel count only.
+DEFAULT_STEPS = 2
 DEFAULT_MAX_PIXELS = 1280 * 720
 NET_RATE = 0.5  # the default rate weight when the context net prices the bits
 CHAIN_RATE = 0.25  # when entropy model 4's chain of nets does (quality 7, large frames' top points)

@@ -96,5 +96,5 @@ def test_demo_round_trips_the_shipped_sample(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert probe(tmp_path / "sample-decoded.mp4").frames == 33
     assert "33 frames, 256x192" in result.output and "PSNR (RGB)" in result.output
-    assert "refined 1 step," in result.output  # encode's default
+    assert "refined 2 steps," in result.output  # encode's default
     assert (tmp_path / "sample.tok").stat().st_size < 20000

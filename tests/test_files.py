@@ -358,23 +358,23 @@ def test_encode_only_the_first_frames(source: Path, tmp_path: Path) -> None:
 
 def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
     # the search itself is tested in test_streaming.py; here: the option reaches it, and the
-    # default is one step (`refine.DEFAULT_STEPS`)
-    runs = {"plain": ["--refine", "0"], "default": [], "one": ["--refine", str(DEFAULT_STEPS)], "two": ["--refine", "2"]}
+    # default is two steps (`refine.DEFAULT_STEPS`)
+    runs = {"plain": ["--refine", "0"], "default": [], "one": ["--refine", "1"], "two": ["--refine", "2"]}
     tokens = {}
     for name, extra in runs.items():
         out = tmp_path / f"{name}.tok"
         r = cli("encode", str(source), "-o", str(out), "--frames", "9", "--chunk-frames", "9", "-q", *extra)
         assert r.exit_code == 0, r.output
         tokens[name] = next(tokcodec.read_tokens(out)).tokens
-    assert DEFAULT_STEPS == 1 and np.array_equal(tokens["default"], tokens["one"])
+    assert DEFAULT_STEPS == 2 and np.array_equal(tokens["default"], tokens["two"])
     for a, b in (("plain", "one"), ("plain", "two"), ("one", "two")):
         assert tokens[a].shape == tokens[b].shape and not np.array_equal(tokens[a], tokens[b]), (a, b)
     r = cli("encode", str(source), "-o", str(tmp_path / "said.tok"), "--frames", "9", "--chunk-frames", "9")
-    assert r.exit_code == 0 and "refined 1 step," in r.output, r.output
+    assert r.exit_code == 0 and "refined 2 steps," in r.output, r.output
     # a rate or SSIM weight alone refines by the default steps; no option: the encoder's default (None)
     r = cli("encode", str(source), "-o", str(tmp_path / "rate.tok"), "--frames", "9", "--chunk-frames", "9",
-            "--refine-rate", "0.3", "--refine", "2")
-    assert r.exit_code == 0 and "refined 2 steps," in r.output, r.output
+            "--refine-rate", "0.3", "--refine", "1")
+    assert r.exit_code == 0 and "refined 1 step," in r.output, r.output
     assert asked_refine() is None and asked_refine(None, 0.3) == RefineConfig(steps=DEFAULT_STEPS, rate=0.3)
     assert asked_refine(0) == RefineConfig() and asked_refine(None, None, 0.05).steps == DEFAULT_STEPS
     # the API's default too, and RefineConfig() is no refinement
@@ -382,7 +382,7 @@ def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
     assert tokcodec.encode_file(source, api["default"], max_frames=9, chunk_frames=9).refine_steps == DEFAULT_STEPS
     assert tokcodec.encode_file(source, api["plain"], max_frames=9, chunk_frames=9,
                                 refine=RefineConfig()).refine_steps == 0
-    assert np.array_equal(next(tokcodec.read_tokens(api["default"])).tokens, tokens["one"])
+    assert np.array_equal(next(tokcodec.read_tokens(api["default"])).tokens, tokens["two"])
     assert np.array_equal(next(tokcodec.read_tokens(api["plain"])).tokens, tokens["plain"])
     # by default only frames coded at up to 720p's pixel count (memory), and never on onnxruntime
     assert default_refine(1280 * 720).steps == DEFAULT_STEPS and default_refine(1280 * 720 + 1).steps == 0

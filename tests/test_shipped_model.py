@@ -102,8 +102,9 @@ def test_refinement_buys_quality_and_bits_on_the_sample(tmp_path: Path) -> None:
     the wider net of the twenty-fifth session (8379926e), 23.35 against 22.45 dB, 2,982 against
     3,122 bytes.
 
-    Since the twenty-sixth session `encode` refines by one step by default (`DEFAULT_STEPS`),
-    which must pay for itself too: 22.80 dB for 3,026 bytes (measured 2026-12-05)."""
+    Since the twenty-sixth session `encode` refines by default (`DEFAULT_STEPS`; one step, two
+    since the thirty-sixth), which must pay for itself too: one step 22.80 dB for 3,026 bytes
+    (measured 2026-12-05)."""
     from tokcodec.api import video_psnr
     from tokcodec.files import decode_file, encode_file
     from tokcodec.streaming.refine import DEFAULT_STEPS, RefineConfig
