@@ -9,7 +9,9 @@ Debian's chromium, headless (software video decoding), driven by selenium
 - playback: a synthetic clip of --size at --fps (a moving pattern, as in
   bench/speed.py) is encoded with the model to a .tok (at --quality, default:
   the model's default point, whose coding scale sets the decoded size: the
-  default model's quality 4 decodes 2x the size); the server decodes it
+  default model's quality 4 decodes 2x the size; unrefined, `--refine 0`:
+  refinement changes which tokens, not how fast they decode, and multiplies
+  the time to encode the clip); the server decodes it
   frame by frame (onnxruntime with an export made for the run, or torch with
   --torch) and sends the frames over WebRTC at the file's rate;
 - live ingest: chromium's fake camera plays a y4m clip of the same size and
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from tokcodec.codec import load_tokenizer
     from tokcodec.codec.io import VideoWriter
     from tokcodec.streaming.browser import chromium, find_chromium, wait_for, write_y4m
+    from tokcodec.streaming.refine import RefineConfig
     from tokcodec.streaming.server import IngestConfig, ServerThread, TokServer
 
     if find_chromium() is None:
@@ -105,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         with VideoWriter(d / "clip.mp4", args.fps, w, h) as writer:
             for f in frames(n, h, w):
                 writer.write(f)
-        tokcodec.encode_file(d / "clip.mp4", folder / "clip.tok", model=model, quality=args.quality)
+        print(f"browser.py: encoding the played clip ({n} frames of {w}x{h})", file=sys.stderr)
+        tokcodec.encode_file(d / "clip.mp4", folder / "clip.tok", model=model, quality=args.quality,
+                             refine=RefineConfig())
         results["played"] = {k: v for k, v in tokcodec.tok_info(folder / "clip.tok").items()
                              if k in ("quality", "coded_size", "bits", "bpp")}
         write_y4m(d / "camera.y4m", n=n, width=w, height=h, fps=args.fps)
