@@ -67,8 +67,13 @@ class CausalConv3d(nn.Module):
         come from the cache instead."""
         return (*self.pad[:4], 0 if self.streaming else self.kt - 1)
 
-    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        """forward(x) for an x already replicate-padded by `input_padding`."""
+    def input_padding_for(self, frames: int) -> tuple[int, int, int, int, int]:
+        """`input_padding`, whatever the frames (as `FactorizedConv3d.input_padding_for`)."""
+        return self.input_padding
+
+    def forward_padded(self, x: torch.Tensor, padding: tuple[int, int, int, int, int] | None = None) -> torch.Tensor:
+        """forward(x) for an x already replicate-padded by `input_padding`
+        (which `padding`, if given, is)."""
         return self.conv(self._after_cache(x, self.stream) if self.streaming else x)
 
 
@@ -87,6 +92,15 @@ class FactorizedConv3d(nn.Sequential):
     Same receptive field as a 3x3x3 convolution for 12/27 of its cost.
     """
 
+    # From this many frames on, the temporal convolution's two leading frames
+    # come out of the spatial one run on two more (replicated) frames; below,
+    # from a copy of its output. The copy costs about a frame of convolution
+    # for every 12 frames it copies: bfloat16 forward at 3 frames the spatial
+    # half run on 5 took 47 ms against 33 padded after, at 33 frames 439
+    # against 474 (256 channels, 60x80; bench/RESULTS.md, "The refinement's
+    # backward by hand, and two steps").
+    LEAD_BY_CONVOLUTION = 12
+
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__(CausalConv3d(cin, cout, (1, 3, 3)), CausalConv3d(cout, cout, (3, 1, 1)))
 
@@ -95,11 +109,20 @@ class FactorizedConv3d(nn.Sequential):
         """The spatial convolution's border and the temporal one's leading frames."""
         return (*self[0].input_padding[:4], self[1].input_padding[4])
 
-    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        """forward(x) for an x already replicate-padded by `input_padding`. The
-        spatial convolution works frame by frame, so the leading frames come
-        out of it as the replicated first frame the temporal one needs: no copy."""
-        return self[1].forward_padded(self[0].conv(x))
+    def input_padding_for(self, frames: int) -> tuple[int, int, int, int, int]:
+        """The padding `forward_padded` takes for an input of `frames` frames:
+        `input_padding`, without the leading frames below `LEAD_BY_CONVOLUTION`."""
+        left, right, top, bottom, lead = self.input_padding
+        return (left, right, top, bottom, lead if frames >= self.LEAD_BY_CONVOLUTION else 0)
+
+    def forward_padded(self, x: torch.Tensor, padding: tuple[int, int, int, int, int] | None = None) -> torch.Tensor:
+        """forward(x) for an x already replicate-padded by `padding` (default
+        `input_padding`; or `input_padding_for` its frames). With the leading
+        frames there, the spatial convolution, which works frame by frame,
+        turns them into the replicated first frame the temporal one needs;
+        without, the temporal one pads its input itself."""
+        y = self[0].conv(x)
+        return self[1].forward_padded(y) if (padding or self.input_padding)[4] else self[1](y)
 
 
 def conv3(cin: int, cout: int, factorized: bool) -> nn.Module:
@@ -488,7 +511,8 @@ def norm_silu_conv(
     input directly (`norm_silu_padded`); plain ops while `exporting`."""
     if exporting():
         return conv(F.silu(norm(x, cond)))
-    return conv.forward_padded(norm.silu_padded(x, cond, conv.input_padding))
+    padding = conv.input_padding_for(x.shape[2])
+    return conv.forward_padded(norm.silu_padded(x, cond, padding), padding)
 
 
 def depth_to_space(x: torch.Tensor, t: int, s: int, continuing: bool = False) -> torch.Tensor:

@@ -181,3 +181,20 @@ def test_one_pass_gives_what_the_plain_ops_give(factorized: bool, monkeypatch) -
         torch.testing.assert_close(decode_chunk(model, model.encode(video), segment_frames=5),
                                    frames_plain.clamp(-1, 1), rtol=1e-4, atol=1e-5)
     assert calls
+
+
+@pytest.mark.parametrize("frames", [3, layers.FactorizedConv3d.LEAD_BY_CONVOLUTION])
+def test_factorized_conv_takes_its_leading_frames_either_way(frames: int) -> None:
+    """Below `LEAD_BY_CONVOLUTION` frames the padded input leaves out the
+    temporal convolution's leading frames (it pads its own input), from there
+    on it has them (the spatial convolution makes them): forward's result
+    either way."""
+    torch.manual_seed(6)
+    conv = layers.FactorizedConv3d(4, 5)
+    x = torch.randn(1, 4, frames, 6, 7)
+    padding = conv.input_padding_for(frames)
+    assert padding[4] == (0 if frames < conv.LEAD_BY_CONVOLUTION else 2)
+    left, right, top, bottom, lead = padding
+    padded = F.pad(x, (left, right, top, bottom, lead, 0), mode="replicate")
+    with torch.no_grad():
+        torch.testing.assert_close(conv.forward_padded(padded, padding), conv(x), rtol=1e-5, atol=1e-6)
