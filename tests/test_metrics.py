@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import metrics  # noqa: E402
 
 from tokcodec.streaming.rate_control import HysteresisSearch  # noqa: E402
+from tokcodec.streaming.refine import DEFAULT_STEPS  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -223,7 +224,7 @@ def test_rd_measures_codecs_and_reports_a_failing_point(tmp_path: Path, capsys: 
     assert res["settings"]["tok_hysteresis"] == "auto"
     assert len(tok["hysteresis"]) == 1 and tok["hysteresis"][0] in HysteresisSearch().thresholds
     # refined as `encode` refines by default, and each point says how
-    assert res["settings"]["tok_refine"] == "default" and tok["refine_steps"] == 1
+    assert res["settings"]["tok_refine"] == "default" and tok["refine_steps"] == DEFAULT_STEPS == 2
     assert c["errors"][0]["codec"] == "svtav1" and c["errors"][0]["crf"] == 70
     assert c["bd_rate_vs_x264"]["tokcodec"]["psnr_y"] == "n/a (needs >= 2 points)"
     assert c["rgb_ceiling_psnr_y"] > 35 and min(c["rgb_ceiling_psnr_cbcr"]) > 35
@@ -234,7 +235,7 @@ def test_rd_measures_codecs_and_reports_a_failing_point(tmp_path: Path, capsys: 
     assert {Path(p).name for p in res["plots"]} == {"psnr_y.png", "msssim.png", "psnr_ycbcr.png"}
     md = capsys.readouterr().out
     assert md.startswith("## Rate-distortion") and "| libx264 | CRF 30 |" in md and "failed:" in md
-    assert "refinement steps the encoder's default (1 for frames coded at up to 921,600 pixels" in md
+    assert f"refinement steps the encoder's default ({DEFAULT_STEPS} for frames coded at up to 921,600 pixels" in md
 
 
 def test_rd_gives_the_hysteresis_search_its_rate() -> None:
