@@ -139,25 +139,26 @@ def keep_layout(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return y.contiguous(memory_format=torch.channels_last_3d) if is_channels_last(x) else y
 
 
-def frame_group_norm(
-    x: torch.Tensor,
-    groups: int,
-    eps: float = 1e-6,
-    weight: torch.Tensor | None = None,
-    bias: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Group norm with statistics per frame, never across time (and a
-    per-channel affine where `weight` and `bias` are given).
+def frame_group_norm(x: torch.Tensor, groups: int, eps: float = 1e-6) -> torch.Tensor:
+    """Group norm with statistics per frame, never across time.
 
     A group norm over (T, H, W) would let later frames change the
     normalisation of earlier ones and break causality.
     """
+    return _unframe(F.group_norm(_frames(x), groups, eps=eps), x)
+
+
+def _frames(x: torch.Tensor) -> torch.Tensor:
+    """x (B, C, T, H, W) as (B * T, C, H, W), a view where x is channels-last;
+    one frame stays 5D (the plain group norm keeps it channels-last so, 4D not)."""
     b, c, t, h, w = x.shape
-    if t == 1:  # one frame: the plain group norm, which keeps a channels-last input so (as 4D it does not)
-        return F.group_norm(x, groups, weight, bias, eps)
-    y = x.transpose(1, 2).reshape(b * t, c, h, w)
-    y = F.group_norm(y, groups, weight, bias, eps)
-    return y.reshape(b, t, c, h, w).transpose(1, 2)
+    return x if t == 1 else x.transpose(1, 2).reshape(b * t, c, h, w)
+
+
+def _unframe(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`_frames`(x)'s shape back to x's."""
+    b, c, t, h, w = x.shape
+    return y if t == 1 else y.reshape(b, t, c, h, w).transpose(1, 2)
 
 
 def exporting() -> bool:
@@ -189,16 +190,12 @@ def norm_silu_padded(
 def normalize_frames(x: torch.Tensor, groups: int, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
     """`frame_group_norm` without affine, and its 1 / std (B * T, groups)."""
     b, c, t, h, w = x.shape
-    if t == 1:  # 5D keeps a channels-last input so
-        frames, layout = x, torch.channels_last_3d
-    else:
-        frames, layout = x.transpose(1, 2).reshape(b * t, c, h, w), torch.channels_last  # a view if channels-last
+    frames = _frames(x)
+    layout = torch.channels_last_3d if frames.dim() == 5 else torch.channels_last
     if not (frames.is_contiguous() or frames.is_contiguous(memory_format=layout)):  # as the kernel requires
         frames = frames.contiguous()
     y, _, rstd = torch.native_group_norm(frames, None, None, b * t, c, h * w, groups, eps)
-    if t == 1:
-        return y, rstd
-    return y.reshape(b, t, c, h, w).transpose(1, 2), rstd
+    return _unframe(y, x), rstd
 
 
 def silu_into_padded(
