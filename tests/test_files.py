@@ -388,6 +388,8 @@ def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
     assert default_refine(1280 * 720).steps == DEFAULT_STEPS and default_refine(1280 * 720 + 1).steps == 0
     assert default_refine(1920 * 1080).steps == 0
     assert default_refine(64 * 48, torch_engine=False).steps == 0
+    # and `encode --help` says so
+    assert f"[default: {DEFAULT_STEPS} up to 720p's pixel count coded" in " ".join(cli("encode", "--help").output.split())
     refined = tmp_path / "two.tok"
     tokcodec.decode_file(refined, tmp_path / "a.mp4")
     assert probe(tmp_path / "a.mp4").frames == 9

@@ -179,9 +179,9 @@ def _print_report(r: Any) -> None:
                    "decoding each candidate (3 to 8 decodes a chunk: about 6x slower) [default: auto]")
 @click.option("--refine", default=None, type=click.IntRange(min=0),
               help="encoder-side search: N gradient steps per segment for the tokens the decoder reconstructs best "
-                   "(the decoder is unchanged); 0 = off: 3 to 5x faster encoding for 19 to 33% more bits on natural "
-                   "video; 5: about a third fewer bits than 0, 9 to 16x slower [default: 1 up to 720p's pixel count coded, "
-                   "else 0; 0 with --onnx]")
+                   "(the decoder is unchanged); on natural video one step saves 16 to 25% of the bits of none for "
+                   "3 to 5x the encoding time, a second 5 to 8% more for 1.2 to 2.2x again; 0 = off "
+                   "[default: 2 up to 720p's pixel count coded, else 0; 0 with --onnx]")
 @click.option("--refine-rate", default=None, type=click.FloatRange(min=0),
               help="the search's weight on the tokens' estimated bits: higher, fewer bits "
                    "[default: 0.5 where the context net prices them (quality 0-6), else 0.25]")

@@ -149,7 +149,7 @@ def encode_file(
     `refine` with steps > 0: search, per segment, for the tokens the decoder
     reconstructs best (`streaming.refine.RefineConfig`): better quality and
     fewer bits, slower encoding. None (the default): `refine.default_refine`,
-    one step with torch for frames coded at up to 720p's pixel count, none
+    `DEFAULT_STEPS` (two) with torch for frames coded at up to 720p's pixel count, none
     above or with `onnx`; `RefineConfig()`: none.
     `scale`: code the frames resampled by this factor (bicubic); the decoder
     resamples its output back to the source size. Above 1 the token grid is

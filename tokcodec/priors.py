@@ -118,7 +118,7 @@ def video_token_chunks(
     that picks one per chunk as `encode --hysteresis auto` does, pricing the
     chunk's bits by the model's shipped prior for `bits`-bit tokens (the one
     `encode` codes them with; counts alone where it has none). Unrefined:
-    `encode`'s refinement (one step by default) prices bits by a context
+    `encode`'s refinement (two steps by default) prices bits by a context
     net, the very model these tokens fit."""
     ladder = model_ladder(tokenizer.config)
     scales = tuple(scale) if isinstance(scale, Sequence) else (scale,)
