@@ -3,7 +3,8 @@
 The encoder's latent z is trained to quantise well on average; for one
 clip, the tokens sign(z) are not the ones whose decoding is closest to it.
 Refinement starts from z and takes a few Adam steps on the reconstruction
-error of the decoded clip (squared error, optionally SSIM) plus a rate term
+error of the decoded clip (squared error, its coarse part discounted where
+the file's coarse layers will correct it, optionally SSIM) plus a rate term
 (the bits the tokens cost: under entropy models 3 and 4 what their context
 nets spend on them, `net_rate`; otherwise the bits that change from one latent
 frame to the next, each priced at what a change of its bit plane costs in
@@ -20,6 +21,7 @@ that of one segment's backward pass, whatever the chunk length.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +52,14 @@ from .stateful import _LOCKS, DecoderStep, _segments, encode_chunk, encode_laten
 # at up to 720p's pixel count only.
 DEFAULT_STEPS = 2
 DEFAULT_MAX_PIXELS = 1280 * 720
+# The coarse error's weight where the chunks may carry luma and chroma
+# layers (`encode`'s default): the layers correct a chunk's error over blocks
+# of about COARSE_BLOCK (frames, pixels, pixels) after the tokens are chosen,
+# so the search leaves most of that part to them and spends the tokens on the
+# rest (thirty-seventh session, bench/RESULTS.md, "The refinement leaves the
+# coarse error to the layers").
+COARSE_WEIGHT = 0.1
+COARSE_BLOCK = (4, 16, 16)
 NET_RATE = 0.5  # the default rate weight when the context net prices the bits
 CHAIN_RATE = 0.25  # when entropy model 4's chain of nets does (quality 7, large frames' top points)
 CHANGE_RATE = 0.25  # and when the changes do (see RefineConfig)
@@ -92,12 +102,18 @@ class RefineConfig:
     ssim: weight of 1 - SSIM of the decoded segment (the training's
     structural term), 0 by default: 0.05 raised MS-SSIM by 0.004 to 0.008
     for 3% to 9% more bits at the same PSNR and VMAF, which is better by
-    MS-SSIM but worse by PSNR-Y and VMAF at equal bits (bench/RESULTS.md)."""
+    MS-SSIM but worse by PSNR-Y and VMAF at equal bits (bench/RESULTS.md).
+    coarse: weight of the coarse part of the squared error, its means over
+    blocks of `COARSE_BLOCK` (`coarse_weighted_error`): 1 is the plain squared
+    error; None (the default) is `COARSE_WEIGHT` where the chunks may carry
+    luma and chroma layers, which correct that part afterwards, else 1
+    (`with_layers`)."""
 
     steps: int = 0
     lr: float = 0.1
     rate: float | None = None
     ssim: float = 0.0
+    coarse: float | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -108,6 +124,8 @@ class RefineConfig:
             raise ValueError(f"refine rate must be >= 0, got {self.rate}")
         if not self.ssim >= 0:
             raise ValueError(f"refine ssim weight must be >= 0, got {self.ssim}")
+        if self.coarse is not None and not 0 <= self.coarse <= 1:
+            raise ValueError(f"refine coarse weight must be in [0, 1], got {self.coarse}")
 
 
 def default_refine(coded_pixels: int, torch_engine: bool = True) -> RefineConfig:
@@ -124,6 +142,32 @@ def asked_refine(steps: int | None = None, rate: float | None = None, ssim: floa
     if steps is None and rate is None and not ssim:
         return None
     return RefineConfig(steps=DEFAULT_STEPS if steps is None else steps, rate=rate, ssim=ssim)
+
+
+def with_layers(config: RefineConfig, layers: bool) -> RefineConfig:
+    """`config` with its coarse weight resolved for chunks that may carry luma
+    and chroma layers (`layers`) or not: where it is None, `COARSE_WEIGHT`
+    or 1."""
+    if config.coarse is not None:
+        return config
+    return dataclasses.replace(config, coarse=COARSE_WEIGHT if layers else 1.0)
+
+
+def coarse_weighted_error(y: torch.Tensor, target: torch.Tensor, coarse: float) -> torch.Tensor:
+    """Mean squared error of frames y against target (1, C, T, H, W), its
+    coarse part weighted by `coarse`. Per channel the error e is the sum of
+    two orthogonal parts, its means over blocks of `COARSE_BLOCK` (frames,
+    pixels, pixels; smaller at the far edges) and the rest, so that
+    |e|^2 = sum over blocks of |block| * mean^2 + |rest|^2; the first is the
+    coarse part."""
+    e = y - target
+    loss = e.square().mean()
+    if coarse == 1:
+        return loss
+    block = (min(COARSE_BLOCK[0], e.shape[2]), *COARSE_BLOCK[1:])
+    sums = F.avg_pool3d(e, block, ceil_mode=True, divisor_override=1)
+    sizes = F.avg_pool3d(torch.ones_like(e[:, :1]), block, ceil_mode=True, divisor_override=1)
+    return loss - (1 - coarse) * (sums.square() / sizes).sum() / e.numel()
 
 
 def encode_refined(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None, hysteresis: float,
@@ -194,7 +238,8 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
     (1, 3, T, H, W) in [-1, 1], starting from the encoder's latent z (1, K,
     T', H', W'). Per decoder segment: `config.steps` Adam steps on the mean
     squared error of the decoded segment (over the first `size` = (T, H, W)
-    of the chunk, the unpadded clip) plus `config.ssim` times its 1 - SSIM
+    of the chunk, the unpadded clip; its coarse part weighted by
+    `config.coarse`, None: 1, `coarse_weighted_error`) plus `config.ssim` times its 1 - SSIM
     plus the rate weight (`RefineConfig.rate`) times the bits per pixel its
     tokens cost: what the context net `net` (of `bits`-bit tokens: the one
     entropy model 3 codes them with; or model 4's chain, the low bits' net
@@ -245,7 +290,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                         latent = zs + (code - zs).detach()  # straight through
                         y, *new_caches = step.forward_latent(latent, *(caches or []))
                         y = y[:, :, : f1 - f0, :h, :w].float()
-                        loss = F.mse_loss(y, target)
+                        loss = coarse_weighted_error(y, target, 1.0 if config.coarse is None else config.coarse)
                         if config.ssim:  # in float32: bfloat16 variances can cancel to <= 0 and give NaN
                             with torch.autocast(y.device.type, enabled=False):
                                 loss = loss + config.ssim * (1 - structural_similarity(y, target))

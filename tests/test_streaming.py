@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 from media import smooth_frames
 from models import jittered_tokenizer
@@ -15,7 +17,8 @@ from tokcodec.cli import main
 from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
-from tokcodec.streaming.refine import LatentAdam, RefineConfig, change_prices, encode_refined
+from tokcodec.streaming.refine import (COARSE_WEIGHT, LatentAdam, RefineConfig, change_prices, coarse_weighted_error,
+                                      encode_refined, with_layers)
 from tokcodec.streaming.stateful import (
     StreamingDecoder,
     StreamingEncoder,
@@ -191,6 +194,40 @@ def test_refinement_finds_tokens_that_decode_closer(model: Tokenizer, frames: np
         RefineConfig(steps=-1)
     with pytest.raises(ValueError):
         RefineConfig(ssim=-0.1)
+
+
+def test_coarse_weighted_error_splits_the_error_into_block_means_and_the_rest() -> None:
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(1, 3, 6, 20, 40, generator=g)
+    y = target + torch.randn(target.shape, generator=g)
+    assert torch.allclose(coarse_weighted_error(y, target, 1.0), F.mse_loss(y, target))
+    # the coarse part, by hand: every block of (4, 16, 16) (smaller at the far edges) as its mean
+    e, means = y - target, torch.zeros_like(target)
+    for t, i, j in itertools.product((slice(0, 4), slice(4, 6)), (slice(0, 16), slice(16, 20)),
+                                     (slice(0, 16), slice(16, 32), slice(32, 40))):
+        means[:, :, t, i, j] = e[:, :, t, i, j].mean(dim=(2, 3, 4), keepdim=True)
+    coarse, rest = means.square().mean(), (e - means).square().mean()
+    assert torch.allclose(coarse_weighted_error(y, target, 0.0), rest, rtol=1e-5)
+    assert torch.allclose(coarse_weighted_error(y, target, 0.1), rest + 0.1 * coarse, rtol=1e-5)
+    # an error constant over each block is all coarse; fewer frames than a block's make one block
+    flat = target + means
+    assert float(coarse_weighted_error(flat, target, 0.0)) < 1e-6
+    short = target[:, :, :2]
+    assert float(coarse_weighted_error(short + 0.5, short, 0.0)) < 1e-6
+    # gradients flow as through the plain error
+    x = y.clone().requires_grad_(True)
+    coarse_weighted_error(x, target, 0.1).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError):
+            RefineConfig(coarse=bad)
+
+
+def test_the_coarse_weight_is_left_to_the_layers_only_where_both_are_sent() -> None:
+    assert with_layers(RefineConfig(steps=2), True).coarse == COARSE_WEIGHT < 1
+    assert with_layers(RefineConfig(steps=2), False).coarse == 1.0
+    assert with_layers(RefineConfig(steps=2, coarse=0.5), True).coarse == 0.5  # asked: kept
+    assert with_layers(RefineConfig(steps=2, coarse=0.5), False).coarse == 0.5
 
 
 def test_torch_engine_uint8_steps_equal_the_numpy_conversions(model: Tokenizer, frames: np.ndarray) -> None:

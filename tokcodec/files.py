@@ -43,7 +43,7 @@ from tokcodec.codec.io import (
 )
 from tokcodec.codec.precision import network_precision, resolve_precision
 from tokcodec.streaming.rate_control import HysteresisSearch, choose_hysteresis, choose_layers, encode_searched
-from tokcodec.streaming.refine import RefineConfig, default_refine, encode_refined
+from tokcodec.streaming.refine import RefineConfig, default_refine, encode_refined, with_layers
 from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, chunk_latent
 from tokcodec.streaming.stateful import decode_chunk as segmented_decode
 
@@ -150,7 +150,8 @@ def encode_file(
     reconstructs best (`streaming.refine.RefineConfig`): better quality and
     fewer bits, slower encoding. None (the default): `refine.default_refine`,
     `DEFAULT_STEPS` (two) with torch for frames coded at up to 720p's pixel count, none
-    above or with `onnx`; `RefineConfig()`: none.
+    above or with `onnx`; `RefineConfig()`: none. Its coarse weight, where
+    None, is resolved for the layers asked (`refine.with_layers`).
     `scale`: code the frames resampled by this factor (bicubic); the decoder
     resamples its output back to the source size. Above 1 the token grid is
     finer than the model's: more bits and more compute, better quality
@@ -225,7 +226,8 @@ def encode_file(
     header, prior = new_header(tokenizer, info.width, info.height, info.fps, chunk_frames, quality, entropy,
                                _audio_track(audio_info), coded, level, span, luma_layer, chroma_layer)
     cw, ch, bits = *header.coded_size, header.bits
-    refine = default_refine(cw * ch, engine is None) if refine is None else refine
+    refine = with_layers(default_refine(cw * ch, engine is None) if refine is None else refine,
+                         luma_layer and chroma_layer)
     net = prior.nets if prior is not None and header.entropy.model_id in (3, 4) else None  # refinement prices bits by them
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
