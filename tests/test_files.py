@@ -391,14 +391,14 @@ def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
     assert np.array_equal(next(tokcodec.read_tokens(api["default"])).tokens, tokens["two"])
     assert np.array_equal(next(tokcodec.read_tokens(api["plain"])).tokens, tokens["plain"])
     # with both layers the search leaves the coarse error to them (`refine.with_layers`); without, not
-    def refined(name: str, **options) -> np.ndarray:
+    def tokens_of(name: str, **options) -> np.ndarray:
         tokcodec.encode_file(source, tmp_path / f"{name}.tok", max_frames=9, chunk_frames=9, **options)
         return next(tokcodec.read_tokens(tmp_path / f"{name}.tok")).tokens
-    plain_error = refined("plain-error", refine=RefineConfig(steps=DEFAULT_STEPS, coarse=1.0))
-    assert np.array_equal(refined("coarse", refine=RefineConfig(steps=DEFAULT_STEPS, coarse=COARSE_WEIGHT)),
+    plain_error = tokens_of("plain-error", refine=RefineConfig(steps=DEFAULT_STEPS, coarse=1.0))
+    assert np.array_equal(tokens_of("coarse", refine=RefineConfig(steps=DEFAULT_STEPS, coarse=COARSE_WEIGHT)),
                           tokens["two"])
     assert not np.array_equal(plain_error, tokens["two"])
-    assert np.array_equal(refined("no-chroma-layer", chroma_layer=False), plain_error)
+    assert np.array_equal(tokens_of("no-chroma-layer", chroma_layer=False), plain_error)
     # by default only frames coded at up to 720p's pixel count (memory), and never on onnxruntime
     assert default_refine(1280 * 720).steps == DEFAULT_STEPS and default_refine(1280 * 720 + 1).steps == 0
     assert default_refine(1920 * 1080).steps == 0
