@@ -260,6 +260,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
         raise ValueError(f"context nets of {sum(n.bits for n in nets)}-bit tokens cannot price {bits}-bit tokens")
     default = CHANGE_RATE if not nets else NET_RATE if len(nets) == 1 else CHAIN_RATE
     rate = config.rate if config.rate is not None else default
+    coarse = 1.0 if config.coarse is None else config.coarse
     net_rates = [NetRate(n).to(z.device) for n in nets] if rate else []
     price = change_prices(hysteresis_signs(z, hysteresis)) * keep if rate and not nets else None
     per = ((segment_frames or segment_frames_for(*video.shape[-2:])) - 1) // t
@@ -290,7 +291,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                         latent = zs + (code - zs).detach()  # straight through
                         y, *new_caches = step.forward_latent(latent, *(caches or []))
                         y = y[:, :, : f1 - f0, :h, :w].float()
-                        loss = coarse_weighted_error(y, target, 1.0 if config.coarse is None else config.coarse)
+                        loss = coarse_weighted_error(y, target, coarse)
                         if config.ssim:  # in float32: bfloat16 variances can cancel to <= 0 and give NaN
                             with torch.autocast(y.device.type, enabled=False):
                                 loss = loss + config.ssim * (1 - structural_similarity(y, target))
