@@ -20,7 +20,7 @@ How each number is made:
   model's rate ladder (each a coding scale and LFQ level, `tokcodec.ladder`;
   --tok-scale and --tok-level override them for experiments; with the
   encoder's hysteresis threshold, --tok-hysteresis, and --tok-refine steps of
-  encoder-side refinement, default 0), `tokcodec.decode_file(lossless=True)` (RGB, libx264rgb qp 0, so the
+  encoder-side refinement, default the encoder's), `tokcodec.decode_file(lossless=True)` (RGB, libx264rgb qp 0, so the
   metric sees the decoder's own pixels). Anchors, through PyAV's FFmpeg:
   libx264 (preset medium), libx265 (preset medium), libsvtav1 (preset 8),
   each over a CRF sweep, yuv420p, written to .mp4 and decoded with PyAV;
@@ -727,8 +727,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "(with 'auto' or 'auto-decode'; default: the encoder's, HysteresisSearch's)")
     ap.add_argument("--tok-refine", type=int, default=None,
                     help="tokcodec encoder's refinement steps per segment (tokcodec encode --refine; "
-                         "default: the encoder's, 1 on torch for frames coded up to 720p's pixel count, "
-                         "0 with --tok-onnx)")
+                         "default: the encoder's, as `tokcodec encode --help` says; none with --tok-onnx)")
     ap.add_argument("--tok-refine-rate", type=float, default=None,
                     help="weight of the estimated bits in the refinement (tokcodec encode --refine-rate; "
                          "default: the encoder's, 0.5 under the context net, else 0.25)")
