@@ -2,8 +2,8 @@
 
 The encoder's latent z is trained to quantise well on average; for one
 clip, the tokens sign(z) are not the ones whose decoding is closest to it.
-Refinement starts from z and takes a few Adam steps on the reconstruction
-error of the decoded clip (squared error, its coarse part discounted where
+Refinement starts from z and takes a few gradient steps (`PlaneStep`) on
+the reconstruction error of the decoded clip (squared error, its coarse part discounted where
 the file's coarse layers will correct it, optionally SSIM) plus a rate term
 (the bits the tokens cost: under entropy models 3 and 4 what their context
 nets spend on them, `net_rate`; otherwise the bits that change from one latent
@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.optim.adam import adam
 
 from tokcodec.bitstream.context_net import ContextNet
 from tokcodec.codec.lfq import bit_changes, bits_to_indices, hysteresis_signs
@@ -67,9 +66,11 @@ CHANGE_RATE = 0.25  # and when the changes do (see RefineConfig)
 
 @dataclass(frozen=True)
 class RefineConfig:
-    """steps: Adam steps per segment (0, this class's default: no refinement;
-    the encoder's default is `DEFAULT_STEPS`); lr: their step size
-    on the latent (the encoder's latents are of order 1); rate: weight of the
+    """steps: gradient steps per segment (0, this class's default: no
+    refinement; the encoder's default is `DEFAULT_STEPS`); lr: their step
+    size on the latent (the encoder's latents are of order 1), in units of
+    each bit plane's RMS gradient (`PlaneStep`; 0.2 since the thirty-eighth
+    session, chosen over 0.1 to 0.3 on carphone and realshort); rate: weight of the
     estimated bits per pixel, against the squared error in [-1, 1] units;
     None (the default) picks the weight for how the bits are estimated,
     `NET_RATE`, `CHAIN_RATE` or `CHANGE_RATE`.
@@ -110,7 +111,7 @@ class RefineConfig:
     (`with_layers`)."""
 
     steps: int = 0
-    lr: float = 0.1
+    lr: float = 0.2
     rate: float | None = None
     ssim: float = 0.0
     coarse: float | None = None
@@ -209,24 +210,30 @@ def _changes(latent: torch.Tensor, previous: torch.Tensor | None, weight: torch.
     return bit_changes(latent, weight)
 
 
-class LatentAdam:
-    """Adam (torch's defaults) on the one tensor the refinement searches.
+class PlaneStep:
+    """Gradient descent on the latent the refinement searches, the gradient
+    normalised per bit plane: each step moves x by lr * g / rms(g), the RMS
+    over the plane's latent frames and positions (planes past `keep`, which
+    the tokens drop, stay). A latent's bit flips where the step carries it
+    across 0, so the coordinates the loss is most sensitive to move
+    furthest; the planes' gradients differ in scale, hence a norm per plane.
 
-    torch's functional `adam` is the algorithm of `torch.optim.Adam`, whose
-    constructor also imports torch._dynamo: 1.2 to 1.7 s a process, more than
-    the whole refinement of a small clip.
+    It replaced Adam (thirty-eighth session; bench/RESULTS.md, "Refinement
+    steps normalised per bit plane"), whose first step moves every
+    coordinate by lr whatever its gradient, so that latents near 0 flip on
+    gradients that are mostly noise: at two steps, 6% to 9% fewer bits for the
+    same PSNR-Y on carphone and realshort, at the same speed.
     """
 
-    def __init__(self, x: torch.Tensor, lr: float) -> None:
-        self.x, self.lr = x, lr
-        self.m, self.v = torch.zeros_like(x), torch.zeros_like(x)
-        self.steps = torch.zeros(())
+    def __init__(self, x: torch.Tensor, lr: float, keep: torch.Tensor) -> None:
+        self.x, self.lr, self.keep = x, lr, keep
 
     @torch.no_grad()
     def step(self) -> None:
         """One step along x.grad."""
-        adam([self.x], [self.x.grad], [self.m], [self.v], [], [self.steps], foreach=False, amsgrad=False,
-             beta1=0.9, beta2=0.999, lr=self.lr, weight_decay=0.0, eps=1e-8, maximize=False)
+        g = self.x.grad * self.keep
+        rms = g.square().mean(dim=(0, 2, 3, 4), keepdim=True).sqrt().clamp_min(torch.finfo(g.dtype).tiny)
+        self.x -= self.lr * g / rms
 
 
 def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bits: int, hysteresis: float,
@@ -236,7 +243,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                   decoded: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Tokens (1, T', H', W') of `bits` bits for the padded chunk `video`
     (1, 3, T, H, W) in [-1, 1], starting from the encoder's latent z (1, K,
-    T', H', W'). Per decoder segment: `config.steps` Adam steps on the mean
+    T', H', W'). Per decoder segment: `config.steps` steps (`PlaneStep`) on the mean
     squared error of the decoded segment (over the first `size` = (T, H, W)
     of the chunk, the unpadded clip; its coarse part weighted by
     `config.coarse`, None: 1, `coarse_weighted_error`) plus `config.ssim` times its 1 - SSIM
@@ -279,7 +286,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                 target = video[:, :, f0:f1, :h, :w]
                 step = steps[caches is None]
                 zs = z[:, :, a:b].detach().clone().requires_grad_(True)
-                opt = LatentAdam(zs, config.lr)
+                opt = PlaneStep(zs, config.lr, keep)
                 best, best_loss, best_caches, best_y = None, float("inf"), None, None
                 previous = None if recent is None else recent[:, :, -1]
                 history = None if recent is None else recent[0].to(z.dtype) * 2 - 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from tokcodec.cli import main
 from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import frames_to_video, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
-from tokcodec.streaming.refine import (COARSE_WEIGHT, LatentAdam, RefineConfig, change_prices, coarse_weighted_error,
+from tokcodec.streaming.refine import (COARSE_WEIGHT, PlaneStep, RefineConfig, change_prices, coarse_weighted_error,
                                       encode_refined, with_layers)
 from tokcodec.streaming.stateful import (
     StreamingDecoder,
@@ -149,21 +150,23 @@ def test_change_prices_make_changes_dear_where_a_plane_stands_still() -> None:
     assert price[0] == 0 and 0 < price[1] < price[2] < 6
 
 
-def test_latent_adam_steps_as_torch_optim_adam_does() -> None:
-    """The refinement's own Adam (torch's functional one, without the
-    optimizer class's 1-2 s import of torch._dynamo) takes torch.optim.Adam's steps."""
+def test_plane_step_moves_each_kept_plane_by_lr_rms_along_its_gradient() -> None:
+    """A step moves every kept bit plane against its gradient by lr times
+    the gradient over that plane's RMS (so each plane's move has RMS lr,
+    whatever its gradient's scale), and leaves the dropped planes."""
     g = torch.Generator().manual_seed(0)
-    target = torch.randn(5, 7, generator=g)
-    a = torch.randn(5, 7, generator=g).requires_grad_(True)
-    b = a.detach().clone().requires_grad_(True)
-    reference, ours = torch.optim.Adam([a], lr=0.05), LatentAdam(b, 0.05)
-    for _ in range(20):
-        for x in (a, b):
-            x.grad = None
-            ((x - target) ** 3).abs().sum().backward()
-        reference.step()
-        ours.step()
-    assert torch.equal(a, b) and not torch.equal(b, target)
+    x0 = torch.randn(1, 4, 3, 5, 6, generator=g)
+    grad = torch.randn(1, 4, 3, 5, 6, generator=g) * torch.tensor([1e-3, 1.0, 50.0, 7.0]).view(1, 4, 1, 1, 1)
+    keep = torch.tensor([1.0, 1.0, 1.0, 0.0]).view(1, 4, 1, 1, 1)
+    x = x0.clone().requires_grad_(True)
+    x.grad = grad.clone()
+    PlaneStep(x, 0.2, keep).step()
+    move = (x0 - x).detach()
+    for k in range(3):
+        by_hand = 0.2 * grad[0, k] / grad[0, k].square().mean().sqrt()
+        assert torch.allclose(move[0, k], by_hand, rtol=1e-5, atol=1e-7)
+        assert math.isclose(move[0, k].square().mean().sqrt().item(), 0.2, rel_tol=1e-5)
+    assert torch.equal(move[0, 3], torch.zeros_like(move[0, 3]))
 
 
 def test_refinement_finds_tokens_that_decode_closer(model: Tokenizer, frames: np.ndarray) -> None:
