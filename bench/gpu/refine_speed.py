@@ -2,7 +2,7 @@
 
     python bench/gpu/refine_speed.py [--sizes 640x360,1280x720] [--steps 0,5,20] [--frames 33] [--json OUT.json]
 
-Times `streaming.refine.encode_refined` (what `encode --refine N` runs per chunk: N Adam steps per
+Times `streaming.refine.encode_refined` (what `encode --refine N` runs per chunk: N gradient steps per
 decoder segment through the decoder's forward and backward) on one chunk of synthetic frames
 (bench/speed.py's), default model, default level, hysteresis 0.2, after a warm-up run. On the CPU
 dev VM refinement encodes about 45 times slower than plain encoding (bench/RESULTS.md); this
