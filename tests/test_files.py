@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from media import audio_seconds, make_av_source, make_tone_source
 
 import tokcodec
+from tokcodec.api import video_psnr
 from tokcodec.bitstream.entropy import EntropyPrior
 from tokcodec.cli import main
 from tokcodec.codec import DEFAULT_MODEL
@@ -629,9 +630,7 @@ def test_precision_option_reaches_the_networks(source: Path, tok: Path, tmp_path
     assert a.shape == b.shape and (a != b).mean() < 0.1  # only latents near a threshold flip (measured: 7%)
     # the search amplifies those flips (13% of the tokens differ after two steps), so its
     # tokens are held to their result: as close to the source in bfloat16 as in float32
-    source_frames = np.stack(list(iter_frames(source))).astype(float)
-    psnr = {p: 10 * np.log10(255**2 / np.mean((np.stack(list(iter_frames(tmp_path / f"{p}-refined.mp4"))) - source_frames)
-                                               ** 2)) for p in ("fp32", "bf16")}
+    psnr = {p: video_psnr(source, tmp_path / f"{p}-refined.mp4") for p in ("fp32", "bf16")}
     assert psnr["bf16"] > psnr["fp32"] - 0.1, psnr  # measured: 21.555 against 21.551 dB
     a, b = (np.stack(list(iter_frames(tmp_path / f"{p}.mp4"))).astype(float) for p in ("fp32", "bf16"))
     assert a.shape == b.shape == (22, 48, 64, 3) and 10 * np.log10(255**2 / np.mean((a - b) ** 2)) > 45
