@@ -5,17 +5,21 @@ Run: .venv/bin/python bench/experiments/fit_net.py --cache DIR --out PRIOR.npz
 
 Each SCALE:CHUNKS:VIDEOS group adds the 6-bit tokens `encode` writes (hysteresis chosen per
 chunk, `priors.video_token_chunks`) of the first CHUNKS 33-frame chunks of each video coded at
-SCALE ("default": the scale the default quality picks for the video). Token chunks are cached in
-DIR as <video stem>-s<SCALE>-c<CHUNKS>.npz, so a second fit with another net size re-reads them
-instead of encoding again. The net (`context_net_fit.fit_context_net`) is saved with the shipped
+SCALE ("default": the scale the default quality picks for the video). A SCALE of qN instead takes
+the tokens `encode --quality N` writes (`files.encode_file` with every default, so refined where
+`encode` refines; `video_token_chunks` codes them unrefined). Token chunks are cached in DIR as
+<video stem>-s<SCALE>-c<CHUNKS>.npz, so a second fit with another net size re-reads them instead
+of encoding again. The net (`context_net_fit.fit_context_net`) is saved with the shipped
 6-bit prior's counts as PRIOR.npz (`tokcodec fit-prior` fits counts and net together from one
 list of videos at one scale; this script is how the shipped net of the twenty-fifth session was
 made, bench/RESULTS.md "A wider context net"). With --eval, the ideal bits/token of the shipped
-and the new net are printed for each cached .npz of EVAL_DIR (chunks of 6-bit tokens).
+and the new net are printed for each .npz of EVAL_DIR (cached chunks or `tokcodec tokens` exports of 6-bit tokens).
 """
 
 import argparse
 import glob
+import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,8 +29,10 @@ import torch
 from tokcodec.bitstream.entropy import EntropyPrior
 from tokcodec.codec import load_tokenizer
 from tokcodec.context_net_fit import ContextNetConfig, chunk_examples, fit_context_net, int_bits
+from tokcodec.files import encode_file
 from tokcodec.priors import load_prior, video_token_chunks
 from tokcodec.streaming.rate_control import HysteresisSearch
+from tokcodec.token_archive import export_tokens
 
 MODEL, BITS = "magvit2-4x8x8-k30", 6
 
@@ -50,9 +56,36 @@ def cached_chunks(cache: Path, scale: str, chunks: int, videos: list[str]) -> li
     return out
 
 
+def encoded_chunks(cache: Path, quality: int, chunks: int, videos: list[str]) -> list[np.ndarray]:
+    """The token chunks `encode --quality` writes for the first `chunks` chunks of each video, encoded once
+    and kept in `cache` as the `tokcodec tokens` export of the file."""
+    out = []
+    for video in videos:
+        path = cache / f"{Path(video).stem}-sq{quality}-c{chunks}.npz"
+        if not path.exists():
+            start = time.time()
+            with tempfile.TemporaryDirectory() as tmp:
+                tok = Path(tmp) / "tokens.tok"
+                report = encode_file(video, tok, quality=quality, max_frames=33 * chunks)
+                export_tokens(tok, path)
+            print(f"{Path(video).name} at quality {quality}: {report.bytes} bytes, refined by {report.refine_steps} "
+                  f"steps, {time.time() - start:.0f} s", flush=True)
+        out += archive_chunks(path)
+    return out
+
+
+def archive_chunks(path: Path) -> list[np.ndarray]:
+    """The token chunks of a `tokcodec tokens` export (the last chunk without its zero-filled latent frames)."""
+    data = np.load(path)
+    if "tokens" not in data.files:  # a cache file of cached_chunks
+        return [data[k] for k in data.files]
+    factor = json.loads(str(data["meta"]))["temporal_factor"]
+    return [grid[: 1 + -(-(int(f) - 1) // factor)] for grid, f in zip(data["tokens"], data["chunk_frames"])]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("groups", nargs="+", help="SCALE:CHUNKS:VIDEO[,VIDEO...]")
+    ap.add_argument("groups", nargs="+", help="SCALE:CHUNKS:VIDEO[,VIDEO...] (SCALE: a factor, default or qN)")
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--hidden", default="256,256")
@@ -63,7 +96,10 @@ def main() -> None:
     chunks = []
     for group in args.groups:
         scale, n, videos = group.split(":", 2)
-        chunks += cached_chunks(args.cache, scale, int(n), videos.split(","))
+        if scale.startswith("q"):
+            chunks += encoded_chunks(args.cache, int(scale[1:]), int(n), videos.split(","))
+        else:
+            chunks += cached_chunks(args.cache, scale, int(n), videos.split(","))
     config = ContextNetConfig(hidden=tuple(int(h) for h in args.hidden.split(",")), steps=args.steps)
     start = time.time()
     net, fit = fit_context_net(chunks, BITS, config)
@@ -73,8 +109,7 @@ def main() -> None:
     EntropyPrior(BITS, shipped.tables, net).save(args.out)
     print(f"wrote {args.out} (prior {EntropyPrior.load(args.out).id:08x})")
     for path in sorted(glob.glob(f"{args.eval}/*.npz")) if args.eval else []:
-        data = np.load(path)
-        pairs = [chunk_examples(data[k].astype(np.int64) & 63, BITS) for k in data.files]
+        pairs = [chunk_examples(c.astype(np.int64) & 63, BITS) for c in archive_chunks(Path(path))]
         x, y = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
         old, new = int_bits(shipped.net, x, y), int_bits(net, x, y)
         print(f"{Path(path).stem}: shipped {old:.4f}, new {new:.4f} bits/token ({100 * (new / old - 1):+.1f}%)")
