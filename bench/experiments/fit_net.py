@@ -3,11 +3,11 @@
 Run: .venv/bin/python bench/experiments/fit_net.py --cache DIR --out PRIOR.npz
          [--hidden 256,256] [--steps 20000] [--eval EVAL_DIR] SCALE:CHUNKS:VIDEO[,VIDEO...] ...
 
-Each SCALE:CHUNKS:VIDEOS group adds the 6-bit tokens `encode` writes (hysteresis chosen per
-chunk, `priors.video_token_chunks`) of the first CHUNKS 33-frame chunks of each video coded at
-SCALE ("default": the scale the default quality picks for the video). A SCALE of qN instead takes
-the tokens `encode --quality N` writes (`files.encode_file` with every default, so refined where
-`encode` refines; `video_token_chunks` codes them unrefined). Token chunks are cached in DIR as
+Each SCALE:CHUNKS:VIDEOS group adds the 6-bit tokens of the first CHUNKS 33-frame chunks of each
+video coded at SCALE ("default": the scale the default quality picks for the video) as
+`priors.video_token_chunks` codes them: hysteresis chosen per chunk as `encode` does, unrefined.
+A SCALE of qN instead takes the tokens `encode --quality N` writes (`files.encode_file` with every
+default, so refined where `encode` refines). Token chunks are cached in DIR as
 <video stem>-s<SCALE>-c<CHUNKS>.npz, so a second fit with another net size re-reads them instead
 of encoding again. The net (`context_net_fit.fit_context_net`) is saved with the shipped
 6-bit prior's counts as PRIOR.npz (`tokcodec fit-prior` fits counts and net together from one
