@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tokcodec.bitstream.container import Header
 from tokcodec.bitstream.entropy import EntropyPrior
 from tokcodec.codec import load_tokenizer
 from tokcodec.context_net_fit import ContextNetConfig, chunk_examples, fit_context_net, int_bits
@@ -79,8 +80,8 @@ def archive_chunks(path: Path) -> list[np.ndarray]:
     data = np.load(path)
     if "tokens" not in data.files:  # a cache file of cached_chunks
         return [data[k] for k in data.files]
-    factor = json.loads(str(data["meta"]))["temporal_factor"]
-    return [grid[: 1 + -(-(int(f) - 1) // factor)] for grid, f in zip(data["tokens"], data["chunk_frames"])]
+    header = Header.from_json(json.loads(str(data["meta"])))
+    return [grid[: header.chunk_token_frames(int(f))] for grid, f in zip(data["tokens"], data["chunk_frames"])]
 
 
 def main() -> None:
