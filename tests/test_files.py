@@ -366,7 +366,8 @@ def test_encode_only_the_first_frames(source: Path, tmp_path: Path) -> None:
 def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
     # the search itself is tested in test_streaming.py; here: the option reaches it, and the
     # default is two steps (`refine.DEFAULT_STEPS`)
-    runs = {"plain": ["--refine", "0"], "default": [], "one": ["--refine", "1"], "two": ["--refine", "2"]}
+    runs = {"plain": ["--refine", "0"], "default": [], "one": ["--refine", "1"], "two": ["--refine", "2"],
+            "four": ["--refine", "4"]}
     tokens = {}
     for name, extra in runs.items():
         out = tmp_path / f"{name}.tok"
@@ -374,8 +375,11 @@ def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
         assert r.exit_code == 0, r.output
         tokens[name] = next(tokcodec.read_tokens(out)).tokens
     assert DEFAULT_STEPS == 2 and np.array_equal(tokens["default"], tokens["two"])
-    for a, b in (("plain", "one"), ("plain", "two"), ("one", "two")):
+    for a, b in (("plain", "one"), ("plain", "two"), ("two", "four")):
         assert tokens[a].shape == tokens[b].shape and not np.array_equal(tokens[a], tokens[b]), (a, b)
+    # a segment whose last asked step still gained 3% takes one more (`RefineConfig.extra`): here
+    # the first step gains that much and the second not, so one step and two give the same tokens
+    assert np.array_equal(tokens["one"], tokens["two"])
     r = cli("encode", str(source), "-o", str(tmp_path / "said.tok"), "--frames", "9", "--chunk-frames", "9")
     assert r.exit_code == 0 and "refined 2 steps," in r.output, r.output
     # a rate or SSIM weight alone refines by the default steps; no option: the encoder's default (None)

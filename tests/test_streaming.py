@@ -199,6 +199,41 @@ def test_refinement_finds_tokens_that_decode_closer(model: Tokenizer, frames: np
         RefineConfig(ssim=-0.1)
 
 
+def test_refinement_takes_extra_steps_only_while_they_gain(model: Tokenizer, frames: np.ndarray,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    video = frames_to_video(frames[:13])
+    h = median_latent(model, frames)
+    taken = []  # the steps each run takes, counted at `PlaneStep.step`
+    step = PlaneStep.step
+    monkeypatch.setattr(PlaneStep, "step", lambda self: (taken.append(1), step(self)))
+
+    def refined(config: RefineConfig) -> tuple[torch.Tensor, int]:
+        taken.clear()
+        tokens = encode_refined(model, video, None, h, config, segment_frames=5)  # three segments
+        return tokens, len(taken)
+
+    # no extra step where none is asked, where the steps are 0, or where none may gain enough (gain 1)
+    two, n = refined(RefineConfig(steps=2, extra=0))
+    assert n == 2 * 3
+    none, n = refined(RefineConfig(steps=0, extra=1))
+    assert n == 0 and torch.equal(none, encode_chunk(model, video, hysteresis=h))
+    never, n = refined(RefineConfig(steps=2, extra=1, gain=1.0))
+    assert n == 2 * 3 and torch.equal(never, two)
+    # gain 0: a segment goes on while its loss falls at all; measured here: all three segments
+    # take two extra steps, and then the tokens are those of four steps; of four extra, 11 of 12
+    every, n = refined(RefineConfig(steps=2, extra=2, gain=0.0))
+    assert n == 4 * 3 and torch.equal(every, refined(RefineConfig(steps=4, extra=0))[0])
+    assert 5 * 3 < refined(RefineConfig(steps=2, extra=4, gain=0.0))[1] < 6 * 3
+    # each segment by itself: with the tiny model one of the three gains more than 1% by its
+    # second step, none more than 3% (the default gain)
+    assert refined(RefineConfig(steps=2, gain=0.01))[1] == 2 * 3 + 1
+    assert refined(RefineConfig(steps=2))[1] == 2 * 3 and (RefineConfig().extra, RefineConfig().gain) == (1, 0.03)
+    with pytest.raises(ValueError):
+        RefineConfig(extra=-1)
+    with pytest.raises(ValueError):
+        RefineConfig(gain=1.5)
+
+
 def test_coarse_weighted_error_splits_the_error_into_block_means_and_the_rest() -> None:
     g = torch.Generator().manual_seed(0)
     target = torch.randn(1, 3, 6, 20, 40, generator=g)

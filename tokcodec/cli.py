@@ -180,7 +180,8 @@ def _print_report(r: Any) -> None:
 @click.option("--refine", default=None, type=click.IntRange(min=0),
               help="encoder-side search: N gradient steps per segment for the tokens the decoder reconstructs best "
                    "(the decoder is unchanged); on natural video one step saves 16 to 25% of the bits of none for "
-                   "3 to 5x the encoding time, a second 5 to 8% more for 1.2 to 2.2x again; 0 = off "
+                   "3 to 5x the encoding time, a second 5 to 8% more for 1.2 to 2.2x again; a segment whose "
+                   "last step still gained 3% takes one more; 0 = off "
                    "[default: 2 up to 720p's pixel count coded, else 0; 0 with --onnx]")
 @click.option("--refine-rate", default=None, type=click.FloatRange(min=0),
               help="the search's weight on the tokens' estimated bits: higher, fewer bits "
