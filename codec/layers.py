@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 
@@ -530,3 +531,37 @@ def depth_to_space(x: torch.Tensor, t: int, s: int, continuing: bool = False) ->
     x = x if continuing else x[:, :, t - 1 :]
     # (reshape is a view, not that copy, where size-1 dimensions allow: then copy)
     return x.contiguous(memory_format=torch.channels_last_3d) if channels_last else x
+
+
+def checkpointed(block: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    """block(*inputs), keeping only its inputs for the backward pass, which
+    runs the block again (activation checkpointing): a block's activations
+    at a large frame size are most of a refinement step's memory. What the
+    block's modules hold during a streaming step (`CausalConv3d.stream`'s
+    cache, `AdaptiveGroupNorm.continuing`) is captured now and set again
+    for the second run, so that it recomputes what it computed; the
+    streaming caches are updated as the plain call updates them."""
+    convs = [m for m in block.modules() if isinstance(m, CausalConv3d) and m.streaming]
+    slots = [conv.stream for conv in convs]
+    flags = [(m, m.continuing) for m in block.modules() if isinstance(m, AdaptiveGroupNorm)]
+
+    def run(*args: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        own = [StreamSlot(cache) for cache in args[: len(convs)]]
+        held = [(conv, conv.stream) for conv in convs] + [(m, m.continuing) for m, _ in flags]
+        for conv, slot in zip(convs, own):
+            conv.stream = slot
+        for m, continuing in flags:
+            m.continuing = continuing
+        try:
+            return (block(*args[len(convs) :]), *[slot.cache for slot in own])
+        finally:
+            for conv, stream in held[: len(convs)]:
+                conv.stream = stream
+            for m, continuing in held[len(convs) :]:
+                m.continuing = continuing
+
+    out, *caches = torch.utils.checkpoint.checkpoint(run, *[slot.cache for slot in slots], *inputs,
+                                                     use_reentrant=False)
+    for slot, cache in zip(slots, caches):
+        slot.cache = cache
+    return out

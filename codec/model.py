@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TokenizerConfig
-from .layers import CausalConv3d, FrameGroupNorm, ResBlock, depth_to_space, norm_silu_conv
+from .layers import CausalConv3d, FrameGroupNorm, ResBlock, checkpointed, depth_to_space, norm_silu_conv
 from .lfq import LFQ, LFQOutput, bits_to_indices, hysteresis_signs, level_codes
 from .precision import autocast_input, in_fastest_layout
 
@@ -80,13 +80,14 @@ class Decoder(nn.Module):
         self.norm_out = FrameGroupNorm(ch[0], g)
         self.conv_out = CausalConv3d(ch[0], 3 * p * p, 3)
         self.continuing = False  # streaming: zq holds latent frames after a chunk's first
+        self.checkpointing = False  # recompute the blocks in the backward pass (memory; see refine)
 
     def forward(self, zq: torch.Tensor) -> torch.Tensor:
         zq = autocast_input(in_fastest_layout(self, zq))
         h = self.conv_in(zq)
         for j, blocks in enumerate(self.levels):
             for block in blocks:
-                h = block(h, zq)
+                h = checkpointed(block, h, zq) if self.checkpointing and torch.is_grad_enabled() else block(h, zq)
             if j < len(self.ups):
                 st, ss = self.up_strides[j]
                 h = depth_to_space(self.ups[j](h), st, ss, self.continuing)

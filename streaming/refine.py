@@ -60,6 +60,15 @@ DEFAULT_MAX_PIXELS = 1280 * 720
 # rest (thirty-seventh session, bench/RESULTS.md, "The refinement leaves the
 # coarse error to the layers").
 COARSE_WEIGHT = 0.1
+# Above this many coded pixels a frame's refinement keeps only the decoder
+# blocks' inputs for its backward pass and recomputes the rest
+# (`Decoder.checkpointing`; the same tokens): at 1920x1080 coded, a 9-frame
+# chunk's `encode --refine 2` peaks at 6.8 instead of 9.2 GB and runs faster
+# (63 against 75 s: less memory traffic); at 720p's pixel count and below the
+# memory is small and recomputing costs a quarter more time (fortieth
+# session, bench/RESULTS.md, "The refinement's backward pass recomputes the
+# decoder blocks at large frames").
+CHECKPOINT_PIXELS = DEFAULT_MAX_PIXELS
 COARSE_BLOCK = (4, 16, 16)
 NET_RATE = 0.5  # the default rate weight when the context net prices the bits
 CHAIN_RATE = 0.25  # when entropy model 4's chain of nets does (quality 7, large frames' top points)
@@ -299,6 +308,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
         try:
             for p in frozen:  # gradients for the latent only
                 p.requires_grad_(False)
+            tokenizer.decoder.checkpointing = video.shape[-2] * video.shape[-1] > CHECKPOINT_PIXELS
             for a, b in _segments(z.shape[2], 1 + per):
                 f0 = 0 if a == 0 else 1 + t * (a - 1)  # the segment's first frame
                 f1 = max(min(1 + t * (b - 1), n), f0 + 1)  # at least one frame (padding repeats the last)
@@ -346,5 +356,6 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
         finally:
             for p in frozen:
                 p.requires_grad_(True)
+            tokenizer.decoder.checkpointing = False
     tokens = torch.cat(out, dim=1)
     return tokens if bits == z.shape[1] else tokens & ((1 << bits) - 1)

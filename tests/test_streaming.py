@@ -21,6 +21,7 @@ from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.streaming.refine import (COARSE_WEIGHT, PlaneStep, RefineConfig, change_prices, coarse_weighted_error,
                                       encode_refined, with_layers)
 from tokcodec.streaming.stateful import (
+    DecoderStep,
     StreamingDecoder,
     StreamingEncoder,
     TorchEngine,
@@ -232,6 +233,47 @@ def test_refinement_takes_extra_steps_only_while_they_gain(model: Tokenizer, fra
         RefineConfig(extra=-1)
     with pytest.raises(ValueError):
         RefineConfig(gain=1.5)
+
+
+def test_checkpointed_decoder_blocks_compute_the_same_steps_and_gradients(model: Tokenizer) -> None:
+    # `Decoder.checkpointing` (the refinement's at large frames) keeps the blocks' inputs only and
+    # recomputes the rest in the backward pass, the streaming caches of a step included
+    g = torch.Generator().manual_seed(0)
+    z = [torch.randn(1, model.config.bits, 1, 6, 8, generator=g).sign() for _ in range(2)]
+    steps = DecoderStep(model, True), DecoderStep(model, False)
+
+    def run(checkpointing: bool) -> tuple[list[torch.Tensor], int]:
+        model.decoder.checkpointing = checkpointing
+        saved = []
+        try:
+            latents = [x.clone().requires_grad_(True) for x in z]
+            with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+                y0, *caches = steps[0].forward_latent(latents[0])
+                y1, *new = steps[1].forward_latent(latents[1], *caches)
+            (y0.square().sum() + (y1 - 0.5).square().sum()).backward()
+            return [y0, y1, *caches, *new, latents[0].grad, latents[1].grad], sum(saved)
+        finally:
+            model.decoder.checkpointing = False
+
+    (plain, plain_saved), (again, again_saved) = run(False), run(True)
+    assert len(plain) == len(again) and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, again))
+    assert again_saved < plain_saved / 2  # outside the blocks' checkpoints
+
+
+def test_refinement_checkpoints_the_decoder_above_a_frame_size(model: Tokenizer, frames: np.ndarray,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import tokcodec.codec.model as model_module
+    import tokcodec.streaming.refine as refine
+    video, h = frames_to_video(frames[:13]), median_latent(model, frames)
+    calls = []
+    checkpointed = model_module.checkpointed
+    monkeypatch.setattr(model_module, "checkpointed", lambda *a: (calls.append(1), checkpointed(*a))[1])
+    config = RefineConfig(steps=2)
+    below = encode_refined(model, video, None, h, config, segment_frames=5)  # 48 x 64: below the size
+    assert not calls and refine.CHECKPOINT_PIXELS == refine.DEFAULT_MAX_PIXELS
+    monkeypatch.setattr(refine, "CHECKPOINT_PIXELS", 48 * 64 - 1)
+    assert torch.equal(encode_refined(model, video, None, h, config, segment_frames=5), below) and calls
+    assert not model.decoder.checkpointing  # left as it was
 
 
 def test_coarse_weighted_error_splits_the_error_into_block_means_and_the_rest() -> None:
