@@ -60,6 +60,10 @@ DEFAULT_MAX_PIXELS = 1280 * 720
 # rest (thirty-seventh session, bench/RESULTS.md, "The refinement leaves the
 # coarse error to the layers").
 COARSE_WEIGHT = 0.1
+COARSE_BLOCK = (4, 16, 16)
+NET_RATE = 0.5  # the default rate weight when the context net prices the bits
+CHAIN_RATE = 0.25  # when entropy model 4's chain of nets does (quality 7, large frames' top points)
+CHANGE_RATE = 0.25  # and when the changes do (see RefineConfig)
 # Above this many coded pixels a frame's refinement keeps only the decoder
 # blocks' inputs for its backward pass and recomputes the rest
 # (`Decoder.checkpointing`; the same tokens): at 1920x1080 coded, a 9-frame
@@ -69,10 +73,6 @@ COARSE_WEIGHT = 0.1
 # session, bench/RESULTS.md, "The refinement's backward pass recomputes the
 # decoder blocks at large frames").
 CHECKPOINT_PIXELS = DEFAULT_MAX_PIXELS
-COARSE_BLOCK = (4, 16, 16)
-NET_RATE = 0.5  # the default rate weight when the context net prices the bits
-CHAIN_RATE = 0.25  # when entropy model 4's chain of nets does (quality 7, large frames' top points)
-CHANGE_RATE = 0.25  # and when the changes do (see RefineConfig)
 
 
 @dataclass(frozen=True)
