@@ -404,12 +404,12 @@ def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:
                           tokens["two"])
     assert not np.array_equal(plain_error, tokens["two"])
     assert np.array_equal(tokens_of("no-chroma-layer", chroma_layer=False), plain_error)
-    # by default only frames coded at up to 720p's pixel count (memory), and never on onnxruntime
-    assert default_refine(1280 * 720).steps == DEFAULT_STEPS and default_refine(1280 * 720 + 1).steps == 0
-    assert default_refine(1920 * 1080).steps == 0
+    # by default only frames coded at up to 1080p's pixel count (memory, time), and never on onnxruntime
+    assert default_refine(1920 * 1080).steps == DEFAULT_STEPS and default_refine(1920 * 1080 + 1).steps == 0
+    assert default_refine(3840 * 2160).steps == 0
     assert default_refine(64 * 48, torch_engine=False).steps == 0
     # and `encode --help` says so
-    assert f"[default: {DEFAULT_STEPS} up to 720p's pixel count coded" in " ".join(cli("encode", "--help").output.split())
+    assert f"[default: {DEFAULT_STEPS} up to 1080p's pixel count coded" in " ".join(cli("encode", "--help").output.split())
     refined = tmp_path / "two.tok"
     tokcodec.decode_file(refined, tmp_path / "a.mp4")
     assert probe(tmp_path / "a.mp4").frames == 9

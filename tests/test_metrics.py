@@ -235,7 +235,7 @@ def test_rd_measures_codecs_and_reports_a_failing_point(tmp_path: Path, capsys: 
     assert {Path(p).name for p in res["plots"]} == {"psnr_y.png", "msssim.png", "psnr_ycbcr.png"}
     md = capsys.readouterr().out
     assert md.startswith("## Rate-distortion") and "| libx264 | CRF 30 |" in md and "failed:" in md
-    assert f"refinement steps the encoder's default ({DEFAULT_STEPS} for frames coded at up to 921,600 pixels" in md
+    assert f"refinement steps the encoder's default ({DEFAULT_STEPS} for frames coded at up to 2,073,600 pixels" in md
 
 
 def test_rd_gives_the_hysteresis_search_its_rate() -> None:

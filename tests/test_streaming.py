@@ -270,7 +270,7 @@ def test_refinement_checkpoints_the_decoder_above_a_frame_size(model: Tokenizer,
     monkeypatch.setattr(model_module, "checkpointed", lambda *a: (calls.append(1), checkpointed(*a))[1])
     config = RefineConfig(steps=2)
     below = encode_refined(model, video, None, h, config, segment_frames=5)  # 48 x 64: below the size
-    assert not calls and refine.CHECKPOINT_PIXELS == refine.DEFAULT_MAX_PIXELS
+    assert not calls and refine.CHECKPOINT_PIXELS == 1280 * 720
     monkeypatch.setattr(refine, "CHECKPOINT_PIXELS", 48 * 64 - 1)
     assert torch.equal(encode_refined(model, video, None, h, config, segment_frames=5), below) and calls
     assert not model.decoder.checkpointing  # left as it was

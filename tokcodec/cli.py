@@ -182,7 +182,7 @@ def _print_report(r: Any) -> None:
                    "(the decoder is unchanged); on natural video one step saves 16 to 25% of the bits of none for "
                    "3 to 5x the encoding time, a second 5 to 8% more for 1.2 to 2.2x again; a segment whose "
                    "last step still gained 3% takes one more; 0 = off "
-                   "[default: 2 up to 720p's pixel count coded, else 0; 0 with --onnx]")
+                   "[default: 2 up to 1080p's pixel count coded, else 0; 0 with --onnx]")
 @click.option("--refine-rate", default=None, type=click.FloatRange(min=0),
               help="the search's weight on the tokens' estimated bits: higher, fewer bits "
                    "[default: 0.5 where the context net prices them (quality 0-6), else 0.25]")

@@ -150,7 +150,7 @@ def encode_file(
     reconstructs best (`streaming.refine.RefineConfig`): better quality and
     fewer bits, slower encoding. None (the default): `refine.default_refine`,
     `DEFAULT_STEPS` (two, and a third in segments where the second still
-    gained 3%) with torch for frames coded at up to 720p's pixel count, none
+    gained 3%) with torch for frames coded at up to 1080p's pixel count, none
     above or with `onnx`; `RefineConfig()`: none. Its coarse weight, where
     None, is resolved for the layers asked (`refine.with_layers`).
     `scale`: code the frames resampled by this factor (bicubic); the decoder
