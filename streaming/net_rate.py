@@ -32,8 +32,23 @@ from tokcodec.bitstream.context_net import CURRENT, PREVIOUS, SIDE, ContextNet
 __all__ = ["NetRate"]
 
 
-def _straight_floor(x: torch.Tensor) -> torch.Tensor:
-    return x + (torch.floor(x) - x).detach()
+class _Activation(torch.autograd.Function):
+    """The net's activation clip(floor(a * scale), 0, 255), its gradient passed
+    straight through the floor: scale where 0 <= floor(a * scale) <= 255, else
+    0. One function rather than autograd through floor and clamp, whose
+    backward makes four passes over the (N, 256) activations instead of one."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
+        h = (a * scale).floor_()
+        ctx.save_for_backward((h >= 0) & (h <= 255))
+        ctx.scale = scale
+        return h.clamp_(0, 255)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        inside, = ctx.saved_tensors
+        return grad * inside * ctx.scale, None
 
 
 class NetRate(torch.nn.Module):
@@ -49,8 +64,7 @@ class NetRate(torch.nn.Module):
             self.register_buffer(f"w{i + 1}", torch.as_tensor(w, dtype=torch.float32))
             self.register_buffer(f"b{i + 1}", torch.as_tensor(b, dtype=torch.float32))
         self.register_buffer("log_table", torch.log(torch.as_tensor(net.table, dtype=torch.float64)).float())
-        self.register_buffer("value_signs", torch.as_tensor(net.signs_of(torch.arange(2 ** net.bits).numpy()),
-                                                            dtype=torch.float32))
+        self.register_buffer("log_slopes", torch.cat([self.log_table.diff(), self.log_table.new_zeros(1)]))
 
     def inputs(self, signs: torch.Tensor, history: torch.Tensor | None, first: int,
                side: torch.Tensor | None = None) -> torch.Tensor:
@@ -78,16 +92,16 @@ class NetRate(torch.nn.Module):
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 2**K) natural-log probabilities of the values from inputs x (N, F)."""
         s1, s2, g = self.shifts
-        h = _straight_floor((x @ self.w1 + self.b1) * s1).clamp(0, 255)
-        h = _straight_floor((h @ self.w2 + self.b2) * s2).clamp(0, 255)
-        z = h @ self.w3 + self.b3
+        h = _Activation.apply(torch.addmm(self.b1, x, self.w1), s1)
+        h = _Activation.apply(torch.addmm(self.b2, h, self.w2), s2)
+        z = torch.addmm(self.b3, h, self.w3)
         last = len(self.log_table) - 1
         u = ((z.max(dim=1, keepdim=True).values - z) * g).clamp(max=last)
         i = torch.floor(u.detach().nan_to_num(nan=0.0)).long()  # a NaN latent gives NaN bits, not a bad index
-        i0 = i.clamp(max=max(last - 1, 0))  # the curve's segment [i0, i0 + 1]
-        lo, hi = self.log_table[i0], self.log_table[(i0 + 1).clamp(max=last)]
-        smooth = lo + (hi - lo) * (u - i0)  # the table's curve, for the gradient
-        weight = smooth + (self.log_table[i] - smooth).detach()  # the table's value, for the forward
+        # The table's value forward; backward the slope of the curve through its logarithms
+        # on the segment [i0, i0 + 1] that holds u.
+        slope = self.log_slopes[i.clamp(max=max(last - 1, 0))]
+        weight = self.log_table[i] + slope * (u - u.detach())
         return torch.log_softmax(weight, dim=1)
 
     def chunk_bits(self, signs: torch.Tensor, history: torch.Tensor | None = None, first: int = 0) -> torch.Tensor:
@@ -103,6 +117,14 @@ class NetRate(torch.nn.Module):
             history = history[own].float()
         with torch.autocast(signs.device.type, enabled=False):  # integer sums up to 2**24 need float32
             logp = self.log_probs(self.inputs(signs, history, first, side))
-        own = signs.permute(1, 2, 3, 0).reshape(-1, 1, self.bits)
-        one_hot = ((1 + own * self.value_signs) / 2).prod(dim=2)  # (N, 2**K): 1 at the token's value
-        return -(one_hot * logp).sum() / math.log(2)
+        own = signs.permute(1, 2, 3, 0).reshape(-1, self.bits)  # (N, K)
+        # The token's value v and its K neighbours v ^ 2**k (bit k flipped).
+        hard = own.detach() > 0
+        value = (hard.long() << torch.arange(self.bits, device=own.device)).sum(1, keepdim=True)
+        at_value = logp.gather(1, value)  # (N, 1)
+        flipped = logp.gather(1, value ^ (1 << torch.arange(self.bits, device=own.device))).detach()
+        # The token's own signs, read as the multilinear one-hot prod_k (1 + s_k sign_k(v)) / 2 of
+        # its value, get d/ds_k = s_k (logp[v] - logp[v ^ 2**k]) / 2 at s = +-1: gathered, not
+        # built over all 2**K values (whose product's backward was a quarter of the pricing's time).
+        own_grad = own.detach() * (at_value.detach() - flipped) / 2
+        return -(at_value.sum() + ((own - own.detach()) * own_grad).sum()) / math.log(2)

@@ -48,6 +48,57 @@ def test_the_bits_are_the_integer_nets(bits: int) -> None:
     assert float(rate.chunk_bits(more)) == float(whole)
 
 
+def reference_log_probs(rate: NetRate, x: torch.Tensor) -> torch.Tensor:
+    """`NetRate.log_probs` through plain autograd: floors straight through, clamps, and
+    the table's piecewise-linear curve, as it was written before its fused activation."""
+    def floor(v: torch.Tensor) -> torch.Tensor:
+        return v + (torch.floor(v) - v).detach()
+
+    s1, s2, g = rate.shifts
+    h = floor((x @ rate.w1 + rate.b1) * s1).clamp(0, 255)
+    h = floor((h @ rate.w2 + rate.b2) * s2).clamp(0, 255)
+    z = h @ rate.w3 + rate.b3
+    last = len(rate.log_table) - 1
+    u = ((z.max(dim=1, keepdim=True).values - z) * g).clamp(max=last)
+    i = torch.floor(u.detach()).long()
+    i0 = i.clamp(max=max(last - 1, 0))
+    lo, hi = rate.log_table[i0], rate.log_table[(i0 + 1).clamp(max=last)]
+    smooth = lo + (hi - lo) * (u - i0)
+    return torch.log_softmax(smooth + (rate.log_table[i] - smooth).detach(), dim=1)
+
+
+def product_form_bits(rate: NetRate, net, signs: torch.Tensor) -> torch.Tensor:
+    """The bits as the multilinear one-hot of each token's value (prod_k (1 + s_k sign_k(v)) / 2
+    over all 2**K values v) times the net's log-probabilities (`reference_log_probs`): what
+    `chunk_bits` computed before it gathered; its gradient is the reference."""
+    logp = reference_log_probs(rate, rate.inputs(signs, None, 0))
+    value_signs = torch.as_tensor(net.signs_of(np.arange(2 ** net.bits)), dtype=torch.float32)
+    own = signs.permute(1, 2, 3, 0).reshape(-1, 1, net.bits)
+    one_hot = ((1 + own * value_signs) / 2).prod(dim=2)
+    return -(one_hot * logp).sum() / np.log(2)
+
+
+@pytest.mark.parametrize("bits", [3, 6])
+def test_the_gradient_is_the_product_forms(bits: int) -> None:
+    """`chunk_bits` gathers each token's log-probability and its bits' flips instead of
+    building the one-hot product over every value, and runs the activations' floor and
+    clip as one function: the same bits, the same gradient (through the token's own
+    signs and through its neighbours' inputs)."""
+    net = random_net(bits, seed=7)
+    rate = NetRate(net)
+    signs = signs_of(structured_tokens(2, 4, 7, 9, bits), bits)
+    grads = []
+    for f in (rate.chunk_bits, lambda s: product_form_bits(rate, net, s)):
+        s = signs.clone().requires_grad_(True)
+        total = f(s)
+        total.backward()
+        grads.append((float(total.detach()), s.grad))
+    (bits_now, g_now), (bits_ref, g_ref) = grads
+    assert bits_now == pytest.approx(bits_ref, rel=1e-6)
+    assert g_ref.abs().max() > 0
+    torch.testing.assert_close(g_now, g_ref, rtol=1e-5, atol=1e-5)
+
+
 def test_a_nan_latent_gives_nan_bits() -> None:
     """A diverged search step (NaN latents, e.g. from a bfloat16 SSIM gradient)
     must score NaN, so that refinement never keeps it, rather than crash."""
