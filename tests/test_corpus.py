@@ -2,7 +2,7 @@
 
 The first 41 frames of each (two full chunks and a short one), coded at the
 default point of the rate ladder as users get it (2x, or 1.5x for the 720p
-videos: about 20 minutes for all of them on 2 cores, 2026-12-06, most of it
+videos: about 22 minutes for all of them on 2 cores, 2026-12-06, most of it
 refining the sources of 480p and more); geometry, frame
 rate, rotation and audio are what differ between the files.
 TOKCODEC_CORPUS_FRAMES=0 runs the whole videos (hours on a CPU).
