@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from tokcodec.bitstream.context_net import CURRENT, PREVIOUS, SIDE, ContextNet
+from tokcodec.codec.lfq import bits_to_indices
 
 __all__ = ["NetRate"]
 
@@ -119,9 +120,8 @@ class NetRate(torch.nn.Module):
             logp = self.log_probs(self.inputs(signs, history, first, side))
         own = signs.permute(1, 2, 3, 0).reshape(-1, self.bits)  # (N, K)
         # The token's value v and its K neighbours v ^ 2**k (bit k flipped).
-        hard = own.detach() > 0
-        value = (hard.long() << torch.arange(self.bits, device=own.device)).sum(1, keepdim=True)
-        at_value = logp.gather(1, value)  # (N, 1)
+        value = bits_to_indices(own.detach() > 0)[:, None]  # (N, 1)
+        at_value = logp.gather(1, value)
         flipped = logp.gather(1, value ^ (1 << torch.arange(self.bits, device=own.device))).detach()
         # The token's own signs, read as the multilinear one-hot prod_k (1 + s_k sign_k(v)) / 2 of
         # its value, get d/ds_k = s_k (logp[v] - logp[v ^ 2**k]) / 2 at s = +-1: gathered, not
