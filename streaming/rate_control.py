@@ -136,7 +136,7 @@ def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: 
                     payload_bytes: Callable[[np.ndarray], int], search: HysteresisSearch = HysteresisSearch(),
                     refine: RefineConfig = RefineConfig(),
                     net: ContextNet | Sequence[ContextNet] | None = None,
-                    decoded: list[torch.Tensor] | None = None) -> Choice:
+                    decoded: list[np.ndarray] | None = None) -> Choice:
     """`refine.encode_refined` of one chunk (1, 3, T, H, W) whose first `size`
     = (T, H, W) frames are the clip, with the hysteresis threshold chosen by
     `choose_hysteresis` on the unrefined tokens (refinement then searches

@@ -26,10 +26,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tokcodec.bitstream.context_net import ContextNet
+from tokcodec.codec.clips import video_to_frames
 from tokcodec.codec.lfq import bit_changes, bits_to_indices, hysteresis_signs
 from tokcodec.codec.losses import ssim as structural_similarity
 from tokcodec.codec.model import Tokenizer
@@ -209,7 +211,7 @@ def encode_refined(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None, 
                    config: RefineConfig, size: tuple[int, int, int] | None = None,
                    segment_frames: int | None = None,
                    net: ContextNet | Sequence[ContextNet] | None = None,
-                   decoded: list[torch.Tensor] | None = None) -> torch.Tensor:
+                   decoded: list[np.ndarray] | None = None) -> torch.Tensor:
     """`stateful.encode_chunk` with refinement: tokens (1, T', H', W') of one
     chunk (1, 3, T, H, W) whose first `size` = (T, H, W) frames are the clip
     (default: all of it); `segment_frames` as in `encode_chunk`; `net` and
@@ -274,7 +276,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                   config: RefineConfig, size: tuple[int, int, int] | None = None,
                   segment_frames: int | None = None,
                   net: ContextNet | Sequence[ContextNet] | None = None,
-                  decoded: list[torch.Tensor] | None = None) -> torch.Tensor:
+                  decoded: list[np.ndarray] | None = None) -> torch.Tensor:
     """Tokens (1, T', H', W') of `bits` bits for the padded chunk `video`
     (1, 3, T, H, W) in [-1, 1], starting from the encoder's latent z (1, K,
     T', H', W'). Per decoder segment: `config.steps` steps (`PlaneStep`; and up to
@@ -291,9 +293,11 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
     `Tokenizer.encode` quantises; the tokens of the step with the lowest
     loss are kept, so a segment's loss is never above the unrefined
     tokens' given the segments before it. `decoded`: a list that receives,
-    segment by segment, the kept tokens' decoded frames (1, 3, f, h, w) in
-    float32, what the decoder makes of them (the frames of the first `size`
-    (T, H, W), where a last segment of padding may add one more)."""
+    segment by segment, the kept tokens' decoded frames, what the decoder
+    makes of them, as uint8 frames (f, h, w, 3) (`video_to_frames`; a
+    quarter of float32's memory, which for a 1080p chunk is 0.8 GB): the
+    frames of the first `size` (T, H, W), where a last segment of padding
+    may add one more."""
     t = tokenizer.temporal_factor
     n, h, w = size or video.shape[-3:]
     keep = (torch.arange(z.shape[1], device=z.device) < bits).view(1, -1, 1, 1, 1).to(z.dtype)
@@ -357,7 +361,7 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                         opt.step()
                 caches = best_caches
                 if decoded is not None:
-                    decoded.append(best_y)
+                    decoded.append(video_to_frames(best_y))  # 8-bit: a quarter of float32's memory
                 recent = best[:, :, -2:] if recent is None else torch.cat([recent, best], dim=2)[:, :, -2:]
                 out.append(bits_to_indices(best, dim=1))
         finally:

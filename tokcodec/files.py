@@ -239,7 +239,7 @@ def encode_file(
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames, span)):
             # Both engines see the same 8-bit resampled frames, so they give the same tokens.
             frames = resize_frames(clip.frames, ch, cw)
-            refined: list[torch.Tensor] | None = [] if header.luma_layer and refine.steps else None
+            refined: list[np.ndarray] | None = [] if header.luma_layer and refine.steps else None
             if engine is None:
                 video = frames_to_video(frames)
                 with network_precision(precision, tokenizer.device):
@@ -250,6 +250,7 @@ def encode_file(
                         choice = encode_searched(tokenizer, video, bits, (clip.valid, ch, cw),
                                                  writer.payload_size, search, refine, net, refined)
                         codes = choice.tokens
+                del video  # before the layers and the next chunk's: 0.8 GB in float32 at 1080p
                 codes = codes[0].numpy()
             elif search is None:
                 codes = onnx_encode_chunk(engine, frames, bits, hysteresis, tokenizer.spatial_factor)
@@ -264,8 +265,7 @@ def encode_file(
             payload = writer.token_payload(codes)
             layers = Layers()
             if header.luma_layer:  # measured on the frames the decoder will write (the refinement's last decode)
-                decoded = (resize_frames(video_to_frames(torch.cat(refined, dim=2)[:, :, : clip.valid]),
-                                         header.height, header.width) if refined
+                decoded = (resize_frames(np.concatenate(refined)[: clip.valid], header.height, header.width) if refined
                            else decode_chunk(tokenizer, header, codes, clip.valid, engine, precision))
                 chroma = header.luma_layer == CHROMA_LAYERS
                 layers = choose_layers(clip.frames[: clip.valid], decoded, len(payload), header.luma_matrix,
