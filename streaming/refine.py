@@ -35,6 +35,7 @@ from tokcodec.codec.clips import video_to_frames
 from tokcodec.codec.lfq import bit_changes, bits_to_indices, hysteresis_signs
 from tokcodec.codec.losses import ssim as structural_similarity
 from tokcodec.codec.model import Tokenizer
+from tokcodec.memory import reuse_freed_memory
 
 from .net_rate import NetRate
 from .stateful import _LOCKS, DecoderStep, _segments, encode_chunk, encode_latent, segment_frames_for
@@ -315,7 +316,8 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
     caches: list | None = None
     recent = None  # the bits (1, K, <= 2, H', W') of the last refined latent frames: hysteresis and net context
     out = []
-    with _LOCKS.setdefault(tokenizer, threading.Lock()), torch.enable_grad():
+    # reuse_freed_memory (where TOKCODEC_REUSE_MEMORY=1): each step allocates what the last one freed
+    with _LOCKS.setdefault(tokenizer, threading.Lock()), torch.enable_grad(), reuse_freed_memory():
         try:
             for p in frozen:  # gradients for the latent only
                 p.requires_grad_(False)

@@ -42,6 +42,7 @@ from tokcodec.codec.io import (
     source_luma,
 )
 from tokcodec.codec.precision import network_precision, resolve_precision
+from tokcodec.memory import reuse_freed_memory
 from tokcodec.streaming.rate_control import HysteresisSearch, choose_hysteresis, choose_layers, encode_searched
 from tokcodec.streaming.refine import RefineConfig, default_refine, encode_refined, with_layers
 from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, chunk_latent
@@ -235,7 +236,9 @@ def encode_file(
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)
     tokens = layered = 0
     thresholds = []
-    with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer:
+    # reuse_freed_memory: where TOKCODEC_REUSE_MEMORY=1, faster and more memory (tokcodec.memory)
+    with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer, \
+            reuse_freed_memory():
         for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames, span)):
             # Both engines see the same 8-bit resampled frames, so they give the same tokens.
             frames = resize_frames(clip.frames, ch, cw)
