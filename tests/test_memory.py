@@ -67,7 +67,7 @@ def test_this_machines_glibc_is_found(monkeypatch) -> None:
     import platform
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("not glibc")
-    assert memory._LIBC is not None
+    assert memory._glibc() is not None
     monkeypatch.setenv(memory.REUSE_VARIABLE, "1")
     with memory.reuse_freed_memory() as reusing:
         assert reusing

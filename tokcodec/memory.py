@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import threading
 from collections.abc import Iterator
@@ -49,16 +48,16 @@ def prefer_huge_pages() -> bool:
 
 
 def _glibc() -> ctypes.CDLL | None:
-    """The C library where it is glibc (it has mallopt and malloc_trim), else None."""
+    """glibc (by its soname: it has mallopt and malloc_trim), or None where the C library is another."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")
         libc.mallopt, libc.malloc_trim  # noqa: B018 (both must be there)
     except (OSError, AttributeError):
         return None
     return libc
 
 
-_LIBC = _glibc()
+_LIBC: ctypes.CDLL | None | bool = False  # False: not looked for yet (only where the variable asks)
 _HELD = [0]  # how many callers are inside `reuse_freed_memory` (threads may nest it)
 _HELD_LOCK = threading.Lock()
 
@@ -68,11 +67,17 @@ def reuse_freed_memory() -> Iterator[bool]:
     """Where the user set TOKCODEC_REUSE_MEMORY=1: within, glibc serves
     allocations of up to `REUSE_BELOW` bytes from its heap and keeps what
     is freed for the next ones, instead of a fresh, page-faulted mapping
-    each (a 33-frame 1080p encode: 251 -> 166 s, peak memory 6.1 -> 9.1
-    GB). On leaving (the last of nested or concurrent callers) the usual
+    each (a 33-frame 1080p encode on a 2-core VM: 270 -> 166 s, peak
+    memory 6.1 -> 9.1 GB). On leaving (the last of nested or concurrent callers) the usual
     settings return and the kept memory goes back to the system
     (malloc_trim). Yields whether it took effect (glibc only)."""
-    if _LIBC is None or os.environ.get(REUSE_VARIABLE) != "1":
+    global _LIBC
+    if os.environ.get(REUSE_VARIABLE) != "1":
+        yield False
+        return
+    if _LIBC is False:
+        _LIBC = _glibc()
+    if _LIBC is None:
         yield False
         return
     with _HELD_LOCK:
