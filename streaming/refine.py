@@ -35,7 +35,7 @@ from tokcodec.codec.clips import video_to_frames
 from tokcodec.codec.lfq import bit_changes, bits_to_indices, hysteresis_signs
 from tokcodec.codec.losses import ssim as structural_similarity
 from tokcodec.codec.model import Tokenizer
-from tokcodec.memory import reuse_freed_memory
+from tokcodec.memory import release_kept_memory, reuse_freed_memory
 
 from .net_rate import NetRate
 from .stateful import _LOCKS, DecoderStep, _segments, encode_chunk, encode_latent, segment_frames_for
@@ -369,6 +369,10 @@ def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bi
                     decoded.append(video_to_frames(best_y))  # 8-bit: a quarter of float32's memory
                 recent = best[:, :, -2:] if recent is None else torch.cat([recent, best], dim=2)[:, :, -2:]
                 out.append(bits_to_indices(best, dim=1))
+                # A step that ended the loop early keeps its graph (the activations) through `loss`: free it
+                # before the next segment's forward, with what else the segment held.
+                del best, best_y, zs, opt, loss, latent
+                release_kept_memory()  # where reuse_freed_memory keeps memory: one segment's worth at most
         finally:
             for p in frozen:
                 p.requires_grad_(True)

@@ -55,6 +55,38 @@ def test_reuse_freed_memory_sets_and_restores_glibc(monkeypatch) -> None:
     assert calls[-1] == ("malloc_trim", 0) and memory._HELD[0] == 0
 
 
+class TrimCounter:
+    """A glibc stand-in that counts malloc_trim calls."""
+
+    def __init__(self) -> None:
+        self.trims = 0
+
+    def mallopt(self, param: int, value: int) -> int:
+        return 1
+
+    def malloc_trim(self, pad: int) -> int:
+        self.trims += 1
+        return 1
+
+
+def test_release_kept_memory_trims_only_inside_reuse(monkeypatch) -> None:
+    """Between the refinement's segments: what glibc keeps goes back, but
+    only where `reuse_freed_memory` is keeping it."""
+    libc = TrimCounter()
+    monkeypatch.setattr(memory, "_LIBC", libc)
+    monkeypatch.setenv(memory.REUSE_VARIABLE, "1")
+    memory.release_kept_memory()  # outside: nothing kept, nothing to do
+    assert libc.trims == 0
+    with memory.reuse_freed_memory():
+        memory.release_kept_memory()
+        assert libc.trims == 1
+    assert libc.trims == 2  # and once more on leaving
+    monkeypatch.delenv(memory.REUSE_VARIABLE)
+    with memory.reuse_freed_memory():  # not asked for: the settings stay, nothing trimmed
+        memory.release_kept_memory()
+    assert libc.trims == 2
+
+
 def test_reuse_freed_memory_is_a_no_op_without_glibc(monkeypatch) -> None:
     monkeypatch.setenv(memory.REUSE_VARIABLE, "1")
     monkeypatch.setattr(memory, "_LIBC", None)

@@ -202,6 +202,28 @@ def test_refinement_finds_tokens_that_decode_closer(model: Tokenizer, frames: np
         RefineConfig(ssim=-0.1)
 
 
+def test_refinement_hands_kept_memory_back_after_each_segment(model: Tokenizer, frames: np.ndarray,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """With TOKCODEC_REUSE_MEMORY=1 the heap is trimmed after every decoder
+    segment (and on leaving): it holds one segment's steps at most."""
+    from tokcodec import memory
+    trims = []
+
+    class Libc:  # glibc's two calls, counted
+        def mallopt(self, param: int, value: int) -> int:
+            return 1
+
+        def malloc_trim(self, pad: int) -> int:
+            trims.append(pad)
+            return 1
+
+    monkeypatch.setattr(memory, "_LIBC", Libc())
+    monkeypatch.setenv(memory.REUSE_VARIABLE, "1")
+    video = frames_to_video(frames[:13])
+    encode_refined(model, video, None, 0.0, RefineConfig(steps=1), segment_frames=5)  # 3 segments
+    assert len(trims) == 3 + 1  # and once on leaving
+
+
 def test_refinement_takes_extra_steps_only_while_they_gain(model: Tokenizer, frames: np.ndarray,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     video = frames_to_video(frames[:13])

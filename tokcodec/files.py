@@ -42,7 +42,7 @@ from tokcodec.codec.io import (
     source_luma,
 )
 from tokcodec.codec.precision import network_precision, resolve_precision
-from tokcodec.memory import reuse_freed_memory
+from tokcodec.memory import release_kept_memory, reuse_freed_memory
 from tokcodec.streaming.rate_control import HysteresisSearch, choose_hysteresis, choose_layers, encode_searched
 from tokcodec.streaming.refine import RefineConfig, default_refine, encode_refined, with_layers
 from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, chunk_latent
@@ -277,6 +277,7 @@ def encode_file(
             writer.write_chunk(clip.valid, codes, audio.until(None if whole else end), layers, payload)
             tokens += codes.size
             progress.update(clip.valid)
+            release_kept_memory()  # where reuse_freed_memory keeps memory: one chunk's worth at most
         if not writer.entries:
             raise ValueError(f"{source}: no frames could be decoded")
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,

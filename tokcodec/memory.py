@@ -16,9 +16,12 @@ Encoding runs the networks chunk after chunk and the refinement's steps
 allocate the same large tensors again and again; even with huge pages a
 third of a 1080p encode's CPU time went to the kernel. With
 TOKCODEC_REUSE_MEMORY=1, `reuse_freed_memory` has glibc keep freed memory
-for the next allocation instead of unmapping it: a 33-frame 1080p encode
-takes a third less time and half as much memory again (bench/RESULTS.md,
-"A 1080p encode's memory, and its page faults"), so it is not the default.
+for the next allocation instead of unmapping it, and `release_kept_memory`
+hands it back between the refinement's segments and the encoder's chunks:
+a 33-frame 1080p encode takes 14% less time for 10% more memory on one
+2-core VM (more time saved where faults cost more), but an unrefined one 72%
+more memory (bench/RESULTS.md, "`TOKCODEC_REUSE_MEMORY=1` bounded to a
+segment's memory"), so it is not the default.
 """
 
 from __future__ import annotations
@@ -67,8 +70,8 @@ def reuse_freed_memory() -> Iterator[bool]:
     """Where the user set TOKCODEC_REUSE_MEMORY=1: within, glibc serves
     allocations of up to `REUSE_BELOW` bytes from its heap and keeps what
     is freed for the next ones, instead of a fresh, page-faulted mapping
-    each (a 33-frame 1080p encode on a 2-core VM: 270 -> 166 s, peak
-    memory 6.1 -> 9.1 GB). On leaving (the last of nested or concurrent callers) the usual
+    each (a 33-frame 1080p encode on a 2-core Intel VM: 115 -> 99 s, peak
+    memory 6.2 -> 6.8 GB, with `release_kept_memory` between segments). On leaving (the last of nested or concurrent callers) the usual
     settings return and the kept memory goes back to the system
     (malloc_trim). Yields whether it took effect (glibc only)."""
     global _LIBC
@@ -94,3 +97,15 @@ def reuse_freed_memory() -> Iterator[bool]:
                 _LIBC.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_MMAP_THRESHOLD)
                 _LIBC.mallopt(_M_TOP_PAD, _DEFAULT_TOP_PAD)
                 _LIBC.malloc_trim(0)
+
+
+def release_kept_memory() -> None:
+    """Inside `reuse_freed_memory` (where it took effect), hand what glibc
+    keeps back to the system now (malloc_trim); elsewhere nothing. The
+    refinement calls it between segments: each segment's steps reuse what
+    the one before freed, but the heap no longer grows past one segment's
+    high-water mark (a 33-frame 1080p encode: 6.8 GB instead of 8.8, at the
+    same speed; bench/RESULTS.md)."""
+    with _HELD_LOCK:
+        if _HELD[0] and _LIBC:
+            _LIBC.malloc_trim(0)
