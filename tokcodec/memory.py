@@ -18,7 +18,7 @@ third of a 1080p encode's CPU time went to the kernel. With
 TOKCODEC_REUSE_MEMORY=1, `reuse_freed_memory` has glibc keep freed memory
 for the next allocation instead of unmapping it, and `release_kept_memory`
 hands it back between the refinement's segments and the encoder's chunks:
-a 33-frame 1080p encode takes 14% less time for 10% more memory on one
+a 33-frame 1080p encode takes 13% less time for 12% more memory on one
 2-core VM (more time saved where faults cost more), but an unrefined one 72%
 more memory (bench/RESULTS.md, "`TOKCODEC_REUSE_MEMORY=1` bounded to a
 segment's memory"), so it is not the default.
@@ -70,8 +70,8 @@ def reuse_freed_memory() -> Iterator[bool]:
     """Where the user set TOKCODEC_REUSE_MEMORY=1: within, glibc serves
     allocations of up to `REUSE_BELOW` bytes from its heap and keeps what
     is freed for the next ones, instead of a fresh, page-faulted mapping
-    each (a 33-frame 1080p encode on a 2-core Intel VM: 115 -> 99 s, peak
-    memory 6.2 -> 6.8 GB, with `release_kept_memory` between segments). On leaving (the last of nested or concurrent callers) the usual
+    each (a 33-frame 1080p encode on a 2-core Intel VM: 120 -> 104 s, peak
+    memory 6.0 -> 6.7 GiB, with `release_kept_memory` between segments). On leaving (the last of nested or concurrent callers) the usual
     settings return and the kept memory goes back to the system
     (malloc_trim). Yields whether it took effect (glibc only)."""
     global _LIBC
