@@ -71,7 +71,8 @@ def reuse_freed_memory() -> Iterator[bool]:
     allocations of up to `REUSE_BELOW` bytes from its heap and keeps what
     is freed for the next ones, instead of a fresh, page-faulted mapping
     each (a 33-frame 1080p encode on a 2-core Intel VM: 120 -> 104 s, peak
-    memory 6.0 -> 6.7 GiB, with `release_kept_memory` between segments). On leaving (the last of nested or concurrent callers) the usual
+    memory 6.0 -> 6.7 GiB, with `release_kept_memory` between segments).
+    On leaving (the last of nested or concurrent callers) the usual
     settings return and the kept memory goes back to the system
     (malloc_trim). Yields whether it took effect (glibc only)."""
     global _LIBC
