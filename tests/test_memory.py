@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from fake_glibc import install_fake_glibc
 from tokcodec import memory
 from tokcodec.memory import HUGE_PAGES_VARIABLE, prefer_huge_pages
 
@@ -22,19 +23,8 @@ def test_prefer_huge_pages_keeps_the_users_choice(monkeypatch) -> None:
 def test_reuse_freed_memory_sets_and_restores_glibc(monkeypatch) -> None:
     """Inside, glibc keeps freed memory for reuse; the last of nested callers
     to leave restores the usual settings and hands the kept memory back."""
-    calls: list[tuple] = []
-
-    class FakeLibc:
-        def mallopt(self, param: int, value: int) -> int:
-            calls.append(("mallopt", param, value))
-            return 1
-
-        def malloc_trim(self, pad: int) -> int:
-            calls.append(("malloc_trim", pad))
-            return 1
-
-    monkeypatch.setattr(memory, "_LIBC", FakeLibc())
-    monkeypatch.delenv(memory.REUSE_VARIABLE, raising=False)
+    libc = install_fake_glibc(monkeypatch, reuse=False)
+    calls = libc.calls
     with memory.reuse_freed_memory() as reusing:  # not asked for: nothing changes
         assert not reusing and not calls
     monkeypatch.setenv(memory.REUSE_VARIABLE, "1")
@@ -55,26 +45,10 @@ def test_reuse_freed_memory_sets_and_restores_glibc(monkeypatch) -> None:
     assert calls[-1] == ("malloc_trim", 0) and memory._HELD[0] == 0
 
 
-class TrimCounter:
-    """A glibc stand-in that counts malloc_trim calls."""
-
-    def __init__(self) -> None:
-        self.trims = 0
-
-    def mallopt(self, param: int, value: int) -> int:
-        return 1
-
-    def malloc_trim(self, pad: int) -> int:
-        self.trims += 1
-        return 1
-
-
 def test_release_kept_memory_trims_only_inside_reuse(monkeypatch) -> None:
     """Between the refinement's segments: what glibc keeps goes back, but
     only where `reuse_freed_memory` is keeping it."""
-    libc = TrimCounter()
-    monkeypatch.setattr(memory, "_LIBC", libc)
-    monkeypatch.setenv(memory.REUSE_VARIABLE, "1")
+    libc = install_fake_glibc(monkeypatch)
     memory.release_kept_memory()  # outside: nothing kept, nothing to do
     assert libc.trims == 0
     with memory.reuse_freed_memory():

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from fake_glibc import install_fake_glibc
 from media import smooth_frames
 from models import jittered_tokenizer
 
@@ -206,22 +207,10 @@ def test_refinement_hands_kept_memory_back_after_each_segment(model: Tokenizer, 
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """With TOKCODEC_REUSE_MEMORY=1 the heap is trimmed after every decoder
     segment (and on leaving): it holds one segment's steps at most."""
-    from tokcodec import memory
-    trims = []
-
-    class Libc:  # glibc's two calls, counted
-        def mallopt(self, param: int, value: int) -> int:
-            return 1
-
-        def malloc_trim(self, pad: int) -> int:
-            trims.append(pad)
-            return 1
-
-    monkeypatch.setattr(memory, "_LIBC", Libc())
-    monkeypatch.setenv(memory.REUSE_VARIABLE, "1")
+    libc = install_fake_glibc(monkeypatch)
     video = frames_to_video(frames[:13])
     encode_refined(model, video, None, 0.0, RefineConfig(steps=1), segment_frames=5)  # 3 segments
-    assert len(trims) == 3 + 1  # and once on leaving
+    assert libc.trims == 3 + 1  # and once on leaving
 
 
 def test_refinement_takes_extra_steps_only_while_they_gain(model: Tokenizer, frames: np.ndarray,
