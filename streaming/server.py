@@ -61,6 +61,7 @@ from tokcodec.bitstream.container import TokError, TokWriter
 from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import resize_frames
 from tokcodec.codec.luma_layer import apply as apply_layers, corrections
+from tokcodec.codec.sharpen import Sharpen, sharpen
 from tokcodec.codec.luma_range import LumaRange, to_display
 from tokcodec.codec.precision import resolve_precision
 
@@ -133,6 +134,7 @@ class TokFileTrack(MediaStreamTrack):
         cw, ch = h.coded_size
         decoder = StreamingDecoder(self.engine, bits=h.bits)
         span = LumaRange.from_codes(h.luma_black, h.luma_white, h.luma_matrix)  # a viewer gets display RGB
+        mask = Sharpen.from_codes(h.sharpen_amount, h.sharpen_sigma)
         for entry in self.reader.entries:
             chunk = self.reader.read_chunk(entry.index)
             layers = corrections(chunk.layers, h.height, h.width)  # once a chunk
@@ -140,7 +142,8 @@ class TokFileTrack(MediaStreamTrack):
                 if i == chunk.frames:
                     break
                 frame = resize_frames(frame[None, :ch, :cw], h.height, h.width)
-                yield to_display(apply_layers(frame, chunk.layers, i, layers, h.luma_matrix)[0], span)
+                frame = apply_layers(frame, chunk.layers, i, layers, h.luma_matrix)
+                yield to_display(sharpen(frame, mask, h.luma_matrix)[0], span)
 
     def _next(self) -> np.ndarray | None:
         with self.lock:

@@ -252,6 +252,38 @@ def test_the_coarse_layers_are_sent_where_they_pay_and_added_back(source: Path, 
     assert a.read_bytes() == (tmp_path / "e.tok").read_bytes()  # the default searches as `search` does
 
 
+def test_files_ask_decoders_to_sharpen_and_decode_can_decline(source: Path, tok: Path, tmp_path: Path) -> None:
+    """.tok 1.9: the encoder records an unsharp mask (`codec.sharpen`, on by default), every decoder applies it
+    last; `--sharpen 0` writes none, `decode --no-sharpen` ignores it. The tokens are the same either way."""
+    from tokcodec.codec.sharpen import DEFAULT_SHARPEN, sharpen
+
+    assert json.loads(cli("info", str(tok), "--json").output)["sharpen"] == [0.25, 1.5]
+    assert "decoders sharpen the luma: amount 0.25, sigma 1.5 px" in cli("info", str(tok)).output
+    plain, strong = tmp_path / "plain.tok", tmp_path / "strong.tok"
+    for path, amount in ((plain, "0"), (strong, "1")):
+        r = cli("encode", str(source), "-o", str(path), "--chunk-frames", "9", "--sharpen", amount, "-q")
+        assert r.exit_code == 0, r.output
+    assert json.loads(cli("info", str(plain), "--json").output)["sharpen"] == [0.0, 0.0]
+    assert "sharpen" not in cli("info", str(plain)).output
+    assert json.loads(cli("info", str(strong), "--json").output)["sharpen"] == [1.0, 1.5]
+    infos = [tokcodec.tok_info(p) for p in (tok, plain, strong)]
+    assert len({(i["token_bytes"], i["layer_bytes"], i["bytes"]) for i in infos}) == 1  # two header bytes either way
+
+    def decoded(path: Path, *flags: str) -> np.ndarray:
+        out = tmp_path / f"{path.stem}{''.join(flags)}.mp4"
+        r = cli("decode", str(path), "-o", str(out), "--lossless", "-q", *flags)
+        assert r.exit_code == 0, r.output
+        return np.stack(list(iter_frames(out)))
+
+    soft = decoded(tok, "--no-sharpen")
+    assert np.array_equal(soft, decoded(plain)) and np.array_equal(soft, decoded(plain, "--no-sharpen"))
+    sharp = decoded(tok)
+    assert np.array_equal(sharp, sharpen(soft, DEFAULT_SHARPEN))
+    assert np.abs(decoded(strong).astype(int) - soft).mean() > np.abs(sharp.astype(int) - soft).mean() > 0
+    r = cli("encode", str(source), "-o", str(tmp_path / "bad.tok"), "--sharpen", "16", "-q")
+    assert r.exit_code == 2 and "--sharpen" in r.output and not (tmp_path / "bad.tok").exists()
+
+
 # ---------------------------------------------------------------- bad input
 
 

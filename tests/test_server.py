@@ -263,18 +263,20 @@ def test_a_file_coded_at_a_finer_grid_plays_at_its_own_size(tmp_path: Path) -> N
 
 def test_a_file_that_kept_super_whites_plays_as_players_show_it(tmp_path: Path) -> None:
     """A widened Y' span (`encode --headroom`): viewers get display RGB, the file's
-    decoded RGB mapped through `to_display`, not the codec's own RGB."""
+    decoded RGB (its coarse layers and sharpening applied, as `decode` applies them)
+    mapped through `to_display`, not the codec's own RGB."""
     from media import make_superwhite_source
 
     from tokcodec.codec import load_tokenizer
     from tokcodec.codec.luma_layer import apply as apply_layers
     from tokcodec.codec.luma_range import LumaRange, to_display
-    from tokcodec.files import decode_chunk, encode_file, open_tok
+    from tokcodec.codec.sharpen import sharpen
+    from tokcodec.files import decode_chunk, encode_file, header_sharpen, open_tok
     from tokcodec.streaming.server import TokFileTrack
     from tokcodec.streaming.stateful import TorchEngine
 
     make_superwhite_source(tmp_path / "sky.mp4", n=9)
-    report = encode_file(tmp_path / "sky.mp4", tmp_path / "s.tok", chunk_frames=9, quality=2, refine=None)
+    report = encode_file(tmp_path / "sky.mp4", tmp_path / "s.tok", chunk_frames=9, quality=2, refine=None, sharpen=1)
     assert report.luma_range == LumaRange(16, 255)
     track = TokFileTrack(tmp_path / "s.tok", lambda h: TorchEngine(load_tokenizer(h.model)))
     try:
@@ -283,9 +285,12 @@ def test_a_file_that_kept_super_whites_plays_as_players_show_it(tmp_path: Path) 
         track.reader.close()
     with open_tok(tmp_path / "s.tok") as reader:
         chunk = reader.read_chunk(0)
-        codec_rgb = apply_layers(decode_chunk(load_tokenizer(reader.header.model), reader.header, chunk.tokens,
-                                              chunk.frames), chunk.layers,  # with its coarse layers, if any
-                                 matrix=reader.header.luma_matrix)
+        h = reader.header
+        codec_rgb = apply_layers(decode_chunk(load_tokenizer(h.model), h, chunk.tokens, chunk.frames),
+                                 chunk.layers, matrix=h.luma_matrix)  # with its coarse layers, if any
+        soft = to_display(codec_rgb, report.luma_range).astype(int)
+        codec_rgb = sharpen(codec_rgb, header_sharpen(h), h.luma_matrix)
     shown = to_display(codec_rgb, report.luma_range).astype(int)
     assert np.abs(played.astype(int) - shown).max() <= 2  # the engines' own rounding aside
+    assert np.abs(played.astype(int) - soft).max() > 2  # sharpened (a smooth sky: by 5 at most), as `decode` does
     assert np.abs(codec_rgb.astype(int) - shown).max() > 10  # and that differs from the codec's RGB

@@ -42,6 +42,7 @@ from tokcodec.codec.io import (
     source_luma,
 )
 from tokcodec.codec.precision import network_precision, resolve_precision
+from tokcodec.codec.sharpen import DEFAULT_SHARPEN, NO_SHARPEN, Sharpen, sharpen as sharpen_frames
 from tokcodec.memory import release_kept_memory, reuse_freed_memory
 from tokcodec.streaming.rate_control import HysteresisSearch, choose_hysteresis, choose_layers, encode_searched
 from tokcodec.streaming.refine import RefineConfig, default_refine, encode_refined, with_layers
@@ -80,6 +81,7 @@ class EncodeReport:
     luma_range: LumaRange = NOMINAL  # the Y' span coded (`codec.luma_range`): wider keeps super-whites
     layer_bytes: int = 0  # part of `bytes` that is the coarse layers (`luma_layer`, `chroma_layer`)
     layers: int = 0  # chunks that carry any
+    sharpen: Sharpen = NO_SHARPEN  # the unsharp mask every decoder applies (`codec.sharpen`)
 
 
 @dataclass
@@ -129,6 +131,7 @@ def encode_file(
     headroom: str = "auto",
     luma_layer: bool = True,
     chroma_layer: bool = True,
+    sharpen: float | Sharpen | None = None,
 ) -> EncodeReport:
     """Encode a video file (or its first `max_frames` frames) to a .tok file.
 
@@ -181,8 +184,16 @@ def encode_file(
     6:1:1 does: +1 to +7 dB Cb and Cr PSNR for 1% to 7% more bytes at the
     default point on the eval clips, bench/RESULTS.md "Coarse chroma layers"). Without either, a
     file a .tok 1.6 reader can read; with `luma_layer` only, one a 1.7 reader can.
+    `sharpen`: the unsharp mask of the decoded luma the file asks every
+    decoder to apply (`codec.sharpen`), as an amount at the default sigma or a
+    `Sharpen`; None: `DEFAULT_SHARPEN` (amount 0.25, sigma 1.5: about -0.04 dB
+    PSNR-Y for +2 to +3 VMAF and VMAF NEG on the training clips); 0: none, the
+    frames the squared-error search chose (what a .tok 1.8 reader shows of
+    any file: it skips the field).
     """
     check_output(output, force)
+    sharpen = DEFAULT_SHARPEN if sharpen is None else sharpen if isinstance(sharpen, Sharpen) else \
+        Sharpen.of_amount(sharpen)
     if headroom not in HEADROOM:
         raise ValueError(f"--headroom must be one of {', '.join(HEADROOM)}, got {headroom!r}")
     hysteresis = DEFAULT_ENCODE_HYSTERESIS if hysteresis is None else hysteresis
@@ -226,7 +237,7 @@ def encode_file(
                          f"larger than the {MAX_SIZE} pixels a .tok allows")
     span = source_span(source, headroom, None if max_frames is None else max_frames / info.fps)
     header, prior = new_header(tokenizer, info.width, info.height, info.fps, chunk_frames, quality, entropy,
-                               _audio_track(audio_info), coded, level, span, luma_layer, chroma_layer)
+                               _audio_track(audio_info), coded, level, span, luma_layer, chroma_layer, sharpen)
     cw, ch, bits = *header.coded_size, header.bits
     refine = with_layers(default_refine(cw * ch, engine is None) if refine is None else refine,
                          luma_layer and chroma_layer)
@@ -282,7 +293,8 @@ def encode_file(
             raise ValueError(f"{source}: no frames could be decoded")
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
                         writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes,
-                        header.quality, bits, (cw, ch), thresholds, refine.steps, span, writer.layer_bytes, layered)
+                        header.quality, bits, (cw, ch), thresholds, refine.steps, span, writer.layer_bytes, layered,
+                        sharpen)
 
 
 def source_span(source: str | os.PathLike, headroom: str = "auto", until: float | None = None) -> LumaRange:
@@ -301,6 +313,11 @@ def header_span(header: Header) -> LumaRange:
     return LumaRange.from_codes(header.luma_black, header.luma_white, header.luma_matrix)
 
 
+def header_sharpen(header: Header) -> Sharpen:
+    """The unsharp mask a .tok file asks decoders to apply (none before version 1.9)."""
+    return Sharpen.from_codes(header.sharpen_amount, header.sharpen_sigma)
+
+
 def new_header(
     tokenizer: Tokenizer,
     width: int,
@@ -315,6 +332,7 @@ def new_header(
     luma: LumaRange = NOMINAL,
     luma_layer: bool = False,
     chroma_layer: bool = False,
+    sharpen: Sharpen = NO_SHARPEN,
 ) -> tuple[Header, EntropyPrior | None]:
     """The header of a new .tok file (frames 0 until written) and the entropy
     prior its chunks are coded with (the model's shipped one by default).
@@ -323,7 +341,8 @@ def new_header(
     height) the frames are resampled to before the tokenizer (None: not
     resampled; the caller applies the point's scale); `luma`: the Y' span
     the frames were read in (`source_span`); `luma_layer`, `chroma_layer`: whether
-    chunks may carry a coarse Y' layer, and Cb and Cr layers."""
+    chunks may carry a coarse Y' layer, and Cb and Cr layers; `sharpen`: the
+    unsharp mask decoders apply (`codec.sharpen`)."""
     ladder = model_ladder(tokenizer.config)
     quality = ladder.default if quality is None else quality
     bits = tokenizer.level_bits(ladder.point(quality).level if level is None else level)
@@ -340,7 +359,8 @@ def new_header(
                     coded_width=0 if (cw, ch) == (width, height) else cw,
                     coded_height=0 if (cw, ch) == (width, height) else ch,
                     luma_black=luma.black, luma_white=luma.white, luma_matrix=luma.matrix_code,
-                    luma_layer=CHROMA_LAYERS if chroma_layer else LUMA_LAYER if luma_layer else 0)
+                    luma_layer=CHROMA_LAYERS if chroma_layer else LUMA_LAYER if luma_layer else 0,
+                    sharpen_amount=sharpen.codes[0], sharpen_sigma=sharpen.codes[1])
     return header, prior
 
 
@@ -438,6 +458,7 @@ def decode_file(
     quiet: bool = True,
     onnx: str | os.PathLike | None = None,
     precision: str = "auto",
+    sharpen: bool = True,
 ) -> DecodeReport:
     """Decode a .tok file (or a frame range of it, found through the index) to an mp4.
 
@@ -448,6 +469,8 @@ def decode_file(
     `precision`: torch's, as in `encode_file` ("auto": bfloat16 where the
     hardware has it, about twice the speed; frames within two levels of
     float32's).
+    `sharpen`: apply the unsharp mask the file asks for (`codec.sharpen`;
+    False: the decoder's squared-error frames).
     """
     check_output(output, force)
     if frames is not None and frames < 1:
@@ -459,6 +482,7 @@ def decode_file(
         precision = _check_precision(precision, onnx, tokenizer)
         engine = onnx_engine(onnx, h.model, h.fingerprint, tokenizer) if onnx is not None else None
         entries = reader.entries_for(start, frames)
+        mask = header_sharpen(h) if sharpen else NO_SHARPEN
         end = min(reader.frames, start + frames) if frames is not None else reader.frames
         audio = None
         if h.audio is not None:
@@ -474,7 +498,8 @@ def decode_file(
                 chunk = reader.read_chunk(e.index)
                 decoded = apply_layers(decode_chunk(tokenizer, h, chunk.tokens, chunk.frames, engine, precision),
                                        chunk.layers, matrix=h.luma_matrix)
-                for frame in decoded[max(start - chunk.first_frame, 0) : end - chunk.first_frame]:
+                wanted = decoded[max(start - chunk.first_frame, 0) : end - chunk.first_frame]
+                for frame in sharpen_frames(wanted, mask, h.luma_matrix):
                     writer.write(frame)
                     progress.update(1)
     return DecodeReport(str(output), start, end - start, len(entries), time.monotonic() - began)
@@ -596,4 +621,5 @@ def tok_info(path: str | os.PathLike) -> dict[str, Any]:
             "audio": None if h.audio is None else {"codec": h.audio.codec, "rate": h.audio.rate, "layout": h.audio.layout},
             "luma_range": [h.luma_black, h.luma_white],
             "matrix": header_span(h).matrix,
+            "sharpen": [header_sharpen(h).amount, header_sharpen(h).sigma],
         }
