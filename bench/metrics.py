@@ -219,10 +219,13 @@ class Vmaf:
     video before the SVM regression.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, neg: bool = False) -> None:
+        """`neg`: VMAF NEG ("no enhancement gain"), whose VIF and ADM features
+        do not credit contrast or detail added beyond the reference's, as
+        sharpening adds (what libvmaf's vmaf_v0.6.1neg model computes)."""
         from vmaf_torch import VMAF  # optional: the 'bench' extra
 
-        self.model = VMAF(temporal_pooling=False, enable_motion=True, clip_score=True, NEG=False).eval()
+        self.model = VMAF(temporal_pooling=False, enable_motion=True, clip_score=True, NEG=neg).eval()
 
     @torch.no_grad()
     def frames(self, ref: np.ndarray, dist: np.ndarray, batch: int = 16) -> np.ndarray:

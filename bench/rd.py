@@ -4,11 +4,11 @@
         [--crf-x264 18,23,...] [--crf-x265 ...] [--crf-svtav1 ...] [--tok-quality 0,...] [--model NAME]
         [--tok-hysteresis H|auto] [--tok-hysteresis-rate R] [--tok-refine N] [--tok-refine-rate R] [--tok-refine-ssim S] [--tok-onnx DIR|auto]
         [--tok-scale S] [--tok-level L] [--tok-precision auto|fp32|bf16] [--tok-headroom auto|keep|clip]
-        [--tok-no-luma-layer] [--tok-no-chroma-layer] [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
+        [--tok-no-luma-layer] [--tok-no-chroma-layer] [--tok-sharpen A] [--preset-x264 medium] [--preset-x265 medium] [--preset-svtav1 8]
         [--out bench/rd] [--no-vmaf] [--threads N] [--keep] [--quiet] [--traceback]
 
 For every clip (the eval split of ../shared/corpus unless --clips names
-others) and every codec point it measures bpp, PSNR-Y, MS-SSIM, VMAF, PSNR-Cb/Cr/YCbCr and the
+others) and every codec point it measures bpp, PSNR-Y, MS-SSIM, VMAF (and NEG), PSNR-Cb/Cr/YCbCr and the
 encode and decode speed, then BD-rates against x264. It writes
 OUT/results.json (every point), OUT/<metric>.png (the curves) and prints a
 markdown summary for bench/RESULTS.md on stdout; progress and failures go to
@@ -40,12 +40,14 @@ How each number is made:
   as PSNR-Y, and PSNR-YCbCr = (6 PSNR-Y + PSNR-Cb + PSNR-Cr) / 8 (the
   weighting of JVET's common test conditions). MS-SSIM: mean of per-frame MS-SSIM, five
   scales where the frame allows, fewer on small frames (176x144: four).
-  VMAF: v0.6.1 via vmaf-torch, mean of per-frame scores clipped to [0, 100].
+  VMAF: v0.6.1 via vmaf-torch, mean of per-frame scores clipped to [0, 100];
+  VMAF NEG the same with the "no enhancement gain" features, which do not
+  credit sharpening (tokcodec's decoders sharpen by default, codec/sharpen.py).
   The per-clip "RGB ceiling" is the PSNR-Y (and -Cb, -Cr) of the source
   after that YUV->RGB->Y'CbCr round trip alone: no codec with an RGB
   interface can beat it.
 - BD-rate: PCHIP in log-rate over the common quality range, against x264,
-  for PSNR-Y, MS-SSIM in dB (-10 log10(1 - MS-SSIM)), VMAF and PSNR-YCbCr; "n/a (...)"
+  for PSNR-Y, MS-SSIM in dB (-10 log10(1 - MS-SSIM)), VMAF, VMAF NEG and PSNR-YCbCr; "n/a (...)"
   when a curve has fewer than two points or the ranges do not overlap.
 - Speed: encode fps = frames / wall time from decoded frames in memory
   (anchors) or from the source file (tokcodec: `encode_file`, which also
@@ -116,6 +118,8 @@ METRICS = {  # key in a point -> (axis label, key used for BD-rate)
     "psnr_y": ("PSNR-Y (dB)", "psnr_y"),
     "msssim": ("MS-SSIM (dB) = -10 log10(1 - MS-SSIM)", "msssim_db"),
     "vmaf": ("VMAF v0.6.1", "vmaf"),
+    # Not fooled by sharpening: the enhancement gain of VIF and ADM is capped (tokcodec's files sharpen, codec/sharpen.py).
+    "vmaf_neg": ("VMAF NEG v0.6.1", "vmaf_neg"),
     # The colour too: (6 PSNR-Y + PSNR-Cb + PSNR-Cr) / 8 on the 4:2:0 planes, as JVET's common test conditions weigh them.
     "psnr_ycbcr": ("PSNR-YCbCr 6:1:1 (dB)", "psnr_ycbcr"),
 }
@@ -291,12 +295,13 @@ def _threshold(value: str) -> float | str:
 def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: float | str | None = None,
                  refine: Any = None, onnx: str | None = None, scale: float | None = None,
                  level: int | None = None, precision: str = "auto", headroom: str = "auto",
-                 luma_layer: bool = True, chroma_layer: bool = True) -> Measured:
+                 luma_layer: bool = True, chroma_layer: bool = True, sharpen: float | None = None) -> Measured:
     """`refine`: a `streaming.refine.RefineConfig` (None: the encoder's default);
     `onnx`: an export folder or "auto"; `scale`, `level`: `encode_file`'s overrides of the
     ladder point (None: the point's; the decoder scales back); `precision`: torch's
     ("auto", "fp32" or "bf16", `codec.precision`); `headroom`: `encode_file`'s (super-whites kept or clipped);
-    `luma_layer`, `chroma_layer`: `encode_file`'s (the coarse layers sent where they pay)."""
+    `luma_layer`, `chroma_layer`: `encode_file`'s (the coarse layers sent where they pay);
+    `sharpen`: `encode_file`'s (the decoders' unsharp mask; None: the encoder's default)."""
     import tokcodec
 
     tok = work / f"{src.path.stem}-tokcodec-q{quality}.tok"
@@ -305,7 +310,7 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
     report = tokcodec.encode_file(src.path, tok, model=model, quality=quality, max_frames=src.frames,
                                   hysteresis=hysteresis, force=True, refine=refine, onnx=onnx,
                                   scale=scale, level=level, precision=precision, headroom=headroom,
-                                  luma_layer=luma_layer, chroma_layer=chroma_layer)
+                                  luma_layer=luma_layer, chroma_layer=chroma_layer, sharpen=sharpen)
     enc = time.perf_counter() - start
     start = time.perf_counter()
     tokcodec.decode_file(tok, mp4, model=model, lossless=True, force=True, onnx=onnx, precision=precision)
@@ -317,7 +322,8 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
                      "scale": round(report.coded_size[0] / src.width, 3), "hysteresis": report.thresholds,
                      "refine_steps": report.refine_steps, "layer_bytes": report.layer_bytes,
                      "layer_chunks": report.layers,
-                     "luma_range": [report.luma_range.black, report.luma_range.white]}, chroma)
+                     "luma_range": [report.luma_range.black, report.luma_range.white],
+                     "sharpen": [report.sharpen.amount, report.sharpen.sigma]}, chroma)
 
 
 def tok_quality_levels(model: Any) -> list[int]:
@@ -333,8 +339,8 @@ def tok_quality_levels(model: Any) -> list[int]:
 class Scorer:
     """The quality metrics of one decoded video against its reference."""
 
-    def __init__(self, vmaf: metrics.Vmaf | None) -> None:
-        self.vmaf = vmaf
+    def __init__(self, vmaf: metrics.Vmaf | None, vmaf_neg: metrics.Vmaf | None = None) -> None:
+        self.vmaf, self.vmaf_neg = vmaf, vmaf_neg
 
     def __call__(self, ref: np.ndarray, dist: np.ndarray, ref_chroma: tuple[np.ndarray, np.ndarray] | None = None,
                  dist_chroma: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float | None]:
@@ -350,6 +356,7 @@ class Scorer:
         else:
             out["msssim"] = out["msssim_db"] = None
         out["vmaf"] = self.vmaf(ref, dist) if self.vmaf is not None else None
+        out["vmaf_neg"] = self.vmaf_neg(ref, dist) if self.vmaf_neg is not None else None
         out["psnr_cb"] = out["psnr_cr"] = out["psnr_ycbcr"] = None
         if ref_chroma is not None and dist_chroma is not None and dist_chroma[0].shape == ref_chroma[0].shape:
             out["psnr_cb"], out["psnr_cr"] = (metrics.psnr_y(r, d) for r, d in zip(ref_chroma, dist_chroma))
@@ -357,10 +364,10 @@ class Scorer:
         return out
 
 
-def load_vmaf(enabled: bool, log: Callable[[str], None]) -> tuple[metrics.Vmaf | None, str]:
-    """VMAF if wanted and working offline, with a line saying why not otherwise."""
+def load_vmaf(enabled: bool, log: Callable[[str], None]) -> tuple[metrics.Vmaf | None, metrics.Vmaf | None, str]:
+    """VMAF and VMAF NEG if wanted and working offline, with a line saying why not otherwise."""
     if not enabled:
-        return None, "VMAF off (--no-vmaf)"
+        return None, None, "VMAF off (--no-vmaf)"
     try:
         vmaf = metrics.Vmaf()
         probe = np.random.default_rng(0).integers(16, 235, size=(2, 64, 64), dtype=np.uint8)
@@ -370,8 +377,9 @@ def load_vmaf(enabled: bool, log: Callable[[str], None]) -> tuple[metrics.Vmaf |
     except Exception as exc:  # noqa: BLE001 - any failure means: skip VMAF, say why
         msg = f"VMAF skipped: vmaf-torch does not work here ({_one_line(exc)}); install the 'bench' extra"
         log(msg)
-        return None, msg
-    return vmaf, f"VMAF v0.6.1 (vmaf-torch {_version('vmaf-torch')}, model built into the package)"
+        return None, None, msg
+    return vmaf, metrics.Vmaf(neg=True), (f"VMAF v0.6.1 and VMAF NEG (vmaf-torch {_version('vmaf-torch')}, "
+                                          "models built into the package)")
 
 
 def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: Any, work: Path,
@@ -406,7 +414,8 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
                                                                                args.tok_precision,
                                                                                args.tok_headroom,
                                                                                not args.tok_no_luma_layer,
-                                                                               not args.tok_no_chroma_layer)))
+                                                                               not args.tok_no_chroma_layer,
+                                                                               args.tok_sharpen)))
         else:
             a = ANCHORS[codec]
             for crf in getattr(args, f"crf_{codec}"):
@@ -420,7 +429,7 @@ def measure_clip(path: Path, args: argparse.Namespace, scorer: Scorer, model: An
                      "encode_fps": src.frames / m.encode_s, "decode_fps": src.frames / m.decode_s, **m.extra}
             clip["points"].append(point)
             log(f"  {codec:8} {param} {value:<3} bpp {point['bpp']:.4f}  PSNR-Y {point['psnr_y']:.2f}  "
-                f"MS-SSIM {_fmt(point['msssim'], 4)}  VMAF {_fmt(point['vmaf'], 2)}  "
+                f"MS-SSIM {_fmt(point['msssim'], 4)}  VMAF {_fmt(point['vmaf'], 2)} (NEG {_fmt(point['vmaf_neg'], 2)})  "
                 f"PSNR-Cb/Cr {_fmt(point['psnr_cb'], 2)}/{_fmt(point['psnr_cr'], 2)}  "
                 f"enc {point['encode_fps']:.1f} fps  dec {point['decode_fps']:.1f} fps")
         except Exception as exc:  # noqa: BLE001 - a failing codec point is reported, not fatal
@@ -522,7 +531,8 @@ def markdown(results: dict[str, Any]) -> str:
          + (f", LFQ level {s['tok_level']} (--level)" if s.get("tok_level") is not None else "")
          + (f", headroom {s['tok_headroom']}" if s.get("tok_headroom") else "")
          + (", no coarse luma layer" if s.get("tok_luma_layer") is False else "")
-         + (", no coarse chroma layers" if s.get("tok_chroma_layer") is False else "") + "; "
+         + (", no coarse chroma layers" if s.get("tok_chroma_layer") is False else "")
+         + (f", --sharpen {s['tok_sharpen']}" if s.get("tok_sharpen") is not None else "") + "; "
          if s["tok_quality"] else "")
         + f"anchors via PyAV {m['versions']['av']} (FFmpeg {m['versions']['ffmpeg']}): "
         + ", ".join(f"{ANCHORS[c].label} preset {s['presets'][c]} CRF {','.join(map(str, s['crf'][c]))}"
@@ -547,19 +557,21 @@ def markdown(results: dict[str, Any]) -> str:
                      + (f", RGB round-trip ceiling {ceiling:.2f} dB PSNR-Y" if ceiling is not None else "")
                      + (" / {:.2f} / {:.2f} dB PSNR-Cb / Cr".format(*clip["rgb_ceiling_psnr_cbcr"])
                         if clip.get("rgb_ceiling_psnr_cbcr") else "") + ".")
-        lines += ["", "| codec | setting | bpp | PSNR-Y (dB) | MS-SSIM | VMAF | PSNR-Cb / Cr (dB) | PSNR-YCbCr (dB) "
-                      "| encode fps | decode fps |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += ["", "| codec | setting | bpp | PSNR-Y (dB) | MS-SSIM | VMAF | VMAF NEG | PSNR-Cb / Cr (dB) "
+                      "| PSNR-YCbCr (dB) | encode fps | decode fps |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for p in clip["points"]:
             lines.append(f"| {_label(p['codec'])} | {_setting(p)} | {p['bpp']:.4f} | {p['psnr_y']:.2f} | {_fmt(p['msssim'], 4)} "
-                         f"| {_fmt(p['vmaf'], 2)} | {_fmt(p.get('psnr_cb'), 2)} / {_fmt(p.get('psnr_cr'), 2)} "
+                         f"| {_fmt(p['vmaf'], 2)} | {_fmt(p.get('vmaf_neg'), 2)} "
+                         f"| {_fmt(p.get('psnr_cb'), 2)} / {_fmt(p.get('psnr_cr'), 2)} "
                          f"| {_fmt(p.get('psnr_ycbcr'), 2)} | {p['encode_fps']:.1f} | {p['decode_fps']:.1f} |")
         for e in clip["errors"]:
-            lines.append(f"| {_label(e['codec'])} | {_setting(e)} | failed: {e['error'].replace('|', '/')} | | | | | | | |")
+            lines.append(f"| {_label(e['codec'])} | {_setting(e)} | failed: {e['error'].replace('|', '/')} | | | | | | | | |")
     rows = [(n, codec, row) for n, c in results["clips"].items() for codec, row in c.get("bd_rate_vs_x264", {}).items()]
     if rows:
-        lines += ["", "### BD-rate against x264", "", "| clip | codec | PSNR-Y | MS-SSIM (dB) | VMAF | PSNR-YCbCr |",
-                  "| --- | --- | ---: | ---: | ---: | ---: |"]
+        lines += ["", "### BD-rate against x264", "",
+                  "| clip | codec | PSNR-Y | MS-SSIM (dB) | VMAF | VMAF NEG | PSNR-YCbCr |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
         for n, codec, row in rows:
             lines.append(f"| {n} | {_label(codec)} | " + " | ".join(_pct(row.get(k, "n/a")) for k in METRICS) + " |")
         for codec, row in results.get("bd_rate_mean", {}).items():
@@ -749,6 +761,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="tokcodec without its coarse luma layer (tokcodec encode --no-luma-layer)")
     ap.add_argument("--tok-no-chroma-layer", action="store_true",
                     help="tokcodec without its coarse chroma layers (tokcodec encode --no-chroma-layer)")
+    ap.add_argument("--tok-sharpen", type=float, default=None,
+                    help="the unsharp mask tokcodec's files ask decoders to apply (tokcodec encode --sharpen; "
+                         "0 = none; default: the encoder's)")
     ap.add_argument("--model", default=None, help="tokcodec model name (default: the shipped default)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "rd", help="output folder (default bench/rd)")
     ap.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the slowest metric)")
@@ -836,6 +851,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["tok_headroom"] = args.tok_headroom
         settings["tok_luma_layer"] = not args.tok_no_luma_layer
         settings["tok_chroma_layer"] = not args.tok_no_chroma_layer
+        settings["tok_sharpen"] = args.tok_sharpen
         if not args.tok_onnx:
             from tokcodec.codec.precision import resolve_precision
 
@@ -844,11 +860,11 @@ def main(argv: list[str] | None = None) -> int:
         if c in args.codecs:
             settings["crf"][c] = getattr(args, f"crf_{c}")
             settings["presets"][c] = getattr(args, f"preset_{c}")
-    vmaf, settings["vmaf"] = load_vmaf(not args.no_vmaf, log)
+    vmaf, vmaf_neg, settings["vmaf"] = load_vmaf(not args.no_vmaf, log)
     settings["frames"] = args.frames
     settings["bd_rate"] = ("PCHIP of log10(bpp) over the quality range both curves cover, against x264; "
                            "the msssim column uses -10 log10(1 - MS-SSIM)")
-    scorer = Scorer(vmaf)
+    scorer = Scorer(vmaf, vmaf_neg)
     results: dict[str, Any] = {
         "command": command_line(argv),
         "date": datetime.date.today().isoformat(),
