@@ -29,7 +29,7 @@ def reference(frames: np.ndarray, amount: float, sigma: float, matrix: int) -> n
         p = np.pad(y, r, mode="edge")
         rows = sum(g[k] * p[:, k : k + y.shape[1]] for k in range(2 * r + 1))
         blurred = sum(g[k] * rows[k : k + y.shape[0]] for k in range(2 * r + 1))
-        out[i] = np.clip(np.rint(f + amount * (y - blurred)[..., None]), 0, 255)
+        out[i] = np.clip(f + np.rint(amount * (y - blurred))[..., None], 0, 255)
     return out
 
 
