@@ -61,9 +61,9 @@ from tokcodec.bitstream.container import TokError, TokWriter
 from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import resize_frames
 from tokcodec.codec.luma_layer import apply as apply_layers, corrections
-from tokcodec.codec.sharpen import Sharpen, sharpen
 from tokcodec.codec.luma_range import LumaRange, to_display
 from tokcodec.codec.precision import resolve_precision
+from tokcodec.codec.sharpen import Sharpen, sharpen
 
 from .stateful import StreamingDecoder, StreamingEncoder, TorchEngine
 
