@@ -261,8 +261,9 @@ def test_files_ask_decoders_to_sharpen_and_decode_can_decline(source: Path, tok:
     assert "decoders sharpen the luma: amount 0.25, sigma 1.5 px" in cli("info", str(tok)).output
     plain, strong = tmp_path / "plain.tok", tmp_path / "strong.tok"
     for path, amount in ((plain, "0"), (strong, "1")):
-        r = cli("encode", str(source), "-o", str(path), "--chunk-frames", "9", "--sharpen", amount, "-q")
+        r = cli("encode", str(source), "-o", str(path), "--chunk-frames", "9", "--sharpen", amount)
         assert r.exit_code == 0, r.output
+        assert ("decoders sharpen the luma: amount 1, sigma 1.5 px" in r.output) == (amount == "1")
     assert json.loads(cli("info", str(plain), "--json").output)["sharpen"] == [0.0, 0.0]
     assert "sharpen" not in cli("info", str(plain)).output
     assert json.loads(cli("info", str(strong), "--json").output)["sharpen"] == [1.0, 1.5]

@@ -244,6 +244,9 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
             click.echo(f"kept the source's headroom: Y' {r.luma_range.black}..{r.luma_range.white} coded")
         if r.layers:
             click.echo(f"coarse layers in {r.layers} of {r.chunks} chunks: {r.layer_bytes} bytes")
+        if r.sharpen:
+            click.echo(f"decoders sharpen the luma: amount {r.sharpen.amount:g}, sigma {r.sharpen.sigma:g} px "
+                       "(--sharpen 0: none)")
 
 
 @main.command()
