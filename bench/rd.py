@@ -323,7 +323,7 @@ def run_tokcodec(src: Source, quality: int, model: Any, work: Path, hysteresis: 
                      "refine_steps": report.refine_steps, "layer_bytes": report.layer_bytes,
                      "layer_chunks": report.layers,
                      "luma_range": [report.luma_range.black, report.luma_range.white],
-                     "sharpen": [report.sharpen.amount, report.sharpen.sigma]}, chroma)
+                     "sharpen": [report.sharpen.amount, report.sharpen.sigma, report.sharpen.threshold]}, chroma)
 
 
 def tok_quality_levels(model: Any) -> list[int]:

@@ -100,10 +100,11 @@ class Header:
     # Since 1.7: 1 if the chunks may carry a coarse Y' layer (`bitstream.luma_layer`),
     # since 1.8: 2 if they may carry Y', Cb and Cr layers; 0 (and absent before 1.7): none.
     luma_layer: int = 0
-    # Since 1.9: the unsharp mask of the decoded luma (`codec.sharpen`), amount and
-    # sigma in 1/16ths; 0, 0 (and absent before 1.9): none.
+    # Since 1.9: the unsharp mask of the decoded luma (`codec.sharpen`), amount,
+    # sigma and threshold in 1/16ths; 0, 0, 0 (and absent before 1.9): none.
     sharpen_amount: int = 0
     sharpen_sigma: int = 0
+    sharpen_threshold: int = 0
 
     @property
     def coded_size(self) -> tuple[int, int]:
@@ -139,7 +140,7 @@ class Header:
             (1 <= self.bits <= 30, "bits per token"),
             (0 <= self.luma_black < self.luma_white <= 255 and self.luma_matrix in (0, 1), "luma range"),
             (self.luma_layer in (0, LUMA_LAYER, CHROMA_LAYERS), "luma layer flag"),
-            (0 <= self.sharpen_amount <= 255 and 0 <= self.sharpen_sigma <= 255
+            (all(0 <= v <= 255 for v in (self.sharpen_amount, self.sharpen_sigma, self.sharpen_threshold))
              and (self.sharpen_sigma > 0 or self.sharpen_amount == 0), "sharpening"),
         ]
         for ok, what in checks:
@@ -189,7 +190,7 @@ class Header:
         body += struct.pack("<II", self.coded_width, self.coded_height)  # since 1.3; 0: the displayed size
         body += struct.pack("<BBB", self.luma_black, self.luma_white, self.luma_matrix)  # since 1.5
         body += struct.pack("<B", self.luma_layer)  # since 1.7
-        body += struct.pack("<BB", self.sharpen_amount, self.sharpen_sigma)  # since 1.9
+        body += struct.pack("<BBB", self.sharpen_amount, self.sharpen_sigma, self.sharpen_threshold)  # since 1.9
         head = _PREFIX.pack(MAGIC, *VERSION, len(body)) + bytes(body)
         return head + _CRC.pack(zlib.crc32(head))
 
@@ -239,7 +240,7 @@ class Header:
         coded = c.unpack("<II") if c.remaining() >= 8 else (0, 0)  # absent before 1.3
         luma = c.unpack("<BBB") if c.remaining() >= 3 else (16, 235, 0)  # absent before 1.5
         layer = c.unpack("<B")[0] if c.remaining() >= 1 else 0  # absent before 1.7
-        sharpen = c.unpack("<BB") if c.remaining() >= 2 else (0, 0)  # absent before 1.9
+        sharpen = c.unpack("<BBB") if c.remaining() >= 3 else (0, 0, 0)  # absent before 1.9
         if fps_den == 0:
             raise ValueError("zero frame rate denominator")
         return cls(model, fingerprint, width, height, pw, ph, Fraction(fps_num, fps_den), frames, chunk_frames,

@@ -134,7 +134,7 @@ class TokFileTrack(MediaStreamTrack):
         cw, ch = h.coded_size
         decoder = StreamingDecoder(self.engine, bits=h.bits)
         span = LumaRange.from_codes(h.luma_black, h.luma_white, h.luma_matrix)  # a viewer gets display RGB
-        mask = Sharpen.from_codes(h.sharpen_amount, h.sharpen_sigma)
+        mask = Sharpen.from_codes(h.sharpen_amount, h.sharpen_sigma, h.sharpen_threshold)
         for entry in self.reader.entries:
             chunk = self.reader.read_chunk(entry.index)
             layers = corrections(chunk.layers, h.height, h.width)  # once a chunk

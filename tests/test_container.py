@@ -186,7 +186,7 @@ def test_a_version_1_2_header_reads_as_unscaled() -> None:
     """Files written before 1.3 end their header body before the coded size (and 1.5's luma range, 1.7's layer
     flag, 1.9's sharpening)."""
     data = header().to_bytes()
-    body = data[10:-4][:-14]
+    body = data[10:-4][:-15]
     head = b"TOKC" + bytes([1, 2]) + struct.pack("<I", len(body)) + body
     old = Header.read(__import__("io").BytesIO(head + struct.pack("<I", zlib.crc32(head))))
     assert old == header() and old.coded_size == (60, 30)
@@ -197,7 +197,7 @@ def test_a_version_1_4_header_reads_as_the_nominal_luma_range() -> None:
     wide = replace(header(), luma_black=0, luma_white=255, luma_matrix=1)
     data = wide.to_bytes()
     assert Header.read(io.BytesIO(data)) == wide
-    body = data[10:-4][:-6]  # the luma range, the layer flag (1.7) and the sharpening (1.9)
+    body = data[10:-4][:-7]  # the luma range, the layer flag (1.7) and the sharpening (1.9)
     head = b"TOKC" + bytes([1, 4]) + struct.pack("<I", len(body)) + body
     old = Header.read(io.BytesIO(head + struct.pack("<I", zlib.crc32(head))))
     assert (old.luma_black, old.luma_white, old.luma_matrix) == (16, 235, 0)
@@ -207,14 +207,14 @@ def test_a_version_1_4_header_reads_as_the_nominal_luma_range() -> None:
 
 
 def test_the_sharpening_round_trips_and_a_version_1_8_header_reads_as_none() -> None:
-    """1.9 appended the decoders' unsharp mask (amount, sigma in 1/16ths); before it, none."""
-    sharp = replace(header(), luma_layer=CHROMA_LAYERS, sharpen_amount=4, sharpen_sigma=24)
+    """1.9 appended the decoders' unsharp mask (amount, sigma, threshold in 1/16ths); before it, none."""
+    sharp = replace(header(), luma_layer=CHROMA_LAYERS, sharpen_amount=8, sharpen_sigma=24, sharpen_threshold=32)
     data = sharp.to_bytes()
     assert data[4:6] == bytes([1, 9]) and Header.read(io.BytesIO(data)) == sharp
-    body = data[10:-4][:-2]
+    body = data[10:-4][:-3]
     head = b"TOKC" + bytes([1, 8]) + struct.pack("<I", len(body)) + body
     old = Header.read(io.BytesIO(head + struct.pack("<I", zlib.crc32(head))))
-    assert old == replace(sharp, sharpen_amount=0, sharpen_sigma=0)
+    assert old == replace(sharp, sharpen_amount=0, sharpen_sigma=0, sharpen_threshold=0)
     with pytest.raises(TokError, match="sharpening"):
         Header.read(io.BytesIO(replace(header(), sharpen_amount=4).to_bytes()))  # an amount needs a sigma
     assert Header.read(io.BytesIO(replace(header(), sharpen_sigma=24).to_bytes())).sharpen_amount == 0

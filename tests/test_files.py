@@ -257,16 +257,16 @@ def test_files_ask_decoders_to_sharpen_and_decode_can_decline(source: Path, tok:
     last; `--sharpen 0` writes none, `decode --no-sharpen` ignores it. The tokens are the same either way."""
     from tokcodec.codec.sharpen import DEFAULT_SHARPEN, sharpen
 
-    assert json.loads(cli("info", str(tok), "--json").output)["sharpen"] == [0.25, 1.5]
-    assert "decoders sharpen the luma: amount 0.25, sigma 1.5 px" in cli("info", str(tok)).output
+    assert json.loads(cli("info", str(tok), "--json").output)["sharpen"] == [0.5, 1.5, 2.0]
+    assert "decoders sharpen the luma: amount 0.5, sigma 1.5 px, threshold 2" in cli("info", str(tok)).output
     plain, strong = tmp_path / "plain.tok", tmp_path / "strong.tok"
     for path, amount in ((plain, "0"), (strong, "1")):
         r = cli("encode", str(source), "-o", str(path), "--chunk-frames", "9", "--sharpen", amount)
         assert r.exit_code == 0, r.output
-        assert ("decoders sharpen the luma: amount 1, sigma 1.5 px" in r.output) == (amount == "1")
-    assert json.loads(cli("info", str(plain), "--json").output)["sharpen"] == [0.0, 0.0]
+        assert ("decoders sharpen the luma: amount 1, sigma 1.5 px, threshold 2" in r.output) == (amount == "1")
+    assert json.loads(cli("info", str(plain), "--json").output)["sharpen"] == [0.0, 0.0, 0.0]
     assert "sharpen" not in cli("info", str(plain)).output
-    assert json.loads(cli("info", str(strong), "--json").output)["sharpen"] == [1.0, 1.5]
+    assert json.loads(cli("info", str(strong), "--json").output)["sharpen"] == [1.0, 1.5, 2.0]
     infos = [tokcodec.tok_info(p) for p in (tok, plain, strong)]
     assert len({(i["token_bytes"], i["layer_bytes"], i["bytes"]) for i in infos}) == 1  # two header bytes either way
 

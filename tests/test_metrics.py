@@ -220,7 +220,7 @@ def test_rd_measures_codecs_and_reports_a_failing_point(tmp_path: Path, capsys: 
     tok = points[("tokcodec", 0)]
     assert tok["bpp"] == pytest.approx(8 * tok["bytes"] / (5 * 96 * 64))
     assert tok["vmaf"] is None and tok["vmaf_neg"] is None and 0 < tok["msssim"] <= 1
-    assert tok["sharpen"] == [0.25, 1.5] and res["settings"]["tok_sharpen"] is None  # the encoder's default mask
+    assert tok["sharpen"] == [0.5, 1.5, 2.0] and res["settings"]["tok_sharpen"] is None  # the encoder's default mask
     # the threshold of each chunk (one chunk of 5 frames), chosen per chunk by default
     assert res["settings"]["tok_hysteresis"] == "auto"
     assert len(tok["hysteresis"]) == 1 and tok["hysteresis"][0] in HysteresisSearch().thresholds

@@ -17,7 +17,7 @@ def textured(n: int = 2, h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
     return (96 + 64 * rng.random((n, h, w, 3))).astype(np.uint8)
 
 
-def reference(frames: np.ndarray, amount: float, sigma: float, matrix: int) -> np.ndarray:
+def reference(frames: np.ndarray, amount: float, sigma: float, threshold: float, matrix: int) -> np.ndarray:
     """FORMAT.md's definition, written out pixel by pixel in float64."""
     kr, kb = ((0.299, 0.114), (0.2126, 0.0722))[matrix]
     r = max(1, math.ceil(3 * sigma))
@@ -29,15 +29,17 @@ def reference(frames: np.ndarray, amount: float, sigma: float, matrix: int) -> n
         p = np.pad(y, r, mode="edge")
         rows = sum(g[k] * p[:, k : k + y.shape[1]] for k in range(2 * r + 1))
         blurred = sum(g[k] * rows[k : k + y.shape[0]] for k in range(2 * r + 1))
-        out[i] = np.clip(f + np.rint(amount * (y - blurred))[..., None], 0, 255)
+        detail = y - blurred
+        cored = np.sign(detail) * np.maximum(np.abs(detail) - threshold, 0)
+        out[i] = np.clip(f + np.rint(amount * cored)[..., None], 0, 255)
     return out
 
 
-@pytest.mark.parametrize("matrix", [0, 1])
-def test_the_mask_is_the_formats_definition(matrix: int) -> None:
+@pytest.mark.parametrize("matrix,threshold", [(0, 0), (1, 0), (0, 2.5)])
+def test_the_mask_is_the_formats_definition(matrix: int, threshold: float) -> None:
     frames = textured()
-    got = sharpen(frames, Sharpen(0.75, 1.25), matrix).astype(int)
-    want = reference(frames, 0.75, 1.25, matrix).astype(int)
+    got = sharpen(frames, Sharpen(0.75, 1.25, threshold), matrix).astype(int)
+    want = reference(frames, 0.75, 1.25, threshold, matrix).astype(int)
     assert np.abs(got - want).max() <= 1 and (got != want).mean() < 0.01  # float32 against float64 rounding
     assert np.abs(got - frames).max() > 5  # and it did something
 
@@ -65,12 +67,12 @@ def test_flat_frames_edges_and_tiny_frames() -> None:
 
 
 def test_header_codes_and_bad_values() -> None:
-    assert DEFAULT_SHARPEN.codes == (4, 24) and Sharpen.from_codes(4, 24) == DEFAULT_SHARPEN
+    assert DEFAULT_SHARPEN.codes == (8, 24, 32) and Sharpen.from_codes(8, 24, 32) == DEFAULT_SHARPEN
     assert not NO_SHARPEN and DEFAULT_SHARPEN
-    assert Sharpen.of_amount(0.3) == Sharpen(0.3125, 1.5)  # rounded to 1/16
+    assert Sharpen.of_amount(0.3) == Sharpen(0.3125, 1.5, 2)  # rounded to 1/16
     assert Sharpen.of_amount(0) == Sharpen.of_amount(0.01) == NO_SHARPEN
     for bad in (dict(amount=0.1, sigma=1), dict(amount=16, sigma=1), dict(amount=-1 / 16, sigma=1),
-                dict(amount=1, sigma=0)):
+                dict(amount=1, sigma=0), dict(amount=1, sigma=1, threshold=16)):
         with pytest.raises(ValueError):
             Sharpen(**bad)
     with pytest.raises(ValueError, match="--sharpen"):

@@ -206,9 +206,10 @@ def _print_report(r: Any) -> None:
                    "regions (+1 to +7 dB Cb/Cr PSNR for 1%-7% more bytes at the default point); --no-chroma-layer: a file a .tok "
                    "1.7 reader can read, and with --no-luma-layer too, a 1.6 reader")
 @click.option("--sharpen", default=None, type=click.FloatRange(0, 255 / 16),
-              help="unsharp mask of the decoded luma that the file asks decoders to apply (sigma 1.5 px, amount in "
-                   "1/16ths): the decoder's squared-error frames are soft; 0.25 costs about 0.04 dB PSNR-Y for 2 to 3 "
-                   "VMAF (and VMAF NEG) on natural clips; 0 = off, a file tuned for PSNR [default: 0.25]")
+              help="unsharp mask of the decoded luma that the file asks decoders to apply (sigma 1.5 px, detail "
+                   "within 2 codes left alone, amount in 1/16ths): the decoder's squared-error frames are soft; 0.5 "
+                   "costs about 0.06 dB PSNR-Y for 3 to 4 VMAF (and 2 to 3 VMAF NEG) on natural clips; 0 = off, a "
+                   "file tuned for PSNR [default: 0.5]")
 @click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1), help="encode only the first N frames")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
@@ -245,8 +246,8 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
         if r.layers:
             click.echo(f"coarse layers in {r.layers} of {r.chunks} chunks: {r.layer_bytes} bytes")
         if r.sharpen:
-            click.echo(f"decoders sharpen the luma: amount {r.sharpen.amount:g}, sigma {r.sharpen.sigma:g} px "
-                       "(--sharpen 0: none)")
+            click.echo(f"decoders sharpen the luma: amount {r.sharpen.amount:g}, sigma {r.sharpen.sigma:g} px, "
+                       f"threshold {r.sharpen.threshold:g} (--sharpen 0: none)")
 
 
 @main.command()
@@ -307,7 +308,7 @@ def info(source: str, as_json: bool) -> None:
     if d["luma_range"] != [NOMINAL.black, NOMINAL.white]:
         click.echo("  Y' {}..{} coded ({}): the source's headroom kept".format(*d["luma_range"], d["matrix"]))
     if d["sharpen"][0]:
-        click.echo("  decoders sharpen the luma: amount {:g}, sigma {:g} px".format(*d["sharpen"]))
+        click.echo("  decoders sharpen the luma: amount {:g}, sigma {:g} px, threshold {:g}".format(*d["sharpen"]))
 
 
 @main.command()
