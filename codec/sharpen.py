@@ -31,7 +31,7 @@ from .luma_layer import luma
 
 __all__ = ["Sharpen", "NO_SHARPEN", "DEFAULT_SHARPEN", "UNIT", "sharpen"]
 
-UNIT = 16  # the header stores amount and sigma in 1/16ths (u8 each)
+UNIT = 16  # the header stores amount, sigma and threshold in 1/16ths (u8 each)
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Sharpen:
         return self.amount > 0
 
     @classmethod
-    def from_codes(cls, amount: int, sigma: int, threshold: int = 0) -> "Sharpen":
+    def from_codes(cls, amount: int, sigma: int, threshold: int) -> "Sharpen":
         """From the header's u8 fields (1/16ths)."""
         return cls(amount / UNIT, sigma / UNIT, threshold / UNIT)
 

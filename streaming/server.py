@@ -63,7 +63,7 @@ from tokcodec.codec.clips import resize_frames
 from tokcodec.codec.luma_layer import apply as apply_layers, corrections
 from tokcodec.codec.luma_range import LumaRange, to_display
 from tokcodec.codec.precision import resolve_precision
-from tokcodec.codec.sharpen import Sharpen, sharpen
+from tokcodec.codec.sharpen import sharpen
 
 from .stateful import StreamingDecoder, StreamingEncoder, TorchEngine
 
@@ -130,11 +130,13 @@ class TokFileTrack(MediaStreamTrack):
         self.lock = threading.Lock()
 
     def _frames(self) -> Iterator[np.ndarray]:
+        from tokcodec.files import header_sharpen  # files imports streaming: here, not at the top
+
         h = self.header
         cw, ch = h.coded_size
         decoder = StreamingDecoder(self.engine, bits=h.bits)
         span = LumaRange.from_codes(h.luma_black, h.luma_white, h.luma_matrix)  # a viewer gets display RGB
-        mask = Sharpen.from_codes(h.sharpen_amount, h.sharpen_sigma, h.sharpen_threshold)
+        mask = header_sharpen(h)
         for entry in self.reader.entries:
             chunk = self.reader.read_chunk(entry.index)
             layers = corrections(chunk.layers, h.height, h.width)  # once a chunk
