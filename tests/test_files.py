@@ -285,6 +285,35 @@ def test_files_ask_decoders_to_sharpen_and_decode_can_decline(source: Path, tok:
     assert r.exit_code == 2 and "--sharpen" in r.output and not (tmp_path / "bad.tok").exists()
 
 
+def test_decode_sharpens_at_the_amount_a_viewer_asks_for(source: Path, tok: Path, tmp_path: Path) -> None:
+    """`decode --sharpen-amount A`: the file's mask (sigma, threshold) at amount A, as a sharpness setting;
+    a file that asks for none gets the default mask's sigma and threshold; 0 = none; refused with --no-sharpen."""
+    from tokcodec.codec.sharpen import Sharpen, sharpen
+
+    plain = tmp_path / "plain.tok"
+    assert cli("encode", str(source), "-o", str(plain), "--chunk-frames", "9", "--sharpen", "0", "-q").exit_code == 0
+
+    def decoded(path: Path, *flags: str) -> np.ndarray:
+        out = tmp_path / f"{path.stem}{''.join(flags)}.mp4"
+        r = cli("decode", str(path), "-o", str(out), "--lossless", "-q", *flags)
+        assert r.exit_code == 0, r.output
+        return np.stack(list(iter_frames(out)))
+
+    soft = decoded(tok, "--no-sharpen")
+    assert np.array_equal(decoded(tok, "--sharpen-amount", "1.5"), sharpen(soft, Sharpen(1.5, 1.5, 2.0)))
+    assert np.array_equal(decoded(plain, "--sharpen-amount", "1"), sharpen(soft, Sharpen(1.0, 1.5, 2.0)))
+    assert np.array_equal(decoded(tok, "--sharpen-amount", "0"), soft)
+    out = tmp_path / "x.mp4"
+    r = cli("decode", str(tok), "-o", str(out), "--no-sharpen", "--sharpen-amount", "1")
+    assert r.exit_code == 1 and r.output.strip().splitlines() == [
+        "tokcodec: error: --no-sharpen and --sharpen-amount contradict each other: leave out one of them"]
+    assert not out.exists()
+    r = cli("decode", str(tok), "-o", str(out), "--sharpen-amount", "16")
+    assert r.exit_code == 2 and "--sharpen-amount" in r.output and not out.exists()
+    with tokcodec.open_tok(tok) as reader:
+        assert tokcodec.files.decoder_sharpen(reader.header, 0.3) == Sharpen(0.3125, 1.5, 2.0)  # 1/16ths
+
+
 # ---------------------------------------------------------------- bad input
 
 

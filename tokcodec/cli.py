@@ -260,6 +260,9 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
 @click.option("--sharpen/--no-sharpen", default=True, show_default=True,
               help="apply the unsharp mask the file asks for (`tokcodec info`); --no-sharpen: the decoder's "
                    "squared-error frames")
+@click.option("--sharpen-amount", default=None, type=click.FloatRange(0, 255 / 16),
+              help="the file's unsharp mask at this amount instead (a viewer's sharpness setting, in 1/16ths; "
+                   "its sigma and threshold, or the default mask's where the file asks for none); 0 = none")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
 @click.option("--onnx", "onnx_dir", callback=_onnx_option,
@@ -267,10 +270,15 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
                    "use): decode with onnxruntime (faster)")
 @PRECISION
 @user_errors
-def decode(source: str, output: str, start: int, frames: int | None, lossless: bool, sharpen: bool, force: bool,
-           quiet: bool, onnx_dir: str | None, precision: str) -> None:
+def decode(source: str, output: str, start: int, frames: int | None, lossless: bool, sharpen: bool,
+           sharpen_amount: float | None, force: bool, quiet: bool, onnx_dir: str | None, precision: str) -> None:
     """Decode a .tok bitstream (or a range of its frames) to an mp4."""
     from tokcodec.files import decode_file
+
+    if sharpen_amount is not None:
+        if not sharpen:
+            raise ValueError("--no-sharpen and --sharpen-amount contradict each other: leave out one of them")
+        sharpen = sharpen_amount
 
     r = decode_file(source, output, start=start, frames=frames, lossless=lossless, force=force, quiet=quiet,
                     onnx=onnx_dir, precision=precision, sharpen=sharpen)

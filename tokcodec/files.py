@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -314,6 +314,18 @@ def header_span(header: Header) -> LumaRange:
     return LumaRange.from_codes(header.luma_black, header.luma_white, header.luma_matrix)
 
 
+def decoder_sharpen(header: Header, sharpen: bool | float | Sharpen = True) -> Sharpen:
+    """The unsharp mask a decoder applies to a file: the one it asks for (True), none (False),
+    the file's at another amount (a float: its sigma and threshold, the default mask's where
+    the file asks for none; 0: none), or `sharpen` itself."""
+    if isinstance(sharpen, Sharpen):
+        return sharpen
+    if isinstance(sharpen, bool):
+        return header_sharpen(header) if sharpen else NO_SHARPEN
+    amount = Sharpen.of_amount(sharpen).amount  # checked and rounded to 1/16
+    return replace(header_sharpen(header) or DEFAULT_SHARPEN, amount=amount) if amount else NO_SHARPEN
+
+
 def header_sharpen(header: Header) -> Sharpen:
     """The unsharp mask a .tok file asks decoders to apply (none before version 1.9)."""
     return Sharpen.from_codes(header.sharpen_amount, header.sharpen_sigma, header.sharpen_threshold)
@@ -460,7 +472,7 @@ def decode_file(
     quiet: bool = True,
     onnx: str | os.PathLike | None = None,
     precision: str = "auto",
-    sharpen: bool = True,
+    sharpen: bool | float | Sharpen = True,
 ) -> DecodeReport:
     """Decode a .tok file (or a frame range of it, found through the index) to an mp4.
 
@@ -472,7 +484,8 @@ def decode_file(
     hardware has it, about twice the speed; frames within two levels of
     float32's).
     `sharpen`: apply the unsharp mask the file asks for (`codec.sharpen`;
-    False: the decoder's squared-error frames).
+    False: the decoder's squared-error frames; a float: the file's mask at
+    that amount, as a viewer's sharpness setting; `decoder_sharpen`).
     """
     check_output(output, force)
     if frames is not None and frames < 1:
@@ -484,7 +497,7 @@ def decode_file(
         precision = _check_precision(precision, onnx, tokenizer)
         engine = onnx_engine(onnx, h.model, h.fingerprint, tokenizer) if onnx is not None else None
         entries = reader.entries_for(start, frames)
-        mask = header_sharpen(h) if sharpen else NO_SHARPEN
+        mask = decoder_sharpen(h, sharpen)
         end = min(reader.frames, start + frames) if frames is not None else reader.frames
         audio = None
         if h.audio is not None:
