@@ -2,7 +2,7 @@
 the live-ingest loopback's latency and sustained frame rate.
 
     .venv/bin/python bench/speed.py [--threads 2] [--sizes 640x360,1280x720] [--seconds 20] [--model NAME]
-        [--ingest-fps 10] [--ingest-size 256]
+        [--ingest-fps 10] [--ingest-size 256] [--ingest-max-scale 1] [--torch]
 
 Speeds are frames per second of the stateful streaming pipeline (what a live
 server runs: a chunk's first frame, then steps of 4 frames with cached
@@ -91,7 +91,7 @@ def read_code(img: np.ndarray) -> int:
 
 
 async def loopback(seconds: float, camera_size: tuple[int, int], onnx_dir: Path | None, ingest_fps: int,
-                   ingest_size: int, model: str | None) -> dict:
+                   ingest_size: int, model: str | None, max_scale: float = 1.0) -> dict:
     from aiohttp import ClientSession
     from aiohttp.test_utils import TestServer
     from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
@@ -118,7 +118,8 @@ async def loopback(seconds: float, camera_size: tuple[int, int], onnx_dir: Path 
             return frame
 
     with tempfile.TemporaryDirectory() as d:
-        server = TokServer(Path(d), onnx_dir, IngestConfig(fps=ingest_fps, max_side=ingest_size, model=model))
+        ingest = IngestConfig(fps=ingest_fps, max_side=ingest_size, model=model, max_scale=max_scale)
+        server = TokServer(Path(d), onnx_dir, ingest)
         async with TestServer(server.app()) as ts:
             pc = RTCPeerConnection()
             pc.addTrack(Camera())
@@ -161,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--ingest-fps", type=int, default=10, help="loopback: rate at which the camera is recorded")
     ap.add_argument("--ingest-size", type=int, default=256, help="loopback: the camera is scaled to this many pixels")
+    ap.add_argument("--ingest-max-scale", type=float, default=1.0, help="loopback: cap on the coding scale (serve's)")
+    ap.add_argument("--torch", action="store_true",
+                    help="loopback with serve's torch engine (--precision auto) instead of onnxruntime")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_tokenizer(args.model)
@@ -195,10 +199,12 @@ def main(argv: list[str] | None = None) -> int:
             for name, fe, fd in rows:
                 print(f"{size:>10} {name:12} {fe:10.2f} {fd:10.2f} {1 / (1 / fe + 1 / fd):11.2f}", flush=True)
         if args.seconds:
-            onnx_dir = Path(d) / "onnx" if "onnxruntime" in engines else None
-            r = asyncio.run(loopback(args.seconds, (640, 360), onnx_dir, args.ingest_fps, args.ingest_size, args.model))
+            onnx_dir = Path(d) / "onnx" if "onnxruntime" in engines and not args.torch else None
+            r = asyncio.run(loopback(args.seconds, (640, 360), onnx_dir, args.ingest_fps, args.ingest_size, args.model,
+                                     args.ingest_max_scale))
             print(f"loopback: camera 640x360 at 30 fps -> ingest at {args.ingest_fps} fps, scaled to {args.ingest_size} px, "
-                  f"{'onnxruntime' if onnx_dir else 'torch'}: {r['frames']} frames back, sustained "
+                  f"coding scale at most {args.ingest_max_scale:g}, "
+                  f"{'onnxruntime' if onnx_dir else 'torch (--precision auto)'}: {r['frames']} frames back, sustained "
                   f"{r['sustained_fps']:.2f} fps, glass-to-glass latency median {r['latency_ms_median']:.0f} ms, "
                   f"p90 {r['latency_ms_p90']:.0f} ms ({r['decoded_codes']} frame codes read)")
     return 0

@@ -28,9 +28,11 @@ Playback decodes the file's tokens chunk by chunk (in a worker thread, so
 the event loop keeps serving) and sends frames at the file's frame rate.
 Live ingest samples the incoming camera track at `IngestConfig.fps`, scales
 it to at most `max_side` pixels, encodes it frame by frame with the
-stateful streaming encoder (ONNX when the server has an export), appends
+stateful streaming encoder (ONNX when the server has an export) at the ladder
+point `quality` with its scale capped at `max_scale` (1: the ingest size), appends
 each finished chunk to DIR/live-*.tok (playable while it grows) and sends
-the decoded reconstruction back on the same connection.
+the decoded reconstruction back on the same connection, with the unsharp mask
+the file asks decoders for (`IngestConfig.sharpen`).
 
 Every peer connection is tracked and closed when its client goes away
 (ICE failure, close) or when the server stops; errors go to that client
@@ -59,11 +61,12 @@ from aiortc.mediastreams import MediaStreamError
 
 from tokcodec.bitstream.container import TokError, TokWriter
 from tokcodec.codec import Tokenizer, load_tokenizer
-from tokcodec.codec.clips import resize_frames
+from tokcodec.codec.clips import coded_size, resize_frames
 from tokcodec.codec.luma_layer import apply as apply_layers, corrections
 from tokcodec.codec.luma_range import LumaRange, to_display
 from tokcodec.codec.precision import resolve_precision
-from tokcodec.codec.sharpen import sharpen
+from tokcodec.codec.sharpen import DEFAULT_SHARPEN, Sharpen, sharpen
+from tokcodec.ladder import MAX_SCALE, model_ladder
 
 from .stateful import StreamingDecoder, StreamingEncoder, TorchEngine
 
@@ -79,9 +82,24 @@ class IngestConfig:
     fps: int = 10  # frames per second sampled from the camera (the .tok's frame rate)
     max_side: int = 256  # the camera is scaled down to at most this many pixels on its long side
     chunk_frames: int = 17
-    quality: int | None = None  # point of the rate ladder (None: the model's default); coded at the ingest
-    # size, an upscaling point taking more bits per token instead (`Ladder.for_frame(max_scale=1)`)
+    quality: int | None = None  # point of the rate ladder (None: the model's default)
+    # The point's coding scale is capped at this (`Ladder.for_frame(max_scale=...)`), a capped point
+    # taking more bits per token instead. 1 (coded at the ingest size) keeps the default model in real
+    # time at 256 pixels on 2 CPU cores with either engine; the ladder's own scale (2x at the default
+    # point: 4x the compute) takes 25% to 41% fewer bits for the same PSNR-Y, and keeps up there only
+    # with torch in bfloat16 (bench/RESULTS.md, "Live ingest").
+    max_scale: float = 1.0
     model: str | None = None  # shipped tokenizer to encode with (None: the default one)
+    # The unsharp mask of the decoded luma, at the files' default sigma and threshold (0: none): the
+    # .tok asks every decoder for it and the reconstruction sent back has it (`codec.sharpen`; on
+    # live coding about +2 VMAF for 0.01 dB PSNR-Y, bench/RESULTS.md, "Live ingest").
+    sharpen: float = DEFAULT_SHARPEN.amount
+
+    def __post_init__(self) -> None:
+        # Settings a .tok cannot hold fail here, before the server starts.
+        Sharpen.of_amount(self.sharpen)
+        if not 1 <= self.max_scale <= MAX_SCALE:
+            raise ValueError(f"--ingest-max-scale must be in 1..{MAX_SCALE:g}, got {self.max_scale:g}")
 
 
 class FramePacer:
@@ -241,26 +259,30 @@ class Ingest:
         if self.writer is None:
             self._open(rgb.shape[1], rgb.shape[0])
         h, w = rgb.shape[:2]
-        ph, pw = self.writer.header.padded_height, self.writer.header.padded_width
-        padded = np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+        header = self.writer.header
+        (cw, ch), ph, pw = header.coded_size, header.padded_height, header.padded_width
+        coded = resize_frames(rgb[None], ch, cw)[0]  # as encode_file resamples a file's frames
+        padded = np.pad(coded, ((0, ph - ch), (0, pw - cw), (0, 0)), mode="edge")
         self.frames += 1
         tokens = self.encoder.push(padded)
         out = []
         if tokens is not None:
             self.grid.append(tokens)
-            out = [f[:h, :w] for f in self.decoder.push(tokens)]
+            decoded = [f[:ch, :cw] for f in self.decoder.push(tokens)]
+            if decoded:
+                out = list(sharpen(resize_frames(np.stack(decoded), h, w), self.mask, header.luma_matrix))
             if self.encoder.count == self.cfg.chunk_frames:
                 self._write_chunk(self.cfg.chunk_frames)
         return out
 
     def _open(self, width: int, height: int) -> None:
         from tokcodec.files import new_header
-        from tokcodec.ladder import model_ladder
 
-        # Live video is coded at the ingest size: a point that upscales takes more bits per token instead.
-        point = model_ladder(self.tokenizer.config).for_frame(self.cfg.quality, width, height, max_scale=1.0)
+        point = model_ladder(self.tokenizer.config).for_frame(self.cfg.quality, width, height, self.cfg.max_scale)
+        self.mask = Sharpen.of_amount(self.cfg.sharpen)
         header, prior = new_header(self.tokenizer, width, height, Fraction(self.cfg.fps), self.cfg.chunk_frames,
-                                   self.cfg.quality, level=point.level)
+                                   self.cfg.quality, coded=coded_size(width, height, point.scale), level=point.level,
+                                   sharpen=self.mask)
         self.writer = TokWriter(self.output, header, atomic=False, prior=prior)
         self.encoder = StreamingEncoder(self.engine, self.cfg.chunk_frames, header.bits)
         self.decoder = StreamingDecoder(self.engine, bits=header.bits)

@@ -176,10 +176,58 @@ def test_live_ingest_writes_a_decodable_tok_and_sends_back_the_reconstruction(fo
     config = load_tokenizer().config
     point = model_ladder(config).for_frame(None, 64, 48, max_scale=1.0)
     assert info["coded_size"] == [64, 48] and info["bits"] == config.lfq.level_bits[point.level]
+    assert info["sharpen"] == [0.5, 1.5, 2.0]  # the default mask, which decoders apply as to any file
     out = tmp_path / "live.mp4"
     tokcodec.decode_file(folder / name, out)
     assert tokcodec.codec.io.probe(out).frames == info["frames"]
     (folder / name).unlink()
+
+
+def _live(tmp_path: Path, name: str, frames: np.ndarray, **settings) -> np.ndarray:
+    """The reconstruction live ingest sends back for `frames`, its .tok written to tmp_path/name."""
+    from tokcodec.codec import load_tokenizer
+    from tokcodec.streaming.server import Ingest
+    from tokcodec.streaming.stateful import TorchEngine
+
+    tokenizer = load_tokenizer()
+    cfg = IngestConfig(fps=10, max_side=64, chunk_frames=9, **settings)
+    ingest = Ingest(None, tmp_path / name, tokenizer, TorchEngine(tokenizer, "fp32"), cfg, None)
+    out = [f for frame in frames for f in ingest._push(frame)]
+    ingest._close()
+    return np.stack(out)
+
+
+def test_live_reconstruction_has_the_mask_its_tok_asks_for(tmp_path: Path) -> None:
+    from tokcodec.codec.sharpen import Sharpen, sharpen
+
+    frames = smooth_frames(9, 48, 64)
+    plain, sharp = _live(tmp_path, "plain.tok", frames, sharpen=0), _live(tmp_path, "sharp.tok", frames, sharpen=1.5)
+    assert len(plain) == 9 and not np.array_equal(plain, sharp)
+    np.testing.assert_array_equal(sharp, sharpen(plain, Sharpen.of_amount(1.5)))
+    assert tokcodec.tok_info(tmp_path / "sharp.tok")["sharpen"] == [1.5, 1.5, 2.0]
+    assert tokcodec.tok_info(tmp_path / "plain.tok")["sharpen"] == [0, 0, 0]
+    with pytest.raises(ValueError, match="--sharpen must be in"):
+        IngestConfig(sharpen=-1)
+
+
+def test_live_ingest_codes_at_the_ladder_scale_it_is_allowed(tmp_path: Path) -> None:
+    from tokcodec.codec import load_tokenizer
+    from tokcodec.codec.io import iter_frames
+    from tokcodec.ladder import model_ladder
+
+    frames = smooth_frames(9, 48, 64)
+    back = _live(tmp_path, "x3.tok", frames, max_scale=3)
+    config = load_tokenizer().config
+    point = model_ladder(config).for_frame(None, 64, 48, max_scale=3)
+    assert point.scale > 1  # the default point upscales small frames
+    info = tokcodec.tok_info(tmp_path / "x3.tok")
+    assert info["coded_size"] == [round(64 * point.scale), round(48 * point.scale)]
+    assert info["bits"] == config.lfq.level_bits[point.level] and back.shape == (9, 48, 64, 3)
+    # What the camera gets back is what any decoder of the file shows.
+    tokcodec.decode_file(tmp_path / "x3.tok", tmp_path / "x3.mp4", lossless=True, precision="fp32")
+    np.testing.assert_array_equal(np.stack(list(iter_frames(tmp_path / "x3.mp4"))), back)
+    with pytest.raises(ValueError, match="--ingest-max-scale must be in"):
+        IngestConfig(max_scale=0.5)
 
 
 def test_token_transport_sends_chunks_that_form_the_same_tok(folder: Path, tmp_path: Path) -> None:
@@ -295,3 +343,13 @@ def test_a_file_that_kept_super_whites_plays_as_players_show_it(tmp_path: Path) 
     assert np.abs(played.astype(int) - shown).max() <= 2  # the engines' own rounding aside
     assert np.abs(played.astype(int) - soft).max() > 2  # sharpened, as `decode` does
     assert np.abs(codec_rgb.astype(int) - shown).max() > 10  # and that differs from the codec's RGB
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ingest-quality", "9"], "quality 9 is not available"),
+    (["--ingest-model", "no-such-model"], "no-such-model"),
+])
+def test_serve_refuses_a_bad_ingest_setting_before_it_starts(tmp_path: Path, args, message) -> None:
+    r = CliRunner().invoke(main, ["serve", str(tmp_path), *args])
+    assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
