@@ -2,7 +2,7 @@
 the live-ingest loopback's latency and sustained frame rate.
 
     .venv/bin/python bench/speed.py [--threads 2] [--sizes 640x360,1280x720] [--seconds 20] [--model NAME]
-        [--ingest-fps 10] [--ingest-size 256] [--ingest-max-scale 1] [--torch]
+        [--ingest-fps 10] [--ingest-size 256] [--ingest-max-scale auto] [--torch]
 
 Speeds are frames per second of the stateful streaming pipeline (what a live
 server runs: a chunk's first frame, then steps of 4 frames with cached
@@ -91,7 +91,7 @@ def read_code(img: np.ndarray) -> int:
 
 
 async def loopback(seconds: float, camera_size: tuple[int, int], onnx_dir: Path | None, ingest_fps: int,
-                   ingest_size: int, model: str | None, max_scale: float = 1.0) -> dict:
+                   ingest_size: int, model: str | None, max_scale: float | str = "auto") -> dict:
     from aiohttp import ClientSession
     from aiohttp.test_utils import TestServer
     from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
@@ -146,11 +146,15 @@ async def loopback(seconds: float, camera_size: tuple[int, int], onnx_dir: Path 
                 pass
             await pc.close()
             await server.shutdown()
+        from tokcodec.files import tok_info
+
+        coded = [tok_info(p)["coded_size"] for p in Path(d).glob("live-*.tok")]
     warm = arrivals[len(arrivals) // 4 :]  # skip the start-up
     fps = (len(warm) - 1) / (warm[-1] - warm[0]) if len(warm) > 1 else 0.0
     lat = np.array(latencies[len(latencies) // 4 :]) * 1000
     return {"frames": len(arrivals), "sustained_fps": fps, "latency_ms_median": float(np.median(lat)) if lat.size else None,
-            "latency_ms_p90": float(np.percentile(lat, 90)) if lat.size else None, "decoded_codes": len(latencies)}
+            "latency_ms_p90": float(np.percentile(lat, 90)) if lat.size else None, "decoded_codes": len(latencies),
+            "coded_size": coded[0] if coded else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--ingest-fps", type=int, default=10, help="loopback: rate at which the camera is recorded")
     ap.add_argument("--ingest-size", type=int, default=256, help="loopback: the camera is scaled to this many pixels")
-    ap.add_argument("--ingest-max-scale", type=float, default=1.0, help="loopback: cap on the coding scale (serve's)")
+    ap.add_argument("--ingest-max-scale", type=lambda v: v if v == "auto" else float(v), default="auto",
+                    help="loopback: cap on the coding scale, or 'auto' (serve's --ingest-max-scale)")
     ap.add_argument("--torch", action="store_true",
                     help="loopback with serve's torch engine (--precision auto) instead of onnxruntime")
     args = ap.parse_args(argv)
@@ -203,10 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             r = asyncio.run(loopback(args.seconds, (640, 360), onnx_dir, args.ingest_fps, args.ingest_size, args.model,
                                      args.ingest_max_scale))
             print(f"loopback: camera 640x360 at 30 fps -> ingest at {args.ingest_fps} fps, scaled to {args.ingest_size} px, "
-                  f"coding scale at most {args.ingest_max_scale:g}, "
+                  f"coding scale at most {args.ingest_max_scale}, "
                   f"{'onnxruntime' if onnx_dir else 'torch (--precision auto)'}: {r['frames']} frames back, sustained "
                   f"{r['sustained_fps']:.2f} fps, glass-to-glass latency median {r['latency_ms_median']:.0f} ms, "
-                  f"p90 {r['latency_ms_p90']:.0f} ms ({r['decoded_codes']} frame codes read)")
+                  f"p90 {r['latency_ms_p90']:.0f} ms ({r['decoded_codes']} frame codes read), coded at {r['coded_size']}")
     return 0
 
 

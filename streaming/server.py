@@ -66,11 +66,13 @@ from tokcodec.codec.luma_layer import apply as apply_layers, corrections
 from tokcodec.codec.luma_range import LumaRange, to_display
 from tokcodec.codec.precision import resolve_precision
 from tokcodec.codec.sharpen import DEFAULT_SHARPEN, Sharpen, sharpen
-from tokcodec.ladder import MAX_SCALE, model_ladder
+from tokcodec.ladder import MAX_SCALE, Ladder, OperatingPoint, model_ladder
 
 from .stateful import StreamingDecoder, StreamingEncoder, TorchEngine
 
 log = logging.getLogger("tokcodec.serve")
+AUTO_SCALE = "auto"  # IngestConfig.max_scale: the largest scale the engine keeps up with
+LIVE_BUDGET = 0.6  # share of a frame period that live coding may take: WebRTC's video codec and the loop need the rest
 VIDEO_CLOCK = 90000  # RTP video clock rate
 WEB = Path(__file__).with_name("web")
 
@@ -87,8 +89,10 @@ class IngestConfig:
     # taking more bits per token instead. 1 (coded at the ingest size) keeps the default model in real
     # time at 256 pixels on 2 CPU cores with either engine; the ladder's own scale (2x at the default
     # point: 4x the compute) takes 25% to 41% fewer bits for the same PSNR-Y, and keeps up there only
-    # with torch in bfloat16 (bench/RESULTS.md, "Live ingest").
-    max_scale: float = 1.0
+    # with torch in bfloat16 (bench/RESULTS.md, "Live ingest"). "auto": the largest scale whose coding
+    # this engine keeps within LIVE_BUDGET of a frame's period, timed when the camera's first frame
+    # comes (`live_point`).
+    max_scale: float | str = AUTO_SCALE
     model: str | None = None  # shipped tokenizer to encode with (None: the default one)
     # The unsharp mask of the decoded luma, at the files' default sigma and threshold (0: none): the
     # .tok asks every decoder for it and the reconstruction sent back has it (`codec.sharpen`; on
@@ -98,8 +102,49 @@ class IngestConfig:
     def __post_init__(self) -> None:
         # Settings a .tok cannot hold fail here, before the server starts.
         Sharpen.of_amount(self.sharpen)
-        if not 1 <= self.max_scale <= MAX_SCALE:
-            raise ValueError(f"--ingest-max-scale must be in 1..{MAX_SCALE:g}, got {self.max_scale:g}")
+        if self.max_scale != AUTO_SCALE and not (isinstance(self.max_scale, (int, float))
+                                                  and 1 <= self.max_scale <= MAX_SCALE):
+            raise ValueError(f"--ingest-max-scale must be 'auto' or in 1..{MAX_SCALE:g}, got {self.max_scale!r}")
+
+
+def live_point(ladder: Ladder, quality: int | None, width: int, height: int, max_scale: float | str,
+               fits: Callable[[OperatingPoint], bool]) -> OperatingPoint:
+    """The point live ingest codes a `width` x `height` camera at: `quality`'s, its scale capped
+    at `max_scale`; "auto": at the largest scale, from the point's own down to 1 in half steps,
+    whose coding `fits` (1 always does)."""
+    if max_scale != AUTO_SCALE:
+        return ladder.for_frame(quality, width, height, max_scale)
+    scale = ladder.for_frame(quality, width, height).scale
+    while scale > 1:
+        point = ladder.for_frame(quality, width, height, scale)
+        if fits(point):
+            return point
+        scale = max(1.0, scale - 0.5)
+    return ladder.for_frame(quality, width, height, 1.0)
+
+
+def coded_frame(frame: np.ndarray, coded: tuple[int, int], padded: tuple[int, int]) -> np.ndarray:
+    """A camera frame resampled to the `coded` (width, height), as `encode_file` resamples a
+    file's frames, and edge-padded to the tokenizer's `padded` grid."""
+    (cw, ch), (pw, ph) = coded, padded
+    return np.pad(resize_frames(frame[None], ch, cw)[0], ((0, ph - ch), (0, pw - cw), (0, 0)), mode="edge")
+
+
+def steady_frame_seconds(engine: Any, frame: np.ndarray, bits: int, steps: int = 2) -> float:
+    """Seconds a frame of live coding (the stateful encoder and decoder) takes `engine` in a
+    chunk's steady state, `frame` (padded) standing for every frame: after a chunk's first frame
+    and first step (warm-up), the fastest of `steps` steps (one-off stalls are not the rate)."""
+    t = engine.temporal_factor
+    encoder, decoder = StreamingEncoder(engine, 1 + (1 + steps) * t, bits), StreamingDecoder(engine, bits=bits)
+    encoder.push(frame)
+    times = []
+    for step in range(1 + steps):
+        start = time.perf_counter()
+        for _ in range(t):
+            tokens = encoder.push(frame)
+        decoder.push(tokens)
+        times.append(time.perf_counter() - start)
+    return min(times[1:]) / t
 
 
 class FramePacer:
@@ -241,7 +286,10 @@ class Ingest:
         while not self.ended.is_set():
             if self.latest is not None:
                 rgb = self._scale(self.latest)
+                opening = self.writer is None
                 recon = await asyncio.to_thread(self._push, rgb)
+                if opening:  # the first frame chose the coding, timing it: the clock starts after it
+                    next_tick = time.monotonic()
                 for frame in recon:
                     if not self.reply.queue.full():
                         self.reply.queue.put_nowait(frame)
@@ -257,14 +305,12 @@ class Ingest:
     def _push(self, rgb: np.ndarray) -> list[np.ndarray]:
         """Encode one frame; returns the reconstructed frames it completes."""
         if self.writer is None:
-            self._open(rgb.shape[1], rgb.shape[0])
+            self._open(rgb)
         h, w = rgb.shape[:2]
         header = self.writer.header
-        (cw, ch), ph, pw = header.coded_size, header.padded_height, header.padded_width
-        coded = resize_frames(rgb[None], ch, cw)[0]  # as encode_file resamples a file's frames
-        padded = np.pad(coded, ((0, ph - ch), (0, pw - cw), (0, 0)), mode="edge")
+        cw, ch = header.coded_size
         self.frames += 1
-        tokens = self.encoder.push(padded)
+        tokens = self.encoder.push(coded_frame(rgb, (cw, ch), (header.padded_width, header.padded_height)))
         out = []
         if tokens is not None:
             self.grid.append(tokens)
@@ -275,10 +321,21 @@ class Ingest:
                 self._write_chunk(self.cfg.chunk_frames)
         return out
 
-    def _open(self, width: int, height: int) -> None:
+    def _fits(self, point: OperatingPoint, frame: np.ndarray) -> bool:
+        """Whether this engine codes frames at `point` within LIVE_BUDGET of a frame period."""
+        cw, ch = coded_size(frame.shape[1], frame.shape[0], point.scale)
+        _, ph, pw = self.tokenizer.padded_size(1, ch, cw)
+        padded = coded_frame(frame, (cw, ch), (pw, ph))
+        seconds = steady_frame_seconds(self.engine, padded, self.tokenizer.level_bits(point.level))
+        log.info("live coding at %gx (%dx%d): %.0f ms a frame", point.scale, cw, ch, 1000 * seconds)
+        return seconds <= LIVE_BUDGET / self.cfg.fps
+
+    def _open(self, first: np.ndarray) -> None:
         from tokcodec.files import new_header
 
-        point = model_ladder(self.tokenizer.config).for_frame(self.cfg.quality, width, height, self.cfg.max_scale)
+        height, width = first.shape[:2]
+        point = live_point(model_ladder(self.tokenizer.config), self.cfg.quality, width, height, self.cfg.max_scale,
+                           lambda p: self._fits(p, first))
         self.mask = Sharpen.of_amount(self.cfg.sharpen)
         header, prior = new_header(self.tokenizer, width, height, Fraction(self.cfg.fps), self.cfg.chunk_frames,
                                    self.cfg.quality, coded=coded_size(width, height, point.scale), level=point.level,

@@ -343,6 +343,19 @@ def pack(source: str, output: str, force: bool) -> None:
     pack_tokens(source, output, force=force)
 
 
+def _ingest_scale_option(ctx: click.Context, param: click.Parameter, value: str) -> float | str:
+    """--ingest-max-scale: 'auto' or a number from 1 to 4."""
+    if value == "auto":
+        return value
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = float("nan")
+    if not 1 <= scale <= 4:
+        raise click.BadParameter(f"{value!r} is neither 'auto' nor a number from 1 to 4")
+    return scale
+
+
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -355,18 +368,18 @@ def pack(source: str, output: str, force: bool) -> None:
 @click.option("--ingest-model", default=None, help="shipped tokenizer that records live cameras (default: the default model)")
 @click.option("--ingest-quality", default=None, type=int,
               help="point of the rate ladder a live camera is coded at, as `encode --quality` (default: the model's)")
-@click.option("--ingest-max-scale", default=1.0, show_default=True, type=click.FloatRange(1, 4),
-              help="cap on the point's coding scale for a live camera, a capped point taking more bits per token "
-                   "instead: 1 codes at the ingest size, in real time on 2 CPU cores with either engine; 3 lets the "
-                   "ladder upscale (2x at the default point: 4x the compute), 25%-41% fewer bits for the same PSNR-Y "
-                   "and 37%-49% for the same VMAF, in real time at 256 px with torch in bfloat16 on such a CPU, not "
-                   "with onnxruntime")
+@click.option("--ingest-max-scale", default="auto", show_default=True, callback=_ingest_scale_option,
+              help="cap on the point's coding scale for a live camera (1 to 4), a capped point taking more bits per "
+                   "token instead; 'auto': the largest, from the point's own down to 1, that this engine codes in "
+                   "real time, timed on the camera's first frame. At 256 px the default point's 2x takes 25%-41% "
+                   "fewer bits than 1x for the same PSNR-Y and 4x the compute: real time with torch in bfloat16 on "
+                   "2 cores of a CPU that has it, not with onnxruntime")
 @click.option("--ingest-sharpen", default=0.5, show_default=True, type=click.FloatRange(0, 255 / 16),
               help="unsharp mask of a live camera's decoded luma, as `encode --sharpen` (0: none)")
 @PRECISION
 @user_errors
 def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps: int, ingest_size: int,
-          ingest_model: str | None, ingest_quality: int | None, ingest_max_scale: float, ingest_sharpen: float,
+          ingest_model: str | None, ingest_quality: int | None, ingest_max_scale: float | str, ingest_sharpen: float,
           precision: str) -> None:
     """Serve the .tok files in DIRECTORY to browsers over WebRTC, and record live cameras into it."""
     from tokcodec.codec import load_tokenizer
