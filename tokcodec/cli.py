@@ -376,11 +376,14 @@ def _ingest_scale_option(ctx: click.Context, param: click.Parameter, value: str)
                    "2 cores of a CPU that has it, not with onnxruntime")
 @click.option("--ingest-sharpen", default=0.5, show_default=True, type=click.FloatRange(0, 255 / 16),
               help="unsharp mask of a live camera's decoded luma, as `encode --sharpen` (0: none)")
+@click.option("--ingest-layers/--no-ingest-layers", default=True, show_default=True,
+              help="each live chunk's coarse luma and chroma layers where they pay, as `encode` sends them "
+                   "(in the file; the frames sent back to the camera go out before the chunk's layers are chosen)")
 @PRECISION
 @user_errors
 def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps: int, ingest_size: int,
           ingest_model: str | None, ingest_quality: int | None, ingest_max_scale: float | str, ingest_sharpen: float,
-          precision: str) -> None:
+          ingest_layers: bool, precision: str) -> None:
     """Serve the .tok files in DIRECTORY to browsers over WebRTC, and record live cameras into it."""
     from tokcodec.codec import load_tokenizer
     from tokcodec.ladder import model_ladder
@@ -390,7 +393,7 @@ def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps
     # An unknown model or point fails here, in one line, before the server starts.
     model_ladder(load_tokenizer(ingest_model).config).point(ingest_quality)
     ingest = IngestConfig(fps=ingest_fps, max_side=ingest_size, quality=ingest_quality, max_scale=ingest_max_scale,
-                          model=ingest_model, sharpen=ingest_sharpen)
+                          model=ingest_model, sharpen=ingest_sharpen, layers=ingest_layers)
     run(directory, host, port, onnx_dir, ingest, precision)
 
 

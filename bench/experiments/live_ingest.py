@@ -1,17 +1,20 @@
-"""Experiment: what `serve`'s live ingest codes: the files' unsharp mask on it, and its scale.
+"""Experiment: what `serve`'s live ingest codes: the files' unsharp mask on it, its scale, its layers.
 
 Run: .venv/bin/python bench/experiments/live_ingest.py CLIP... [--qualities 2,3,4,5]
-        [--amounts 0.25,0.5,0.75,1] [--frames 33] [--max-side 256] [--max-scale 1] [--work DIR]
+        [--amounts 0.25,0.5,0.75,1] [--frames 33] [--max-side 256] [--max-scale 1] [--layers]
+        [--work DIR]
 
 Live ingest (`streaming.server.Ingest`) codes camera frames scaled to at most MAX_SIDE pixels
 on their long side, at the ladder's point for that size with its scale capped at MAX_SCALE
-(`Ladder.for_frame(max_scale=...)`; 1, the ingest's default: an upscaling point takes more bits
-per token instead), with the stateful encoder's fixed hysteresis, no refinement and no coarse
-layers; `encode_file` with those settings gives the same tokens. Each clip's first FRAMES
-frames, scaled so, are coded at each QUALITY and decoded with the default mask's sigma and
-threshold at each amount (`decode_file(sharpen=a)`) and with none. Prints per clip and point the
-bpp and PSNR-Y / MS-SSIM / VMAF / VMAF NEG with no mask, and each amount's change; then the means
-over clips and points (bench/metrics, Y' by BT.601 from the RGB frames).
+(`Ladder.for_frame(max_scale=...)`; at 1 an upscaling point takes more bits per token
+instead), with the stateful encoder's fixed hysteresis and no refinement; `encode_file` with
+those settings gives the same tokens. Without `--layers` no coarse layers (as the ingest was
+before the forty-sixth session), with it each chunk's layers chosen on its decoded frames, as
+the ingest and files choose them. Each clip's first FRAMES frames, scaled so, are coded at each
+QUALITY and decoded with the default mask's sigma and threshold at each amount
+(`decode_file(sharpen=a)`) and with none. Prints per clip and point the bpp and PSNR-Y /
+MS-SSIM / VMAF / VMAF NEG with no mask, and each amount's change; then the means over clips
+and points (bench/metrics, Y' by BT.601 from the RGB frames).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=33)
     p.add_argument("--max-side", type=int, default=256)
     p.add_argument("--max-scale", type=float, default=1.0)
+    p.add_argument("--layers", action="store_true", help="with the coarse luma and chroma layers (files' default)")
     p.add_argument("--work", type=Path, default=None)
     a = p.parse_args()
     work = a.work or Path(tempfile.mkdtemp(prefix="live-sharpen-"))
@@ -77,14 +81,14 @@ def main() -> None:
         write_video(lossless, src, 25, lossless=True)
         for q in (int(v) for v in a.qualities.split(",")):
             point = ladder.for_frame(q, w, h, max_scale=a.max_scale)
-            tok = work / f"{path.stem}-q{q}-x{point.scale:g}.tok"
+            tok = work / f"{path.stem}-q{q}-x{point.scale:g}{'-layers' if a.layers else ''}.tok"
             encode_file(lossless, tok, quality=q, scale=point.scale, level=point.level, hysteresis=DEFAULT_HYSTERESIS,
-                        refine=RefineConfig(), luma_layer=False, chroma_layer=False, sharpen=0, force=True)
+                        refine=RefineConfig(), luma_layer=a.layers, chroma_layer=a.layers, sharpen=0, force=True)
             bpp = tok.stat().st_size * 8 / (n * w * h)
             base = None
             line = []
             for amount in [0.0, *amounts]:
-                out = work / f"{path.stem}-q{q}-x{point.scale:g}-a{amount:g}.mp4"
+                out = work / f"{tok.stem}-a{amount:g}.mp4"
                 decode_file(tok, out, lossless=True, sharpen=amount, force=True)
                 s = scores(src, np.stack(list(iter_frames(out))), vmaf, neg)
                 if base is None:
