@@ -49,7 +49,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -103,8 +102,8 @@ class IngestConfig:
     # live coding about +2 VMAF for 0.01 dB PSNR-Y, bench/RESULTS.md, "Live ingest").
     sharpen: float = DEFAULT_SHARPEN.amount
     # Each chunk's coarse luma and chroma layers, chosen as `encode` chooses them, on the chunk's
-    # decoded frames, in a worker thread when the chunk ends; the file carries them, the frames sent
-    # back (already on their way) do not (on live coding 19% to 44% fewer bits for the same PSNR-Y,
+    # decoded frames when the chunk ends; the file carries them, the frames sent back (already on
+    # their way) do not (on live coding 19% to 44% fewer bits for the same PSNR-Y,
     # bench/RESULTS.md, "Live ingest").
     layers: bool = True
 
@@ -367,18 +366,13 @@ class Ingest:
         self.grid: list[np.ndarray] = []
         self.sources: list[np.ndarray] = []  # the chunk's frames as read, and as decoded: for its layers
         self.decoded: list[np.ndarray] = []
-        # Chunks are written in order by one worker, so that choosing a chunk's layers does not stall sampling.
-        self.chunk_writer = ThreadPoolExecutor(1, thread_name_prefix="live-chunks")
-        self.written: list[Future] = []
 
     def _write_chunk(self, frames: int) -> None:
+        """Entropy-code the chunk and append it, with the coarse layers that score best on its frames.
+        (In this thread: the context nets and the layers' search must not run beside the engine.)"""
         grid, sources, decoded = np.stack(self.grid), self.sources[:frames], self.decoded[:frames]
         self.grid, self.sources, self.decoded = [], [], []
         self.decoder.reset()
-        self.written.append(self.chunk_writer.submit(self._code_chunk, frames, grid, sources, decoded))
-
-    def _code_chunk(self, frames: int, grid: np.ndarray, sources: list[np.ndarray], decoded: list[np.ndarray]) -> None:
-        """Entropy-code a chunk and append it, with the coarse layers that score best on its frames."""
         payload = self.writer.token_payload(grid)
         layers = Layers()
         if self.cfg.layers and len(sources) == len(decoded) == frames:
@@ -396,12 +390,7 @@ class Ingest:
                 self.grid.append(last)
                 self._decode(last)  # its frames were never sent back, but its layers are measured on them
             self._write_chunk(count)
-        self.chunk_writer.shutdown(wait=True)
-        try:
-            for chunk in self.written:
-                chunk.result()  # a chunk that failed to write fails the file here
-        finally:
-            self.writer.close()
+        self.writer.close()
         log.info("%s: %d frames", self.output.name, self.frames)
 
 
