@@ -146,7 +146,7 @@ def steady_frame_seconds(engine: Any, frame: np.ndarray, bits: int, steps: int =
     encoder, decoder = StreamingEncoder(engine, 1 + (1 + steps) * t, bits), StreamingDecoder(engine, bits=bits)
     encoder.push(frame)
     times = []
-    for step in range(1 + steps):
+    for _ in range(1 + steps):
         start = time.perf_counter()
         for _ in range(t):
             tokens = encoder.push(frame)

@@ -344,15 +344,17 @@ def pack(source: str, output: str, force: bool) -> None:
 
 
 def _ingest_scale_option(ctx: click.Context, param: click.Parameter, value: str) -> float | str:
-    """--ingest-max-scale: 'auto' or a number from 1 to 4."""
+    """--ingest-max-scale: 'auto' or a number from 1 to the ladder's MAX_SCALE."""
+    from tokcodec.ladder import MAX_SCALE
+
     if value == "auto":
         return value
     try:
         scale = float(value)
     except ValueError:
         scale = float("nan")
-    if not 1 <= scale <= 4:
-        raise click.BadParameter(f"{value!r} is neither 'auto' nor a number from 1 to 4")
+    if not 1 <= scale <= MAX_SCALE:
+        raise click.BadParameter(f"{value!r} is neither 'auto' nor a number from 1 to {MAX_SCALE:g}")
     return scale
 
 

@@ -74,7 +74,7 @@ class Ladder:
 
     def for_frame(self, quality: int | None, width: int, height: int, max_scale: float = MAX_SCALE) -> OperatingPoint:
         """The point `quality` codes a `width` x `height` video at, after the pixel cap
-        (and `max_scale`: live ingest's cap, 1 by default: coded at the ingest size)."""
+        (and `max_scale`: a cap, as live ingest's `--ingest-max-scale` sets it)."""
         point = self.point(quality)
         s = point.scale
         if s <= 1 or (s <= max_scale and width * height * s * s <= self.max_upscaled_pixels):
