@@ -89,6 +89,42 @@ def test_two_viewers_get_the_file_at_its_size(folder: Path) -> None:
     run(main_())
 
 
+def test_viewers_decoding_at_once_get_the_frames_one_alone_gets(tmp_path: Path) -> None:
+    """Playback decodes in worker threads beside other viewers' (and the ingest's) engine steps and
+    entropy decoding: nothing they share may leak between them."""
+    import threading
+
+    from tokcodec.streaming.server import TokFileTrack
+
+    for name, q, n in (("a", 3, 13), ("b", 5, 9)):  # two files of different points and chunking, one engine
+        make_av_source(tmp_path / f"{name}.mp4", n=n, fps=25)
+        assert CliRunner().invoke(main, ["encode", str(tmp_path / f"{name}.mp4"), "-o", str(tmp_path / f"{name}.tok"),
+                                         "--chunk-frames", "9", "--quality", str(q), "--precision", "fp32"]).exit_code == 0
+    server = TokServer(tmp_path, precision="fp32")
+
+    def play(name: str) -> np.ndarray:
+        track = TokFileTrack(tmp_path / f"{name}.tok", server.engine_for)
+        frames = []
+        try:
+            while (frame := track._next()) is not None:
+                frames.append(frame)
+            return np.stack(frames)
+        finally:
+            track.stop()
+
+    alone = {name: play(name) for name in "ab"}
+    assert len(alone["a"]) == 13 and len(alone["b"]) == 9
+    viewers = ["a", "b", "a", "b"]
+    got: list = [None] * len(viewers)
+    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, play(viewers[i]))) for i in range(len(viewers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for name, frames in zip(viewers, got):
+        np.testing.assert_array_equal(frames, alone[name])
+
+
 @pytest.mark.parametrize(
     "body, status, message",
     [
@@ -225,7 +261,8 @@ def test_live_reconstruction_has_the_mask_its_tok_asks_for(tmp_path: Path) -> No
     from tokcodec.codec.sharpen import Sharpen, sharpen
 
     frames = smooth_frames(9, 48, 64)
-    plain, sharp = _live(tmp_path, "plain.tok", frames, sharpen=0), _live(tmp_path, "sharp.tok", frames, sharpen=1.5)
+    plain = _live(tmp_path, "plain.tok", frames, sharpen=0, max_scale=1)  # auto would time the machine: pinned
+    sharp = _live(tmp_path, "sharp.tok", frames, sharpen=1.5, max_scale=1)
     assert len(plain) == 9 and not np.array_equal(plain, sharp)
     np.testing.assert_array_equal(sharp, sharpen(plain, Sharpen.of_amount(1.5)))
     assert tokcodec.tok_info(tmp_path / "sharp.tok")["sharpen"] == [1.5, 1.5, 2.0]
@@ -278,6 +315,56 @@ def test_live_ingest_sends_the_layers_that_pay_in_its_file(tmp_path: Path) -> No
     _assert_same_frames(decoded[:9], apply_layers(back[:9], first.layers, matrix=matrix))
     error = [np.mean((f.astype(float) - frames) ** 2) for f in (decoded, without)]
     assert error[0] < error[1]
+
+
+def test_live_ingest_stops_at_a_chunk_it_could_not_write_and_keeps_the_ones_before(tmp_path: Path, monkeypatch,
+                                                                                    caplog) -> None:
+    import tokcodec.streaming.server as server
+    from tokcodec.codec import load_tokenizer
+    from tokcodec.files import open_tok
+    from tokcodec.streaming.server import Ingest
+    from tokcodec.streaming.stateful import TorchEngine
+
+    calls = []
+    real = server.choose_layers
+
+    def failing_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server, "choose_layers", failing_second)
+    tokenizer = load_tokenizer()
+    cfg = IngestConfig(fps=10, max_side=64, chunk_frames=9, max_scale=1, sharpen=0)
+    ingest = Ingest(None, tmp_path / "live.tok", tokenizer, TorchEngine(tokenizer, "fp32"), cfg, None)
+    frames = smooth_frames(27, 48, 64)
+    with pytest.raises(OSError, match="No space left"):  # the second chunk's failure, when the third ends
+        for frame in frames:
+            ingest._push(frame)
+    ingest._close()  # what was written stays: the first chunk, without a gap after it
+    with open_tok(tmp_path / "live.tok") as reader:
+        assert [e.frames for e in reader.entries] == [9]
+    tokcodec.decode_file(tmp_path / "live.tok", tmp_path / "live.mp4", lossless=True, precision="fp32")
+
+    # Under `serve` the ingest ends with a line in the log, and the camera's track ends.
+    class Ended(VideoStreamTrack):
+        async def recv(self):
+            raise MediaStreamError
+
+    calls.clear()
+    reply = server.QueueTrack(10)
+    for _ in range(64):
+        reply.queue.put_nowait(np.zeros((2, 2, 3), np.uint8))  # nobody reads the reply any more
+    ingest = Ingest(Ended(), tmp_path / "ended.tok", tokenizer, TorchEngine(tokenizer, "fp32"), cfg, reply)
+
+    def failing_close() -> None:
+        raise OSError("disk gone")
+
+    ingest._close = failing_close
+    asyncio.run(asyncio.wait_for(ingest.run(), 10))
+    assert "ended.tok: live ingest stopped: disk gone" in caplog.text
+    assert reply.queue.qsize() == 64 and reply.queue._queue[-1] is None
 
 
 def test_live_ingest_picks_the_largest_scale_its_engine_keeps_up_with(tmp_path: Path) -> None:
