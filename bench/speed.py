@@ -148,13 +148,14 @@ async def loopback(seconds: float, camera_size: tuple[int, int], onnx_dir: Path 
             await server.shutdown()
         from tokcodec.files import tok_info
 
-        coded = [tok_info(p)["coded_size"] for p in Path(d).glob("live-*.tok")]
+        infos = [tok_info(p) for p in Path(d).glob("live-*.tok")]
     warm = arrivals[len(arrivals) // 4 :]  # skip the start-up
     fps = (len(warm) - 1) / (warm[-1] - warm[0]) if len(warm) > 1 else 0.0
     lat = np.array(latencies[len(latencies) // 4 :]) * 1000
     return {"frames": len(arrivals), "sustained_fps": fps, "latency_ms_median": float(np.median(lat)) if lat.size else None,
             "latency_ms_p90": float(np.percentile(lat, 90)) if lat.size else None, "decoded_codes": len(latencies),
-            "coded_size": coded[0] if coded else None}
+            "coded_size": infos[0]["coded_size"] if infos else None,
+            "file_fps": infos[0]["fps"] if infos else None}  # below the ingest's where it fell behind
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"coding scale at most {args.ingest_max_scale}, "
                   f"{'onnxruntime' if onnx_dir else 'torch (--precision auto)'}: {r['frames']} frames back, sustained "
                   f"{r['sustained_fps']:.2f} fps, glass-to-glass latency median {r['latency_ms_median']:.0f} ms, "
-                  f"p90 {r['latency_ms_p90']:.0f} ms ({r['decoded_codes']} frame codes read), coded at {r['coded_size']}")
+                  f"p90 {r['latency_ms_p90']:.0f} ms ({r['decoded_codes']} frame codes read), coded at {r['coded_size']}, "
+                  f"file written at {r['file_fps']} fps")
     return 0
 
 

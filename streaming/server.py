@@ -33,7 +33,9 @@ point `quality` with its scale capped at `max_scale` (1: the ingest size), appen
 each finished chunk, with its coarse layers, to DIR/live-*.tok (playable while
 it grows) and sends the decoded reconstruction back on the same connection
 (without the layers, which are chosen when the chunk ends), with the unsharp
-mask the file asks decoders for (`IngestConfig.sharpen`).
+mask the file asks decoders for (`IngestConfig.sharpen`). Where the coding
+cannot keep up with the frame clock, frame times are lost and the file is
+closed at the frame rate it was coded at.
 
 Every peer connection is tracked and closed when its client goes away
 (ICE failure, close) or when the server stops; errors go to that client
@@ -45,12 +47,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -61,7 +64,7 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from tokcodec.bitstream.container import TokError, TokWriter
+from tokcodec.bitstream.container import Header, TokError, TokWriter
 from tokcodec.bitstream.luma_layer import Layers
 from tokcodec.codec import Tokenizer, load_tokenizer
 from tokcodec.codec.clips import coded_size, resize_frames
@@ -77,6 +80,9 @@ from .stateful import StreamingDecoder, StreamingEncoder, TorchEngine
 log = logging.getLogger("tokcodec.serve")
 AUTO_SCALE = "auto"  # IngestConfig.max_scale: the largest scale the engine keeps up with
 LIVE_BUDGET = 0.6  # share of a frame period that live coding may take: WebRTC's video codec and the loop need the rest
+# How far live coding may fall behind its frame clock and still catch up (a chunk's end, a busy moment);
+# frame times beyond are lost, and a file that lost many gets the frame rate it was coded at.
+MAX_LAG = 0.5  # seconds
 VIDEO_CLOCK = 90000  # RTP video clock rate
 WEB = Path(__file__).with_name("web")
 
@@ -272,6 +278,7 @@ class Ingest:
         self.ended = asyncio.Event()
         self.writer: TokWriter | None = None
         self.frames = 0
+        self.clock: tuple[float, float] | None = None  # when the frame clock started, and the last frame's time
 
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())
@@ -298,17 +305,29 @@ class Ingest:
     async def _encode(self) -> None:
         period = 1 / self.cfg.fps
         next_tick = time.monotonic()
+        lagged = False
         while not self.ended.is_set():
             if self.latest is not None:
                 rgb = self._scale(self.latest)
                 opening = self.writer is None
+                sampled = time.monotonic()
                 recon = await asyncio.to_thread(self._push, rgb)
                 if opening:  # the first frame chose the coding, timing it: the clock starts after it
                     next_tick = time.monotonic()
+                    self.clock = (next_tick, next_tick)
+                else:  # the frame's time: its tick, or when it was sampled where that was a frame or more late
+                    self.clock = (self.clock[0], sampled if sampled - next_tick > period else next_tick)
                 for frame in recon:
                     if not self.reply.queue.full():
                         self.reply.queue.put_nowait(frame)
             next_tick += period
+            now = time.monotonic()
+            if self.clock is not None:
+                if now - next_tick > MAX_LAG:  # more than a passing stall: those frame times are lost
+                    if not lagged:
+                        log.warning("%s: live coding falls behind %d fps here", self.output.name, self.cfg.fps)
+                    lagged = True
+                    next_tick += math.ceil((now - next_tick - MAX_LAG) / period) * period
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
 
     def _scale(self, frame: av.VideoFrame) -> np.ndarray:
@@ -379,6 +398,7 @@ class Ingest:
         self.writing: Future | None = None
 
     def _write_chunk(self, frames: int) -> None:
+        """Hand the chunk that just ended (`frames` real frames) to the worker and start the next."""
         grid, sources, decoded = np.stack(self.grid), self.sources[:frames], self.decoded[:frames]
         self.grid, self.sources, self.decoded = [], [], []
         self.decoder.reset()
@@ -395,6 +415,19 @@ class Ingest:
             layers = choose_layers(np.stack(sources), np.stack(decoded), len(payload), self.writer.header.luma_matrix,
                                    True, True)
         self.writer.write_chunk(frames, grid, (), layers, payload)
+
+    def _played_rate(self, header: Header) -> Header:
+        """The header at the frame rate the file was coded at, where that fell more than 2% short of
+        its clock's (a machine too slow for it): so that it plays in the time it was recorded in."""
+        if self.clock is None:
+            return header
+        ticks = 1 + (self.clock[1] - self.clock[0]) * self.cfg.fps  # frame times, the first frame's to the last's
+        if self.frames >= 0.98 * ticks:
+            return header
+        fps = (Fraction(self.cfg.fps) * self.frames / Fraction(ticks)).limit_denominator(1000)
+        log.warning("%s: coded %d frames in %.1f s: written at %.2f fps instead of %d",
+                    self.output.name, self.frames, ticks / self.cfg.fps, fps, self.cfg.fps)
+        return replace(header, fps=fps)
 
     def _close(self) -> None:
         if self.writer is None:
@@ -413,6 +446,7 @@ class Ingest:
                 if self.writing is not None:
                     self.writing.result()  # a last chunk that failed to write fails the file here
             finally:
+                self.writer.header = self._played_rate(self.writer.header)
                 self.writer.close()  # the chunks written so far stay readable
         log.info("%s: %d frames", self.output.name, self.frames)
 

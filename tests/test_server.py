@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -365,6 +366,43 @@ def test_live_ingest_stops_at_a_chunk_it_could_not_write_and_keeps_the_ones_befo
     asyncio.run(asyncio.wait_for(ingest.run(), 10))
     assert "ended.tok: live ingest stopped: disk gone" in caplog.text
     assert reply.queue.qsize() == 64 and reply.queue._queue[-1] is None
+
+
+def test_live_ingest_that_falls_behind_writes_the_frame_rate_it_kept(tmp_path: Path, caplog) -> None:
+    import time
+
+    import tokcodec.streaming.server as server
+    from tokcodec.codec import load_tokenizer
+    from tokcodec.streaming.stateful import TorchEngine
+
+    class ShortCamera(Camera):
+        async def recv(self):
+            if self.i == len(self.frames):
+                raise MediaStreamError
+            return await super().recv()
+
+    tokenizer = load_tokenizer()
+    cfg = IngestConfig(fps=10, max_side=64, chunk_frames=9, max_scale=1, sharpen=0, layers=False)
+    ingest = server.Ingest(ShortCamera(75), tmp_path / "slow.tok", tokenizer, TorchEngine(tokenizer, "fp32"), cfg,
+                           server.QueueTrack(10))
+    push, started, pushed = ingest._push, [], []
+
+    def slow_push(rgb: np.ndarray) -> list[np.ndarray]:
+        started.append(time.monotonic())
+        out = push(rgb)
+        time.sleep(0.25)  # a machine that codes 4 frames a second, at most
+        pushed.append(time.monotonic())
+        return out
+
+    ingest._push = slow_push
+    asyncio.run(asyncio.wait_for(ingest.run(), 30))  # 3 s of camera
+    info = tokcodec.tok_info(tmp_path / "slow.tok")
+    fps = float(Fraction(info["fps"]))
+    assert info["frames"] == ingest.frames == len(pushed) >= 4 and 2 <= fps <= 4.5  # not the 10 fps asked for
+    # It plays in the time it was coded in: from the first frame (its clock starts once it is coded)
+    # to the last one's sampling, and that one's frame time.
+    assert abs(info["frames"] / fps - (started[-1] - pushed[0] + 0.1)) < 0.1
+    assert "live coding falls behind 10 fps here" in caplog.text and "written at" in caplog.text
 
 
 def test_live_ingest_picks_the_largest_scale_its_engine_keeps_up_with(tmp_path: Path) -> None:
