@@ -1,36 +1,104 @@
 """Experiment (not part of the codec): how the chunk length trades bits for random access.
 
-Run: .venv/bin/python bench/experiments/chunk_length.py (needs the corpus). Encodes the first 65 frames
-of carphone and realshort (36 frames) with `encode_file(chunk_frames=17 / 33 / 65)` at levels 1-3,
-decodes losslessly and prints bpp (whole .tok) and PSNR-Y (mean per frame, Y' of the decoded RGB
-source and output, bt601 limited range). Result in bench/RESULTS.md ("Chunk length")."""
+Run: .venv/bin/python bench/experiments/chunk_length.py CLIP... [--frames 129] [--chunks 33,65,129]
+        [--qualities 4] [--work DIR]
 
+Each chunk starts with a latent frame coded alone (an intra frame): longer chunks send fewer of
+them, at the cost of coarser random access and of a decoder run further from its chunk's start
+than it was trained. Each clip's first FRAMES frames (written losslessly, so that every run reads
+the same frames) are encoded by `encode_file` with today's defaults at each chunk length, and
+decoded losslessly. Prints per clip and length: bpp (the whole .tok), PSNR-Y / MS-SSIM / VMAF /
+VMAF NEG (bench/metrics, Y' by BT.601 from the RGB frames), PSNR-Y over each 32-frame window
+after the first frame (how the quality holds far from a chunk's start), the share of the token
+bytes that each chunk's first latent frame takes (coded alone, the same context net), and the
+encode and decode seconds; with several QUALITIES, each length's BD-rate against the first's by
+PSNR-Y, MS-SSIM, VMAF and VMAF NEG (`metrics.bd_rate`). (Until the forty-seventh session this script compared 17, 33 and 65
+on carphone and realshort with the fourth session's codec; RESULTS "Chunk length".)
+"""
+
+from __future__ import annotations
+
+import argparse
 import itertools
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import metrics  # noqa: E402
-from corpus import corpus_dir  # noqa: E402
+from rd import resolve_clips  # noqa: E402
 
-from tokcodec.codec.io import iter_frames  # noqa: E402
-from tokcodec.files import decode_file, encode_file  # noqa: E402
+from tokcodec.bitstream.entropy import encode_tokens  # noqa: E402
+from tokcodec.codec.io import iter_frames, write_video  # noqa: E402
+from tokcodec.files import decode_file, encode_file, open_tok  # noqa: E402
 
-FRAMES = 65
-for name in ("carphone_pristine.mp4", "realshort.mp4"):
-    path = corpus_dir() / name
-    src = np.stack(list(itertools.islice(iter_frames(path), FRAMES)))
-    n, h, w = src.shape[:3]
-    for quality in (1, 2, 3):
-        row = []
-        for chunk in (17, 33, 65):
-            with tempfile.TemporaryDirectory() as d:
-                report = encode_file(path, f"{d}/a.tok", quality=quality, chunk_frames=chunk, max_frames=FRAMES)
-                decode_file(f"{d}/a.tok", f"{d}/a.mp4", lossless=True)
-                out = np.stack(list(iter_frames(f"{d}/a.mp4")))
-                psnr = metrics.psnr_y(metrics.rgb_to_y(src), metrics.rgb_to_y(out))
-                row.append(f"chunk {chunk}: {8 * report.bytes / (n * h * w):.4f} bpp {psnr:.2f} dB")
-        print(f"{name} ({n} frames) level {quality}: " + " | ".join(row), flush=True)
+WINDOW = 32
+
+
+def first_frame_share(path: Path) -> float:
+    """The share of the file's token bytes that its chunks' first latent frames take, each coded
+    alone again by the file's writer model (an estimate: the chunks code them with the rest)."""
+    with open_tok(path) as reader:
+        total = first = 0
+        for e in reader.entries:
+            chunk = reader.read_chunk(e.index)
+            h = reader.header
+            total += len(encode_tokens(chunk.tokens, h.bits, h.entropy, reader.prior))
+            first += len(encode_tokens(chunk.tokens[:1], h.bits, h.entropy, reader.prior))
+    return first / total
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("clips", nargs="+")
+    p.add_argument("--frames", type=int, default=129)
+    p.add_argument("--chunks", default="33,65,129")
+    p.add_argument("--qualities", default="4", help="ladder points, comma-separated")
+    p.add_argument("--work", type=Path, default=None)
+    a = p.parse_args()
+    work = a.work or Path(tempfile.mkdtemp(prefix="chunk-length-"))
+    work.mkdir(parents=True, exist_ok=True)
+    vmaf, neg = metrics.Vmaf(), metrics.Vmaf(neg=True)
+    chunks = [int(c) for c in a.chunks.split(",")]
+    qualities = [int(q) for q in a.qualities.split(",")]
+    for path in resolve_clips(a.clips):
+        src = np.stack(list(itertools.islice(iter_frames(path), a.frames)))
+        n, h, w = src.shape[:3]
+        lossless = work / f"{path.stem}-{n}.mp4"
+        if not lossless.exists():
+            write_video(lossless, src, 25, lossless=True)
+        y0 = metrics.rgb_to_y(src)
+        curves = {c: [] for c in chunks}  # (bpp, PSNR-Y, MS-SSIM, VMAF, NEG) per quality
+        for quality, chunk in itertools.product(qualities, chunks):
+            name = f"{path.stem}-{n}-q{quality}-c{chunk}"
+            tok, out = work / f"{name}.tok", work / f"{name}.mp4"
+            start = time.perf_counter()
+            report = encode_file(lossless, tok, quality=quality, chunk_frames=chunk, force=True)
+            enc = time.perf_counter() - start
+            start = time.perf_counter()
+            decode_file(tok, out, lossless=True, force=True)
+            dec = time.perf_counter() - start
+            y1 = metrics.rgb_to_y(np.stack(list(iter_frames(out))))
+            point = (8 * report.bytes / (n * h * w), metrics.psnr_y(y0, y1), metrics.ms_ssim(y0, y1),
+                     vmaf(y0, y1), neg(y0, y1))
+            curves[chunk].append(point)
+            windows = [metrics.psnr_y(y0[s:s + WINDOW], y1[s:s + WINDOW]) for s in range(1, n - 1, WINDOW)]
+            print(f"{path.name} ({n} frames {w}x{h}) quality {quality} chunk {chunk}: {point[0]:.5f} bpp, "
+                  f"PSNR-Y {point[1]:.3f} MS-SSIM {point[2]:.4f} VMAF {point[3]:.2f} NEG {point[4]:.2f}; windows "
+                  + " ".join(f"{v:.2f}" for v in windows)
+                  + f"; first latent frames {100 * first_frame_share(tok):.1f}% of token bytes; "
+                  f"encode {enc:.1f} s decode {dec:.1f} s", flush=True)
+        if len(qualities) > 1:
+            base = np.array(curves[chunks[0]])
+            for chunk in chunks[1:]:
+                c = np.array(curves[chunk])
+                bd = [metrics.bd_rate(base[:, 0], base[:, m], c[:, 0], c[:, m]) for m in range(1, 5)]
+                print(f"{path.name}: chunk {chunk} against {chunks[0]}, BD-rate PSNR-Y / MS-SSIM / VMAF / NEG: "
+                      + " / ".join(f"{v:+.1f}%" for v in bd), flush=True)
+
+
+if __name__ == "__main__":
+    main()
