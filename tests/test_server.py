@@ -562,6 +562,8 @@ def test_a_file_that_kept_super_whites_plays_as_players_show_it(tmp_path: Path) 
     (["--ingest-model", "no-such-model"], 1, "no-such-model"),
     (["--ingest-max-scale", "0.5"], 2, "neither 'auto' nor a number from 1 to 4"),
     (["--ingest-max-scale", "fast"], 2, "neither 'auto' nor a number from 1 to 4"),
+    (["--ingest-chunk-frames", "20"], 1, "--ingest-chunk-frames must be 1 + 4k"),
+    (["--ingest-chunk-frames", "0"], 2, "0 is not in the range x>=1"),
 ])
 def test_serve_refuses_a_bad_ingest_setting_before_it_starts(tmp_path: Path, args, code, message) -> None:
     r = CliRunner().invoke(main, ["serve", str(tmp_path), *args])

@@ -378,6 +378,9 @@ def _ingest_scale_option(ctx: click.Context, param: click.Parameter, value: str)
                    "2 cores of a CPU that has it, not with onnxruntime")
 @click.option("--ingest-sharpen", default=0.5, show_default=True, type=click.FloatRange(0, 255 / 16),
               help="unsharp mask of a live camera's decoded luma, as `encode --sharpen` (0: none)")
+@click.option("--ingest-chunk-frames", default=33, show_default=True, type=click.IntRange(min=1),
+              help="frames per live chunk (1 + 4k for the default model): a chunk reaches the growing file when it "
+                   "ends; 33 takes 5%-15% fewer bits than 17")
 @click.option("--ingest-layers/--no-ingest-layers", default=True, show_default=True,
               help="each live chunk's coarse luma and chroma layers where they pay, as `encode` sends them "
                    "(in the file; the frames sent back to the camera go out before the chunk's layers are chosen)")
@@ -385,7 +388,7 @@ def _ingest_scale_option(ctx: click.Context, param: click.Parameter, value: str)
 @user_errors
 def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps: int, ingest_size: int,
           ingest_model: str | None, ingest_quality: int | None, ingest_max_scale: float | str, ingest_sharpen: float,
-          ingest_layers: bool, precision: str) -> None:
+          ingest_chunk_frames: int, ingest_layers: bool, precision: str) -> None:
     """Serve the .tok files in DIRECTORY to browsers over WebRTC, and record live cameras into it."""
     from tokcodec.codec import load_tokenizer
     from tokcodec.ladder import model_ladder
@@ -393,9 +396,14 @@ def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps
     from tokcodec.streaming.server import serve as run
 
     # An unknown model or point fails here, in one line, before the server starts.
-    model_ladder(load_tokenizer(ingest_model).config).point(ingest_quality)
+    tokenizer = load_tokenizer(ingest_model)
+    model_ladder(tokenizer.config).point(ingest_quality)
+    if (ingest_chunk_frames - 1) % tokenizer.temporal_factor:
+        raise ValueError(f"--ingest-chunk-frames must be 1 + {tokenizer.temporal_factor}k for model "
+                         f"{tokenizer.config.name}, got {ingest_chunk_frames}")
     ingest = IngestConfig(fps=ingest_fps, max_side=ingest_size, quality=ingest_quality, max_scale=ingest_max_scale,
-                          model=ingest_model, sharpen=ingest_sharpen, layers=ingest_layers)
+                          model=ingest_model, sharpen=ingest_sharpen, layers=ingest_layers,
+                          chunk_frames=ingest_chunk_frames)
     run(directory, host, port, onnx_dir, ingest, precision)
 
 
