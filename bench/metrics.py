@@ -255,6 +255,18 @@ class Vmaf:
         return float(self.frames(ref, dist).mean())
 
 
+def luma_scores(ref: np.ndarray, dist: np.ndarray, vmaf: Vmaf, neg: Vmaf) -> np.ndarray:
+    """PSNR-Y, MS-SSIM, VMAF and VMAF NEG of two Y' videos (n, H, W) uint8 (`vmaf`, `neg`: a
+    `Vmaf()` and a `Vmaf(neg=True)`, made once: their models load slowly)."""
+    return np.array([psnr_y(ref, dist), ms_ssim(ref, dist), vmaf(ref, dist), neg(ref, dist)])
+
+
+def window_psnr_y(ref: np.ndarray, dist: np.ndarray, window: int = 32) -> list[float]:
+    """PSNR-Y of two Y' videos over each `window` frames after the first: how quality holds
+    through a clip (far from or near a chunk's start)."""
+    return [psnr_y(ref[s:s + window], dist[s:s + window]) for s in range(1, len(ref) - 1, window)]
+
+
 # ---------------------------------------------------------------- BD-rate
 
 

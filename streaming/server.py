@@ -447,12 +447,10 @@ class Ingest:
                 self._write_chunk(count)
         finally:
             self.chunk_writer.shutdown(wait=True)
-            try:
-                if self.writing is not None:
-                    self.writing.result()  # a last chunk that failed to write fails the file here
-            finally:
-                self.writer.header = self._played_rate(self.writer.header)
-                self.writer.close()  # the chunks written so far stay readable
+            self.writer.header = self._played_rate(self.writer.header)
+            self.writer.close()  # the chunks written so far stay readable
+        if self.writing is not None:
+            self.writing.result()  # a last chunk that failed to write fails the file here
         log.info("%s: %d frames", self.output.name, self.frames)
 
 

@@ -220,15 +220,21 @@ def test_live_ingest_writes_a_decodable_tok_and_sends_back_the_reconstruction(fo
     (folder / name).unlink()
 
 
-def _live(tmp_path: Path, name: str, frames: np.ndarray, **settings) -> np.ndarray:
-    """The reconstruction live ingest sends back for `frames`, its .tok written to tmp_path/name."""
+def _ingest(path: Path, track=None, reply=None, **settings):
+    """A live ingest of the default model (torch, float32) writing `path`: 10 fps, 64 pixels,
+    9-frame chunks unless `settings` say otherwise."""
     from tokcodec.codec import load_tokenizer
     from tokcodec.streaming.server import Ingest
     from tokcodec.streaming.stateful import TorchEngine
 
     tokenizer = load_tokenizer()
-    cfg = IngestConfig(fps=10, max_side=64, chunk_frames=9, **settings)
-    ingest = Ingest(None, tmp_path / name, tokenizer, TorchEngine(tokenizer, "fp32"), cfg, None)
+    cfg = IngestConfig(**{"fps": 10, "max_side": 64, "chunk_frames": 9, **settings})
+    return Ingest(track, path, tokenizer, TorchEngine(tokenizer, "fp32"), cfg, reply)
+
+
+def _live(tmp_path: Path, name: str, frames: np.ndarray, **settings) -> np.ndarray:
+    """The reconstruction live ingest sends back for `frames`, its .tok written to tmp_path/name."""
+    ingest = _ingest(tmp_path / name, **settings)
     out = [f for frame in frames for f in ingest._push(frame)]
     ingest._close()
     return np.stack(out)
@@ -321,10 +327,7 @@ def test_live_ingest_sends_the_layers_that_pay_in_its_file(tmp_path: Path) -> No
 def test_live_ingest_stops_at_a_chunk_it_could_not_write_and_keeps_the_ones_before(tmp_path: Path, monkeypatch,
                                                                                     caplog) -> None:
     import tokcodec.streaming.server as server
-    from tokcodec.codec import load_tokenizer
     from tokcodec.files import open_tok
-    from tokcodec.streaming.server import Ingest
-    from tokcodec.streaming.stateful import TorchEngine
 
     calls = []
     real = server.choose_layers
@@ -336,9 +339,7 @@ def test_live_ingest_stops_at_a_chunk_it_could_not_write_and_keeps_the_ones_befo
         return real(*args, **kwargs)
 
     monkeypatch.setattr(server, "choose_layers", failing_second)
-    tokenizer = load_tokenizer()
-    cfg = IngestConfig(fps=10, max_side=64, chunk_frames=9, max_scale=1, sharpen=0)
-    ingest = Ingest(None, tmp_path / "live.tok", tokenizer, TorchEngine(tokenizer, "fp32"), cfg, None)
+    ingest = _ingest(tmp_path / "live.tok", max_scale=1, sharpen=0)
     frames = smooth_frames(27, 48, 64)
     with pytest.raises(OSError, match="No space left"):  # the second chunk's failure, when the third ends
         for frame in frames:
@@ -357,7 +358,7 @@ def test_live_ingest_stops_at_a_chunk_it_could_not_write_and_keeps_the_ones_befo
     reply = server.QueueTrack(10)
     for _ in range(64):
         reply.queue.put_nowait(np.zeros((2, 2, 3), np.uint8))  # nobody reads the reply any more
-    ingest = Ingest(Ended(), tmp_path / "ended.tok", tokenizer, TorchEngine(tokenizer, "fp32"), cfg, reply)
+    ingest = _ingest(tmp_path / "ended.tok", Ended(), reply, max_scale=1, sharpen=0)
 
     def failing_close() -> None:
         raise OSError("disk gone")
@@ -372,8 +373,6 @@ def test_live_ingest_that_falls_behind_writes_the_frame_rate_it_kept(tmp_path: P
     import time
 
     import tokcodec.streaming.server as server
-    from tokcodec.codec import load_tokenizer
-    from tokcodec.streaming.stateful import TorchEngine
 
     class ShortCamera(Camera):
         async def recv(self):
@@ -381,10 +380,8 @@ def test_live_ingest_that_falls_behind_writes_the_frame_rate_it_kept(tmp_path: P
                 raise MediaStreamError
             return await super().recv()
 
-    tokenizer = load_tokenizer()
-    cfg = IngestConfig(fps=10, max_side=64, chunk_frames=9, max_scale=1, sharpen=0, layers=False)
-    ingest = server.Ingest(ShortCamera(75), tmp_path / "slow.tok", tokenizer, TorchEngine(tokenizer, "fp32"), cfg,
-                           server.QueueTrack(10))
+    ingest = _ingest(tmp_path / "slow.tok", ShortCamera(75), server.QueueTrack(10), max_scale=1, sharpen=0,
+                     layers=False)
     push, started, pushed = ingest._push, [], []
 
     def slow_push(rgb: np.ndarray) -> list[np.ndarray]:

@@ -391,6 +391,7 @@ def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps
           ingest_chunk_frames: int, ingest_layers: bool, precision: str) -> None:
     """Serve the .tok files in DIRECTORY to browsers over WebRTC, and record live cameras into it."""
     from tokcodec.codec import load_tokenizer
+    from tokcodec.files import check_chunk_frames
     from tokcodec.ladder import model_ladder
     from tokcodec.streaming.server import IngestConfig
     from tokcodec.streaming.server import serve as run
@@ -398,9 +399,7 @@ def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps
     # An unknown model or point fails here, in one line, before the server starts.
     tokenizer = load_tokenizer(ingest_model)
     model_ladder(tokenizer.config).point(ingest_quality)
-    if (ingest_chunk_frames - 1) % tokenizer.temporal_factor:
-        raise ValueError(f"--ingest-chunk-frames must be 1 + {tokenizer.temporal_factor}k for model "
-                         f"{tokenizer.config.name}, got {ingest_chunk_frames}")
+    check_chunk_frames(tokenizer, ingest_chunk_frames, "--ingest-chunk-frames")
     ingest = IngestConfig(fps=ingest_fps, max_side=ingest_size, quality=ingest_quality, max_scale=ingest_max_scale,
                           model=ingest_model, sharpen=ingest_sharpen, layers=ingest_layers,
                           chunk_frames=ingest_chunk_frames)

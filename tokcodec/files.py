@@ -220,9 +220,8 @@ def encode_file(
                          f"(0..{len(tokenizer.config.lfq.level_bits) - 1}, see `tokcodec models`)")
     if scale is not None and not MIN_SCALE <= scale <= MAX_SCALE:
         raise ValueError(f"--scale must be in {MIN_SCALE}..{MAX_SCALE}, got {scale}")
+    check_chunk_frames(tokenizer, chunk_frames)
     t = tokenizer.temporal_factor
-    if chunk_frames < 1 or (chunk_frames - 1) % t:
-        raise ValueError(f"--chunk-frames must be 1 + {t}k for model {tokenizer.config.name}, got {chunk_frames}")
     info = probe(source)
     audio_info = audio_stream_info(source)
     warnings = []
@@ -296,6 +295,14 @@ def encode_file(
                         writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes,
                         header.quality, bits, (cw, ch), thresholds, refine.steps, span, writer.layer_bytes, layered,
                         sharpen)
+
+
+def check_chunk_frames(tokenizer: Tokenizer, chunk_frames: int, option: str = "--chunk-frames") -> None:
+    """Raise a one-line ValueError unless `chunk_frames` is 1 + tk for `tokenizer`'s temporal factor t
+    (a chunk's first frame alone, then whole latent frames)."""
+    t = tokenizer.temporal_factor
+    if chunk_frames < 1 or (chunk_frames - 1) % t:
+        raise ValueError(f"{option} must be 1 + {t}k for model {tokenizer.config.name}, got {chunk_frames}")
 
 
 def source_span(source: str | os.PathLike, headroom: str = "auto", until: float | None = None) -> LumaRange:

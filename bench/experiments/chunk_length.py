@@ -35,8 +35,6 @@ from tokcodec.bitstream.entropy import encode_tokens  # noqa: E402
 from tokcodec.codec.io import iter_frames, write_video  # noqa: E402
 from tokcodec.files import decode_file, encode_file, open_tok  # noqa: E402
 
-WINDOW = 32
-
 
 def first_frame_share(path: Path) -> float:
     """The share of the file's token bytes that its chunks' first latent frames take, each coded
@@ -82,10 +80,9 @@ def main() -> None:
             decode_file(tok, out, lossless=True, force=True)
             dec = time.perf_counter() - start
             y1 = metrics.rgb_to_y(np.stack(list(iter_frames(out))))
-            point = (8 * report.bytes / (n * h * w), metrics.psnr_y(y0, y1), metrics.ms_ssim(y0, y1),
-                     vmaf(y0, y1), neg(y0, y1))
+            point = (8 * report.bytes / (n * h * w), *metrics.luma_scores(y0, y1, vmaf, neg))
             curves[chunk].append(point)
-            windows = [metrics.psnr_y(y0[s:s + WINDOW], y1[s:s + WINDOW]) for s in range(1, n - 1, WINDOW)]
+            windows = metrics.window_psnr_y(y0, y1)
             print(f"{path.name} ({n} frames {w}x{h}) quality {quality} chunk {chunk}: {point[0]:.5f} bpp, "
                   f"PSNR-Y {point[1]:.3f} MS-SSIM {point[2]:.4f} VMAF {point[3]:.2f} NEG {point[4]:.2f}; windows "
                   + " ".join(f"{v:.2f}" for v in windows)

@@ -53,8 +53,7 @@ def live_frames(path: Path, frames: int, max_side: int) -> np.ndarray:
 
 def scores(ref: np.ndarray, dist: np.ndarray, vmaf: metrics.Vmaf, neg: metrics.Vmaf) -> np.ndarray:
     """PSNR-Y, MS-SSIM, VMAF, VMAF NEG of two uint8 RGB videos."""
-    y0, y1 = metrics.rgb_to_y(ref), metrics.rgb_to_y(dist)
-    return np.array([metrics.psnr_y(y0, y1), metrics.ms_ssim(y0, y1), vmaf(y0, y1), neg(y0, y1)])
+    return metrics.luma_scores(metrics.rgb_to_y(ref), metrics.rgb_to_y(dist), vmaf, neg)
 
 
 def main() -> None:

@@ -30,8 +30,6 @@ from rd import resolve_clips  # noqa: E402
 from tokcodec.codec.io import iter_frames, write_video  # noqa: E402
 from tokcodec.files import decode_file, encode_file  # noqa: E402
 
-WINDOW = 32
-
 
 def coded(parts: list[np.ndarray], stem: Path, quality: int) -> tuple[int, np.ndarray]:
     """Total bytes of `parts` each encoded as its own file, and their decoded frames joined."""
@@ -72,10 +70,9 @@ def main() -> None:
         for name, parts in (("whole", [src]), ("split", [src[a_:b_] for a_, b_ in zip(bounds, bounds[1:])])):
             size, out = coded(parts, work / f"{path.stem}-{n}-{name}", quality)
             y1 = metrics.rgb_to_y(out)
-            point = (8 * size / (n * h * w), metrics.psnr_y(y0, y1), metrics.ms_ssim(y0, y1), vmaf(y0, y1),
-                     neg(y0, y1))
+            point = (8 * size / (n * h * w), *metrics.luma_scores(y0, y1, vmaf, neg))
             curves[name].append(point)
-            windows = [metrics.psnr_y(y0[s:s + WINDOW], y1[s:s + WINDOW]) for s in range(1, n - 1, WINDOW)]
+            windows = metrics.window_psnr_y(y0, y1)
             print(f"quality {quality} {name}: {point[0]:.5f} bpp, PSNR-Y {point[1]:.3f} MS-SSIM {point[2]:.4f} "
                   f"VMAF {point[3]:.2f} NEG {point[4]:.2f}; windows " + " ".join(f"{v:.2f}" for v in windows),
                   flush=True)
