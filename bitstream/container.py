@@ -27,7 +27,7 @@ MAGIC = b"TOKC"
 CHUNK_MAGIC = b"CHNK"
 INDEX_MAGIC = b"TIDX"
 TRAILER_MAGIC = b"TEND"
-VERSION = (1, 9)
+VERSION = (1, 10)
 
 MAX_HEADER_BODY = 1 << 20
 MAX_AUDIO_BYTES = 16 << 20
@@ -399,8 +399,8 @@ class TokWriter:
         `token_payload(tokens)` if the caller has it already."""
         assert self._f is not None, "writer is closed"
         h = self.header
-        if not 1 <= frames <= h.chunk_frames or (self.entries and self.entries[-1].frames != h.chunk_frames):
-            raise ValueError("only the last chunk may hold fewer than chunk_frames frames")
+        if not 1 <= frames <= h.chunk_frames:
+            raise ValueError(f"a chunk holds 1 to {h.chunk_frames} frames, not {frames}")
         expected = (h.chunk_token_frames(frames), *h.token_grid[1:])
         if tokens.shape != expected:
             raise ValueError(f"chunk tokens have shape {tokens.shape}, expected {expected}")
@@ -525,10 +525,8 @@ class TokReader:
 
     def _check_entries(self, entries: list[ChunkEntry], data_end: int) -> None:
         prev_end, prev_offset = 0, self._data_start - 1
-        for i, e in enumerate(entries):
-            last = i == len(entries) - 1
+        for e in entries:
             if (e.first_frame != prev_end or not 1 <= e.frames <= self.header.chunk_frames
-                    or (not last and e.frames != self.header.chunk_frames)
                     or not prev_offset < e.offset < data_end):
                 raise TokError("corrupt .tok index (inconsistent entry)")
             prev_end, prev_offset = e.end_frame, e.offset
@@ -550,8 +548,6 @@ class TokReader:
                 raise TokError(f"chunk {len(entries)} is corrupt (frame range)")
             entries.append(ChunkEntry(len(entries), fields_[1], fields_[2], offset))
             offset = end
-            if fields_[2] < self.header.chunk_frames:
-                break  # only the last chunk is short
         return entries
 
     def _check_complete(self) -> None:

@@ -9,6 +9,7 @@ in video_reader.py, audio.py and video_writer.py; this module is the API.
 
 from .audio import AudioPacketData, AudioStreamInfo, audio_packets_decodable, audio_stream_info, iter_audio_packets
 from .luma_range import NOMINAL, LumaRange, choose_luma_range, to_display
+from .scene_cuts import SCENE_THRESHOLD, SceneCuts
 from .video_reader import Clip, VideoError, VideoInfo, clip_length, iter_frames, probe, read_clips, source_luma
 from .video_writer import VideoWriter, write_video
 
@@ -20,6 +21,8 @@ __all__ = [
     "Clip",
     "clip_length",
     "read_clips",
+    "SceneCuts",
+    "SCENE_THRESHOLD",
     "source_luma",
     "LumaRange",
     "NOMINAL",

@@ -20,6 +20,7 @@ import av.error
 import numpy as np
 
 from .luma_range import LumaRange, yuv_to_rgb
+from .scene_cuts import SceneCuts
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -343,17 +344,19 @@ def clip_length(n: int, stride: int) -> int:
 
 def read_clips(
     path: PathLike, clip_frames: int = 17, temporal_stride: int = 4, max_frames: int | None = None,
-    luma: LumaRange | None = None,
+    luma: LumaRange | None = None, cuts: SceneCuts | None = None,
 ) -> Iterator[Clip]:
     """Stream the video as consecutive, non-overlapping clips of ``clip_frames`` frames.
 
     With ``max_frames``, only the first ``max_frames`` frames are read;
-    ``luma`` is `iter_frames`'s.
+    ``luma`` is `iter_frames`'s. With ``cuts`` (a fresh `SceneCuts`), a
+    clip also ends before a frame that starts a new scene, which begins the
+    next clip.
 
     ``clip_frames`` must be ``1 + temporal_stride*k`` (the causal tokenizer's
-    shape). The last clip holds the remaining frames, padded by repeating its
-    last frame up to ``clip_length(valid, temporal_stride)`` (not to
-    ``clip_frames``). Memory is bounded by one clip.
+    shape). A clip with fewer frames (the last, or one ended by a cut) is
+    padded by repeating its last frame up to ``clip_length(valid,
+    temporal_stride)`` (not to ``clip_frames``). Memory is bounded by one clip.
 
     Raises:
         ValueError: ``clip_frames`` or ``temporal_stride`` is not a valid shape.
@@ -368,13 +371,16 @@ def read_clips(
         )
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be at least 1, got {max_frames}")
-    return _clips(itertools.islice(iter_frames(path, luma), max_frames), clip_frames, temporal_stride)
+    return _clips(itertools.islice(iter_frames(path, luma), max_frames), clip_frames, temporal_stride, cuts)
 
 
-def _clips(frames: Iterator[np.ndarray], clip_frames: int, stride: int) -> Iterator[Clip]:
+def _clips(frames: Iterator[np.ndarray], clip_frames: int, stride: int, cuts: SceneCuts | None) -> Iterator[Clip]:
     buf: np.ndarray | None = None
     filled = start = 0
     for frame in frames:
+        if cuts is not None and cuts.is_cut(frame) and filled:
+            yield _padded(buf, filled, start, stride)
+            buf, filled, start = None, 0, start + filled
         if buf is None:
             # A fresh array per clip: the caller may keep the previous one.
             buf = np.empty((clip_frames, *frame.shape), dtype=np.uint8)
@@ -384,6 +390,11 @@ def _clips(frames: Iterator[np.ndarray], clip_frames: int, stride: int) -> Itera
             yield Clip(frames=buf, start=start, valid=filled)
             buf, filled, start = None, 0, start + clip_frames
     if buf is not None and filled:
-        clip = buf[: clip_length(filled, stride)]
-        clip[filled:] = clip[filled - 1]
-        yield Clip(frames=clip, start=start, valid=filled)
+        yield _padded(buf, filled, start, stride)
+
+
+def _padded(buf: np.ndarray, filled: int, start: int, stride: int) -> Clip:
+    """A clip of the first `filled` frames of `buf`, the last repeated up to a length the tokenizer takes."""
+    clip = buf[: clip_length(filled, stride)]
+    clip[filled:] = clip[filled - 1]
+    return Clip(frames=clip, start=start, valid=filled)

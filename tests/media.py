@@ -22,6 +22,12 @@ def smooth_frames(n: int, height: int, width: int) -> list[np.ndarray]:
     return frames
 
 
+def scene_cut_frames(before: int, after: int, height: int = 48, width: int = 64) -> list[np.ndarray]:
+    """`smooth_frames` with a scene cut at frame `before`: from there on the colours are inverted and
+    the square moves the other way."""
+    return smooth_frames(before, height, width) + [255 - f[::-1] for f in smooth_frames(after, height, width)]
+
+
 def noise_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(n)]

@@ -84,6 +84,20 @@ def test_file_without_index_is_walked(tmp_path: Path) -> None:
         assert np.array_equal(r.read_chunk(2).tokens, gs[2])
 
 
+def test_chunks_before_the_last_may_be_short_with_or_without_the_index(tmp_path: Path) -> None:
+    # An encoder ends a chunk early at a scene cut (format 1.10): 9, 3, 1, 9 and 5 frames.
+    frames = (9, 3, 1, 9, 5)
+    gs = write(tmp_path / "a.tok", header(), frames)
+    data = (tmp_path / "a.tok").read_bytes()
+    (tmp_path / "b.tok").write_bytes(data[: struct.unpack("<Q", data[-12:-4])[0]])  # no index: walked
+    for name in ("a.tok", "b.tok"):
+        with TokReader(tmp_path / name) as r:
+            assert [(e.first_frame, e.frames) for e in r.entries] == [(0, 9), (9, 3), (12, 1), (13, 9), (22, 5)]
+            assert r.frames == 27 and [e.index for e in r.entries_for(11, 3)] == [1, 2, 3]
+            for i, c in enumerate(r.chunks()):
+                assert np.array_equal(c.tokens, gs[i]) and c.audio == audio(i)
+
+
 def test_live_file_is_readable_while_it_grows(tmp_path: Path) -> None:
     h = header()
     gs = grids([9, 9], h)
@@ -106,10 +120,11 @@ def test_writer_refuses_bad_chunks_and_cleans_up(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="expected"):
         with TokWriter(out, h) as w:
             w.write_chunk(9, np.zeros((2, 4, 8), np.int64))
-    with pytest.raises(ValueError, match="only the last chunk"):
-        with TokWriter(out, h) as w:
-            w.write_chunk(5, np.zeros((2, 4, 8), np.int64))
-            w.write_chunk(5, np.zeros((2, 4, 8), np.int64))
+    for frames in (0, 10):  # chunk_frames is 9
+        with pytest.raises(ValueError, match="a chunk holds 1 to 9 frames"):
+            with TokWriter(out, h) as w:
+                w.write_chunk(5, np.zeros((2, 4, 8), np.int64))
+                w.write_chunk(frames, np.zeros((h.chunk_token_frames(frames), 4, 8), np.int64))
     assert out.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tok"]
 
@@ -210,7 +225,7 @@ def test_the_sharpening_round_trips_and_a_version_1_8_header_reads_as_none() -> 
     """1.9 appended the decoders' unsharp mask (amount, sigma, threshold in 1/16ths); before it, none."""
     sharp = replace(header(), luma_layer=CHROMA_LAYERS, sharpen_amount=8, sharpen_sigma=24, sharpen_threshold=32)
     data = sharp.to_bytes()
-    assert data[4:6] == bytes([1, 9]) and Header.read(io.BytesIO(data)) == sharp
+    assert data[4:6] == bytes([1, 10]) and Header.read(io.BytesIO(data)) == sharp
     body = data[10:-4][:-3]
     head = b"TOKC" + bytes([1, 8]) + struct.pack("<I", len(body)) + body
     old = Header.read(io.BytesIO(head + struct.pack("<I", zlib.crc32(head))))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from media import audio_seconds, make_av_source, make_tone_source
+from media import audio_seconds, make_av_source, make_tone_source, scene_cut_frames
 
 import tokcodec
 from tokcodec.api import video_psnr
@@ -25,7 +25,7 @@ from tokcodec.codec import DEFAULT_MODEL
 from tokcodec.codec import load_tokenizer
 from tokcodec.priors import load_prior
 from tokcodec.codec.clips import coded_size
-from tokcodec.codec.io import iter_frames, probe
+from tokcodec.codec.io import iter_frames, probe, write_video
 from tokcodec.ladder import model_ladder
 from tokcodec.streaming.rate_control import HysteresisSearch
 from tokcodec.streaming.refine import COARSE_WEIGHT, DEFAULT_STEPS, RefineConfig, asked_refine, default_refine
@@ -423,6 +423,28 @@ def test_encode_only_the_first_frames(source: Path, tmp_path: Path) -> None:
     tokcodec.decode_file(tmp_path / "a.tok", tmp_path / "a.mp4")
     assert probe(tmp_path / "a.mp4").frames == 10
     assert abs(audio_seconds(tmp_path / "a.mp4") - 10 / 25) < 0.05  # the audio follows the frames
+
+
+def test_encode_ends_a_chunk_at_a_scene_cut(source: Path, tok: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.mp4"
+    frames = scene_cut_frames(12, 10)
+    write_video(cut, frames, 25, lossless=True)
+    r = cli("encode", str(cut), "-o", str(tmp_path / "a.tok"), "--chunk-frames", "9", "--refine", "0")
+    assert r.exit_code == 0 and "1 chunk(s) ended early at a scene cut" in r.output
+    with tokcodec.open_tok(tmp_path / "a.tok") as reader:  # the cut frame 12 starts a chunk
+        assert [(e.first_frame, e.frames) for e in reader.entries] == [(0, 9), (9, 3), (12, 9), (21, 1)]
+    assert tokcodec.tok_info(tmp_path / "a.tok")["short_chunks"] == 1
+    assert "4 chunks of up to 9 frames (1 ended early at scene cuts)" in cli("info", str(tmp_path / "a.tok")).output
+    tokcodec.decode_file(tmp_path / "a.tok", tmp_path / "a.mp4", lossless=True)
+    decoded = list(iter_frames(tmp_path / "a.mp4"))
+    assert len(decoded) == 22 and video_psnr(cut, tmp_path / "a.mp4") > 20
+    r = cli("encode", str(cut), "-o", str(tmp_path / "b.tok"), "--chunk-frames", "9", "--refine", "0", "--no-scene-cuts",
+            "-q")
+    with tokcodec.open_tok(tmp_path / "b.tok") as reader:
+        assert r.exit_code == 0 and [e.frames for e in reader.entries] == [9, 9, 4]
+    # a clip without a cut codes the same bytes either way
+    r = cli("encode", str(source), "-o", str(tmp_path / "c.tok"), "--chunk-frames", "9", "--no-scene-cuts", "-q")
+    assert r.exit_code == 0 and (tmp_path / "c.tok").read_bytes() == tok.read_bytes()
 
 
 def test_encode_with_refinement(source: Path, tmp_path: Path) -> None:

@@ -24,12 +24,14 @@ from media import (
     noise_frames,
     numbered_frames,
     onset_seconds,
+    scene_cut_frames,
     smooth_frames,
 )
 from tokcodec.codec.io import (
     AudioPacketData,
     AudioStreamInfo,
     Clip,
+    SceneCuts,
     VideoError,
     VideoWriter,
     audio_stream_info,
@@ -541,6 +543,32 @@ def test_read_clips_rejects_bad_shape(twenty_frames: tuple[Path, list[np.ndarray
     path, _ = twenty_frames
     with pytest.raises(ValueError):
         read_clips(path, clip_frames=clip_frames, temporal_stride=stride)
+
+
+def test_scene_cuts_mark_the_frame_where_the_picture_changes_at_once() -> None:
+    def cuts(frames: list[np.ndarray]) -> list[int]:
+        detector = SceneCuts()
+        return [i for i, f in enumerate(frames) if detector.is_cut(f)]
+
+    assert cuts(scene_cut_frames(12, 8)) == [12]
+    assert cuts(smooth_frames(20, 48, 64)) == []  # steady motion
+    black, white = np.zeros((48, 64, 3), np.uint8), np.full((48, 64, 3), 255, np.uint8)
+    fade = [np.full((48, 64, 3), round(255 * i / 16), np.uint8) for i in range(17)]  # 6% a frame
+    assert cuts([black] * 3 + fade + [white] * 3) == []
+    assert cuts([black] * 3 + [white] * 3) == [3]
+    with pytest.raises(ValueError, match="threshold"):
+        SceneCuts(0)
+
+
+def test_read_clips_end_a_clip_before_a_scene_cut(tmp_path: Path) -> None:
+    path, frames = tmp_path / "cut.mp4", scene_cut_frames(12, 18)
+    write_video(path, frames, 25, lossless=True)
+    clips = list(read_clips(path, 9, 4, cuts=SceneCuts()))
+    assert [(c.start, c.valid, len(c.frames)) for c in clips] == [(0, 9, 9), (9, 3, 5), (12, 9, 9), (21, 9, 9)]
+    np.testing.assert_array_equal(clips[1].frames, np.stack(frames[9:12] + [frames[11]] * 2))
+    np.testing.assert_array_equal(clips[2].frames, np.stack(frames[12:21]))
+    plain = [(c.start, c.valid) for c in read_clips(path, 9, 4)]
+    assert plain == [(0, 9), (9, 9), (18, 9), (27, 3)]
 
 
 # ---------------------------------------------------------------- shipped sample

@@ -210,6 +210,10 @@ def _print_report(r: Any) -> None:
                    "within 2 codes left alone, amount in 1/16ths): the decoder's squared-error frames are soft; 0.5 "
                    "costs about 0.06 dB PSNR-Y for 3 to 4 VMAF (and 2 to 3 VMAF NEG) on natural clips; 0 = off, a "
                    "file tuned for PSNR [default: 0.5]")
+@click.option("--scene-cuts/--no-scene-cuts", default=True, show_default=True,
+              help="end a chunk early where a scene cut (FFmpeg's scdet) starts the next, so that the new scene is "
+                   "coded from its own first frame (13% fewer bits at equal PSNR-Y on a clip with a cut); "
+                   "--no-scene-cuts: a file a .tok 1.9 reader can read")
 @click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1), help="encode only the first N frames")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("--quiet", "-q", is_flag=True, help="no progress line")
@@ -221,8 +225,8 @@ def _print_report(r: Any) -> None:
 def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int,
            hysteresis: float | str | None,
            refine: int | None, refine_rate: float | None, refine_ssim: float, scale: float | None, level: int | None,
-           headroom: str, luma_layer: bool, chroma_layer: bool, sharpen: float | None, max_frames: int | None, force: bool,
-           quiet: bool, onnx_dir: str | None, precision: str) -> None:
+           headroom: str, luma_layer: bool, chroma_layer: bool, sharpen: float | None, scene_cuts: bool,
+           max_frames: int | None, force: bool, quiet: bool, onnx_dir: str | None, precision: str) -> None:
     """Encode a video file to a .tok bitstream."""
     from tokcodec.files import encode_file
     from tokcodec.streaming.refine import asked_refine
@@ -230,7 +234,7 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
     r = encode_file(source, output, model=model, quality=quality, chunk_frames=chunk_frames, max_frames=max_frames,
                     hysteresis=hysteresis, force=force, quiet=quiet, onnx=onnx_dir, scale=scale, level=level,
                     refine=asked_refine(refine, refine_rate, refine_ssim), precision=precision, headroom=headroom,
-                    luma_layer=luma_layer, chroma_layer=chroma_layer, sharpen=sharpen)
+                    luma_layer=luma_layer, chroma_layer=chroma_layer, sharpen=sharpen, scene_cuts=scene_cuts)
     for warning in r.warnings:
         click.echo(f"tokcodec: warning: {warning}", err=True)
     if not quiet:
@@ -245,6 +249,8 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
             click.echo(f"kept the source's headroom: Y' {r.luma_range.black}..{r.luma_range.white} coded")
         if r.layers:
             click.echo(f"coarse layers in {r.layers} of {r.chunks} chunks: {r.layer_bytes} bytes")
+        if r.cuts:
+            click.echo(f"{r.cuts} chunk(s) ended early at a scene cut")
         if r.sharpen:
             click.echo(f"decoders sharpen the luma: amount {r.sharpen.amount:g}, sigma {r.sharpen.sigma:g} px, "
                        f"threshold {r.sharpen.threshold:g} (--sharpen 0: none)")
@@ -305,7 +311,8 @@ def info(source: str, as_json: bool) -> None:
                f"({d['duration']:.2f} s)")
     click.echo(f"  model {d['model']} (weights {d['fingerprint']}), quality {d['quality']}, "
                f"{d['bits']}-bit tokens, grid {'x'.join(map(str, d['token_grid']))} per chunk")
-    click.echo(f"  {d['chunks']} chunks of {d['chunk_frames']} frames, {d['bytes']} bytes, "
+    short = f" ({d['short_chunks']} ended early at scene cuts)" if d["short_chunks"] else ""
+    click.echo(f"  {d['chunks']} chunks of up to {d['chunk_frames']} frames{short}, {d['bytes']} bytes, "
                f"{d['bits_per_token']:.3f} bits/token, {d['bpp']:.4f} bpp, {d['kbps']:.1f} kbit/s")
     if d["audio"]:
         click.echo(f"  audio {d['audio']['codec']} {d['audio']['rate']} Hz {d['audio']['layout']}")

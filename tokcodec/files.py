@@ -32,6 +32,7 @@ from tokcodec.codec.io import (
     AudioStreamInfo,
     NOMINAL,
     LumaRange,
+    SceneCuts,
     VideoWriter,
     audio_packets_decodable,
     audio_stream_info,
@@ -82,6 +83,7 @@ class EncodeReport:
     layer_bytes: int = 0  # part of `bytes` that is the coarse layers (`luma_layer`, `chroma_layer`)
     layers: int = 0  # chunks that carry any
     sharpen: Sharpen = NO_SHARPEN  # the unsharp mask every decoder applies (`codec.sharpen`)
+    cuts: int = 0  # chunks that ended early because a scene cut started the next
 
 
 @dataclass
@@ -132,13 +134,17 @@ def encode_file(
     luma_layer: bool = True,
     chroma_layer: bool = True,
     sharpen: float | Sharpen | None = None,
+    scene_cuts: bool = True,
 ) -> EncodeReport:
     """Encode a video file (or its first `max_frames` frames) to a .tok file.
 
     Each chunk of `chunk_frames` frames (1 + 4k for the default model) is
     tokenized and coded on its own, so it can be decoded without the others
     (in segments of a few frames with the causal caches carried over, so
-    memory does not grow with the chunk).
+    memory does not grow with the chunk). With `scene_cuts` (the default) a
+    chunk also ends early where a scene cut (`codec.scene_cuts`: FFmpeg's
+    scdet) starts the next, which codes the new scene from its own first
+    frame (a .tok 1.10 file; `scene_cuts=False`: one a 1.9 reader can read).
     The source's audio packets are stored alongside. `quality` picks a point
     of the model's rate ladder (0 = lowest rate; None = the model's default;
     `tokcodec.ladder`): a coding scale and a number of bits per token.
@@ -245,12 +251,13 @@ def encode_file(
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)
-    tokens = layered = 0
+    tokens = layered = cut = 0
     thresholds = []
     # reuse_freed_memory: where TOKCODEC_REUSE_MEMORY=1, faster and more memory (tokcodec.memory)
     with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer, \
             reuse_freed_memory():
-        for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames, span)):
+        cuts = SceneCuts() if scene_cuts else None
+        for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames, span, cuts)):
             # Both engines see the same 8-bit resampled frames, so they give the same tokens.
             frames = resize_frames(clip.frames, ch, cw)
             refined: list[np.ndarray] | None = [] if header.luma_layer and refine.steps else None
@@ -287,6 +294,7 @@ def encode_file(
                 layered += bool(layers)
             writer.write_chunk(clip.valid, codes, audio.until(None if whole else end), layers, payload)
             tokens += codes.size
+            cut += not last and clip.valid < chunk_frames
             progress.update(clip.valid)
             release_kept_memory()  # where reuse_freed_memory keeps memory: one chunk's worth at most
         if not writer.entries:
@@ -294,7 +302,7 @@ def encode_file(
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
                         writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes,
                         header.quality, bits, (cw, ch), thresholds, refine.steps, span, writer.layer_bytes, layered,
-                        sharpen)
+                        sharpen, cut)
 
 
 def check_chunk_frames(tokenizer: Tokenizer, chunk_frames: int, option: str = "--chunk-frames") -> None:
@@ -624,6 +632,7 @@ def tok_info(path: str | os.PathLike) -> dict[str, Any]:
             "quality": h.quality,
             "chunks": len(reader.entries),
             "chunk_frames": h.chunk_frames,
+            "short_chunks": sum(e.frames < h.chunk_frames for e in reader.entries[:-1]),  # ended at scene cuts
             "token_grid": list(grid),
             "bits": h.bits,
             "entropy_model": h.entropy.model_id,

@@ -1,17 +1,19 @@
 """Experiment (not part of the codec): how the chunk length trades bits for random access.
 
 Run: .venv/bin/python bench/experiments/chunk_length.py CLIP... [--frames 129] [--chunks 33,65,129]
-        [--qualities 4] [--work DIR]
+        [--scene-cuts on] [--qualities 4] [--work DIR]
 
 Each chunk starts with a latent frame coded alone (an intra frame): longer chunks send fewer of
 them, at the cost of coarser random access and of a decoder run further from its chunk's start
 than it was trained. Each clip's first FRAMES frames (written losslessly, so that every run reads
 the same frames) are encoded by `encode_file` with today's defaults at each chunk length, and
-decoded losslessly. Prints per clip and length: bpp (the whole .tok), PSNR-Y / MS-SSIM / VMAF /
+decoded losslessly; with `--scene-cuts on,off`, each length with and without chunks that end
+at scene cuts (`encode_file(scene_cuts=...)`; on, today's default, codes the same bytes as off
+where the clip has no cut). Prints per clip and length (and setting): bpp (the whole .tok), PSNR-Y / MS-SSIM / VMAF /
 VMAF NEG (bench/metrics, Y' by BT.601 from the RGB frames), PSNR-Y over each 32-frame window
 after the first frame (how the quality holds far from a chunk's start), the share of the token
 bytes that each chunk's first latent frame takes (coded alone, the same context net), and the
-encode and decode seconds; with several QUALITIES, each length's BD-rate against the first's by
+encode and decode seconds; with several QUALITIES, each variant's BD-rate against the first's by
 PSNR-Y, MS-SSIM, VMAF and VMAF NEG (`metrics.bd_rate`). (Until the forty-seventh session this script compared 17, 33 and 65
 on carphone and realshort with the fourth session's codec; RESULTS "Chunk length".)
 """
@@ -49,18 +51,24 @@ def first_frame_share(path: Path) -> float:
     return first / total
 
 
+def label(chunk: int, cuts: bool) -> str:
+    return f"chunk {chunk}" + (" cut at scenes" if cuts else " (no scene cuts)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("clips", nargs="+")
     p.add_argument("--frames", type=int, default=129)
     p.add_argument("--chunks", default="33,65,129")
+    p.add_argument("--scene-cuts", default="on", help="on, off or both in order, comma-separated")
     p.add_argument("--qualities", default="4", help="ladder points, comma-separated")
     p.add_argument("--work", type=Path, default=None)
     a = p.parse_args()
     work = a.work or Path(tempfile.mkdtemp(prefix="chunk-length-"))
     work.mkdir(parents=True, exist_ok=True)
     vmaf, neg = metrics.Vmaf(), metrics.Vmaf(neg=True)
-    chunks = [int(c) for c in a.chunks.split(",")]
+    variants = list(itertools.product((int(c) for c in a.chunks.split(",")),
+                                      (c == "on" for c in a.scene_cuts.split(","))))  # (chunk length, cuts)
     qualities = [int(q) for q in a.qualities.split(",")]
     for path in resolve_clips(a.clips):
         src = np.stack(list(itertools.islice(iter_frames(path), a.frames)))
@@ -69,31 +77,33 @@ def main() -> None:
         if not lossless.exists():
             write_video(lossless, src, 25, lossless=True)
         y0 = metrics.rgb_to_y(src)
-        curves = {c: [] for c in chunks}  # (bpp, PSNR-Y, MS-SSIM, VMAF, NEG) per quality
-        for quality, chunk in itertools.product(qualities, chunks):
-            name = f"{path.stem}-{n}-q{quality}-c{chunk}"
+        curves = {v: [] for v in variants}  # (bpp, PSNR-Y, MS-SSIM, VMAF, NEG) per quality
+        for quality, (chunk, cuts) in itertools.product(qualities, variants):
+            name = f"{path.stem}-{n}-q{quality}-c{chunk}{'' if cuts else '-nocuts'}"
             tok, out = work / f"{name}.tok", work / f"{name}.mp4"
             start = time.perf_counter()
-            report = encode_file(lossless, tok, quality=quality, chunk_frames=chunk, force=True)
+            report = encode_file(lossless, tok, quality=quality, chunk_frames=chunk, scene_cuts=cuts, force=True)
             enc = time.perf_counter() - start
             start = time.perf_counter()
             decode_file(tok, out, lossless=True, force=True)
             dec = time.perf_counter() - start
             y1 = metrics.rgb_to_y(np.stack(list(iter_frames(out))))
             point = (8 * report.bytes / (n * h * w), *metrics.luma_scores(y0, y1, vmaf, neg))
-            curves[chunk].append(point)
+            curves[chunk, cuts].append(point)
             windows = metrics.window_psnr_y(y0, y1)
-            print(f"{path.name} ({n} frames {w}x{h}) quality {quality} chunk {chunk}: {point[0]:.5f} bpp, "
+            print(f"{path.name} ({n} frames {w}x{h}) quality {quality} {label(chunk, cuts)} "
+                  f"({report.chunks} chunks, {report.cuts} ended at cuts): {point[0]:.5f} bpp, "
                   f"PSNR-Y {point[1]:.3f} MS-SSIM {point[2]:.4f} VMAF {point[3]:.2f} NEG {point[4]:.2f}; windows "
                   + " ".join(f"{v:.2f}" for v in windows)
                   + f"; first latent frames {100 * first_frame_share(tok):.1f}% of token bytes; "
                   f"encode {enc:.1f} s decode {dec:.1f} s", flush=True)
         if len(qualities) > 1:
-            base = np.array(curves[chunks[0]])
-            for chunk in chunks[1:]:
-                c = np.array(curves[chunk])
+            base = np.array(curves[variants[0]])
+            for v in variants[1:]:
+                c = np.array(curves[v])
                 bd = [metrics.bd_rate(base[:, 0], base[:, m], c[:, 0], c[:, m]) for m in range(1, 5)]
-                print(f"{path.name}: chunk {chunk} against {chunks[0]}, BD-rate PSNR-Y / MS-SSIM / VMAF / NEG: "
+                print(f"{path.name}: {label(*v)} against {label(*variants[0])}, "
+                      "BD-rate PSNR-Y / MS-SSIM / VMAF / NEG: "
                       + " / ".join(f"{v:+.1f}%" for v in bd), flush=True)
 
 
