@@ -26,8 +26,9 @@ SCENE_THRESHOLD = 10.0  # scdet's default: percent of full-scale mean frame diff
 class SceneCuts:
     """Feed every frame of a video in order; `is_cut(frame)` says whether it starts a new scene.
 
-    Frames are uint8 RGB (H, W, 3), all of one size (as `codec.io.iter_frames`
-    gives them). The first frame is never a cut.
+    Frames are uint8 RGB (H, W, 3). The first frame is never a cut, nor is a
+    frame of another size than the one before (a camera that changes its
+    resolution): the detector starts again from it.
     """
 
     def __init__(self, threshold: float = SCENE_THRESHOLD) -> None:
@@ -35,6 +36,7 @@ class SceneCuts:
             raise ValueError(f"scene cut threshold must be in (0, 100], got {threshold}")
         self.threshold = threshold
         self._graph: av.filter.Graph | None = None
+        self._shape: tuple[int, ...] = ()
         self._pts = 0
 
     def _open(self, width: int, height: int) -> av.filter.Graph:
@@ -49,8 +51,8 @@ class SceneCuts:
 
     def score(self, frame: np.ndarray) -> float:
         """scdet's score of `frame` against the frame fed before it (0..100; 0 for the first)."""
-        if self._graph is None:
-            self._graph = self._open(frame.shape[1], frame.shape[0])
+        if frame.shape != self._shape:
+            self._graph, self._shape = self._open(frame.shape[1], frame.shape[0]), frame.shape
         f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         f.pts = self._pts
         self._pts += 1

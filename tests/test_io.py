@@ -556,6 +556,7 @@ def test_scene_cuts_mark_the_frame_where_the_picture_changes_at_once() -> None:
     fade = [np.full((48, 64, 3), round(255 * i / 16), np.uint8) for i in range(17)]  # 6% a frame
     assert cuts([black] * 3 + fade + [white] * 3) == []
     assert cuts([black] * 3 + [white] * 3) == [3]
+    assert cuts([black] * 3 + [white[:24]] * 2 + [black[:24]]) == [5]  # a new size starts again
     with pytest.raises(ValueError, match="threshold"):
         SceneCuts(0)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from media import make_av_source, smooth_frames
+from media import make_av_source, scene_cut_frames, smooth_frames
 
 pytest.importorskip("aiortc")
 from aiohttp import ClientSession  # noqa: E402
@@ -324,6 +324,27 @@ def test_live_ingest_sends_the_layers_that_pay_in_its_file(tmp_path: Path) -> No
     assert error[0] < error[1]
 
 
+def test_live_ingest_ends_a_chunk_at_a_scene_cut_and_sends_its_frames_back(tmp_path: Path) -> None:
+    from tokcodec.codec.io import iter_frames
+    from tokcodec.files import open_tok
+
+    frames = np.stack(scene_cut_frames(11, 10))  # the cut at frame 11: chunks of 9, 2 (coded padded), 9, 1
+    back = _live(tmp_path, "cut.tok", frames, max_scale=1, sharpen=0)
+    plain = _live(tmp_path, "plain.tok", frames, max_scale=1, sharpen=0, scene_cuts=False)
+    # every frame comes back, the two before the cut too; without cuts, the last chunk's 2 still
+    # waiting for a whole latent step at the end do not
+    assert back.shape == frames.shape and len(plain) == 19
+    with open_tok(tmp_path / "cut.tok") as reader:
+        assert [(e.first_frame, e.frames) for e in reader.entries] == [(0, 9), (9, 2), (11, 9), (20, 1)]
+    with open_tok(tmp_path / "plain.tok") as reader:
+        assert [e.frames for e in reader.entries] == [9, 9, 3]
+    tokcodec.decode_file(tmp_path / "cut.tok", tmp_path / "cut.mp4", lossless=True, precision="fp32")
+    _assert_same_frames(np.stack(list(iter_frames(tmp_path / "cut.mp4"))), _with_file_layers(tmp_path / "cut.tok", back))
+    # the new scene, coded from its own first frame, comes back nearer its source
+    error = [np.mean((f[11:19].astype(float) - frames[11:19]) ** 2) for f in (back, plain)]
+    assert error[0] < error[1]
+
+
 def test_live_ingest_stops_at_a_chunk_it_could_not_write_and_keeps_the_ones_before(tmp_path: Path, monkeypatch,
                                                                                     caplog) -> None:
     import tokcodec.streaming.server as server
@@ -565,3 +586,17 @@ def test_a_file_that_kept_super_whites_plays_as_players_show_it(tmp_path: Path) 
 def test_serve_refuses_a_bad_ingest_setting_before_it_starts(tmp_path: Path, args, code, message) -> None:
     r = CliRunner().invoke(main, ["serve", str(tmp_path), *args])
     assert r.exit_code == code and message in r.output and "Traceback" not in r.output
+
+
+def test_serve_hands_its_ingest_settings_to_the_server(tmp_path: Path, monkeypatch) -> None:
+    import tokcodec.streaming.server as server
+
+    seen = []
+    monkeypatch.setattr(server, "serve", lambda directory, host, port, onnx, ingest, precision: seen.append(ingest))
+    args = ["--ingest-fps", "12", "--ingest-chunk-frames", "17", "--no-ingest-scene-cuts", "--no-ingest-layers",
+            "--ingest-sharpen", "0", "--ingest-max-scale", "1"]
+    r = CliRunner().invoke(main, ["serve", str(tmp_path), *args])
+    assert r.exit_code == 0, r.output
+    assert seen == [IngestConfig(fps=12, chunk_frames=17, scene_cuts=False, layers=False, sharpen=0, max_scale=1)]
+    CliRunner().invoke(main, ["serve", str(tmp_path)])
+    assert seen[1] == IngestConfig() and seen[1].scene_cuts

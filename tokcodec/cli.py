@@ -391,11 +391,13 @@ def _ingest_scale_option(ctx: click.Context, param: click.Parameter, value: str)
 @click.option("--ingest-layers/--no-ingest-layers", default=True, show_default=True,
               help="each live chunk's coarse luma and chroma layers where they pay, as `encode` sends them "
                    "(in the file; the frames sent back to the camera go out before the chunk's layers are chosen)")
+@click.option("--ingest-scene-cuts/--no-ingest-scene-cuts", default=True, show_default=True,
+              help="end a live chunk early where a scene cut starts the next, as `encode --scene-cuts` does")
 @PRECISION
 @user_errors
 def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps: int, ingest_size: int,
           ingest_model: str | None, ingest_quality: int | None, ingest_max_scale: float | str, ingest_sharpen: float,
-          ingest_chunk_frames: int, ingest_layers: bool, precision: str) -> None:
+          ingest_chunk_frames: int, ingest_layers: bool, ingest_scene_cuts: bool, precision: str) -> None:
     """Serve the .tok files in DIRECTORY to browsers over WebRTC, and record live cameras into it."""
     from tokcodec.codec import load_tokenizer
     from tokcodec.files import check_chunk_frames
@@ -409,7 +411,7 @@ def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps
     check_chunk_frames(tokenizer, ingest_chunk_frames, "--ingest-chunk-frames")
     ingest = IngestConfig(fps=ingest_fps, max_side=ingest_size, quality=ingest_quality, max_scale=ingest_max_scale,
                           model=ingest_model, sharpen=ingest_sharpen, layers=ingest_layers,
-                          chunk_frames=ingest_chunk_frames)
+                          chunk_frames=ingest_chunk_frames, scene_cuts=ingest_scene_cuts)
     run(directory, host, port, onnx_dir, ingest, precision)
 
 

@@ -3,8 +3,9 @@
 Run: .venv/bin/python bench/experiments/scene_cut_split.py CLIP [--frames 129] [--cuts 76]
         [--qualities 3,4] [--work DIR]
 
-A `.tok`'s chunks all have `--chunk-frames` frames but the last, so a scene cut inside a chunk is
-coded from the old scene's causal context until the next chunk starts. The proxy: the clip's
+Until .tok 1.10 a file's chunks all had `--chunk-frames` frames but the last, so a scene cut inside
+a chunk was coded from the old scene's causal context until the next chunk started (`encode` now
+ends a chunk at a cut: `chunk_length.py --scene-cuts on,off` measures the real thing). The proxy: the clip's
 first FRAMES frames coded as separate files split at CUTS (each with the default 33-frame chunks,
 so each part starts with a frame coded alone), decoded and joined, against the whole as one file.
 Prints per quality bpp (all parts' bytes, headers included), PSNR-Y / MS-SSIM / VMAF / VMAF NEG
