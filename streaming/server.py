@@ -29,10 +29,10 @@ the event loop keeps serving) and sends frames at the file's frame rate.
 Live ingest samples the incoming camera track at `IngestConfig.fps`, scales
 it to at most `max_side` pixels, encodes it frame by frame with the
 stateful streaming encoder (ONNX when the server has an export) at the ladder
-point `quality` with its scale capped at `max_scale` (1: the ingest size), appends
-each finished chunk (`chunk_frames`, or fewer before a scene cut), with its coarse layers, to
-DIR/live-*.tok (playable while
-it grows) and sends the decoded reconstruction back on the same connection
+point `quality` with its scale capped at `max_scale` (1: the ingest size),
+appends each finished chunk (`chunk_frames`, or fewer before a scene cut),
+with its coarse layers, to DIR/live-*.tok (playable while it grows) and
+sends the decoded reconstruction back on the same connection
 (without the layers, which are chosen when the chunk ends), with the unsharp
 mask the file asks decoders for (`IngestConfig.sharpen`). Where the coding
 cannot keep up with the frame clock, frame times are lost and the file is

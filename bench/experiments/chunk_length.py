@@ -1,7 +1,7 @@
 """Experiment (not part of the codec): how the chunk length trades bits for random access.
 
 Run: .venv/bin/python bench/experiments/chunk_length.py CLIP... [--frames 129] [--chunks 33,65,129]
-        [--scene-cuts on] [--qualities 4] [--work DIR]
+        [--scene-cuts on] [--qualities 4] [--work DIR] [--reuse]
 
 Each chunk starts with a latent frame coded alone (an intra frame): longer chunks send fewer of
 them, at the cost of coarser random access and of a decoder run further from its chunk's start
@@ -9,7 +9,8 @@ than it was trained. Each clip's first FRAMES frames (written losslessly, so tha
 the same frames) are encoded by `encode_file` with today's defaults at each chunk length, and
 decoded losslessly; with `--scene-cuts on,off`, each length with and without chunks that end
 at scene cuts (`encode_file(scene_cuts=...)`; on, today's default, codes the same bytes as off
-where the clip has no cut). Prints per clip and length (and setting): bpp (the whole .tok), PSNR-Y / MS-SSIM / VMAF /
+where the clip has no cut; `--reuse`: a .tok and its decode already in WORK are scored again, not
+coded again). Prints per clip and length (and setting): bpp (the whole .tok), PSNR-Y / MS-SSIM / VMAF /
 VMAF NEG (bench/metrics, Y' by BT.601 from the RGB frames), PSNR-Y over each 32-frame window
 after the first frame (how the quality holds far from a chunk's start), the share of the token
 bytes that each chunk's first latent frame takes (coded alone, the same context net), and the
@@ -35,7 +36,7 @@ from rd import resolve_clips  # noqa: E402
 
 from tokcodec.bitstream.entropy import encode_tokens  # noqa: E402
 from tokcodec.codec.io import iter_frames, write_video  # noqa: E402
-from tokcodec.files import decode_file, encode_file, open_tok  # noqa: E402
+from tokcodec.files import decode_file, encode_file, open_tok, tok_info  # noqa: E402
 
 
 def first_frame_share(path: Path) -> float:
@@ -63,6 +64,7 @@ def main() -> None:
     p.add_argument("--scene-cuts", default="on", help="on, off or both in order, comma-separated")
     p.add_argument("--qualities", default="4", help="ladder points, comma-separated")
     p.add_argument("--work", type=Path, default=None)
+    p.add_argument("--reuse", action="store_true", help="score the files an earlier run left in WORK again")
     a = p.parse_args()
     work = a.work or Path(tempfile.mkdtemp(prefix="chunk-length-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -81,22 +83,26 @@ def main() -> None:
         for quality, (chunk, cuts) in itertools.product(qualities, variants):
             name = f"{path.stem}-{n}-q{quality}-c{chunk}{'' if cuts else '-nocuts'}"
             tok, out = work / f"{name}.tok", work / f"{name}.mp4"
-            start = time.perf_counter()
-            report = encode_file(lossless, tok, quality=quality, chunk_frames=chunk, scene_cuts=cuts, force=True)
-            enc = time.perf_counter() - start
-            start = time.perf_counter()
-            decode_file(tok, out, lossless=True, force=True)
-            dec = time.perf_counter() - start
+            if a.reuse and tok.exists() and out.exists():
+                info = tok_info(tok)
+                size, chunks, ended, timing = info["bytes"], info["chunks"], info["short_chunks"], "reused"
+            else:
+                start = time.perf_counter()
+                report = encode_file(lossless, tok, quality=quality, chunk_frames=chunk, scene_cuts=cuts, force=True)
+                enc = time.perf_counter() - start
+                start = time.perf_counter()
+                decode_file(tok, out, lossless=True, force=True)
+                size, chunks, ended = report.bytes, report.chunks, report.cuts
+                timing = f"encode {enc:.1f} s decode {time.perf_counter() - start:.1f} s"
             y1 = metrics.rgb_to_y(np.stack(list(iter_frames(out))))
-            point = (8 * report.bytes / (n * h * w), *metrics.luma_scores(y0, y1, vmaf, neg))
+            point = (8 * size / (n * h * w), *metrics.luma_scores(y0, y1, vmaf, neg))
             curves[chunk, cuts].append(point)
             windows = metrics.window_psnr_y(y0, y1)
             print(f"{path.name} ({n} frames {w}x{h}) quality {quality} {label(chunk, cuts)} "
-                  f"({report.chunks} chunks, {report.cuts} ended at cuts): {point[0]:.5f} bpp, "
+                  f"({chunks} chunks, {ended} ended at cuts): {point[0]:.5f} bpp, "
                   f"PSNR-Y {point[1]:.3f} MS-SSIM {point[2]:.4f} VMAF {point[3]:.2f} NEG {point[4]:.2f}; windows "
                   + " ".join(f"{v:.2f}" for v in windows)
-                  + f"; first latent frames {100 * first_frame_share(tok):.1f}% of token bytes; "
-                  f"encode {enc:.1f} s decode {dec:.1f} s", flush=True)
+                  + f"; first latent frames {100 * first_frame_share(tok):.1f}% of token bytes; {timing}", flush=True)
         if len(qualities) > 1:
             base = np.array(curves[variants[0]])
             for v in variants[1:]:

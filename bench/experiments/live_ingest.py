@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/experiments/live_ingest.py CLIP... [--qualities 2,3,4,5]
         [--amounts 0.25,0.5,0.75,1] [--frames 33] [--max-side 256] [--max-scale 1] [--layers]
-        [--chunk-frames 33] [--work DIR]
+        [--chunk-frames 33] [--no-scene-cuts] [--work DIR]
 
 Live ingest (`streaming.server.Ingest`) codes camera frames scaled to at most MAX_SIDE pixels
 on their long side, at the ladder's point for that size with its scale capped at MAX_SCALE
@@ -67,6 +67,8 @@ def main() -> None:
     p.add_argument("--layers", action="store_true", help="with the coarse luma and chroma layers (files' default)")
     p.add_argument("--chunk-frames", type=int, default=33,
                    help="frames per chunk (the ingest's `IngestConfig.chunk_frames`; 33 until this option came)")
+    p.add_argument("--no-scene-cuts", dest="scene_cuts", action="store_false",
+                   help="fixed-length chunks (the ingest's `IngestConfig.scene_cuts` off; before the forty-eighth session)")
     p.add_argument("--work", type=Path, default=None)
     a = p.parse_args()
     work = a.work or Path(tempfile.mkdtemp(prefix="live-sharpen-"))
@@ -82,9 +84,10 @@ def main() -> None:
         write_video(lossless, src, 25, lossless=True)
         for q in (int(v) for v in a.qualities.split(",")):
             point = ladder.for_frame(q, w, h, max_scale=a.max_scale)
-            tok = work / f"{path.stem}-q{q}-x{point.scale:g}{'-layers' if a.layers else ''}-c{a.chunk_frames}.tok"
+            tok = work / (f"{path.stem}-q{q}-x{point.scale:g}{'-layers' if a.layers else ''}-c{a.chunk_frames}"
+                          f"{'' if a.scene_cuts else '-nocuts'}.tok")
             encode_file(lossless, tok, quality=q, scale=point.scale, level=point.level, hysteresis=DEFAULT_HYSTERESIS,
-                        chunk_frames=a.chunk_frames,
+                        chunk_frames=a.chunk_frames, scene_cuts=a.scene_cuts,
                         refine=RefineConfig(), luma_layer=a.layers, chroma_layer=a.layers, sharpen=0, force=True)
             bpp = tok.stat().st_size * 8 / (n * w * h)
             base = None
