@@ -174,7 +174,7 @@ def test_container_round_trip_with_two_nets(tmp_path: Path) -> None:
     with TokWriter(tmp_path / "a.tok", h, prior=prior) as w:
         for g in grids:
             w.write_chunk(9, g)
-    assert (tmp_path / "a.tok").read_bytes()[4:6] == bytes(VERSION) == b"\x01\x09"
+    assert (tmp_path / "a.tok").read_bytes()[4:6] == bytes(VERSION) == b"\x01\x0a"
     with TokReader(tmp_path / "a.tok", prior_for=lambda header: prior) as r:
         assert r.header.entropy.model_id == 4
         assert all(np.array_equal(r.read_chunk(i).tokens, g) for i, g in enumerate(grids))
