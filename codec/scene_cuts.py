@@ -1,10 +1,10 @@
 """Scene cuts: frames where the picture changes all at once.
 
 A chunk of a .tok file is coded from its own first frame onwards, so a cut
-inside a chunk leaves the rest of it coded from the old scene's context (on
-bikes.mp4, splitting at its cut saved 13% of the bits at equal PSNR-Y:
-bench/RESULTS.md, "Chunk length again"). The encoder ends a chunk early at a
-cut, as x264 places an I-frame there.
+inside a chunk leaves the rest of it coded from the old scene's context. The
+encoder ends a chunk early at a cut, as x264 places an I-frame there (on
+bikes.mp4 32.6% fewer bits at equal PSNR-Y: bench/RESULTS.md, "Chunks that
+end at scene cuts").
 
 The decision is FFmpeg's scdet filter, run through PyAV on the RGB frames
 the encoder reads: the mean absolute difference of a frame from the one
