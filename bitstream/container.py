@@ -329,6 +329,12 @@ def _end_frame(entries: list[ChunkEntry]) -> int:
     return entries[-1].end_frame if entries else 0
 
 
+def short_chunks(entries: list[ChunkEntry], chunk_frames: int) -> int:
+    """Chunks before the last that hold fewer than `chunk_frames` frames: those the encoder ended
+    early (at a scene cut, or where the picture moves)."""
+    return sum(e.frames < chunk_frames for e in entries[:-1])
+
+
 def layer_shape_of(header: Header, frames: int, layer: CellLayer) -> tuple[int, int, int]:
     """(G, h, w) a chunk of `frames` frames needs for `layer`'s cells (displayed size)."""
     return layer_shape(frames, header.height, header.width, layer.block, layer.group)

@@ -360,9 +360,7 @@ class Ingest:
             self.sources.append(rgb)
         if tokens is not None:
             self.grid.append(tokens)
-            decoded = self._decode(tokens)
-            if decoded is not None:
-                out += list(sharpen(decoded, self.mask, header.luma_matrix))
+            out += self._decode(tokens)
             if self.encoder.count == self.cfg.chunk_frames:
                 self._write_chunk(self.cfg.chunk_frames)
         return out
@@ -376,23 +374,22 @@ class Ingest:
         out = []
         if last is not None:
             self.grid.append(last)
-            decoded = self._decode(last)  # also what the chunk's layers are measured on
-            if decoded is not None:
-                out = list(sharpen(decoded[:waiting], self.mask, self.writer.header.luma_matrix))
+            out = self._decode(last)[:waiting]
         self._write_chunk(count)
         return out
 
-    def _decode(self, tokens: np.ndarray) -> np.ndarray | None:
-        """The frames (at the ingest size, before the mask) that a latent frame's tokens complete."""
+    def _decode(self, tokens: np.ndarray) -> list[np.ndarray]:
+        """The frames (at the ingest size, the mask applied) that a latent frame's tokens complete;
+        with layers, keeps them unmasked too, for the chunk's layers to be measured on."""
         header = self.writer.header
         cw, ch = header.coded_size
         decoded = [f[:ch, :cw] for f in self.decoder.push(tokens)]
         if not decoded:
-            return None
+            return []
         frames = resize_frames(np.stack(decoded), header.height, header.width)
         if self.cfg.layers:
             self.decoded.extend(frames)
-        return frames
+        return list(sharpen(frames, self.mask, header.luma_matrix))
 
     def _fits(self, point: OperatingPoint, frame: np.ndarray) -> bool:
         """Whether this engine codes frames at `point` within LIVE_BUDGET of a frame period."""
