@@ -345,13 +345,14 @@ def clip_length(n: int, stride: int) -> int:
 def read_clips(
     path: PathLike, clip_frames: int = 17, temporal_stride: int = 4, max_frames: int | None = None,
     luma: LumaRange | None = None, cuts: SceneCuts | None = None,
-) -> Iterator[Clip]:
+) -> ClipStream:
     """Stream the video as consecutive, non-overlapping clips of ``clip_frames`` frames.
 
     With ``max_frames``, only the first ``max_frames`` frames are read;
     ``luma`` is `iter_frames`'s. With ``cuts`` (a fresh `SceneCuts`), a
     clip also ends before a frame that starts a new scene, which begins the
-    next clip.
+    next clip. A caller that ends a clip before its last frame hands the
+    rest back (`ClipStream.give_back`), and they begin the next clip.
 
     ``clip_frames`` must be ``1 + temporal_stride*k`` (the causal tokenizer's
     shape). A clip with fewer frames (the last, or one ended by a cut) is
@@ -371,26 +372,69 @@ def read_clips(
         )
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be at least 1, got {max_frames}")
-    return _clips(itertools.islice(iter_frames(path, luma), max_frames), clip_frames, temporal_stride, cuts)
+    return ClipStream(itertools.islice(iter_frames(path, luma), max_frames), clip_frames, temporal_stride, cuts)
 
 
-def _clips(frames: Iterator[np.ndarray], clip_frames: int, stride: int, cuts: SceneCuts | None) -> Iterator[Clip]:
-    buf: np.ndarray | None = None
-    filled = start = 0
-    for frame in frames:
-        if cuts is not None and cuts.is_cut(frame) and filled:
-            yield _padded(buf, filled, start, stride)
-            buf, filled, start = None, 0, start + filled
-        if buf is None:
-            # A fresh array per clip: the caller may keep the previous one.
-            buf = np.empty((clip_frames, *frame.shape), dtype=np.uint8)
-        buf[filled] = frame
-        filled += 1
-        if filled == clip_frames:
-            yield Clip(frames=buf, start=start, valid=filled)
-            buf, filled, start = None, 0, start + clip_frames
-    if buf is not None and filled:
-        yield _padded(buf, filled, start, stride)
+class ClipStream(Iterator[Clip]):
+    """`read_clips`'s clips, in order; `give_back` returns the end of the clip just taken."""
+
+    def __init__(self, frames: Iterator[np.ndarray], clip_frames: int, stride: int, cuts: SceneCuts | None):
+        self._returned: np.ndarray | None = None  # frames handed back, to begin the next clip
+        self._stride = stride
+        self._clips = self._read(frames, clip_frames, stride, cuts)
+
+    def __next__(self) -> Clip:
+        return next(self._clips)
+
+    def give_back(self, clip: Clip, keep: int) -> Clip:
+        """Keep only the first `keep` frames of `clip` (the clip just taken; 0 < keep < its valid
+        frames): the others begin the next clip. Returns the clip cut to `keep` frames, padded as a
+        short clip is."""
+        if not 0 < keep < clip.valid or self._returned is not None:
+            raise ValueError(f"cannot keep {keep} of a clip's {clip.valid} frames")
+        self._returned = clip.frames[keep: clip.valid].copy()
+        frames = clip.frames[: clip_length(keep, self._stride)].copy()
+        frames[keep:] = frames[keep - 1]
+        return Clip(frames=frames, start=clip.start, valid=keep)
+
+    def _read(self, frames: Iterator[np.ndarray], clip_frames: int, stride: int,
+              cuts: SceneCuts | None) -> Iterator[Clip]:
+        buf: np.ndarray | None = None
+        filled = start = 0
+
+        def taken() -> Clip:  # the buffer's clip; the next begins after it
+            nonlocal buf, filled, start
+            clip = (Clip(frames=buf, start=start, valid=filled) if filled == clip_frames
+                    else _padded(buf, filled, start, stride))
+            buf, start, filled = None, start + filled, 0
+            return clip
+
+        def returned_first() -> None:  # frames handed back of the clip just taken begin the next
+            nonlocal buf, filled, start
+            back, self._returned = self._returned, None
+            if back is not None:
+                buf = np.empty((clip_frames, *back.shape[1:]), dtype=np.uint8)
+                buf[: len(back)] = back
+                filled = len(back)
+                start -= filled
+
+        def flush() -> Iterator[Clip]:  # a short clip, then any frames handed back of it, and so on
+            while buf is not None and filled:
+                yield taken()
+                returned_first()
+
+        for frame in frames:
+            if cuts is not None and cuts.is_cut(frame) and filled:
+                yield from flush()  # the frames before the cut
+            if buf is None:
+                # A fresh array per clip: the caller may keep the previous one.
+                buf = np.empty((clip_frames, *frame.shape), dtype=np.uint8)
+            buf[filled] = frame
+            filled += 1
+            if filled == clip_frames:
+                yield taken()
+                returned_first()
+        yield from flush()
 
 
 def _padded(buf: np.ndarray, filled: int, start: int, stride: int) -> Clip:

@@ -136,14 +136,15 @@ def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: 
                     payload_bytes: Callable[[np.ndarray], int], search: HysteresisSearch = HysteresisSearch(),
                     refine: RefineConfig = RefineConfig(),
                     net: ContextNet | Sequence[ContextNet] | None = None,
-                    decoded: list[np.ndarray] | None = None) -> Choice:
+                    decoded: list[np.ndarray] | None = None, latent: torch.Tensor | None = None) -> Choice:
     """`refine.encode_refined` of one chunk (1, 3, T, H, W) whose first `size`
     = (T, H, W) frames are the clip, with the hysteresis threshold chosen by
     `choose_hysteresis` on the unrefined tokens (refinement then searches
     with that threshold, pricing bits by `net` as `refine_tokens` does;
-    `Choice.tried` scores the unrefined tokens; `decoded` as in `refine_tokens`)."""
+    `Choice.tried` scores the unrefined tokens; `decoded` as in `refine_tokens`;
+    `latent`: the chunk's `encode_latent` where the caller has it already)."""
     bits = tokenizer._check_bits(bits)
-    z = encode_latent(tokenizer, video)
+    z = encode_latent(tokenizer, video) if latent is None else latent
     choice = choose_hysteresis(tokenizer, video[:, :, :, : size[1], : size[2]], z, bits, size[0], payload_bytes,
                                search)
     if not refine.steps:

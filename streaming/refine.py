@@ -38,7 +38,7 @@ from tokcodec.codec.model import Tokenizer
 from tokcodec.memory import release_kept_memory, reuse_freed_memory
 
 from .net_rate import NetRate
-from .stateful import _LOCKS, DecoderStep, _segments, encode_chunk, encode_latent, segment_frames_for
+from .stateful import _LOCKS, DecoderStep, _segments, encode_chunk, encode_latent, latent_tokens, segment_frames_for
 
 
 # The encoder's default (`encode --refine`): two steps since the thirty-sixth
@@ -212,15 +212,18 @@ def encode_refined(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None, 
                    config: RefineConfig, size: tuple[int, int, int] | None = None,
                    segment_frames: int | None = None,
                    net: ContextNet | Sequence[ContextNet] | None = None,
-                   decoded: list[np.ndarray] | None = None) -> torch.Tensor:
+                   decoded: list[np.ndarray] | None = None, latent: torch.Tensor | None = None) -> torch.Tensor:
     """`stateful.encode_chunk` with refinement: tokens (1, T', H', W') of one
     chunk (1, 3, T, H, W) whose first `size` = (T, H, W) frames are the clip
     (default: all of it); `segment_frames` as in `encode_chunk`; `net` and
-    `decoded` as in `refine_tokens`."""
-    if not config.steps:
+    `decoded` as in `refine_tokens`; `latent`: the chunk's `encode_latent`
+    where the caller has it already."""
+    if latent is None and not config.steps:
         return encode_chunk(tokenizer, video, bits, hysteresis, segment_frames)
     bits = tokenizer._check_bits(bits)
-    z = encode_latent(tokenizer, video, segment_frames)
+    z = encode_latent(tokenizer, video, segment_frames) if latent is None else latent
+    if not config.steps:
+        return latent_tokens(z, bits, hysteresis)
     return refine_tokens(tokenizer, tokenizer.pad(video), z, bits, hysteresis, config, size or video.shape[-3:],
                          segment_frames, net, decoded)
 

@@ -323,21 +323,30 @@ def encode_latent(tokenizer: Tokenizer, video: torch.Tensor, segment_frames: int
     `segment_frames` frames (None: `segment_frames_for` the frame size) with
     the causal caches carried between them: the same latent (up to float
     rounding) in memory that does not grow with T."""
+    return torch.cat([z for _, z in latent_segments(tokenizer, video, segment_frames)], dim=2)
+
+
+def latent_segments(tokenizer: Tokenizer, video: torch.Tensor,
+                    segment_frames: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """`encode_latent`'s segments as they are computed: (the frames encoded so far, the segment's
+    latent frames, float32), so that a caller can stop after a chunk's first frames."""
     t = tokenizer.temporal_factor
     segment_frames = segment_frames or segment_frames_for(*video.shape[-2:])
     if segment_frames < 1 + t or (segment_frames - 1) % t:
         raise ValueError(f"segment_frames must be 1 + {t}k with k >= 1, got {segment_frames}")
     video = tokenizer.pad(video)
     if video.shape[2] <= segment_frames:
-        return tokenizer.encoder(video).float()  # float32 under a bfloat16 autocast too
+        with torch.no_grad():
+            z = tokenizer.encoder(video).float()  # float32 under a bfloat16 autocast too
+        yield video.shape[2], z
+        return
     steps = {True: EncoderStep(tokenizer, True), False: EncoderStep(tokenizer, False)}
     caches: list | None = None
-    out = []
-    with _LOCKS.setdefault(tokenizer, threading.Lock()):
-        for a, b in _segments(video.shape[2], segment_frames):
+    for a, b in _segments(video.shape[2], segment_frames):
+        # Not across the yield: the caller runs in between (grad mode and the steps' lock are the thread's).
+        with torch.no_grad(), _LOCKS.setdefault(tokenizer, threading.Lock()):
             z, *caches = steps[caches is None](video[:, :, a:b], *(caches or []))
-            out.append(z)
-    return torch.cat(out, dim=2).float()
+        yield b, z.float()
 
 
 def encode_chunk(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None = None,

@@ -572,6 +572,25 @@ def test_read_clips_end_a_clip_before_a_scene_cut(tmp_path: Path) -> None:
     assert plain == [(0, 9), (9, 9), (18, 9), (27, 3)]
 
 
+def test_frames_handed_back_begin_the_next_clip(tmp_path: Path) -> None:
+    path, frames = tmp_path / "cut.mp4", scene_cut_frames(12, 18)  # a cut at frame 12; 30 frames
+    write_video(path, frames, 25, lossless=True)
+    clips, taken = read_clips(path, 9, 4, cuts=SceneCuts()), []
+    for clip in clips:
+        if clip.start in (0, 5, 21):  # hand back part of a full clip, of one a cut ended and of the last
+            with pytest.raises(ValueError, match="cannot keep"):
+                clips.give_back(clip, clip.valid)
+            clip = clips.give_back(clip, 5)
+        taken.append(clip)
+    # 0-4 | 5-9 | 10-11 ends at the cut | 12-20 | 21-25 | 26-29 ends the video
+    assert [(c.start, c.valid, len(c.frames)) for c in taken] == [
+        (0, 5, 5), (5, 5, 5), (10, 2, 5), (12, 9, 9), (21, 5, 5), (26, 4, 5)]
+    for clip in taken:
+        np.testing.assert_array_equal(clip.frames[: clip.valid], np.stack(frames[clip.start: clip.start + clip.valid]))
+        for padded in clip.frames[clip.valid:]:
+            np.testing.assert_array_equal(padded, frames[clip.start + clip.valid - 1])
+
+
 # ---------------------------------------------------------------- shipped sample
 
 
