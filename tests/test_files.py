@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from media import audio_seconds, make_av_source, make_tone_source, scene_cut_frames
+from media import audio_seconds, make_av_source, make_tone_source, noise_frames, scene_cut_frames, smooth_frames
 
 import tokcodec
 from tokcodec.api import video_psnr
@@ -434,7 +434,7 @@ def test_encode_ends_a_chunk_at_a_scene_cut(source: Path, tok: Path, tmp_path: P
     with tokcodec.open_tok(tmp_path / "a.tok") as reader:  # the cut frame 12 starts a chunk
         assert [(e.first_frame, e.frames) for e in reader.entries] == [(0, 9), (9, 3), (12, 9), (21, 1)]
     assert tokcodec.tok_info(tmp_path / "a.tok")["short_chunks"] == 1
-    assert "4 chunks of up to 9 frames (1 ended early at scene cuts)" in cli("info", str(tmp_path / "a.tok")).output
+    assert "4 chunks of up to 9 frames (1 ended early: at scene cuts" in cli("info", str(tmp_path / "a.tok")).output
     tokcodec.decode_file(tmp_path / "a.tok", tmp_path / "a.mp4", lossless=True)
     decoded = list(iter_frames(tmp_path / "a.mp4"))
     assert len(decoded) == 22 and video_psnr(cut, tmp_path / "a.mp4") > 20
@@ -738,3 +738,36 @@ def test_onnx_auto_exports_once_into_the_cache(tok: Path, tmp_path: Path, monkey
     assert r.exit_code == 0 and (export / "manifest.json").stat().st_mtime_ns == made  # reused
     a, b = (np.stack(list(iter_frames(tmp_path / f))).astype(int) for f in ("a.mp4", "b.mp4"))
     assert a.shape == b.shape == (22, 48, 64, 3) and np.abs(a - b).max() <= 1  # onnxruntime's float rounding
+
+
+def test_encode_ends_a_long_chunk_after_its_first_frames_where_the_picture_moves(tmp_path: Path) -> None:
+    steady, moving = tmp_path / "steady.mp4", tmp_path / "moving.mp4"
+    write_video(steady, [smooth_frames(1, 48, 64)[0]] * 17, 25, lossless=True)
+    write_video(moving, noise_frames(17, 48, 64), 25, lossless=True)
+
+    def encode(src: Path, name: str, *extra: str) -> tuple[list[int], str]:
+        r = cli("encode", str(src), "-o", str(tmp_path / name), "--chunk-frames", "17", "--chunk-split", "9",
+                "--refine", "0", "--no-scene-cuts", *extra)  # (noise: a cut at its second frame)
+        assert r.exit_code == 0, r.output
+        with tokcodec.open_tok(tmp_path / name) as reader:
+            return [e.frames for e in reader.entries], r.output
+
+    assert encode(steady, "steady.tok")[0] == [17]
+    lengths, said = encode(moving, "moving.tok")
+    assert lengths == [9, 8] and "1 chunk(s) ended after 9 frames where the picture moves" in said
+    assert "2 chunks of up to 17 frames (1 ended early: at scene cuts or where the picture moves)" in cli(
+        "info", str(tmp_path / "moving.tok")).output
+    assert encode(moving, "whole.tok", "--chunk-split", "0")[0] == [17]
+    assert encode(moving, "nine.tok", "--chunk-frames", "9")[0] == [9, 8]
+    # The chunks hold the tokens that chunks of those lengths give: the encoder's latent of the
+    # first 9 frames, weighed for the split, is the one a 9-frame chunk has (it is causal).
+    tokens = {name: [c.tokens for c in tokcodec.read_tokens(tmp_path / name)] for name in
+              ("moving.tok", "whole.tok", "nine.tok")}
+    assert all(np.array_equal(a, b) for a, b in zip(tokens["moving.tok"], tokens["nine.tok"], strict=True))
+    r = cli("encode", str(steady), "-o", str(tmp_path / "fixed.tok"), "--chunk-frames", "17", "--chunk-split", "0",
+            "--refine", "0", "--no-scene-cuts", "-q")
+    assert r.exit_code == 0 and (tmp_path / "fixed.tok").read_bytes() == (tmp_path / "steady.tok").read_bytes()
+    tokcodec.decode_file(tmp_path / "moving.tok", tmp_path / "moving-out.mp4", lossless=True)
+    assert len(list(iter_frames(tmp_path / "moving-out.mp4"))) == 17
+    r = cli("encode", str(moving), "-o", str(tmp_path / "bad.tok"), "--chunk-frames", "17", "--chunk-split", "8")
+    assert r.exit_code != 0 and "--chunk-split must be 1 + 4k" in r.output and not (tmp_path / "bad.tok").exists()

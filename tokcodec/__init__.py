@@ -26,6 +26,12 @@ __version__ = "0.1.0"
 # frames it does not show.
 DEFAULT_CHUNK_FRAMES = 33
 
+# `tokcodec encode`'s longest chunk: a chunk goes on past DEFAULT_CHUNK_FRAMES
+# to this length where its picture is steady (`streaming.chunk_split`; 7% to
+# 10% fewer bits on steady clips, bench/RESULTS.md "Chunks that end early where
+# the picture moves"); a seek then decodes up to 64 frames it does not show.
+DEFAULT_LONGEST_CHUNK = 65
+
 # `encode --headroom` choices: what becomes of a limited-range source's Y'
 # above 235 or below 16 (`codec.luma_range`).
 HEADROOM = ("auto", "keep", "clip")

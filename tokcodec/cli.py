@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 import click
 
-from tokcodec import AUTO_HYSTERESIS, DEFAULT_CHUNK_FRAMES, DEFAULT_ENCODE_HYSTERESIS, HEADROOM, __version__
+from tokcodec import (AUTO_HYSTERESIS, DEFAULT_CHUNK_FRAMES, DEFAULT_ENCODE_HYSTERESIS, DEFAULT_LONGEST_CHUNK, HEADROOM,
+                      __version__)
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn expected failures into one line on stderr and exit status 1 (no traceback)."""
@@ -170,8 +171,12 @@ def _print_report(r: Any) -> None:
 @click.option("--quality", default=None, type=int,
               help="point of the model's rate ladder, 0 = lowest rate: a coding scale and bits per token "
                    "[default: the model's, see `tokcodec models`]")
-@click.option("--chunk-frames", default=DEFAULT_CHUNK_FRAMES, show_default=True,
-              help="frames per independently decodable chunk (1 + 4k); shorter: finer seeking, more bits")
+@click.option("--chunk-frames", default=DEFAULT_LONGEST_CHUNK, show_default=True,
+              help="the longest independently decodable chunk (1 + 4k frames); shorter: finer seeking, more bits")
+@click.option("--chunk-split", default=DEFAULT_CHUNK_FRAMES, show_default=True, type=click.IntRange(min=0),
+              help="a longer chunk ends after this many frames (1 + 4k) where the picture moves (its first latent "
+                   "frame costs less than 1.35x a later one): a steady picture keeps long chunks, which save its "
+                   "intra frames' bits, a moving one gets short ones, whose fresh start pays; 0 = never")
 @click.option("--hysteresis", default=None, metavar="H|auto|auto-decode", callback=_hysteresis_option,
               help="latents smaller than this keep the previous latent frame's bit: fewer bits for a little "
                    "distortion; 0 = off; 'auto' = chosen per chunk by the bits and the distortion the latent "
@@ -223,18 +228,20 @@ def _print_report(r: Any) -> None:
 @PRECISION
 @user_errors
 def encode(source: str, output: str, model: str | None, quality: int | None, chunk_frames: int,
-           hysteresis: float | str | None,
+           chunk_split: int, hysteresis: float | str | None,
            refine: int | None, refine_rate: float | None, refine_ssim: float, scale: float | None, level: int | None,
            headroom: str, luma_layer: bool, chroma_layer: bool, sharpen: float | None, scene_cuts: bool,
            max_frames: int | None, force: bool, quiet: bool, onnx_dir: str | None, precision: str) -> None:
     """Encode a video file to a .tok bitstream."""
     from tokcodec.files import encode_file
+    from tokcodec.streaming.chunk_split import ChunkSplit
     from tokcodec.streaming.refine import asked_refine
 
     r = encode_file(source, output, model=model, quality=quality, chunk_frames=chunk_frames, max_frames=max_frames,
                     hysteresis=hysteresis, force=force, quiet=quiet, onnx=onnx_dir, scale=scale, level=level,
                     refine=asked_refine(refine, refine_rate, refine_ssim), precision=precision, headroom=headroom,
-                    luma_layer=luma_layer, chroma_layer=chroma_layer, sharpen=sharpen, scene_cuts=scene_cuts)
+                    luma_layer=luma_layer, chroma_layer=chroma_layer, sharpen=sharpen, scene_cuts=scene_cuts,
+                    split=ChunkSplit(chunk_split) if chunk_split else None)
     for warning in r.warnings:
         click.echo(f"tokcodec: warning: {warning}", err=True)
     if not quiet:
@@ -251,6 +258,8 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
             click.echo(f"coarse layers in {r.layers} of {r.chunks} chunks: {r.layer_bytes} bytes")
         if r.cuts:
             click.echo(f"{r.cuts} chunk(s) ended early at a scene cut")
+        if r.splits:
+            click.echo(f"{r.splits} chunk(s) ended after {chunk_split} frames where the picture moves")
         if r.sharpen:
             click.echo(f"decoders sharpen the luma: amount {r.sharpen.amount:g}, sigma {r.sharpen.sigma:g} px, "
                        f"threshold {r.sharpen.threshold:g} (--sharpen 0: none)")
@@ -311,7 +320,7 @@ def info(source: str, as_json: bool) -> None:
                f"({d['duration']:.2f} s)")
     click.echo(f"  model {d['model']} (weights {d['fingerprint']}), quality {d['quality']}, "
                f"{d['bits']}-bit tokens, grid {'x'.join(map(str, d['token_grid']))} per chunk")
-    short = f" ({d['short_chunks']} ended early at scene cuts)" if d["short_chunks"] else ""
+    short = f" ({d['short_chunks']} ended early: at scene cuts or where the picture moves)" if d["short_chunks"] else ""
     click.echo(f"  {d['chunks']} chunks of up to {d['chunk_frames']} frames{short}, {d['bytes']} bytes, "
                f"{d['bits_per_token']:.3f} bits/token, {d['bpp']:.4f} bpp, {d['kbps']:.1f} kbit/s")
     if d["audio"]:

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from tokcodec.bitstream.container import (CHROMA_LAYERS, LUMA_LAYER, MAX_SIZE, AudioPacket, AudioTrack, Header,
-                                          TokError, TokReader, TokWriter)
+                                          TokError, TokReader, TokWriter, short_chunks)
 from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
 from tokcodec.bitstream.luma_layer import Layers
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
@@ -47,18 +47,15 @@ from tokcodec.codec.sharpen import DEFAULT_SHARPEN, NO_SHARPEN, Sharpen, sharpen
 from tokcodec.memory import release_kept_memory, reuse_freed_memory
 from tokcodec.streaming.rate_control import HysteresisSearch, choose_hysteresis, choose_layers, encode_searched
 from tokcodec.streaming.refine import RefineConfig, default_refine, encode_refined, with_layers
-from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, chunk_latent
+from tokcodec.streaming.chunk_split import ChunkSplit
+from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, chunk_latent, latent_segments, latent_tokens
 from tokcodec.streaming.stateful import decode_chunk as segmented_decode
 
-from . import AUTO_HYSTERESIS, DEFAULT_CHUNK_FRAMES, DEFAULT_ENCODE_HYSTERESIS, HEADROOM
+from . import AUTO_HYSTERESIS, DEFAULT_ENCODE_HYSTERESIS, DEFAULT_LONGEST_CHUNK, HEADROOM
 from .api import check_output
 from .ladder import MAX_SCALE, MIN_SCALE, model_ladder
 from .priors import model_prior, prior_for
 from .progress import Progress
-
-
-T = TypeVar("T")
-
 
 
 @dataclass
@@ -84,6 +81,7 @@ class EncodeReport:
     layers: int = 0  # chunks that carry any
     sharpen: Sharpen = NO_SHARPEN  # the unsharp mask every decoder applies (`codec.sharpen`)
     cuts: int = 0  # chunks that ended early because a scene cut started the next
+    splits: int = 0  # chunks that ended after `split.frames` frames because the picture moves
 
 
 @dataclass
@@ -119,7 +117,7 @@ def encode_file(
     *,
     model: Tokenizer | str | None = None,
     quality: int | None = None,
-    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    chunk_frames: int = DEFAULT_LONGEST_CHUNK,
     max_frames: int | None = None,
     entropy: EntropyParams | None = None,
     hysteresis: float | Literal["auto", "auto-decode"] | HysteresisSearch | None = None,
@@ -135,13 +133,17 @@ def encode_file(
     chroma_layer: bool = True,
     sharpen: float | Sharpen | None = None,
     scene_cuts: bool = True,
+    split: ChunkSplit | None = ChunkSplit(),
 ) -> EncodeReport:
     """Encode a video file (or its first `max_frames` frames) to a .tok file.
 
-    Each chunk of `chunk_frames` frames (1 + 4k for the default model) is
+    Each chunk of up to `chunk_frames` frames (1 + 4k for the default model) is
     tokenized and coded on its own, so it can be decoded without the others
     (in segments of a few frames with the causal caches carried over, so
-    memory does not grow with the chunk). With `scene_cuts` (the default) a
+    memory does not grow with the chunk). With `split` (the default: 33) a
+    chunk ends after `split.frames` frames where its picture moves
+    (`streaming.chunk_split`): a steady picture keeps long chunks, a moving
+    one gets short ones. With `scene_cuts` (the default) a
     chunk also ends early where a scene cut (`codec.scene_cuts`: FFmpeg's
     scdet) starts the next, which codes the new scene from its own first
     frame (a .tok 1.10 file; `scene_cuts=False`: one a 1.9 reader can read).
@@ -190,6 +192,11 @@ def encode_file(
     6:1:1 does: +1 to +7 dB Cb and Cr PSNR for 1% to 7% more bytes at the
     default point on the eval clips, bench/RESULTS.md "Coarse chroma layers"). Without either, a
     file a .tok 1.6 reader can read; with `luma_layer` only, one a 1.7 reader can.
+    `split`: a chunk of more than `split.frames` frames ends after them
+    where its picture moves (`streaming.chunk_split.ChunkSplit`: where its
+    first latent frame costs less than `split.ratio` times a later one);
+    None: every chunk is `chunk_frames` long but at scene cuts and the end
+    (and so where `chunk_frames` is not longer than `split.frames`).
     `sharpen`: the unsharp mask of the decoded luma the file asks every
     decoder to apply (`codec.sharpen`), as an amount at the default sigma or a
     `Sharpen`; None: `DEFAULT_SHARPEN` (amount 0.5, sigma 1.5, threshold 2:
@@ -227,6 +234,10 @@ def encode_file(
     if scale is not None and not MIN_SCALE <= scale <= MAX_SCALE:
         raise ValueError(f"--scale must be in {MIN_SCALE}..{MAX_SCALE}, got {scale}")
     check_chunk_frames(tokenizer, chunk_frames)
+    if split is not None:
+        check_chunk_frames(tokenizer, split.frames, "--chunk-split")
+        if split.frames >= chunk_frames:
+            split = None  # no chunk is longer
     t = tokenizer.temporal_factor
     info = probe(source)
     audio_info = audio_stream_info(source)
@@ -251,36 +262,50 @@ def encode_file(
     start = time.monotonic()
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     audio = _AudioSplitter(iter_audio_packets(source) if audio_info else iter(()), audio_info, info.fps)
-    tokens = layered = cut = 0
+    tokens = layered = splits = 0
     thresholds = []
     # reuse_freed_memory: where TOKCODEC_REUSE_MEMORY=1, faster and more memory (tokcodec.memory)
     with Progress(total, "encode", quiet=quiet) as progress, TokWriter(output, header, prior=prior) as writer, \
             reuse_freed_memory():
-        cuts = SceneCuts() if scene_cuts else None
-        for clip, last in _with_last(read_clips(source, chunk_frames, t, max_frames, span, cuts)):
+        clips = read_clips(source, chunk_frames, t, max_frames, span, SceneCuts() if scene_cuts else None)
+        clip = next(clips, None)
+        while clip is not None:
             # Both engines see the same 8-bit resampled frames, so they give the same tokens.
             frames = resize_frames(clip.frames, ch, cw)
+            latent = None  # the chunk's encoder latent, where weighing a split computed it
+            if split is not None and clip.valid > split.frames:
+                threshold = search.start if search else hysteresis
+                latent, ends = _split_latent(tokenizer, engine, frames, split.frames, precision, lambda z: split.ends(
+                    latent_tokens(z, bits, threshold)[0].numpy(), writer.payload_size))
+                if ends:
+                    clip = clips.give_back(clip, split.frames)
+                    splits += 1
+                    frames = frames[: len(clip.frames)]
             refined: list[np.ndarray] | None = [] if header.luma_layer and refine.steps else None
             if engine is None:
                 video = frames_to_video(frames)
                 with network_precision(precision, tokenizer.device):
                     if search is None:
                         codes = encode_refined(tokenizer, video, bits, hysteresis, refine, (clip.valid, ch, cw),
-                                               net=net, decoded=refined)
+                                               net=net, decoded=refined, latent=latent)
                     else:
                         choice = encode_searched(tokenizer, video, bits, (clip.valid, ch, cw),
-                                                 writer.payload_size, search, refine, net, refined)
+                                                 writer.payload_size, search, refine, net, refined, latent)
                         codes = choice.tokens
                 del video  # before the layers and the next chunk's: 0.8 GB in float32 at 1080p
                 codes = codes[0].numpy()
             elif search is None:
-                codes = onnx_encode_chunk(engine, frames, bits, hysteresis, tokenizer.spatial_factor)
+                codes = (onnx_encode_chunk(engine, frames, bits, hysteresis, tokenizer.spatial_factor)
+                         if latent is None else latent_tokens(latent, bits, hysteresis)[0].numpy())
             else:
-                z = torch.from_numpy(chunk_latent(engine, pad_frames(frames, tokenizer.spatial_factor)))
+                z = (torch.from_numpy(chunk_latent(engine, pad_frames(frames, tokenizer.spatial_factor)))
+                     if latent is None else latent)
                 choice = choose_hysteresis(tokenizer, None, z, bits, clip.valid, writer.payload_size, search)
                 codes = choice.tokens[0].numpy()
             thresholds.append(hysteresis if search is None else choice.threshold)
             end = clip.start + clip.valid
+            following = next(clips, None)  # read after coding: the coding may hand frames back to it
+            last = following is None
             # The last chunk of the whole source also takes the audio that outlasts the video.
             whole = last and (max_frames is None or end < max_frames)
             payload = writer.token_payload(codes)
@@ -294,15 +319,15 @@ def encode_file(
                 layered += bool(layers)
             writer.write_chunk(clip.valid, codes, audio.until(None if whole else end), layers, payload)
             tokens += codes.size
-            cut += not last and clip.valid < chunk_frames
             progress.update(clip.valid)
+            clip = following
             release_kept_memory()  # where reuse_freed_memory keeps memory: one chunk's worth at most
         if not writer.entries:
             raise ValueError(f"{source}: no frames could be decoded")
     return EncodeReport(str(output), writer.frames, len(writer.entries), Path(output).stat().st_size,
                         writer.payload_bytes, tokens, time.monotonic() - start, warnings, writer.audio_bytes,
                         header.quality, bits, (cw, ch), thresholds, refine.steps, span, writer.layer_bytes, layered,
-                        sharpen, cut)
+                        sharpen, short_chunks(writer.entries, chunk_frames) - splits, splits)
 
 
 def check_chunk_frames(tokenizer: Tokenizer, chunk_frames: int, option: str = "--chunk-frames") -> None:
@@ -418,19 +443,6 @@ class _AudioSplitter:
                 self.pending = p
                 return out
             out.append(AudioPacket(p.pts, p.duration, p.data))
-
-
-def _with_last(items: Iterator[T]) -> Iterator[tuple[T, bool]]:
-    """Yield (item, is_last), looking one item ahead."""
-    it = iter(items)
-    prev = next(it, _END)
-    while prev is not _END:
-        cur = next(it, _END)
-        yield prev, cur is _END  # type: ignore[misc]
-        prev = cur
-
-
-_END: Any = object()
 
 
 # ---------------------------------------------------------------- decode
@@ -590,6 +602,30 @@ def onnx_engine(directory: str | os.PathLike, model: str, weights: str, tokenize
     return engine
 
 
+def _split_latent(tokenizer: Tokenizer, engine: Any, frames: np.ndarray, first: int, precision: str,
+                  ends: Callable[[torch.Tensor], bool]) -> tuple[torch.Tensor, bool]:
+    """The encoder latent (1, K, T', H', W') of a chunk's coded uint8 frames (1 + t*k, H, W, 3), by
+    torch's networks or by an onnxruntime `engine`, and whether the chunk ends after its `first`
+    frames, as `ends` judges from their latent: then the latent of those frames only (the encoder is
+    causal: what a chunk of them gives). torch stops encoding there; onnxruntime encodes them all."""
+    head = 1 + (first - 1) // tokenizer.temporal_factor  # latent frames of the first frames
+    if engine is not None:
+        z = torch.from_numpy(chunk_latent(engine, pad_frames(frames, tokenizer.spatial_factor)))
+        return (z[:, :, :head], True) if ends(z[:, :, :head]) else (z, False)
+    with network_precision(precision, tokenizer.device):
+        segments = latent_segments(tokenizer, frames_to_video(frames))
+        parts = []
+        for done, z in segments:
+            parts.append(z)
+            if done >= first:
+                break
+        z = torch.cat(parts, dim=2)
+        if ends(z[:, :, :head]):
+            segments.close()
+            return z[:, :, :head], True
+        return torch.cat([z, *(z for _, z in segments)], dim=2), False
+
+
 def onnx_encode_chunk(engine: Any, frames: np.ndarray, bits: int, hysteresis: float, stride: int) -> np.ndarray:
     """Tokens (T', H', W') of a chunk's uint8 frames (1 + t*k, H, W, 3) by the
     streaming encoder on `engine`, the frames padded to the spatial `stride`
@@ -632,7 +668,7 @@ def tok_info(path: str | os.PathLike) -> dict[str, Any]:
             "quality": h.quality,
             "chunks": len(reader.entries),
             "chunk_frames": h.chunk_frames,
-            "short_chunks": sum(e.frames < h.chunk_frames for e in reader.entries[:-1]),  # ended at scene cuts
+            "short_chunks": short_chunks(reader.entries, h.chunk_frames),  # ended at scene cuts or by a split
             "token_grid": list(grid),
             "bits": h.bits,
             "entropy_model": h.entropy.model_id,
