@@ -393,9 +393,7 @@ class ClipStream(Iterator[Clip]):
         if not 0 < keep < clip.valid or self._returned is not None:
             raise ValueError(f"cannot keep {keep} of a clip's {clip.valid} frames")
         self._returned = clip.frames[keep: clip.valid].copy()
-        frames = clip.frames[: clip_length(keep, self._stride)].copy()
-        frames[keep:] = frames[keep - 1]
-        return Clip(frames=frames, start=clip.start, valid=keep)
+        return _padded(clip.frames[: clip_length(keep, self._stride)].copy(), keep, clip.start, self._stride)
 
     def _read(self, frames: Iterator[np.ndarray], clip_frames: int, stride: int,
               cuts: SceneCuts | None) -> Iterator[Clip]:
