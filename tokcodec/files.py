@@ -272,18 +272,21 @@ def encode_file(
         while clip is not None:
             # Both engines see the same 8-bit resampled frames, so they give the same tokens.
             frames = resize_frames(clip.frames, ch, cw)
+            video = frames_to_video(frames) if engine is None else None  # torch's input
             latent = None  # the chunk's encoder latent, where weighing a split computed it
             if split is not None and clip.valid > split.frames:
                 threshold = search.start if search else hysteresis
-                latent, ends = _split_latent(tokenizer, engine, frames, split.frames, precision, lambda z: split.ends(
-                    latent_tokens(z, bits, threshold)[0].numpy(), writer.payload_size))
+                latent, ends = _split_latent(tokenizer, engine, frames if video is None else video, split.frames,
+                                             precision, lambda z: split.ends(
+                                                 latent_tokens(z, bits, threshold)[0].numpy(), writer.payload_size))
                 if ends:
                     clip = clips.give_back(clip, split.frames)
                     splits += 1
                     frames = frames[: len(clip.frames)]
+                    if video is not None:  # a copy, so that the later frames' memory goes
+                        video = video[:, :, : len(frames)].contiguous()
             refined: list[np.ndarray] | None = [] if header.luma_layer and refine.steps else None
             if engine is None:
-                video = frames_to_video(frames)
                 with network_precision(precision, tokenizer.device):
                     if search is None:
                         codes = encode_refined(tokenizer, video, bits, hysteresis, refine, (clip.valid, ch, cw),
@@ -602,18 +605,19 @@ def onnx_engine(directory: str | os.PathLike, model: str, weights: str, tokenize
     return engine
 
 
-def _split_latent(tokenizer: Tokenizer, engine: Any, frames: np.ndarray, first: int, precision: str,
+def _split_latent(tokenizer: Tokenizer, engine: Any, chunk: np.ndarray | torch.Tensor, first: int, precision: str,
                   ends: Callable[[torch.Tensor], bool]) -> tuple[torch.Tensor, bool]:
-    """The encoder latent (1, K, T', H', W') of a chunk's coded uint8 frames (1 + t*k, H, W, 3), by
-    torch's networks or by an onnxruntime `engine`, and whether the chunk ends after its `first`
-    frames, as `ends` judges from their latent: then the latent of those frames only (the encoder is
-    causal: what a chunk of them gives). torch stops encoding there; onnxruntime encodes them all."""
+    """The encoder latent (1, K, T', H', W') of a chunk, by an onnxruntime `engine` from its coded
+    uint8 frames (1 + t*k, H, W, 3) or by torch's networks from them as a video (`frames_to_video`),
+    and whether the chunk ends after its `first` frames, as `ends` judges from their latent: then
+    the latent of those frames only (the encoder is causal: what a chunk of them gives). torch stops
+    encoding there; onnxruntime encodes them all."""
     head = 1 + (first - 1) // tokenizer.temporal_factor  # latent frames of the first frames
     if engine is not None:
-        z = torch.from_numpy(chunk_latent(engine, pad_frames(frames, tokenizer.spatial_factor)))
+        z = torch.from_numpy(chunk_latent(engine, pad_frames(chunk, tokenizer.spatial_factor)))
         return (z[:, :, :head], True) if ends(z[:, :, :head]) else (z, False)
     with network_precision(precision, tokenizer.device):
-        segments = latent_segments(tokenizer, frames_to_video(frames))
+        segments = latent_segments(tokenizer, chunk)
         parts = []
         for done, z in segments:
             parts.append(z)
