@@ -2,7 +2,8 @@
 the live-ingest loopback's latency and sustained frame rate.
 
     .venv/bin/python bench/speed.py [--threads 2] [--sizes 640x360,1280x720] [--seconds 20] [--model NAME]
-        [--ingest-fps 10] [--ingest-size 256] [--ingest-max-scale auto] [--torch]
+        [--ingest-fps 10] [--ingest-size 256] [--ingest-max-scale auto] [--ingest-chunk-frames 65]
+        [--ingest-chunk-split 33] [--no-ingest-scene-cuts] [--torch]
 
 Speeds are frames per second of the stateful streaming pipeline (what a live
 server runs: a chunk's first frame, then steps of 4 frames with cached
@@ -26,6 +27,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +93,8 @@ def read_code(img: np.ndarray) -> int:
 
 
 async def loopback(seconds: float, camera_size: tuple[int, int], onnx_dir: Path | None, ingest_fps: int,
-                   ingest_size: int, model: str | None, max_scale: float | str = "auto") -> dict:
+                   ingest_size: int, model: str | None, max_scale: float | str = "auto",
+                   chunks: tuple[int | None, int | None] = (None, None), scene_cuts: bool = True) -> dict:
     from aiohttp import ClientSession
     from aiohttp.test_utils import TestServer
     from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
@@ -119,6 +122,9 @@ async def loopback(seconds: float, camera_size: tuple[int, int], onnx_dir: Path 
 
     with tempfile.TemporaryDirectory() as d:
         ingest = IngestConfig(fps=ingest_fps, max_side=ingest_size, model=model, max_scale=max_scale)
+        length, split = chunks  # serve's --ingest-chunk-frames and --ingest-chunk-split (None: its default)
+        ingest = replace(ingest, chunk_frames=length or ingest.chunk_frames,
+                         split_frames=ingest.split_frames if split is None else split, scene_cuts=scene_cuts)
         server = TokServer(Path(d), onnx_dir, ingest)
         async with TestServer(server.app()) as ts:
             pc = RTCPeerConnection()
@@ -155,7 +161,8 @@ async def loopback(seconds: float, camera_size: tuple[int, int], onnx_dir: Path 
     return {"frames": len(arrivals), "sustained_fps": fps, "latency_ms_median": float(np.median(lat)) if lat.size else None,
             "latency_ms_p90": float(np.percentile(lat, 90)) if lat.size else None, "decoded_codes": len(latencies),
             "coded_size": infos[0]["coded_size"] if infos else None,
-            "file_fps": infos[0]["fps"] if infos else None}  # below the ingest's where it fell behind
+            "file_fps": infos[0]["fps"] if infos else None,  # below the ingest's where it fell behind
+            "chunks": (infos[0]["chunks"], infos[0]["chunk_frames"], infos[0]["short_chunks"]) if infos else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ingest-size", type=int, default=256, help="loopback: the camera is scaled to this many pixels")
     ap.add_argument("--ingest-max-scale", type=lambda v: v if v == "auto" else float(v), default="auto",
                     help="loopback: cap on the coding scale, or 'auto' (serve's --ingest-max-scale)")
+    ap.add_argument("--ingest-chunk-frames", type=int, default=None, help="loopback: serve's --ingest-chunk-frames")
+    ap.add_argument("--ingest-chunk-split", type=int, default=None, help="loopback: serve's --ingest-chunk-split")
+    ap.add_argument("--no-ingest-scene-cuts", dest="scene_cuts", action="store_false",
+                    help="loopback: serve's --no-ingest-scene-cuts (the camera's block code changes so much that "
+                         "chunks end at a cut every few frames with them)")
     ap.add_argument("--torch", action="store_true",
                     help="loopback with serve's torch engine (--precision auto) instead of onnxruntime")
     args = ap.parse_args(argv)
@@ -207,13 +219,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.seconds:
             onnx_dir = Path(d) / "onnx" if "onnxruntime" in engines and not args.torch else None
             r = asyncio.run(loopback(args.seconds, (640, 360), onnx_dir, args.ingest_fps, args.ingest_size, args.model,
-                                     args.ingest_max_scale))
+                                     args.ingest_max_scale, (args.ingest_chunk_frames, args.ingest_chunk_split),
+                                     args.scene_cuts))
             print(f"loopback: camera 640x360 at 30 fps -> ingest at {args.ingest_fps} fps, scaled to {args.ingest_size} px, "
                   f"coding scale at most {args.ingest_max_scale}, "
                   f"{'onnxruntime' if onnx_dir else 'torch (--precision auto)'}: {r['frames']} frames back, sustained "
                   f"{r['sustained_fps']:.2f} fps, glass-to-glass latency median {r['latency_ms_median']:.0f} ms, "
                   f"p90 {r['latency_ms_p90']:.0f} ms ({r['decoded_codes']} frame codes read), coded at {r['coded_size']}, "
-                  f"file written at {r['file_fps']} fps")
+                  f"file written at {r['file_fps']} fps, chunks (count, up to, short) {r['chunks']}")
     return 0
 
 

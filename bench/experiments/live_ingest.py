@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/experiments/live_ingest.py CLIP... [--qualities 2,3,4,5]
         [--amounts 0.25,0.5,0.75,1] [--frames 33] [--max-side 256] [--max-scale 1] [--layers]
-        [--chunk-frames 33] [--no-scene-cuts] [--work DIR]
+        [--chunk-frames 33] [--chunk-split 0] [--no-scene-cuts] [--work DIR]
 
 Live ingest (`streaming.server.Ingest`) codes camera frames scaled to at most MAX_SIDE pixels
 on their long side, at the ladder's point for that size with its scale capped at MAX_SCALE
@@ -10,7 +10,8 @@ on their long side, at the ladder's point for that size with its scale capped at
 instead), with the stateful encoder's fixed hysteresis and no refinement; `encode_file` with
 those settings gives the same tokens. Without `--layers` no coarse layers (as the ingest was
 before the forty-sixth session), with it each chunk's layers chosen on its decoded frames, as
-the ingest and files choose them. Each clip's first FRAMES frames, scaled so, are coded at each
+the ingest and files choose them. `--chunk-split S`: chunks of up to CHUNK_FRAMES frames that end
+after S where the picture moves (`encode_file(split=ChunkSplit(S))`, files' rule; 0: fixed chunks). Each clip's first FRAMES frames, scaled so, are coded at each
 QUALITY and decoded with the default mask's sigma and threshold at each amount
 (`decode_file(sharpen=a)`) and with none. Prints per clip and point the bpp and PSNR-Y /
 MS-SSIM / VMAF / VMAF NEG with no mask, and each amount's change; then the means over clips
@@ -36,6 +37,7 @@ from tokcodec.codec import load_tokenizer  # noqa: E402
 from tokcodec.codec.io import iter_frames, write_video  # noqa: E402
 from tokcodec.files import decode_file, encode_file  # noqa: E402
 from tokcodec.ladder import model_ladder  # noqa: E402
+from tokcodec.streaming.chunk_split import ChunkSplit  # noqa: E402
 from tokcodec.streaming.refine import RefineConfig  # noqa: E402
 from tokcodec.streaming.stateful import DEFAULT_HYSTERESIS  # noqa: E402
 
@@ -67,6 +69,8 @@ def main() -> None:
     p.add_argument("--layers", action="store_true", help="with the coarse luma and chroma layers (files' default)")
     p.add_argument("--chunk-frames", type=int, default=33,
                    help="frames per chunk (the ingest's `IngestConfig.chunk_frames`; 33 until this option came)")
+    p.add_argument("--chunk-split", type=int, default=0,
+                   help="chunks end after this many frames where the picture moves (0: fixed chunks)")
     p.add_argument("--no-scene-cuts", dest="scene_cuts", action="store_false",
                    help="fixed-length chunks (the ingest's `IngestConfig.scene_cuts` off; before the forty-eighth session)")
     p.add_argument("--work", type=Path, default=None)
@@ -84,10 +88,11 @@ def main() -> None:
         write_video(lossless, src, 25, lossless=True)
         for q in (int(v) for v in a.qualities.split(",")):
             point = ladder.for_frame(q, w, h, max_scale=a.max_scale)
-            tok = work / (f"{path.stem}-q{q}-x{point.scale:g}{'-layers' if a.layers else ''}-c{a.chunk_frames}"
+            tok = work / (f"{path.stem}-q{q}-x{point.scale:g}{'-layers' if a.layers else ''}-c{a.chunk_frames}{f's{a.chunk_split}' if a.chunk_split else ''}"
                           f"{'' if a.scene_cuts else '-nocuts'}.tok")
             encode_file(lossless, tok, quality=q, scale=point.scale, level=point.level, hysteresis=DEFAULT_HYSTERESIS,
                         chunk_frames=a.chunk_frames, scene_cuts=a.scene_cuts,
+                        split=ChunkSplit(a.chunk_split) if a.chunk_split else None,
                         refine=RefineConfig(), luma_layer=a.layers, chroma_layer=a.layers, sharpen=0, force=True)
             bpp = tok.stat().st_size * 8 / (n * w * h)
             base = None
