@@ -16,6 +16,7 @@ costs less than `ratio` times the mean of the latent frames after it, as
 x264 makes a frame an I frame where a P frame would cost nearly as much:
 there the next chunk's intra frame is cheap. The decision is the
 encoder's; the format's chunks may be of any length up to the header's.
+`encode_file` and `serve`'s live ingest both take it, on the same tokens.
 """
 
 from __future__ import annotations

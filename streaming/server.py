@@ -30,7 +30,8 @@ Live ingest samples the incoming camera track at `IngestConfig.fps`, scales
 it to at most `max_side` pixels, encodes it frame by frame with the
 stateful streaming encoder (ONNX when the server has an export) at the ladder
 point `quality` with its scale capped at `max_scale` (1: the ingest size),
-appends each finished chunk (`chunk_frames`, or fewer before a scene cut),
+appends each finished chunk (`chunk_frames`, or fewer before a scene cut or,
+after `split_frames`, where the picture moves, as `encode` decides),
 with its coarse layers, to DIR/live-*.tok (playable while it grows) and
 sends the decoded reconstruction back on the same connection
 (without the layers, which are chosen when the chunk ends), with the unsharp
@@ -76,6 +77,7 @@ from tokcodec.codec.scene_cuts import SceneCuts
 from tokcodec.codec.sharpen import DEFAULT_SHARPEN, Sharpen, sharpen
 from tokcodec.ladder import MAX_SCALE, Ladder, OperatingPoint, model_ladder
 
+from .chunk_split import ChunkSplit
 from .rate_control import choose_layers
 from .stateful import StreamingDecoder, StreamingEncoder, TorchEngine
 
@@ -96,9 +98,14 @@ class IngestConfig:
     fps: int = 10  # frames per second sampled from the camera (the .tok's frame rate)
     max_side: int = 256  # the camera is scaled down to at most this many pixels on its long side
     # Frames per chunk (1 + 4k for the default model): a chunk reaches the growing file when it ends
-    # (3.3 s at 10 fps); 33 took 5% to 15% fewer bits than 17 for the same quality on live coding
-    # (bench/RESULTS.md, "Live chunks of 33 frames").
-    chunk_frames: int = 33
+    # (3.3 s after its first frame at 33 frames and 10 fps, 6.5 s at 65); 33 took 5% to 15% fewer
+    # bits than 17 for the same quality on live coding (bench/RESULTS.md, "Live chunks of 33 frames").
+    chunk_frames: int = 65
+    # A longer chunk ends after this many frames (1 + 4k; 0: never) where the picture moves, as
+    # `encode --chunk-split` decides (`streaming.chunk_split`): a steady camera keeps long chunks,
+    # which save intra frames' bits, a moving one gets short ones (bench/RESULTS.md, "Live chunks
+    # that end early where the picture moves").
+    split_frames: int = 33
     quality: int | None = None  # point of the rate ladder (None: the model's default)
     # The point's coding scale is capped at this (`Ladder.for_frame(max_scale=...)`), a capped point
     # taking more bits per token instead. 1 (coded at the ingest size) keeps the default model in real
@@ -127,9 +134,16 @@ class IngestConfig:
         Sharpen.of_amount(self.sharpen)
         if self.chunk_frames < 1:
             raise ValueError(f"--ingest-chunk-frames must be at least 1, got {self.chunk_frames}")
+        if self.split_frames < 0:
+            raise ValueError(f"--ingest-chunk-split must be 0 or more, got {self.split_frames}")
         if self.max_scale != AUTO_SCALE and not (isinstance(self.max_scale, (int, float))
                                                   and 1 <= self.max_scale <= MAX_SCALE):
             raise ValueError(f"--ingest-max-scale must be 'auto' or in 1..{MAX_SCALE:g}, got {self.max_scale!r}")
+
+    @property
+    def split(self) -> ChunkSplit | None:
+        """Where a chunk ends early because the picture moves (None: chunks are never longer)."""
+        return ChunkSplit(self.split_frames) if 0 < self.split_frames < self.chunk_frames else None
 
 
 def live_point(ladder: Ladder, quality: int | None, width: int, height: int, max_scale: float | str,
@@ -363,7 +377,17 @@ class Ingest:
             out += self._decode(tokens)
             if self.encoder.count == self.cfg.chunk_frames:
                 self._write_chunk(self.cfg.chunk_frames)
+            elif self._moving():
+                self.splits += 1
+                out += self._end_chunk()  # no frame waits: the chunk ends here
         return out
+
+    def _moving(self) -> bool:
+        """Whether the chunk, at its split point, ends there because the picture moves (the
+        tokens it has are the ones a file's encoder weighs: unrefined, the fixed hysteresis)."""
+        split = self.cfg.split
+        return (split is not None and self.encoder.count == split.frames
+                and split.ends(np.stack(self.grid), self.writer.payload_size))
 
     def _end_chunk(self) -> list[np.ndarray]:
         """End the chunk before its length (at a scene cut, or when the camera stops): the frames
@@ -401,8 +425,10 @@ class Ingest:
         return seconds <= LIVE_BUDGET / self.cfg.fps
 
     def _open(self, first: np.ndarray) -> None:
-        from tokcodec.files import new_header
+        from tokcodec.files import check_chunk_frames, new_header
 
+        if self.cfg.split is not None:
+            check_chunk_frames(self.tokenizer, self.cfg.split_frames, "--ingest-chunk-split")
         height, width = first.shape[:2]
         point = live_point(model_ladder(self.tokenizer.config), self.cfg.quality, width, height, self.cfg.max_scale,
                            lambda p: self._fits(p, first))
@@ -414,6 +440,7 @@ class Ingest:
         self.encoder = StreamingEncoder(self.engine, self.cfg.chunk_frames, header.bits)
         self.decoder = StreamingDecoder(self.engine, bits=header.bits)
         self.cuts = SceneCuts() if self.cfg.scene_cuts else None
+        self.splits = 0  # chunks that ended early because the picture moves
         self.grid: list[np.ndarray] = []
         self.sources: list[np.ndarray] = []  # the chunk's frames as read, and as decoded: for its layers
         self.decoded: list[np.ndarray] = []
@@ -466,7 +493,8 @@ class Ingest:
             self.writer.close()  # the chunks written so far stay readable
         if self.writing is not None:
             self.writing.result()  # a last chunk that failed to write fails the file here
-        log.info("%s: %d frames", self.output.name, self.frames)
+        log.info("%s: %d frames, %d chunk(s) ended after %d where the picture moves", self.output.name,
+                 self.frames, self.splits, self.cfg.split_frames)
 
 
 class TokServer:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from media import make_av_source, scene_cut_frames, smooth_frames
+from media import make_av_source, noise_frames, scene_cut_frames, smooth_frames
 
 pytest.importorskip("aiortc")
 from aiohttp import ClientSession  # noqa: E402
@@ -20,6 +20,7 @@ from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
 import tokcodec  # noqa: E402
 from tokcodec.cli import main  # noqa: E402
+from tokcodec.streaming.chunk_split import ChunkSplit  # noqa: E402
 from tokcodec.streaming.server import IngestConfig, TokServer  # noqa: E402
 
 
@@ -345,6 +346,45 @@ def test_live_ingest_ends_a_chunk_at_a_scene_cut_and_sends_its_frames_back(tmp_p
     assert error[0] < error[1]
 
 
+def test_live_ingest_ends_a_long_chunk_after_its_first_frames_where_the_picture_moves(tmp_path: Path) -> None:
+    from tokcodec.codec import load_tokenizer
+    from tokcodec.codec.io import iter_frames, write_video
+    from tokcodec.files import open_tok
+    from tokcodec.ladder import model_ladder
+    from tokcodec.streaming.refine import RefineConfig
+    from tokcodec.streaming.stateful import DEFAULT_HYSTERESIS
+
+    steady, moving = np.stack([smooth_frames(1, 48, 64)[0]] * 17), noise_frames(17, 48, 64)
+    settings = {"chunk_frames": 17, "split_frames": 9, "max_scale": 1, "sharpen": 0, "scene_cuts": False}
+
+    def lengths(name: str) -> list[int]:
+        with open_tok(tmp_path / name) as reader:
+            return [e.frames for e in reader.entries]
+
+    _live(tmp_path, "steady.tok", steady, **settings)
+    back = _live(tmp_path, "moving.tok", moving, **settings)
+    nine = _live(tmp_path, "nine.tok", moving, **{**settings, "chunk_frames": 9})
+    _live(tmp_path, "whole.tok", moving, **{**settings, "split_frames": 0})
+    assert lengths("steady.tok") == [17] and lengths("whole.tok") == [17]
+    assert lengths("moving.tok") == lengths("nine.tok") == [9, 8]
+    # The same decision and tokens as a file's encoder (unrefined, the fixed hysteresis) ...
+    write_video(tmp_path / "moving.mp4", moving, 10, lossless=True)
+    point = model_ladder(load_tokenizer().config).for_frame(None, 64, 48, max_scale=1)  # the ingest's
+    tokcodec.encode_file(tmp_path / "moving.mp4", tmp_path / "file.tok", chunk_frames=17, split=ChunkSplit(9),
+                         scale=point.scale, level=point.level, hysteresis=DEFAULT_HYSTERESIS, refine=RefineConfig(), luma_layer=False, chroma_layer=False,
+                         scene_cuts=False, sharpen=0, precision="fp32")
+    assert lengths("file.tok") == [9, 8]
+    live, file = ([c.tokens for c in tokcodec.read_tokens(tmp_path / n)] for n in ("moving.tok", "file.tok"))
+    assert all(np.array_equal(a, b) for a, b in zip(live, file, strict=True))
+    # ... and every frame comes back at once, as with 9-frame chunks
+    np.testing.assert_array_equal(back[:9], nine[:9])
+    assert len(back) == len(nine) == 14  # the 3 still waiting for a whole latent step at the end do not
+    tokcodec.decode_file(tmp_path / "moving.tok", tmp_path / "moving-out.mp4", lossless=True, precision="fp32")
+    assert len(list(iter_frames(tmp_path / "moving-out.mp4"))) == 17
+    with pytest.raises(ValueError, match="--ingest-chunk-split must be 1 \\+ 4k"):  # not a latent frame's end
+        _live(tmp_path, "bad.tok", moving, **{**settings, "split_frames": 8})
+
+
 def test_live_ingest_stops_at_a_chunk_it_could_not_write_and_keeps_the_ones_before(tmp_path: Path, monkeypatch,
                                                                                     caplog) -> None:
     import tokcodec.streaming.server as server
@@ -582,6 +622,8 @@ def test_a_file_that_kept_super_whites_plays_as_players_show_it(tmp_path: Path) 
     (["--ingest-max-scale", "fast"], 2, "neither 'auto' nor a number from 1 to 4"),
     (["--ingest-chunk-frames", "20"], 1, "--ingest-chunk-frames must be 1 + 4k"),
     (["--ingest-chunk-frames", "0"], 2, "0 is not in the range x>=1"),
+    (["--ingest-chunk-split", "8"], 1, "--ingest-chunk-split must be 1 + 4k"),
+    (["--ingest-chunk-split", "-1"], 2, "-1 is not in the range x>=0"),
 ])
 def test_serve_refuses_a_bad_ingest_setting_before_it_starts(tmp_path: Path, args, code, message) -> None:
     r = CliRunner().invoke(main, ["serve", str(tmp_path), *args])
@@ -593,10 +635,12 @@ def test_serve_hands_its_ingest_settings_to_the_server(tmp_path: Path, monkeypat
 
     seen = []
     monkeypatch.setattr(server, "serve", lambda directory, host, port, onnx, ingest, precision: seen.append(ingest))
-    args = ["--ingest-fps", "12", "--ingest-chunk-frames", "17", "--no-ingest-scene-cuts", "--no-ingest-layers",
-            "--ingest-sharpen", "0", "--ingest-max-scale", "1"]
+    args = ["--ingest-fps", "12", "--ingest-chunk-frames", "17", "--ingest-chunk-split", "9", "--no-ingest-scene-cuts",
+            "--no-ingest-layers", "--ingest-sharpen", "0", "--ingest-max-scale", "1"]
     r = CliRunner().invoke(main, ["serve", str(tmp_path), *args])
     assert r.exit_code == 0, r.output
-    assert seen == [IngestConfig(fps=12, chunk_frames=17, scene_cuts=False, layers=False, sharpen=0, max_scale=1)]
+    assert seen == [IngestConfig(fps=12, chunk_frames=17, split_frames=9, scene_cuts=False, layers=False, sharpen=0,
+                                 max_scale=1)]
+    assert seen[0].split == ChunkSplit(9)
     CliRunner().invoke(main, ["serve", str(tmp_path)])
     assert seen[1] == IngestConfig() and seen[1].scene_cuts

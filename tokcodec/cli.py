@@ -394,9 +394,12 @@ def _ingest_scale_option(ctx: click.Context, param: click.Parameter, value: str)
                    "2 cores of a CPU that has it, not with onnxruntime")
 @click.option("--ingest-sharpen", default=0.5, show_default=True, type=click.FloatRange(0, 255 / 16),
               help="unsharp mask of a live camera's decoded luma, as `encode --sharpen` (0: none)")
-@click.option("--ingest-chunk-frames", default=33, show_default=True, type=click.IntRange(min=1),
+@click.option("--ingest-chunk-frames", default=65, show_default=True, type=click.IntRange(min=1),
               help="frames per live chunk (1 + 4k for the default model): a chunk reaches the growing file when it "
-                   "ends; 33 takes 5%-15% fewer bits than 17")
+                   "ends (6.5 s after its first frame at 65 frames and 10 fps)")
+@click.option("--ingest-chunk-split", default=33, show_default=True, type=click.IntRange(min=0),
+              help="a longer live chunk ends after this many frames (1 + 4k) where the picture moves, as "
+                   "`encode --chunk-split` decides; 0 = never")
 @click.option("--ingest-layers/--no-ingest-layers", default=True, show_default=True,
               help="each live chunk's coarse luma and chroma layers where they pay, as `encode` sends them "
                    "(in the file; the frames sent back to the camera go out before the chunk's layers are chosen)")
@@ -406,7 +409,8 @@ def _ingest_scale_option(ctx: click.Context, param: click.Parameter, value: str)
 @user_errors
 def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps: int, ingest_size: int,
           ingest_model: str | None, ingest_quality: int | None, ingest_max_scale: float | str, ingest_sharpen: float,
-          ingest_chunk_frames: int, ingest_layers: bool, ingest_scene_cuts: bool, precision: str) -> None:
+          ingest_chunk_frames: int, ingest_chunk_split: int, ingest_layers: bool, ingest_scene_cuts: bool,
+          precision: str) -> None:
     """Serve the .tok files in DIRECTORY to browsers over WebRTC, and record live cameras into it."""
     from tokcodec.codec import load_tokenizer
     from tokcodec.files import check_chunk_frames
@@ -418,9 +422,12 @@ def serve(directory: str, host: str, port: int, onnx_dir: str | None, ingest_fps
     tokenizer = load_tokenizer(ingest_model)
     model_ladder(tokenizer.config).point(ingest_quality)
     check_chunk_frames(tokenizer, ingest_chunk_frames, "--ingest-chunk-frames")
+    if ingest_chunk_split:
+        check_chunk_frames(tokenizer, ingest_chunk_split, "--ingest-chunk-split")
     ingest = IngestConfig(fps=ingest_fps, max_side=ingest_size, quality=ingest_quality, max_scale=ingest_max_scale,
                           model=ingest_model, sharpen=ingest_sharpen, layers=ingest_layers,
-                          chunk_frames=ingest_chunk_frames, scene_cuts=ingest_scene_cuts)
+                          chunk_frames=ingest_chunk_frames, split_frames=ingest_chunk_split,
+                          scene_cuts=ingest_scene_cuts)
     run(directory, host, port, onnx_dir, ingest, precision)
 
 
