@@ -14,7 +14,10 @@ So a chunk of up to `chunk_frames` frames ends after its first
 `ChunkSplit.frames` where the first latent frame of those, coded alone,
 costs less than `ratio` times the mean of the latent frames after it, as
 x264 makes a frame an I frame where a P frame would cost nearly as much:
-there the next chunk's intra frame is cheap. The decision is the
+there the next chunk's intra frame is cheap. A chunk that goes on is weighed
+again every `frames - 1` frames (after 65 and 97 frames of a 129-frame
+chunk), its first latent frame against the ones since the last point: a
+picture that starts moving ends its chunk there. The decision is the
 encoder's; the format's chunks may be of any length up to the header's.
 `encode_file` and `serve`'s live ingest both take it, on the same tokens.
 """
@@ -37,19 +40,33 @@ DEFAULT_SPLIT_RATIO = 1.35
 @dataclass(frozen=True)
 class ChunkSplit:
     """A chunk ends after its first `frames` frames (1 + 4k for the default
-    model) where the first latent frame of their tokens costs less than
-    `ratio` times the mean of the latent frames after it (the encoder's
-    tokens before any refinement, quantised with the hysteresis search's
-    first threshold or the fixed one)."""
+    model), or after a further multiple of `frames - 1`, where the first
+    latent frame of its tokens costs less than `ratio` times the mean of the
+    latent frames since the last such point (the encoder's tokens before any
+    refinement, quantised with the hysteresis search's first threshold or the
+    fixed one)."""
 
     frames: int = 33
     ratio: float = DEFAULT_SPLIT_RATIO
 
-    def ends(self, tokens: np.ndarray, payload_bytes: Callable[[np.ndarray], int]) -> bool:
-        """Whether the chunk whose first frames' tokens (T', H', W') are `tokens` ends after them;
-        `payload_bytes`: what the entropy coder writes for a token grid (`TokWriter.payload_size`)."""
-        if len(tokens) < 2:
+    def __post_init__(self) -> None:
+        if self.frames < 2:
+            raise ValueError(f"--chunk-split must be 0 (never) or more than 1 frame, got {self.frames}")
+
+    def points(self, chunk_frames: int) -> range:
+        """The frame counts after which a chunk of up to `chunk_frames` frames may end here
+        (33, 65 and 97 for 129)."""
+        return range(self.frames, chunk_frames, self.frames - 1)
+
+    def ends(self, tokens: np.ndarray, payload_bytes: Callable[[np.ndarray], int], window: int | None = None) -> bool:
+        """Whether the chunk whose tokens (T', H', W') up to a split point are `tokens` ends there:
+        the first latent frame against the last `window` (None: all after the first), coded after
+        the ones before them; `payload_bytes`: what the entropy coder writes for a token grid
+        (`TokWriter.payload_size`)."""
+        since = 1 if window is None else max(1, len(tokens) - window)
+        if len(tokens) <= since:
             return False
         first = payload_bytes(tokens[:1])
-        later = (payload_bytes(tokens) - first) / (len(tokens) - 1)
+        before = first if since == 1 else payload_bytes(tokens[:since])
+        later = (payload_bytes(tokens) - before) / (len(tokens) - since)
         return first < self.ratio * later

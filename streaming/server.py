@@ -101,10 +101,10 @@ class IngestConfig:
     # (3.3 s after its first frame at 33 frames and 10 fps, 6.5 s at 65); 33 took 5% to 15% fewer
     # bits than 17 for the same quality on live coding (bench/RESULTS.md, "Live chunks of 33 frames").
     chunk_frames: int = 65
-    # A longer chunk ends after this many frames (1 + 4k; 0: never) where the picture moves, as
-    # `encode --chunk-split` decides (`streaming.chunk_split`): a steady camera keeps long chunks,
-    # which save intra frames' bits, a moving one gets short ones (bench/RESULTS.md, "Live chunks
-    # that end early where the picture moves").
+    # A longer chunk ends after this many frames (1 + 4k; 0: never), or a further multiple of this
+    # less 1, where the picture moves, as `encode --chunk-split` decides (`streaming.chunk_split`):
+    # a steady camera keeps long chunks, which save intra frames' bits, a moving one gets short ones
+    # (bench/RESULTS.md, "Live chunks that end early where the picture moves").
     split_frames: int = 33
     quality: int | None = None  # point of the rate ladder (None: the model's default)
     # The point's coding scale is capped at this (`Ladder.for_frame(max_scale=...)`), a capped point
@@ -134,8 +134,8 @@ class IngestConfig:
         Sharpen.of_amount(self.sharpen)
         if self.chunk_frames < 1:
             raise ValueError(f"--ingest-chunk-frames must be at least 1, got {self.chunk_frames}")
-        if self.split_frames < 0:
-            raise ValueError(f"--ingest-chunk-split must be 0 or more, got {self.split_frames}")
+        if self.split_frames < 0 or self.split_frames == 1:
+            raise ValueError(f"--ingest-chunk-split must be 0 (never) or more than 1 frame, got {self.split_frames}")
         if self.max_scale != AUTO_SCALE and not (isinstance(self.max_scale, (int, float))
                                                   and 1 <= self.max_scale <= MAX_SCALE):
             raise ValueError(f"--ingest-max-scale must be 'auto' or in 1..{MAX_SCALE:g}, got {self.max_scale!r}")
@@ -383,11 +383,12 @@ class Ingest:
         return out
 
     def _moving(self) -> bool:
-        """Whether the chunk, at its split point, ends there because the picture moves (the
-        tokens it has are the ones a file's encoder weighs: unrefined, the fixed hysteresis)."""
+        """Whether the chunk, at a split point, ends there because the picture moves (the tokens
+        it has are the ones a file's encoder weighs: unrefined, the fixed hysteresis)."""
         split = self.cfg.split
-        return (split is not None and self.encoder.count == split.frames
-                and split.ends(np.stack(self.grid), self.writer.payload_size))
+        return (split is not None and self.encoder.count in split.points(self.cfg.chunk_frames)
+                and split.ends(np.stack(self.grid), self.writer.payload_size,
+                               (split.frames - 1) // self.tokenizer.temporal_factor))
 
     def _end_chunk(self) -> list[np.ndarray]:
         """End the chunk before its length (at a scene cut, or when the camera stops): the frames
@@ -493,8 +494,8 @@ class Ingest:
             self.writer.close()  # the chunks written so far stay readable
         if self.writing is not None:
             self.writing.result()  # a last chunk that failed to write fails the file here
-        log.info("%s: %d frames, %d chunk(s) ended after %d where the picture moves", self.output.name,
-                 self.frames, self.splits, self.cfg.split_frames)
+        log.info("%s: %d frames, %d chunk(s) ended early where the picture moves", self.output.name,
+                 self.frames, self.splits)
 
 
 class TokServer:

@@ -679,6 +679,16 @@ def test_onnxruntime_encodes_and_decodes_files(source: Path, tok: Path, tmp_path
     assert a.shape == b.shape and (a != b).mean() < 0.01
     r = cli("encode", str(source), "-o", str(tmp_path / "no.tok"), "--hysteresis", "auto-decode", "--onnx", str(export))
     assert r.exit_code == 1 and "cannot choose the hysteresis by decoding" in r.output and not (tmp_path / "no.tok").exists()
+    # a long chunk weighed at each split point from onnxruntime's latent: the chunks torch chooses
+    wakes = tmp_path / "wakes.mp4"  # still for 9 frames, then noise
+    write_video(wakes, [smooth_frames(1, 48, 64)[0]] * 9 + noise_frames(16, 48, 64), 25, lossless=True)
+    split = tmp_path / "split-fp32.tok", tmp_path / "split-ort.tok"
+    for out, extra in zip(split, (["--precision", "fp32", "--refine", "0"], ["--onnx", str(export)])):
+        r = cli("encode", str(wakes), "-o", str(out), "--chunk-frames", "25", "--chunk-split", "9", "--no-scene-cuts",
+                "-q", *extra)
+        assert r.exit_code == 0, r.output
+    with tokcodec.open_tok(split[0]) as p, tokcodec.open_tok(split[1]) as q:
+        assert [e.frames for e in p.entries] == [e.frames for e in q.entries] == [17, 8]
     r = cli("decode", str(tok), "-o", str(tmp_path / "no.mp4"), "--precision", "bf16", "--onnx", str(export))
     assert r.exit_code == 1 and "computes in float32" in r.output and not (tmp_path / "no.mp4").exists()
     for out, extra in ((tmp_path / "torch.mp4", ["--precision", "fp32"]), (tmp_path / "ort.mp4", ["--onnx", str(export)])):
@@ -771,3 +781,20 @@ def test_encode_ends_a_long_chunk_after_its_first_frames_where_the_picture_moves
     assert len(list(iter_frames(tmp_path / "moving-out.mp4"))) == 17
     r = cli("encode", str(moving), "-o", str(tmp_path / "bad.tok"), "--chunk-frames", "17", "--chunk-split", "8")
     assert r.exit_code != 0 and "--chunk-split must be 1 + 4k" in r.output and not (tmp_path / "bad.tok").exists()
+
+
+def test_encode_weighs_a_long_chunk_again_where_its_picture_starts_moving(tmp_path: Path) -> None:
+    source = tmp_path / "wakes.mp4"  # a still picture for 9 frames, then noise: chunks of up to 25 weighed at 9 and 17
+    write_video(source, [smooth_frames(1, 48, 64)[0]] * 9 + noise_frames(16, 48, 64), 25, lossless=True)
+
+    def encode(name: str, *extra: str) -> tuple[list[int], str]:
+        r = cli("encode", str(source), "-o", str(tmp_path / name), "--refine", "0", "--no-scene-cuts", *extra)
+        assert r.exit_code == 0, r.output
+        with tokcodec.open_tok(tmp_path / name) as reader:
+            return [e.frames for e in reader.entries], r.output
+
+    lengths, said = encode("split.tok", "--chunk-frames", "25", "--chunk-split", "9")
+    assert lengths == [17, 8] and "1 chunk(s) ended after 9 or 17 frames where the picture moves" in said
+    assert encode("fixed.tok", "--chunk-frames", "17")[0] == [17, 8]
+    split, fixed = ([c.tokens for c in tokcodec.read_tokens(tmp_path / n)] for n in ("split.tok", "fixed.tok"))
+    assert all(np.array_equal(a, b) for a, b in zip(split, fixed, strict=True))

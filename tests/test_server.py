@@ -383,6 +383,9 @@ def test_live_ingest_ends_a_long_chunk_after_its_first_frames_where_the_picture_
     assert len(list(iter_frames(tmp_path / "moving-out.mp4"))) == 17
     with pytest.raises(ValueError, match="--ingest-chunk-split must be 1 \\+ 4k"):  # not a latent frame's end
         _live(tmp_path, "bad.tok", moving, **{**settings, "split_frames": 8})
+    # a chunk that goes on is weighed again 8 frames on: still for 9 frames, then moving
+    _live(tmp_path, "wakes.tok", np.concatenate([steady[:9], moving, moving[:7]]), **{**settings, "chunk_frames": 25})
+    assert lengths("wakes.tok") == [17, 9, 7]  # the noise after goes on splitting at 9
 
 
 def test_live_ingest_stops_at_a_chunk_it_could_not_write_and_keeps_the_ones_before(tmp_path: Path, monkeypatch,
@@ -624,6 +627,7 @@ def test_a_file_that_kept_super_whites_plays_as_players_show_it(tmp_path: Path) 
     (["--ingest-chunk-frames", "0"], 2, "0 is not in the range x>=1"),
     (["--ingest-chunk-split", "8"], 1, "--ingest-chunk-split must be 1 + 4k"),
     (["--ingest-chunk-split", "-1"], 2, "-1 is not in the range x>=0"),
+    (["--ingest-chunk-split", "1"], 1, "--ingest-chunk-split must be 0 (never) or more than 1 frame"),
 ])
 def test_serve_refuses_a_bad_ingest_setting_before_it_starts(tmp_path: Path, args, code, message) -> None:
     r = CliRunner().invoke(main, ["serve", str(tmp_path), *args])

@@ -174,9 +174,10 @@ def _print_report(r: Any) -> None:
 @click.option("--chunk-frames", default=DEFAULT_LONGEST_CHUNK, show_default=True,
               help="the longest independently decodable chunk (1 + 4k frames); shorter: finer seeking, more bits")
 @click.option("--chunk-split", default=DEFAULT_CHUNK_FRAMES, show_default=True, type=click.IntRange(min=0),
-              help="a longer chunk ends after this many frames (1 + 4k) where the picture moves (its first latent "
-                   "frame costs less than 1.35x a later one): a steady picture keeps long chunks, which save its "
-                   "intra frames' bits, a moving one gets short ones, whose fresh start pays; 0 = never")
+              help="a longer chunk ends after this many frames (1 + 4k), or a further multiple of this less 1, "
+                   "where the picture moves (its first latent frame costs less than 1.35x a later one): a steady "
+                   "picture keeps long chunks, which save its intra frames' bits, a moving one gets short ones, "
+                   "whose fresh start pays; 0 = never")
 @click.option("--hysteresis", default=None, metavar="H|auto|auto-decode", callback=_hysteresis_option,
               help="latents smaller than this keep the previous latent frame's bit: fewer bits for a little "
                    "distortion; 0 = off; 'auto' = chosen per chunk by the bits and the distortion the latent "
@@ -259,7 +260,9 @@ def encode(source: str, output: str, model: str | None, quality: int | None, chu
         if r.cuts:
             click.echo(f"{r.cuts} chunk(s) ended early at a scene cut")
         if r.splits:
-            click.echo(f"{r.splits} chunk(s) ended after {chunk_split} frames where the picture moves")
+            points = [str(p) for p in ChunkSplit(chunk_split).points(chunk_frames)]
+            after = " or ".join([", ".join(points[:-1]), points[-1]] if len(points) > 1 else points)
+            click.echo(f"{r.splits} chunk(s) ended after {after} frames where the picture moves")
         if r.sharpen:
             click.echo(f"decoders sharpen the luma: amount {r.sharpen.amount:g}, sigma {r.sharpen.sigma:g} px, "
                        f"threshold {r.sharpen.threshold:g} (--sharpen 0: none)")

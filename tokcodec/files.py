@@ -81,7 +81,7 @@ class EncodeReport:
     layers: int = 0  # chunks that carry any
     sharpen: Sharpen = NO_SHARPEN  # the unsharp mask every decoder applies (`codec.sharpen`)
     cuts: int = 0  # chunks that ended early because a scene cut started the next
-    splits: int = 0  # chunks that ended after `split.frames` frames because the picture moves
+    splits: int = 0  # chunks that ended at a split point (`ChunkSplit.points`) because the picture moves
 
 
 @dataclass
@@ -141,9 +141,9 @@ def encode_file(
     tokenized and coded on its own, so it can be decoded without the others
     (in segments of a few frames with the causal caches carried over, so
     memory does not grow with the chunk). With `split` (the default: 33) a
-    chunk ends after `split.frames` frames where its picture moves
-    (`streaming.chunk_split`): a steady picture keeps long chunks, a moving
-    one gets short ones. With `scene_cuts` (the default) a
+    chunk ends after `split.frames` frames, or a further multiple of
+    `split.frames - 1`, where its picture moves (`streaming.chunk_split`):
+    a steady picture keeps long chunks, a moving one gets short ones. With `scene_cuts` (the default) a
     chunk also ends early where a scene cut (`codec.scene_cuts`: FFmpeg's
     scdet) starts the next, which codes the new scene from its own first
     frame (a .tok 1.10 file; `scene_cuts=False`: one a 1.9 reader can read).
@@ -192,9 +192,11 @@ def encode_file(
     6:1:1 does: +1 to +7 dB Cb and Cr PSNR for 1% to 7% more bytes at the
     default point on the eval clips, bench/RESULTS.md "Coarse chroma layers"). Without either, a
     file a .tok 1.6 reader can read; with `luma_layer` only, one a 1.7 reader can.
-    `split`: a chunk of more than `split.frames` frames ends after them
+    `split`: a chunk of more than `split.frames` frames ends after them, or
+    after a further multiple of `split.frames - 1` (`ChunkSplit.points`),
     where its picture moves (`streaming.chunk_split.ChunkSplit`: where its
-    first latent frame costs less than `split.ratio` times a later one);
+    first latent frame costs less than `split.ratio` times the later ones
+    since the last point);
     None: every chunk is `chunk_frames` long but at scene cuts and the end
     (and so where `chunk_frames` is not longer than `split.frames`).
     `sharpen`: the unsharp mask of the decoded luma the file asks every
@@ -274,13 +276,14 @@ def encode_file(
             frames = resize_frames(clip.frames, ch, cw)
             video = frames_to_video(frames) if engine is None else None  # torch's input
             latent = None  # the chunk's encoder latent, where weighing a split computed it
-            if split is not None and clip.valid > split.frames:
+            points = [p for p in split.points(chunk_frames) if p < clip.valid] if split is not None else []
+            if points:
                 threshold = search.start if search else hysteresis
-                latent, ends = _split_latent(tokenizer, engine, frames if video is None else video, split.frames,
-                                             precision, lambda z: split.ends(
-                                                 latent_tokens(z, bits, threshold)[0].numpy(), writer.payload_size))
-                if ends:
-                    clip = clips.give_back(clip, split.frames)
+                latent, kept = _split_latent(tokenizer, engine, frames if video is None else video, points, precision,
+                                             lambda z: split.ends(latent_tokens(z, bits, threshold)[0].numpy(),
+                                                                  writer.payload_size, (split.frames - 1) // t))
+                if kept:
+                    clip = clips.give_back(clip, kept)
                     splits += 1
                     frames = frames[: len(clip.frames)]
                     if video is not None:  # a copy, so that the later frames' memory goes
@@ -605,29 +608,30 @@ def onnx_engine(directory: str | os.PathLike, model: str, weights: str, tokenize
     return engine
 
 
-def _split_latent(tokenizer: Tokenizer, engine: Any, chunk: np.ndarray | torch.Tensor, first: int, precision: str,
-                  ends: Callable[[torch.Tensor], bool]) -> tuple[torch.Tensor, bool]:
+def _split_latent(tokenizer: Tokenizer, engine: Any, chunk: np.ndarray | torch.Tensor, points: list[int],
+                  precision: str, ends: Callable[[torch.Tensor], bool]) -> tuple[torch.Tensor, int | None]:
     """The encoder latent (1, K, T', H', W') of a chunk, by an onnxruntime `engine` from its coded
     uint8 frames (1 + t*k, H, W, 3) or by torch's networks from them as a video (`frames_to_video`),
-    and whether the chunk ends after its `first` frames, as `ends` judges from their latent: then
-    the latent of those frames only (the encoder is causal: what a chunk of them gives). torch stops
-    encoding there; onnxruntime encodes them all."""
-    head = 1 + (first - 1) // tokenizer.temporal_factor  # latent frames of the first frames
+    and where the chunk ends early: the first of `points` (frame counts, ascending, each fewer than
+    the chunk's) where `ends` judges from the latent so far that it ends, with the latent of those
+    frames only (the encoder is causal: what a chunk of them gives), or None. torch stops encoding
+    there; onnxruntime encodes them all."""
+    heads = [(p, 1 + (p - 1) // tokenizer.temporal_factor) for p in points]  # latent frames of each point's
     if engine is not None:
         z = torch.from_numpy(chunk_latent(engine, pad_frames(chunk, tokenizer.spatial_factor)))
-        return (z[:, :, :head], True) if ends(z[:, :, :head]) else (z, False)
+        return next(((z[:, :, :head], p) for p, head in heads if ends(z[:, :, :head])), (z, None))
     with network_precision(precision, tokenizer.device):
         segments = latent_segments(tokenizer, chunk)
-        parts = []
+        parts: list[torch.Tensor] = []
         for done, z in segments:
             parts.append(z)
-            if done >= first:
-                break
-        z = torch.cat(parts, dim=2)
-        if ends(z[:, :, :head]):
-            segments.close()
-            return z[:, :, :head], True
-        return torch.cat([z, *(z for _, z in segments)], dim=2), False
+            while heads and done >= heads[0][0]:
+                p, head = heads.pop(0)
+                parts = [torch.cat(parts, dim=2)]
+                if ends(parts[0][:, :, :head]):
+                    segments.close()
+                    return parts[0][:, :, :head], p
+        return torch.cat(parts, dim=2), None
 
 
 def onnx_encode_chunk(engine: Any, frames: np.ndarray, bits: int, hysteresis: float, stride: int) -> np.ndarray:
