@@ -38,7 +38,7 @@ from tokcodec.codec.model import Tokenizer
 from tokcodec.memory import release_kept_memory, reuse_freed_memory
 
 from .net_rate import NetRate
-from .stateful import _LOCKS, DecoderStep, _segments, encode_chunk, encode_latent, latent_tokens, segment_frames_for
+from .stateful import _LOCKS, DecoderStep, _segments, encode_latent, latent_tokens, segment_frames_for
 
 
 # The encoder's default (`encode --refine`): two steps since the thirty-sixth
@@ -218,8 +218,6 @@ def encode_refined(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None, 
     (default: all of it); `segment_frames` as in `encode_chunk`; `net` and
     `decoded` as in `refine_tokens`; `latent`: the chunk's `encode_latent`
     where the caller has it already."""
-    if latent is None and not config.steps:
-        return encode_chunk(tokenizer, video, bits, hysteresis, segment_frames)
     bits = tokenizer._check_bits(bits)
     z = encode_latent(tokenizer, video, segment_frames) if latent is None else latent
     if not config.steps:
