@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .clips import FrameVideo
 from .config import TokenizerConfig
 from .layers import CausalConv3d, FrameGroupNorm, ResBlock, checkpointed, depth_to_space, norm_silu_conv
 from .lfq import LFQ, LFQOutput, bits_to_indices, hysteresis_signs, level_codes
@@ -138,8 +139,11 @@ class Tokenizer(nn.Module):
         t, h, w = self.padded_size(frames, height, width)
         return 1 + (t - 1) // self.temporal_factor, h // self.spatial_factor, w // self.spatial_factor
 
-    def pad(self, video: torch.Tensor) -> torch.Tensor:
-        """Pad a (B, 3, T, H, W) clip to the stride by replicating the last frame and borders."""
+    def pad(self, video: torch.Tensor | FrameVideo) -> torch.Tensor | FrameVideo:
+        """Pad a (B, 3, T, H, W) clip to the stride by replicating the last frame and borders
+        (a `FrameVideo`: the same frames, standing for the padded video)."""
+        if isinstance(video, FrameVideo):
+            return video.padded(self.padded_size(*video.size))
         _check_video(video)
         t, h, w = video.shape[-3:]
         tp, hp, wp = self.padded_size(t, h, w)

@@ -34,6 +34,7 @@ import torch
 
 from tokcodec.bitstream.context_net import ContextNet
 from tokcodec.bitstream.luma_layer import MAX_CELLS, CellLayer, Layers, encode_layer, layer_shape, layers_size
+from tokcodec.codec.clips import FrameVideo
 from tokcodec.codec.luma_layer import apply, correction, fit, group_means, luma, planes
 from tokcodec.codec.lfq import hysteresis_signs
 from tokcodec.codec.model import Tokenizer
@@ -132,7 +133,7 @@ def code_distance(z: torch.Tensor, threshold: float) -> float:
     return max(float(codes.sub_(z).square_().sum()), 1e-12)
 
 
-def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: tuple[int, int, int],
+def encode_searched(tokenizer: Tokenizer, video: torch.Tensor | FrameVideo, bits: int, size: tuple[int, int, int],
                     payload_bytes: Callable[[np.ndarray], int], search: HysteresisSearch = HysteresisSearch(),
                     refine: RefineConfig = RefineConfig(),
                     net: ContextNet | Sequence[ContextNet] | None = None,
@@ -145,8 +146,8 @@ def encode_searched(tokenizer: Tokenizer, video: torch.Tensor, bits: int, size: 
     `latent`: the chunk's `encode_latent` where the caller has it already)."""
     bits = tokenizer._check_bits(bits)
     z = encode_latent(tokenizer, video) if latent is None else latent
-    choice = choose_hysteresis(tokenizer, video[:, :, :, : size[1], : size[2]], z, bits, size[0], payload_bytes,
-                               search)
+    clip = video[:, :, :, : size[1], : size[2]] if search.decode else None  # (a FrameVideo converts it all)
+    choice = choose_hysteresis(tokenizer, clip, z, bits, size[0], payload_bytes, search)
     if not refine.steps:
         return choice
     tokens = refine_tokens(tokenizer, tokenizer.pad(video), z, bits, choice.threshold, refine, size, net=net,
@@ -184,6 +185,39 @@ def _psnr(mse: float) -> float:
     return 10 * math.log10(255 ** 2 / max(mse, 1e-10))
 
 
+def fit_layers(source: np.ndarray, decoded: np.ndarray, matrix: int,
+               cells: Sequence[Sequence[tuple[int, int, int]]]) -> list[list[tuple[CellLayer | None, float]]]:
+    """For each of the first len(`cells`) planes (Y', Cb, Cr) of one chunk, no layer and its
+    layer of each of its `cells` (block px, frames, step) fitted to the chunk (`fit`), each with
+    the plane's PSNR with it added (an estimate for Y', whose sum is clipped to 0..255 where the
+    decoder would clip R, G and B). One pass over the chunk, a few groups of frames at a time: a
+    1080p chunk's float planes, held whole, would take gigabytes. `source`, `decoded`: uint8
+    RGB (n, H, W, 3), as in `choose_layers`."""
+    n, H, W = source.shape[:3]
+    span = math.lcm(16, *(g for plane in cells for _, g, _ in plane))  # whole groups of every length
+    values: list[list[list[np.ndarray]]] = [[[] for _ in plane] for plane in cells]
+    errors = [[0.0] * (1 + len(plane)) for plane in cells]  # squared error with none, then each cell's
+    convert = planes if len(cells) > 1 else lambda frames, matrix: (luma(frames, matrix),)
+    for first in range(0, n, span):
+        frames = slice(first, first + span)
+        for plane, (target, base) in enumerate(zip(convert(source[frames], matrix), convert(decoded[frames], matrix))):
+            error = target - base
+            errors[plane][0] += float(np.square(error).sum())
+            means = {g: group_means(error, g) for g in {g for _, g, _ in cells[plane]}}  # once per group length
+            for i, (block, group, step) in enumerate(cells[plane]):
+                part = fit(means[group], block, group, step)  # the layer's groups in these frames
+                values[plane][i].append(part.values)
+                for g, up in enumerate(correction(part, H, W)):
+                    out = base[g * group : (g + 1) * group] + up
+                    if plane == 0:
+                        np.clip(out, 0, 255, out=out)
+                    errors[plane][1 + i] += float(np.square(out - target[g * group : (g + 1) * group]).sum())
+    return [[(None, _psnr(errors[plane][0] / (n * H * W)))]
+            + [(CellLayer(block, group, step, np.concatenate(values[plane][i])),
+                _psnr(errors[plane][1 + i] / (n * H * W))) for i, (block, group, step) in enumerate(plane_cells)]
+            for plane, plane_cells in enumerate(cells)]
+
+
 def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, matrix: int = 0,
                   luma_layer: bool = True, chroma: bool = False,
                   cells: Sequence[tuple[int, int, int]] = LAYER_CELLS,
@@ -204,31 +238,10 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
     frames the decoder writes (R, G and B clipped), choosing again until
     the winner's is. `source`, `decoded`: the chunk's real frames, uint8 RGB
     (n, H, W, 3) at the displayed size, as read and as the decoder writes them."""
-    # Y' alone unless chroma is wanted: three float planes of a 1080p chunk take gigabytes.
-    target, base = ((planes(source, matrix), planes(decoded, matrix)) if chroma
-                    else ((luma(source, matrix),), (luma(decoded, matrix),)))
-    n, H, W = target[0].shape
+    n, H, W = source.shape[:3]
 
-    def candidates(plane: int, cells: Sequence[tuple[int, int, int]]) -> list[CellLayer | None]:
-        error = target[plane] - base[plane]
-        means = {g: group_means(error, g) for g in {g for _, g, _ in cells}}  # once per group length
-        return [None] + [fit(means[g], b, g, s) for b, g, s in cells
-                         if math.prod(layer_shape(n, H, W, b, g)) <= MAX_CELLS]
-
-    def psnr(plane: int, layer: CellLayer | None) -> float:
-        """The plane's PSNR with `layer` added, a group of frames at a time (a 1080p chunk's
-        planes are large): an estimate for Y', whose sum is clipped to 0..255 where the decoder
-        clips R, G and B (`exact_psnr`)."""
-        if layer is None:
-            return _psnr(float(np.square(base[plane] - target[plane]).mean()))
-        up, total = correction(layer, H, W), 0.0
-        for g in range(len(up)):
-            frames = slice(g * layer.group, (g + 1) * layer.group)
-            out = base[plane][frames] + up[g]
-            if plane == 0:
-                np.clip(out, 0, 255, out=out)
-            total += float(np.square(out - target[plane][frames]).sum())
-        return _psnr(total / target[plane].size)
+    def allowed(cells: Sequence[tuple[int, int, int]]) -> tuple[tuple[int, int, int], ...]:
+        return tuple(c for c in cells if math.prod(layer_shape(n, H, W, c[0], c[1])) <= MAX_CELLS)
 
     def exact_psnr(layer: CellLayer) -> float:
         """Y' PSNR of the RGB frames the decoder writes with the Y' `layer` (clipped and
@@ -236,15 +249,16 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
         up, total = (correction(layer, H, W), None, None), 0.0
         for first in range(0, n, 8):
             out = apply(decoded[first : first + 8], Layers(y=layer), first, up, matrix)
-            total += float(np.square(luma(out, matrix) - target[0][first : first + 8]).sum())
-        return _psnr(total / target[0].size)
+            total += float(np.square(luma(out, matrix) - luma(source[first : first + 8], matrix)).sum())
+        return _psnr(total / (n * H * W))
 
     # Each candidate's quality and bytes once; the planes' qualities add, and so do their bytes.
+    fitted = fit_layers(source, decoded, matrix, (allowed(cells) if luma_layer else (),
+                                                  *((allowed(chroma_cells),) * 2 if chroma else ())))
     options: list[list[tuple[CellLayer | None, float, int]]] = [
-        [(c, psnr(0, c), len(encode_layer(c))) for c in candidates(0, cells if luma_layer else ())]]
-    for plane in (1, 2):  # without chroma layers Cb and Cr have no say
-        options.append([(c, chroma_weight * psnr(plane, c), len(encode_layer(c)))
-                        for c in candidates(plane, chroma_cells)] if chroma else [(None, 0.0, 0)])
+        [(c, psnr * (1 if plane == 0 else chroma_weight), len(encode_layer(c))) for c, psnr in plane_layers]
+        for plane, plane_layers in enumerate(fitted)]
+    options += [[(None, 0.0, 0)] for _ in range(3 - len(options))]  # without chroma layers Cb and Cr have no say
 
     def score(combo: tuple[int, int, int]) -> float:
         chosen = [options[plane][i] for plane, i in enumerate(combo)]
@@ -256,7 +270,7 @@ def choose_layers(source: np.ndarray, decoded: np.ndarray, token_bytes: int, mat
     # The Y' estimate misses where the decoder clips R, G or B (saturated colours): until the best
     # combination's Y' layer has been measured on the RGB frames, measure it and choose again
     # (an RGB pass or two a chunk, not one per candidate).
-    exact = {0}  # no Y' layer: base[0] is the decoded frames' own Y'
+    exact = {0}  # no Y' layer: measured on the decoded frames' own Y'
     while True:
         best = max(itertools.product(*(range(len(o)) for o in options)), key=score)  # no layers always scores
         if best[0] in exact:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from tokcodec.bitstream.context_net import ContextNet
-from tokcodec.codec.clips import video_to_frames
+from tokcodec.codec.clips import FrameVideo, video_to_frames
 from tokcodec.codec.lfq import bit_changes, bits_to_indices, hysteresis_signs
 from tokcodec.codec.losses import ssim as structural_similarity
 from tokcodec.codec.model import Tokenizer
@@ -208,7 +208,7 @@ def coarse_weighted_error(y: torch.Tensor, target: torch.Tensor, coarse: float) 
     return loss - (1 - coarse) * (sums.square() / sizes).sum() / e.numel()
 
 
-def encode_refined(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None, hysteresis: float,
+def encode_refined(tokenizer: Tokenizer, video: torch.Tensor | FrameVideo, bits: int | None, hysteresis: float,
                    config: RefineConfig, size: tuple[int, int, int] | None = None,
                    segment_frames: int | None = None,
                    net: ContextNet | Sequence[ContextNet] | None = None,
@@ -274,7 +274,7 @@ class PlaneStep:
         self.x -= self.lr * g / rms
 
 
-def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor, z: torch.Tensor, bits: int, hysteresis: float,
+def refine_tokens(tokenizer: Tokenizer, video: torch.Tensor | FrameVideo, z: torch.Tensor, bits: int, hysteresis: float,
                   config: RefineConfig, size: tuple[int, int, int] | None = None,
                   segment_frames: int | None = None,
                   net: ContextNet | Sequence[ContextNet] | None = None,

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from tokcodec.codec.clips import FrameVideo
 from tokcodec.codec.layers import AdaptiveGroupNorm, CausalConv3d, StreamSlot
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS, bits_to_indices, hysteresis_signs, level_codes
-from tokcodec.codec.model import Tokenizer, crop
+from tokcodec.codec.model import Tokenizer
 from tokcodec.codec.precision import network_precision, resolve_precision
 
 
@@ -317,7 +318,7 @@ def segment_frames_for(height: int, width: int) -> int:
 
 
 @torch.no_grad()
-def encode_latent(tokenizer: Tokenizer, video: torch.Tensor, segment_frames: int | None = None) -> torch.Tensor:
+def encode_latent(tokenizer: Tokenizer, video: torch.Tensor | FrameVideo, segment_frames: int | None = None) -> torch.Tensor:
     """The encoder's latent z (1, K, T', H', W') of one chunk (1, 3, T, H, W),
     padded as `Tokenizer.encode` pads it, run in segments of at most
     `segment_frames` frames (None: `segment_frames_for` the frame size) with
@@ -326,10 +327,11 @@ def encode_latent(tokenizer: Tokenizer, video: torch.Tensor, segment_frames: int
     return torch.cat([z for _, z in latent_segments(tokenizer, video, segment_frames)], dim=2)
 
 
-def latent_segments(tokenizer: Tokenizer, video: torch.Tensor,
+def latent_segments(tokenizer: Tokenizer, video: torch.Tensor | FrameVideo,
                     segment_frames: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """`encode_latent`'s segments as they are computed: (the frames encoded so far, the segment's
-    latent frames, float32), so that a caller can stop after a chunk's first frames."""
+    latent frames, float32), so that a caller can stop after a chunk's first frames. `video`: a
+    tensor, or a `FrameVideo` whose frames it converts a segment at a time."""
     t = tokenizer.temporal_factor
     segment_frames = segment_frames or segment_frames_for(*video.shape[-2:])
     if segment_frames < 1 + t or (segment_frames - 1) % t:
@@ -337,7 +339,8 @@ def latent_segments(tokenizer: Tokenizer, video: torch.Tensor,
     video = tokenizer.pad(video)
     if video.shape[2] <= segment_frames:
         with torch.no_grad():
-            z = tokenizer.encoder(video).float()  # float32 under a bfloat16 autocast too
+            # [:, :, :]: a FrameVideo's frames as a tensor. float32 under a bfloat16 autocast too.
+            z = tokenizer.encoder(video[:, :, :]).float()
         yield video.shape[2], z
         return
     steps = {True: EncoderStep(tokenizer, True), False: EncoderStep(tokenizer, False)}
@@ -349,7 +352,7 @@ def latent_segments(tokenizer: Tokenizer, video: torch.Tensor,
         yield b, z.float()
 
 
-def encode_chunk(tokenizer: Tokenizer, video: torch.Tensor, bits: int | None = None,
+def encode_chunk(tokenizer: Tokenizer, video: torch.Tensor | FrameVideo, bits: int | None = None,
                  hysteresis: float = 0.0, segment_frames: int | None = None) -> torch.Tensor:
     """`Tokenizer.encode` of one chunk (1, 3, T, H, W) through `encode_latent`:
     the same tokens in memory that does not grow with T."""
@@ -364,25 +367,44 @@ def latent_tokens(z: torch.Tensor, bits: int, hysteresis: float = 0.0) -> torch.
     return tokens if bits == z.shape[1] else tokens & ((1 << bits) - 1)
 
 
-@torch.no_grad()
 def decode_chunk(tokenizer: Tokenizer, tokens: torch.Tensor, size: tuple[int, int, int] | None = None,
                  bits: int | None = None, segment_frames: int | None = None) -> torch.Tensor:
     """`Tokenizer.decode` of one chunk's tokens (1, T', H', W'), run in
     segments of at most `segment_frames` frames (see `encode_chunk`)."""
+    return torch.cat(list(decoded_segments(tokenizer, tokens, size, bits, segment_frames)), dim=2)
+
+
+def decoded_segments(tokenizer: Tokenizer, tokens: torch.Tensor, size: tuple[int, int, int] | None = None,
+                     bits: int | None = None, segment_frames: int | None = None) -> Iterator[torch.Tensor]:
+    """`decode_chunk`'s frames a segment at a time, as they are computed: float32 videos
+    (1, 3, f, H, W) that follow each other, cropped to `size`. A caller that keeps each as uint8
+    (`video_to_frames`) holds one segment in float, not the chunk (2.7 GB for 129 frames of
+    1536x1152)."""
     t, s = tokenizer.temporal_factor, tokenizer.spatial_factor
     segment_frames = segment_frames or segment_frames_for(tokens.shape[-2] * s, tokens.shape[-1] * s)
     per = (segment_frames - 1) // t  # latent frames per segment after the first's 1 + per
     if tokens.dim() != 4 or tokens.shape[1] <= 1 + per:
-        return tokenizer.decode(tokens, size, bits).float()  # float32 under a bfloat16 autocast too
-    latent = tokenizer.latent_codes(tokens, bits)
+        with torch.no_grad():
+            video = tokenizer.decode(tokens, size, bits).float()  # float32 under a bfloat16 autocast too
+        yield video
+        return
+    whole = (1 + t * (tokens.shape[1] - 1), tokens.shape[-2] * s, tokens.shape[-1] * s)  # decoded, padded
+    if size is not None and any(a > b for a, b in zip(size, whole)):
+        raise ValueError(f"size {size} is larger than the decoded clip {whole}")  # as `crop` says
+    frames, height, width = size or whole
+    with torch.no_grad():
+        latent = tokenizer.latent_codes(tokens, bits)
     steps = {True: DecoderStep(tokenizer, True), False: DecoderStep(tokenizer, False)}
     caches: list | None = None
-    out = []
-    with _LOCKS.setdefault(tokenizer, threading.Lock()):
-        for a, b in _segments(tokens.shape[1], 1 + per):
+    done = 0  # frames yielded
+    for a, b in _segments(tokens.shape[1], 1 + per):
+        # Not across the yield, as in `latent_segments`.
+        with torch.no_grad(), _LOCKS.setdefault(tokenizer, threading.Lock()):
             video, *caches = steps[caches is None].forward_latent(latent[:, :, a:b], *(caches or []))
-            out.append(video)
-    return crop(torch.cat(out, dim=2), size).float()
+        video = video[:, :, : frames - done, :height, :width].float()
+        done += video.shape[2]
+        if video.shape[2]:
+            yield video
 
 
 def _segments(n: int, first: int) -> Iterator[tuple[int, int]]:

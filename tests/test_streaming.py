@@ -17,7 +17,7 @@ from models import jittered_tokenizer
 
 from tokcodec.cli import main
 from tokcodec.codec import Tokenizer, load_tokenizer
-from tokcodec.codec.clips import frames_to_video, video_to_frames
+from tokcodec.codec.clips import FrameVideo, frames_to_video, video_to_frames
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.streaming.refine import (COARSE_WEIGHT, PlaneStep, RefineConfig, change_prices, coarse_weighted_error,
                                       encode_refined, with_layers)
@@ -28,6 +28,7 @@ from tokcodec.streaming.stateful import (
     TorchEngine,
     chunk_latent,
     decode_chunk,
+    decoded_segments,
     encode_chunk,
     latent_of,
     latent_tokens,
@@ -130,13 +131,24 @@ def test_segmented_chunks_equal_whole_chunks(model: Tokenizer, frames: np.ndarra
     # an odd length is padded as Tokenizer.encode pads it
     assert torch.equal(encode_chunk(model, frames_to_video(frames[:11]), segment_frames=segment),
                        model.encode(frames_to_video(frames[:11])))
+    # uint8 frames converted a segment at a time give the same tokens, padded in size too
+    assert torch.equal(encode_chunk(model, FrameVideo(frames[:13]), hysteresis=h, segment_frames=segment), whole)
+    assert torch.equal(encode_chunk(model, FrameVideo(frames[:11, :45, :61]), segment_frames=segment),
+                       model.encode(frames_to_video(frames[:11, :45, :61])))
     for bits, tokens in ((None, whole), (4, whole & 15)):
         offline = model.decode(tokens, size=(13, 48, 64), bits=bits)
         segmented = decode_chunk(model, tokens, (13, 48, 64), bits, segment_frames=segment)
         assert segmented.shape == offline.shape == (1, 3, 13, 48, 64)
         assert (segmented - offline).abs().max() < 1e-4  # float rounding only
+        # a segment at a time, cropped to a clip of 11 frames that ends inside the last segment
+        parts = list(decoded_segments(model, tokens, (11, 45, 60), bits, segment_frames=segment))
+        assert [p.shape[2] for p in parts] == {5: [5, 4, 2], 9: [9, 2], 13: [11]}[segment]
+        assert all(p.shape[-2:] == (45, 60) for p in parts)
+        assert (torch.cat(parts, dim=2) - offline[:, :, :11, :45, :60]).abs().max() < 1e-4
     with pytest.raises(ValueError, match="segment_frames"):
         encode_chunk(model, video, segment_frames=4)
+    with pytest.raises(ValueError, match="larger than the decoded clip"):
+        decode_chunk(model, whole, (14, 48, 64), segment_frames=5)
 
 
 def test_change_prices_make_changes_dear_where_a_plane_stands_still() -> None:
@@ -191,6 +203,9 @@ def test_refinement_finds_tokens_that_decode_closer(model: Tokenizer, frames: np
     decoded: list[np.ndarray] = []
     segmented = encode_refined(model, video, None, h, RefineConfig(steps=8), segment_frames=5, decoded=decoded)
     assert segmented.shape == plain.shape and error(segmented) < 0.95 * error(plain)  # measured: 0.90 x
+    # the same search on uint8 frames that it converts a segment at a time
+    assert torch.equal(encode_refined(model, FrameVideo(frames[:13]), None, h, RefineConfig(steps=8),
+                                      segment_frames=5), segmented)
     # the kept tokens' decoded segments are what the decoder makes of the tokens, as 8-bit frames
     kept = np.concatenate(decoded)[:13]
     assert kept.dtype == np.uint8 and kept.shape == frames[:13].shape and len(decoded) == 3

@@ -1,9 +1,11 @@
 """The causal tokenizer: causality, images as 1-frame videos, sizes, configs, loading."""
 
+import numpy as np
 import pytest
 import torch
 
 from tokcodec.codec import Tokenizer, TokenizerConfig, LFQConfig, fingerprint, load_tokenizer, available_models
+from tokcodec.codec.clips import FrameVideo, frames_to_video
 from tokcodec.codec.config import PRESETS
 
 
@@ -64,6 +66,29 @@ def test_frame_counts_are_padded_to_the_stride(t, expected):
     tokens = model.encode(clip(t, 33, 20))
     assert tokens.shape == (1, expected, 5, 3)
     assert model.decode(tokens, size=(t, 33, 20)).shape == (1, 3, t, 33, 20)
+
+
+def test_a_frame_video_is_read_as_the_padded_float_video_a_slice_at_a_time():
+    model = tiny()
+    frames = np.random.default_rng(0).integers(0, 256, (6, 33, 20, 3), dtype=np.uint8)
+    whole = model.pad(frames_to_video(frames))  # (1, 3, 9, 40, 24): 3 frames, 7 rows and 4 columns repeated
+    video = model.pad(FrameVideo(frames))
+    assert isinstance(video, FrameVideo) and video.shape == whole.shape and video.frames is frames
+    for index in [(slice(None), slice(None), slice(None)), (slice(None), slice(None), slice(2, 5)),
+                  (slice(None), slice(None), slice(4, 9), slice(None, 33), slice(None, 20)),
+                  (slice(None), slice(None), slice(5, 9), slice(30, 40), slice(18, None)),
+                  (slice(None), slice(None), slice(1, None, 3), slice(None), slice(3, 24, 5))]:
+        part = video[index]
+        assert part.dtype == torch.float32 and torch.equal(part, whole[index])
+    assert torch.equal(FrameVideo(frames)[:, :, 1:3], frames_to_video(frames)[:, :, 1:3])
+    with pytest.raises(IndexError, match="slices"):
+        video[0]
+    with pytest.raises(IndexError, match="slices"):
+        video[:, :, 3]
+    with pytest.raises(ValueError, match="uint8"):
+        FrameVideo(frames.astype(np.float32))
+    with pytest.raises(ValueError, match="cannot crop"):
+        FrameVideo(frames, (5, 33, 20))
 
 
 def test_batch_items_are_independent():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field, replace
 from fractions import Fraction
@@ -25,7 +25,7 @@ from tokcodec.bitstream.container import (CHROMA_LAYERS, LUMA_LAYER, MAX_SIZE, A
 from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior
 from tokcodec.bitstream.luma_layer import Layers
 from tokcodec.codec import Tokenizer, fingerprint, load_tokenizer
-from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames, video_to_frames
+from tokcodec.codec.clips import FrameVideo, coded_size, resize_frames, video_to_frames
 from tokcodec.codec.luma_layer import apply as apply_layers
 from tokcodec.codec.io import (
     AudioPacketData,
@@ -48,8 +48,8 @@ from tokcodec.memory import release_kept_memory, reuse_freed_memory
 from tokcodec.streaming.rate_control import HysteresisSearch, choose_hysteresis, choose_layers, encode_searched
 from tokcodec.streaming.refine import RefineConfig, default_refine, encode_refined, with_layers
 from tokcodec.streaming.chunk_split import ChunkSplit
-from tokcodec.streaming.stateful import StreamingDecoder, StreamingEncoder, chunk_latent, latent_segments, latent_tokens
-from tokcodec.streaming.stateful import decode_chunk as segmented_decode
+from tokcodec.streaming.stateful import (StreamingDecoder, StreamingEncoder, chunk_latent, decoded_segments,
+                                         latent_segments, latent_tokens)
 
 from . import AUTO_HYSTERESIS, DEFAULT_ENCODE_HYSTERESIS, DEFAULT_LONGEST_CHUNK, HEADROOM
 from .api import check_output
@@ -274,20 +274,19 @@ def encode_file(
         while clip is not None:
             # Both engines see the same 8-bit resampled frames, so they give the same tokens.
             frames = resize_frames(clip.frames, ch, cw)
-            video = frames_to_video(frames) if engine is None else None  # torch's input
+            video = FrameVideo(frames) if engine is None else None  # torch's input, as float a segment at a time
             latent = None  # the chunk's encoder latent, where weighing a split computed it
             points = [p for p in split.points(chunk_frames) if p < clip.valid] if split is not None else []
             if points:
                 threshold = search.start if search else hysteresis
-                latent, kept = _split_latent(tokenizer, engine, frames if video is None else video, points, precision,
+                latent, kept = _split_latent(tokenizer, engine, frames, points, precision,
                                              lambda z: split.ends(latent_tokens(z, bits, threshold)[0].numpy(),
                                                                   writer.payload_size, (split.frames - 1) // t))
                 if kept:
                     clip = clips.give_back(clip, kept)
                     splits += 1
-                    frames = frames[: len(clip.frames)]
-                    if video is not None:  # a copy, so that the later frames' memory goes
-                        video = video[:, :, : len(frames)].contiguous()
+                    frames = frames[: len(clip.frames)].copy()  # a copy, so that the later frames' memory goes
+                    video = FrameVideo(frames) if engine is None else None
             refined: list[np.ndarray] | None = [] if header.luma_layer and refine.steps else None
             if engine is None:
                 with network_precision(precision, tokenizer.device):
@@ -298,7 +297,6 @@ def encode_file(
                         choice = encode_searched(tokenizer, video, bits, (clip.valid, ch, cw),
                                                  writer.payload_size, search, refine, net, refined, latent)
                         codes = choice.tokens
-                del video  # before the layers and the next chunk's: 0.8 GB in float32 at 1080p
                 codes = codes[0].numpy()
             elif search is None:
                 codes = (onnx_encode_chunk(engine, frames, bits, hysteresis, tokenizer.spatial_factor)
@@ -317,7 +315,7 @@ def encode_file(
             payload = writer.token_payload(codes)
             layers = Layers()
             if header.luma_layer:  # measured on the frames the decoder will write (the refinement's last decode)
-                decoded = (resize_frames(np.concatenate(refined)[: clip.valid], header.height, header.width) if refined
+                decoded = (_joined(_drained(refined), clip.valid, header.height, header.width) if refined
                            else decode_chunk(tokenizer, header, codes, clip.valid, engine, precision))
                 chroma = header.luma_layer == CHROMA_LAYERS
                 layers = choose_layers(clip.frames[: clip.valid], decoded, len(payload), header.luma_matrix,
@@ -561,12 +559,34 @@ def decode_chunk(tokenizer: Tokenizer, header: Header, tokens: np.ndarray, frame
     resampling to the displayed one, so that in float32 they give the same frames."""
     cw, ch = header.coded_size
     if engine is not None:
-        decoded = np.stack(list(StreamingDecoder(engine, header.bits).decode_chunk(tokens)))[:frames, :ch, :cw]
-    else:
-        with network_precision(precision, tokenizer.device):
-            video = segmented_decode(tokenizer, torch.from_numpy(tokens)[None], (frames, ch, cw), header.bits)
-        decoded = video_to_frames(video)
-    return resize_frames(decoded, header.height, header.width)
+        segments = (frame[None, :ch, :cw] for frame in StreamingDecoder(engine, header.bits).decode_chunk(tokens))
+        return _joined(segments, frames, header.height, header.width)
+    with network_precision(precision, tokenizer.device):
+        segments = decoded_segments(tokenizer, torch.from_numpy(tokens)[None], (frames, ch, cw), header.bits)
+        return _joined(map(video_to_frames, segments), frames, header.height, header.width)
+
+
+def _joined(segments: Iterable[np.ndarray], frames: int, height: int, width: int) -> np.ndarray:
+    """The first `frames` of a chunk's uint8 frames, which come as segments (f, h, w, 3) in order,
+    resampled to (height, width) a segment at a time into one array: the chunk is held once, at
+    the displayed size."""
+    out = np.empty((frames, height, width, 3), np.uint8)
+    done = 0
+    for segment in segments:
+        part = resize_frames(segment[: frames - done], height, width)
+        out[done : done + len(part)] = part
+        done += len(part)
+        if done == frames:
+            break
+    if done < frames:
+        raise ValueError(f"a chunk of {frames} frames decoded to {done}")
+    return out
+
+
+def _drained(items: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """The list's items in order, each taken out of it as it is given (so that its memory can go)."""
+    while items:
+        yield items.pop(0)
 
 
 def _check_precision(precision: str, onnx: str | os.PathLike | None, tokenizer: Tokenizer) -> str:
@@ -608,10 +628,10 @@ def onnx_engine(directory: str | os.PathLike, model: str, weights: str, tokenize
     return engine
 
 
-def _split_latent(tokenizer: Tokenizer, engine: Any, chunk: np.ndarray | torch.Tensor, points: list[int],
+def _split_latent(tokenizer: Tokenizer, engine: Any, chunk: np.ndarray, points: list[int],
                   precision: str, ends: Callable[[torch.Tensor], bool]) -> tuple[torch.Tensor, int | None]:
-    """The encoder latent (1, K, T', H', W') of a chunk, by an onnxruntime `engine` from its coded
-    uint8 frames (1 + t*k, H, W, 3) or by torch's networks from them as a video (`frames_to_video`),
+    """The encoder latent (1, K, T', H', W') of a chunk, by an onnxruntime `engine` or by torch's
+    networks from its coded uint8 frames (1 + t*k, H, W, 3),
     and where the chunk ends early: the first of `points` (frame counts, ascending, each fewer than
     the chunk's) where `ends` judges from the latent so far that it ends, with the latent of those
     frames only (the encoder is causal: what a chunk of them gives), or None. torch stops encoding
@@ -621,7 +641,7 @@ def _split_latent(tokenizer: Tokenizer, engine: Any, chunk: np.ndarray | torch.T
         z = torch.from_numpy(chunk_latent(engine, pad_frames(chunk, tokenizer.spatial_factor)))
         return next(((z[:, :, :head], p) for p, head in heads if ends(z[:, :, :head])), (z, None))
     with network_precision(precision, tokenizer.device):
-        segments = latent_segments(tokenizer, chunk)
+        segments = latent_segments(tokenizer, FrameVideo(chunk))
         parts: list[torch.Tensor] = []
         for done, z in segments:
             parts.append(z)

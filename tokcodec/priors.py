@@ -38,7 +38,7 @@ from tokcodec.bitstream.container import Header
 from tokcodec.bitstream.context_net import MAX_NET_BITS
 from tokcodec.bitstream.entropy import EntropyParams, EntropyPrior, encode_tokens, fit_prior
 from tokcodec.codec import Tokenizer, load_tokenizer
-from tokcodec.codec.clips import coded_size, frames_to_video, resize_frames
+from tokcodec.codec.clips import FrameVideo, coded_size, resize_frames
 from tokcodec.codec.io import read_clips
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.codec.registry import MODELS_DIR
@@ -137,7 +137,7 @@ def video_token_chunks(
                                   for s in scales)
             for cw, ch in sizes:
                 with torch.no_grad():
-                    video_in = frames_to_video(resize_frames(clip.frames, ch, cw))
+                    video_in = FrameVideo(resize_frames(clip.frames, ch, cw))  # float a segment at a time
                     if isinstance(hysteresis, HysteresisSearch):
                         size = (clip.valid, ch, cw)
                         tokens = encode_searched(tokenizer, video_in, bits, size, payload_bytes, hysteresis).tokens
