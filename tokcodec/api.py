@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from tokcodec.codec import Tokenizer, load_tokenizer
-from tokcodec.codec.clips import frames_to_video, video_to_frames
+from tokcodec.codec.clips import FrameVideo, video_to_frames
 from tokcodec.codec.io import VideoWriter, iter_frames, probe, read_clips
 from tokcodec.codec.lfq import DEFAULT_HYSTERESIS
 from tokcodec.codec.precision import network_precision, resolve_precision
-from tokcodec.streaming.stateful import decode_chunk, encode_chunk
+from tokcodec.streaming.stateful import decoded_segments, encode_chunk
 
 from . import DEFAULT_CHUNK_FRAMES
 from .progress import Progress
@@ -88,10 +88,11 @@ def reconstruct_file(
         output, info.fps, info.width, info.height, lossless=lossless, audio_from=source
     ) as writer:
         for clip in read_clips(source, clip_frames, tokenizer.temporal_factor):
-            video = frames_to_video(clip.frames)
+            video = FrameVideo(clip.frames)  # float a segment at a time, both ways
             with network_precision(precision, tokenizer.device):
                 codes = encode_chunk(tokenizer, video, bits, hysteresis)
-                decoded = video_to_frames(decode_chunk(tokenizer, codes, tuple(video.shape[-3:]), bits))
+                decoded = np.concatenate([video_to_frames(segment) for segment in
+                                          decoded_segments(tokenizer, codes, tuple(video.shape[-3:]), bits)])
             for frame in decoded[: clip.valid]:
                 writer.write(frame)
             diff = decoded[: clip.valid].astype(np.float64) - clip.frames[: clip.valid]
