@@ -89,7 +89,17 @@ def round_to_8_bits(video: torch.Tensor) -> torch.Tensor:
 
 
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 frames (T, H, W, 3) resampled as `resize_video` does (rounded back to uint8)."""
+    """uint8 frames (T, H, W, 3) resampled as `resize_video` does (rounded back to uint8), a few
+    frames at a time: a whole chunk's float copies would take gigabytes (129 frames resampled to
+    1536x1152 take 2.7 GB in float32, and the rounding makes more)."""
     if frames.shape[1:3] == (height, width):
         return frames
-    return video_to_frames(resize_video(frames_to_video(frames), height, width))
+    out = np.empty((len(frames), height, width, 3), np.uint8)
+    for first in range(0, len(frames), RESIZE_FRAMES):
+        part = frames[first : first + RESIZE_FRAMES]
+        out[first : first + len(part)] = video_to_frames(resize_video(frames_to_video(part), height, width))
+    return out
+
+
+# Frames `resize_frames` resamples at a time (each frame on its own: any number gives the same frames).
+RESIZE_FRAMES = 8

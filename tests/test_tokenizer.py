@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tokcodec.codec import Tokenizer, TokenizerConfig, LFQConfig, fingerprint, load_tokenizer, available_models
-from tokcodec.codec.clips import FrameVideo, frames_to_video
+from tokcodec.codec.clips import FrameVideo, frames_to_video, resize_frames, resize_video, video_to_frames
 from tokcodec.codec.config import PRESETS
 
 
@@ -89,6 +89,14 @@ def test_a_frame_video_is_read_as_the_padded_float_video_a_slice_at_a_time():
         FrameVideo(frames.astype(np.float32))
     with pytest.raises(ValueError, match="cannot crop"):
         FrameVideo(frames, (5, 33, 20))
+
+
+def test_resize_frames_a_few_at_a_time_gives_the_whole_chunks_frames():
+    frames = np.random.default_rng(1).integers(0, 256, (21, 30, 40, 3), dtype=np.uint8)  # 8 + 8 + 5
+    for height, width in [(60, 80), (15, 20), (45, 61)]:
+        whole = video_to_frames(resize_video(frames_to_video(frames), height, width))
+        assert np.array_equal(resize_frames(frames, height, width), whole)
+    assert resize_frames(frames, 30, 40) is frames
 
 
 def test_batch_items_are_independent():
