@@ -22,8 +22,6 @@ class FrameVideo:
     `padded(size)`: the video padded to (T, H, W) by repeating the last frame, row and column, as
     `Tokenizer.pad` pads a tensor."""
 
-    dtype = torch.float32  # what its slices are
-
     def __init__(self, frames: np.ndarray, size: tuple[int, int, int] | None = None) -> None:
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
