@@ -13,9 +13,11 @@ where the CPU has it (`codec.precision`). "torch offline" is `Tokenizer.encode` 
 `decode` of the whole chunk at once, for reference.
 
 The loopback runs `tokcodec serve`'s ingest in-process with an aiortc client
-whose camera draws its frame number as a 4x4 block code: each frame coming
-back is read, and glass-to-glass latency is the time from sending that
-camera frame to receiving its reconstruction.
+whose camera films a smooth panning scene with its frame number drawn as a
+4x4 block code in a corner (since the fifty-first session; before, the code
+filled the frame, a scene cut every few frames): each frame coming back is
+read, and glass-to-glass latency is the time from sending that camera frame
+to receiving its reconstruction.
 """
 
 from __future__ import annotations
@@ -70,24 +72,35 @@ def pipeline_fps(engine, clip: np.ndarray, repeat: int) -> tuple[float, float]:
 # ---------------------------------------------------------------- loopback
 
 CODE = 4  # the camera draws its frame number as a CODE x CODE grid of black/white blocks
+CODE_SHARE = 3  # in the top-left 1/CODE_SHARE of each side; the rest is a scene that pans
 
 
 def coded_frame(i: int, h: int, w: int) -> np.ndarray:
-    bits = [(i >> b) & 1 for b in range(CODE * CODE)]
-    img = np.zeros((h, w, 3), np.uint8)
-    for b, v in enumerate(bits):
+    """Camera frame i: a smooth scene panning 2 pixels a frame, as a camera sees one (so the
+    ingest's scene cuts and chunk lengths behave as they would: a block code over the whole
+    frame was a scene cut every few frames), with i as a block code in the top-left corner
+    (a block is 1/144 of the frame: the most bits that flip at once, 5 or 6, stay below scdet's
+    threshold)."""
+    y, x = np.mgrid[:h, :w].astype(np.float32)
+    u = (x + 2 * i) / w * 2 * np.pi
+    img = np.stack([128 + 70 * np.sin(3 * u) * np.cos(2 * np.pi * y / h),
+                    128 + 60 * np.cos(5 * u + 2 * np.pi * y / h),
+                    128 + 50 * np.sin(2 * u - 4 * np.pi * y / h)], -1).astype(np.uint8)
+    ch, cw = h // CODE_SHARE, w // CODE_SHARE
+    for b in range(CODE * CODE):
         r, c = divmod(b, CODE)
-        img[r * h // CODE : (r + 1) * h // CODE, c * w // CODE : (c + 1) * w // CODE] = 230 if v else 25
+        img[r * ch // CODE : (r + 1) * ch // CODE, c * cw // CODE : (c + 1) * cw // CODE] = 230 if (i >> b) & 1 else 25
     return img
 
 
 def read_code(img: np.ndarray) -> int:
-    h, w = img.shape[:2]
+    """The frame number `coded_frame` drew, from each block's middle half (a decoded frame blurs its edges)."""
+    ch, cw = img.shape[0] // CODE_SHARE, img.shape[1] // CODE_SHARE
     i = 0
     for b in range(CODE * CODE):
         r, c = divmod(b, CODE)
-        block = img[r * h // CODE + h // (4 * CODE) : (r + 1) * h // CODE - h // (4 * CODE),
-                    c * w // CODE + w // (4 * CODE) : (c + 1) * w // CODE - w // (4 * CODE)]
+        block = img[r * ch // CODE + ch // (4 * CODE) : (r + 1) * ch // CODE - ch // (4 * CODE),
+                    c * cw // CODE + cw // (4 * CODE) : (c + 1) * cw // CODE - cw // (4 * CODE)]
         i |= int(block.mean() > 128) << b
     return i
 
