@@ -1,6 +1,7 @@
 """Every corpus video round-trips through encode, info, tokens, pack and decode.
 
-The first 41 frames of each (two full chunks and a short one), coded at the
+The first 41 frames of each (one chunk, or 33 frames and 8 where the picture
+moves: the split is weighed), coded at the
 default point of the rate ladder as users get it (2x, or 1.5x for the 720p
 videos: about 22 minutes for all of them on 2 cores, 2026-12-06, most of it
 refining the sources of 480p and more); geometry, frame
