@@ -29,7 +29,6 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -134,10 +133,10 @@ async def loopback(seconds: float, camera_size: tuple[int, int], onnx_dir: Path 
             return frame
 
     with tempfile.TemporaryDirectory() as d:
-        ingest = IngestConfig(fps=ingest_fps, max_side=ingest_size, model=model, max_scale=max_scale)
-        length, split = chunks  # serve's --ingest-chunk-frames and --ingest-chunk-split (None: its default)
-        ingest = replace(ingest, chunk_frames=length or ingest.chunk_frames,
-                         split_frames=ingest.split_frames if split is None else split, scene_cuts=scene_cuts)
+        # serve's --ingest-chunk-frames and --ingest-chunk-split where given (None: its defaults)
+        lengths = {k: v for k, v in zip(("chunk_frames", "split_frames"), chunks) if v is not None}
+        ingest = IngestConfig(fps=ingest_fps, max_side=ingest_size, model=model, max_scale=max_scale,
+                              scene_cuts=scene_cuts, **lengths)
         server = TokServer(Path(d), onnx_dir, ingest)
         async with TestServer(server.app()) as ts:
             pc = RTCPeerConnection()
@@ -192,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ingest-chunk-frames", type=int, default=None, help="loopback: serve's --ingest-chunk-frames")
     ap.add_argument("--ingest-chunk-split", type=int, default=None, help="loopback: serve's --ingest-chunk-split")
     ap.add_argument("--no-ingest-scene-cuts", dest="scene_cuts", action="store_false",
-                    help="loopback: serve's --no-ingest-scene-cuts (the camera's block code changes so much that "
-                         "chunks end at a cut every few frames with them)")
+                    help="loopback: serve's --no-ingest-scene-cuts")
     ap.add_argument("--torch", action="store_true",
                     help="loopback with serve's torch engine (--precision auto) instead of onnxruntime")
     args = ap.parse_args(argv)

@@ -58,6 +58,11 @@ class ChunkSplit:
         (33, 65 and 97 for 129)."""
         return range(self.frames, chunk_frames, self.frames - 1)
 
+    def window(self, temporal_factor: int) -> int:
+        """Latent frames from one split point to the next, for a model whose latent frames
+        follow every `temporal_factor` frames: the `window` `ends` weighs at a point."""
+        return (self.frames - 1) // temporal_factor
+
     def ends(self, tokens: np.ndarray, payload_bytes: Callable[[np.ndarray], int], window: int | None = None) -> bool:
         """Whether the chunk whose tokens (T', H', W') up to a split point are `tokens` ends there:
         the first latent frame against the last `window` (None: all after the first), coded after

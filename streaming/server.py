@@ -388,7 +388,7 @@ class Ingest:
         split = self.cfg.split
         return (split is not None and self.encoder.count in split.points(self.cfg.chunk_frames)
                 and split.ends(np.stack(self.grid), self.writer.payload_size,
-                               (split.frames - 1) // self.tokenizer.temporal_factor))
+                               split.window(self.tokenizer.temporal_factor)))
 
     def _end_chunk(self) -> list[np.ndarray]:
         """End the chunk before its length (at a scene cut, or when the camera stops): the frames

@@ -274,21 +274,20 @@ def encode_file(
         while clip is not None:
             # Both engines see the same 8-bit resampled frames, so they give the same tokens.
             frames = resize_frames(clip.frames, ch, cw)
-            video = FrameVideo(frames) if engine is None else None  # torch's input, as float a segment at a time
             latent = None  # the chunk's encoder latent, where weighing a split computed it
             points = [p for p in split.points(chunk_frames) if p < clip.valid] if split is not None else []
             if points:
                 threshold = search.start if search else hysteresis
                 latent, kept = _split_latent(tokenizer, engine, frames, points, precision,
                                              lambda z: split.ends(latent_tokens(z, bits, threshold)[0].numpy(),
-                                                                  writer.payload_size, (split.frames - 1) // t))
+                                                                  writer.payload_size, split.window(t)))
                 if kept:
                     clip = clips.give_back(clip, kept)
                     splits += 1
                     frames = frames[: len(clip.frames)].copy()  # a copy, so that the later frames' memory goes
-                    video = FrameVideo(frames) if engine is None else None
             refined: list[np.ndarray] | None = [] if header.luma_layer and refine.steps else None
             if engine is None:
+                video = FrameVideo(frames)  # torch's input, as float a segment at a time
                 with network_precision(precision, tokenizer.device):
                     if search is None:
                         codes = encode_refined(tokenizer, video, bits, hysteresis, refine, (clip.valid, ch, cw),
